@@ -1,0 +1,582 @@
+//! The viewer's state machine (proto-spec.md §7.2): subscription, reassembly, jitter buffer,
+//! loss detection with NACKs, audio concealment and receiver reports.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::jitter::{AudioBuffer, AudioOut, DropReason, FrameBuffer, FrameOut, PlayoutClock, duration_to_ticks};
+use crate::loss::{Arrival, LossConfig, LossStats, LossTracker};
+use crate::node::{Node, Transmit, soonest};
+use crate::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimits};
+use crate::subscription::Subscription;
+use crate::wire::{
+    Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, Packet, PacketType, ReceiverReport,
+    RejectReason, SeqExtender, SeqNo,
+};
+
+/// Client tunables.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The relay or server to subscribe to.
+    pub server: SocketAddr,
+    /// Stream name.
+    pub stream: String,
+    /// Jitter-buffer latency (§7.2).
+    pub latency: Duration,
+    /// Most kbit/s wanted from the relay (0 = no limit).
+    pub max_kbps: u32,
+    /// NACK tunables.
+    pub loss: LossConfig,
+    /// Send NACKs at all.
+    pub nack: bool,
+    /// How long after its last chunk an incomplete frame's missing chunks are asked for.
+    pub tail_hold: Duration,
+    /// Receiver-report interval (§6.6).
+    pub report_interval: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for a LAN: 100 ms latency, NACKs on.
+    pub fn new(server: SocketAddr, stream: &str) -> ClientConfig {
+        ClientConfig {
+            server,
+            stream: stream.into(),
+            latency: Duration::from_millis(100),
+            max_kbps: 0,
+            loss: LossConfig::default(),
+            nack: true,
+            tail_hold: Duration::from_millis(10),
+            report_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the client hands to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The stream's description (first, and whenever it changes).
+    Description(Description),
+    /// A whole frame, at its playout time.
+    Frame(Frame),
+    /// A frame that will not be played.
+    FrameDropped {
+        /// Frame id.
+        frame_id: u32,
+        /// Timestamp.
+        pts: u64,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Audio to play now (silence where a block was lost).
+    Audio(AudioOut),
+    /// The relay refused the subscription (the client keeps asking).
+    Rejected(RejectReason),
+}
+
+/// Client counters (what `--stats-json` writes for a player).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientStats {
+    /// Datagrams received.
+    pub datagrams: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Malformed datagrams dropped, by reason.
+    pub malformed: BTreeMap<String, u64>,
+    /// Datagrams from other addresses or sources.
+    pub unknown_sender: u64,
+    /// Retransmitted datagrams received.
+    pub retransmits_received: u64,
+    /// Video loss counters.
+    pub video: LossCounters,
+    /// Audio loss counters.
+    pub audio: LossCounters,
+    /// NACK datagrams sent.
+    pub nacks_sent: u64,
+    /// Frames played intact.
+    pub frames_played: u64,
+    /// Frames whose chunks came (partly) through retransmission.
+    pub frames_recovered: u64,
+    /// Frames dropped because they completed too late.
+    pub frames_late: u64,
+    /// Frames dropped incomplete at their deadline.
+    pub frames_incomplete: u64,
+    /// Frames dropped by the buffer ceiling.
+    pub frames_overflow: u64,
+    /// Chunks that were inconsistent with their frame.
+    pub chunks_inconsistent: u64,
+    /// Audio blocks played (received).
+    pub audio_blocks: u64,
+    /// Audio blocks concealed with silence.
+    pub audio_concealed: u64,
+    /// Audio blocks that arrived too late.
+    pub audio_late: u64,
+    /// Interarrival jitter (RFC 3550 A.8), milliseconds.
+    pub jitter_ms: f64,
+    /// Smoothed RTT, milliseconds.
+    pub rtt_ms: f64,
+    /// Mean time from a frame's first chunk to its playout, milliseconds.
+    pub mean_frame_delay_ms: f64,
+    /// Largest time from a frame's first chunk to its playout, milliseconds.
+    pub max_frame_delay_ms: f64,
+    /// Times the stream's source changed.
+    pub source_changes: u64,
+}
+
+/// Loss figures of one flow.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LossCounters {
+    /// Datagrams seen missing.
+    pub detected: u64,
+    /// Recovered through retransmission.
+    pub recovered: u64,
+    /// Arrived late by themselves.
+    pub reordered: u64,
+    /// Never recovered.
+    pub lost: u64,
+    /// Sequence numbers requested.
+    pub requested: u64,
+    /// Duplicates.
+    pub duplicates: u64,
+}
+
+impl From<LossStats> for LossCounters {
+    fn from(s: LossStats) -> Self {
+        LossCounters {
+            detected: s.detected,
+            recovered: s.recovered,
+            reordered: s.reordered,
+            lost: s.given_up,
+            requested: s.requested,
+            duplicates: s.duplicates,
+        }
+    }
+}
+
+const SCAN_INTERVAL: Duration = Duration::from_millis(2);
+const DONE_MEMORY: usize = 512;
+
+/// The viewer state machine.
+#[derive(Debug)]
+pub struct Client {
+    cfg: ClientConfig,
+    sub: Subscription,
+    ssrc: Option<u32>,
+    description: Option<Description>,
+    clock: PlayoutClock,
+    frames: FrameBuffer,
+    audio: AudioBuffer,
+    reasm: Reassembler,
+    video_ext: SeqExtender,
+    audio_ext: SeqExtender,
+    video_loss: LossTracker,
+    audio_loss: LossTracker,
+    done: VecDeque<u32>,
+    first_chunk_at: BTreeMap<u32, (Instant, bool)>,
+    jitter: f64,
+    last_transit: Option<i128>,
+    next_report: Option<Instant>,
+    next_scan: Option<Instant>,
+    control: VecDeque<Bytes>,
+    events: VecDeque<ClientEvent>,
+    last_now: Option<Instant>,
+    delay_sum: f64,
+    stats: ClientStats,
+    ctrl_seq: u32,
+    epoch: Option<Instant>,
+}
+
+impl Client {
+    /// A client that starts subscribing at the first poll.
+    pub fn new(cfg: ClientConfig) -> Client {
+        let ceiling = cfg.latency + Duration::from_secs(1);
+        Client {
+            sub: Subscription::new(cfg.server, &cfg.stream, cfg.max_kbps),
+            ssrc: None,
+            description: None,
+            clock: PlayoutClock::new(cfg.latency, ceiling),
+            frames: FrameBuffer::new(256),
+            audio: AudioBuffer::new(1024),
+            reasm: Reassembler::new(ReassemblyLimits::default()),
+            video_ext: SeqExtender::default(),
+            audio_ext: SeqExtender::default(),
+            video_loss: LossTracker::new(cfg.loss),
+            audio_loss: LossTracker::new(cfg.loss),
+            done: VecDeque::new(),
+            first_chunk_at: BTreeMap::new(),
+            jitter: 0.0,
+            last_transit: None,
+            next_report: None,
+            next_scan: None,
+            control: VecDeque::new(),
+            events: VecDeque::new(),
+            last_now: None,
+            delay_sum: 0.0,
+            stats: ClientStats::default(),
+            ctrl_seq: 0,
+            epoch: None,
+            cfg,
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The stream description, once known.
+    pub fn description(&self) -> Option<&Description> {
+        self.description.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        let mut s = self.stats.clone();
+        s.video = self.video_loss.stats().into();
+        s.audio = self.audio_loss.stats().into();
+        s.audio_concealed = self.audio.concealed;
+        s.audio_late = self.audio.late;
+        s.jitter_ms = self.jitter / 90.0;
+        s.rtt_ms = self.sub.rtt().srtt().as_secs_f64() * 1000.0;
+        if s.frames_played > 0 {
+            s.mean_frame_delay_ms = self.delay_sum / s.frames_played as f64;
+        }
+        s
+    }
+
+    /// Bytes held in reassembly (for memory-bound assertions).
+    pub fn memory_bytes(&self) -> usize {
+        self.reasm.bytes()
+    }
+
+    /// A BYE for the driver to send when the viewer leaves.
+    pub fn bye(&mut self) -> Transmit {
+        Transmit {
+            dest: self.cfg.server,
+            payload: self.sub.bye(),
+        }
+    }
+
+    fn now(&mut self, now: Instant) -> Instant {
+        let now = self.last_now.map_or(now, |l| l.max(now));
+        self.last_now = Some(now);
+        now
+    }
+
+    fn reorder_hold(&self) -> Duration {
+        let jitter = Duration::from_secs_f64(self.jitter / 90_000.0);
+        (Duration::from_millis(2) + jitter * 2).min(Duration::from_millis(20))
+    }
+
+    fn reset_source(&mut self, ssrc: u32) {
+        if self.ssrc.is_some() {
+            self.stats.source_changes += 1;
+        }
+        self.ssrc = Some(ssrc);
+        self.clock.reset();
+        self.frames.clear();
+        self.audio.clear();
+        self.reasm.clear();
+        self.video_ext.reset();
+        self.audio_ext.reset();
+        self.video_loss.reset();
+        self.audio_loss.reset();
+        self.done.clear();
+        self.first_chunk_at.clear();
+        self.last_transit = None;
+    }
+
+    fn mark_done(&mut self, frame_id: u32) {
+        self.done.push_back(frame_id);
+        if self.done.len() > DONE_MEMORY {
+            self.done.pop_front();
+        }
+    }
+
+    fn emit_frame_out(&mut self, now: Instant, out: FrameOut) {
+        match out {
+            FrameOut::Play(f) => {
+                self.stats.frames_played += 1;
+                if let Some((t, rtx)) = self.first_chunk_at.remove(&f.frame_id) {
+                    let d = now.saturating_duration_since(t).as_secs_f64() * 1000.0;
+                    self.delay_sum += d;
+                    self.stats.max_frame_delay_ms = self.stats.max_frame_delay_ms.max(d);
+                    if rtx {
+                        self.stats.frames_recovered += 1;
+                    }
+                }
+                self.events.push_back(ClientEvent::Frame(f));
+            }
+            FrameOut::Drop { frame_id, pts, reason } => {
+                match reason {
+                    DropReason::Incomplete => self.stats.frames_incomplete += 1,
+                    DropReason::Late => self.stats.frames_late += 1,
+                    DropReason::Overflow => self.stats.frames_overflow += 1,
+                }
+                self.first_chunk_at.remove(&frame_id);
+                self.reasm.remove(frame_id);
+                self.mark_done(frame_id);
+                self.events.push_back(ClientEvent::FrameDropped { frame_id, pts, reason });
+            }
+        }
+    }
+
+    fn on_video(&mut self, now: Instant, flags: u8, seq_wire: u32, v: crate::wire::VideoChunk) {
+        let replay = flags & FLAG_REPLAY != 0;
+        let rtx = flags & FLAG_RETRANSMIT != 0;
+        let seq = self.video_ext.extend(seq_wire);
+        self.clock.observe(now, v.pts);
+        if !replay && !rtx && v.chunk_index == 0 {
+            self.update_jitter(now, v.pts);
+        }
+        let deadline = self.clock.playout(v.pts);
+        if !replay {
+            let hold = self.reorder_hold();
+            if self.video_loss.on_arrival(now, seq, hold, deadline) == Arrival::Duplicate {
+                return;
+            }
+        }
+        if self.done.contains(&v.frame_id) {
+            return;
+        }
+        let Some(deadline) = deadline else { return };
+        if !self.frames.contains(v.pts) {
+            if let Err(reason) = self.frames.admit(now, v.pts, v.frame_id, deadline) {
+                self.emit_frame_out(now, FrameOut::Drop { frame_id: v.frame_id, pts: v.pts, reason });
+                return;
+            }
+            self.first_chunk_at.insert(v.frame_id, (now, false));
+            while self.first_chunk_at.len() > 512 {
+                self.first_chunk_at.pop_first();
+            }
+        }
+        if rtx {
+            if let Some(e) = self.first_chunk_at.get_mut(&v.frame_id) {
+                e.1 = true;
+            }
+        }
+        match self.reasm.insert(now, seq, &v) {
+            ChunkOutcome::Complete(f) => {
+                let id = f.frame_id;
+                self.mark_done(id);
+                if let Some(out) = self.frames.complete(now, f) {
+                    self.emit_frame_out(now, out);
+                }
+            }
+            ChunkOutcome::Inconsistent => self.stats.chunks_inconsistent += 1,
+            ChunkOutcome::Stored | ChunkOutcome::Duplicate => {}
+        }
+        if self.next_scan.is_none() {
+            self.next_scan = Some(now + SCAN_INTERVAL);
+        }
+    }
+
+    fn update_jitter(&mut self, now: Instant, pts: u64) {
+        // RFC 3550 A.8: transit in media-clock units, J += (|D| - J) / 16.
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = duration_to_ticks(now.saturating_duration_since(epoch)) as i128;
+        let transit = arrival - pts as i128;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    fn on_audio(&mut self, now: Instant, flags: u8, seq_wire: u32, a: crate::wire::AudioBlock) {
+        let replay = flags & FLAG_REPLAY != 0;
+        let seq = self.audio_ext.extend(seq_wire);
+        self.clock.observe(now, a.pts);
+        let deadline = self.clock.playout(a.pts);
+        if !replay {
+            let hold = self.reorder_hold();
+            if self.audio_loss.on_arrival(now, seq, hold, deadline) == Arrival::Duplicate {
+                return;
+            }
+        }
+        self.audio.insert(a.pts, a.sample_rate, a.channels, a.frames, a.payload);
+    }
+
+    /// Asks for the missing chunks of frames that have gone quiet (head and tail losses
+    /// that no later sequence number reveals), §7.2.
+    fn scan_incomplete(&mut self, now: Instant) {
+        let hold = self.cfg.tail_hold;
+        let mut marks: Vec<(SeqNo, Option<Instant>)> = Vec::new();
+        for (_, p) in self.reasm.partials() {
+            if now.saturating_duration_since(p.last_arrival) < hold {
+                continue;
+            }
+            let Some(first) = p.first_seq else { continue };
+            let deadline = self.frames.deadline(p.pts);
+            for idx in p.missing() {
+                let seq = first.add(idx as u64);
+                if !self.video_loss.is_pending(seq) {
+                    marks.push((seq, deadline));
+                }
+            }
+        }
+        for (seq, deadline) in marks {
+            self.video_loss.mark_missing(now, seq, deadline);
+        }
+    }
+
+    fn scan_due(&self) -> Option<Instant> {
+        let oldest = self.reasm.partials().map(|(_, p)| p.last_arrival).min()?;
+        Some((oldest + self.cfg.tail_hold).max(self.next_scan.unwrap_or(oldest)))
+    }
+
+    fn queue_nacks(&mut self, now: Instant) {
+        if !self.cfg.nack {
+            return;
+        }
+        let ssrc = self.ssrc.unwrap_or(0);
+        for (flow, ranges) in [
+            (Flow::Video, self.video_loss.poll_nack(now, self.sub.rtt())),
+            (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
+        ] {
+            for chunk in ranges.chunks(crate::wire::MAX_NACK_RANGES) {
+                self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+                let p = Packet::new(PacketType::Nack, ssrc, self.ctrl_seq, Body::Nack { flow, ranges: chunk.to_vec() });
+                self.control.push_back(p.encode());
+                self.stats.nacks_sent += 1;
+            }
+        }
+    }
+
+    fn report(&mut self) -> Bytes {
+        let s = self.stats();
+        let lost = s.video.lost + s.audio.lost;
+        let r = ReceiverReport {
+            received: s.datagrams as u32,
+            lost: lost as u32,
+            recovered: (s.video.recovered + s.audio.recovered) as u32,
+            jitter: self.jitter as u32,
+            frames_played: s.frames_played as u32,
+            frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
+            rtt_us: self.sub.rtt().srtt().as_micros() as u32,
+        };
+        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+        Packet::new(PacketType::ReceiverReport, self.ssrc.unwrap_or(0), self.ctrl_seq, Body::ReceiverReport(r)).encode()
+    }
+}
+
+impl Node for Client {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let now = self.now(now);
+        if from != self.cfg.server {
+            self.stats.unknown_sender += 1;
+            return;
+        }
+        self.stats.datagrams += 1;
+        self.stats.bytes += datagram.len() as u64;
+        let datagram = Bytes::copy_from_slice(datagram);
+        let p = match Packet::decode(&datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                *self.stats.malformed.entry(e.reason().into()).or_default() += 1;
+                return;
+            }
+        };
+        if self.sub.handle_control(now, &p) {
+            if let Body::Reject { reason } = p.body {
+                self.events.push_back(ClientEvent::Rejected(reason));
+            }
+            return;
+        }
+        let flags = p.header.flags;
+        if flags & FLAG_RETRANSMIT != 0 {
+            self.stats.retransmits_received += 1;
+        }
+        match p.body {
+            Body::Description(d) => {
+                self.sub.on_traffic(now);
+                if self.ssrc != Some(p.header.ssrc) {
+                    self.reset_source(p.header.ssrc);
+                }
+                if self.description.as_ref() != Some(&d) {
+                    self.description = Some(d.clone());
+                    self.events.push_back(ClientEvent::Description(d));
+                }
+            }
+            Body::Video(v) => {
+                self.sub.on_traffic(now);
+                if self.ssrc.is_none() {
+                    self.reset_source(p.header.ssrc);
+                }
+                if self.ssrc != Some(p.header.ssrc) {
+                    self.stats.unknown_sender += 1;
+                    return;
+                }
+                self.on_video(now, flags, p.header.seq, v);
+            }
+            Body::Audio(a) => {
+                self.sub.on_traffic(now);
+                if self.ssrc.is_none() {
+                    self.reset_source(p.header.ssrc);
+                }
+                if self.ssrc != Some(p.header.ssrc) {
+                    self.stats.unknown_sender += 1;
+                    return;
+                }
+                self.on_audio(now, flags, p.header.seq, a);
+            }
+            _ => self.stats.unknown_sender += 1,
+        }
+        self.drain_buffers(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.now(now);
+        if self.scan_due().is_some_and(|t| t <= now) {
+            self.scan_incomplete(now);
+            self.next_scan = Some(now + SCAN_INTERVAL);
+        }
+        self.drain_buffers(now);
+        self.queue_nacks(now);
+        if self.next_report.is_none_or(|t| t <= now) {
+            self.next_report = Some(now + self.cfg.report_interval);
+            if self.ssrc.is_some() {
+                let r = self.report();
+                self.control.push_back(r);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.sub.poll_timeout();
+        t = soonest(t, self.frames.poll_timeout());
+        t = soonest(t, self.audio.poll_timeout(&self.clock));
+        if self.cfg.nack {
+            t = soonest(t, self.video_loss.poll_timeout());
+            t = soonest(t, self.audio_loss.poll_timeout());
+        }
+        t = soonest(t, self.next_report);
+        soonest(t, self.scan_due())
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let now = self.now(now);
+        let dest = self.cfg.server;
+        if let Some(p) = self.control.pop_front() {
+            return Some(Transmit { dest, payload: p });
+        }
+        self.sub.poll_transmit(now).map(|payload| Transmit { dest, payload })
+    }
+}
+
+impl Client {
+    fn drain_buffers(&mut self, now: Instant) {
+        while let Some(out) = self.frames.pop(now) {
+            self.emit_frame_out(now, out);
+        }
+        while let Some(a) = self.audio.pop(now, &self.clock) {
+            if !a.concealed {
+                self.stats.audio_blocks += 1;
+            }
+            self.events.push_back(ClientEvent::Audio(a));
+        }
+    }
+}

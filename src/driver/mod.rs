@@ -1,0 +1,3 @@
+//! Drivers: the thin, socket-owning layers (mio event loops) around the sans-IO core.
+
+pub mod netsim;

@@ -1,0 +1,362 @@
+//! Loss detection and NACK scheduling for one flow (proto-spec.md §7.2).
+//!
+//! Invariant: every sequence number in `[floor, highest]` is either received or listed in
+//! `missing`. So a duplicate is simply a number in that range that is not missing, and no
+//! per-packet "received" set is needed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::rtt::RttEstimator;
+use crate::wire::{NackRange, SeqNo};
+
+/// What an arriving sequence number was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// In order, or ahead (opening a gap).
+    New,
+    /// It was missing and is now filled; `requested` if a NACK asked for it.
+    Filled {
+        /// Whether it had been asked for.
+        requested: bool,
+    },
+    /// Already received.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    /// When it may be asked for (next).
+    next_at: Instant,
+    retries: u8,
+    deadline: Option<Instant>,
+    gave_up: bool,
+}
+
+/// Tunables of the NACK logic.
+#[derive(Debug, Clone, Copy)]
+pub struct LossConfig {
+    /// Most NACKs per sequence number.
+    pub max_retries: u8,
+    /// Floor of the interval between two NACKs of the same number.
+    pub min_retry_interval: Duration,
+    /// Most sequence numbers tracked as missing (older ones are given up).
+    pub max_missing: usize,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            max_retries: 5,
+            min_retry_interval: Duration::from_millis(5),
+            max_missing: 8192,
+        }
+    }
+}
+
+/// Loss counters of one flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LossStats {
+    /// Sequence numbers seen missing (gaps).
+    pub detected: u64,
+    /// Missing numbers that later arrived after a NACK.
+    pub recovered: u64,
+    /// Missing numbers that arrived without being asked for (reordering).
+    pub reordered: u64,
+    /// Missing numbers given up (retries exhausted or too late).
+    pub given_up: u64,
+    /// NACK entries sent (one per sequence number per request).
+    pub requested: u64,
+    /// Duplicates.
+    pub duplicates: u64,
+}
+
+/// Tracks one flow's sequence numbers and decides what to NACK when.
+#[derive(Debug, Clone)]
+pub struct LossTracker {
+    cfg: LossConfig,
+    floor: Option<SeqNo>,
+    highest: Option<SeqNo>,
+    missing: BTreeMap<SeqNo, Missing>,
+    stats: LossStats,
+}
+
+impl LossTracker {
+    /// A tracker with the given tunables.
+    pub fn new(cfg: LossConfig) -> LossTracker {
+        LossTracker {
+            cfg,
+            floor: None,
+            highest: None,
+            missing: BTreeMap::new(),
+            stats: LossStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LossStats {
+        self.stats
+    }
+
+    /// The newest sequence number seen.
+    pub fn highest(&self) -> Option<SeqNo> {
+        self.highest
+    }
+
+    /// Records an arrival. A gap it opens is marked missing, askable after `hold` (the
+    /// reorder hold), with `deadline` (after which asking is pointless).
+    pub fn on_arrival(
+        &mut self,
+        now: Instant,
+        seq: SeqNo,
+        hold: Duration,
+        deadline: Option<Instant>,
+    ) -> Arrival {
+        let Some(highest) = self.highest else {
+            self.highest = Some(seq);
+            self.floor = Some(seq);
+            return Arrival::New;
+        };
+        if seq > highest {
+            self.add_missing(highest.next(), seq, now + hold, deadline);
+            self.highest = Some(seq);
+            return Arrival::New;
+        }
+        if let Some(m) = self.missing.remove(&seq) {
+            let requested = m.retries > 0;
+            if requested {
+                self.stats.recovered += 1;
+            } else {
+                self.stats.reordered += 1;
+            }
+            if m.gave_up {
+                // It was counted as given up; it made it after all.
+                self.stats.given_up = self.stats.given_up.saturating_sub(1);
+            }
+            return Arrival::Filled { requested };
+        }
+        match self.floor {
+            Some(f) if seq < f => Arrival::New,
+            _ => {
+                self.stats.duplicates += 1;
+                Arrival::Duplicate
+            }
+        }
+    }
+
+    /// Marks `seq` missing if it is not known yet (the missing chunks of an incomplete frame,
+    /// §7.2), askable at once. Numbers below the first one seen are accepted too (the head
+    /// of the first frame).
+    pub fn mark_missing(&mut self, now: Instant, seq: SeqNo, deadline: Option<Instant>) {
+        let (Some(floor), Some(highest)) = (self.floor, self.highest) else {
+            return;
+        };
+        if seq > highest {
+            self.add_missing(highest.next(), seq.next(), now, deadline);
+            self.highest = Some(seq);
+        } else if seq < floor {
+            if floor.0 - seq.0 > self.cfg.max_missing as u64 {
+                return;
+            }
+            self.add_missing(seq, floor, now, deadline);
+            self.floor = Some(seq);
+        }
+        // Inside [floor, highest]: received or already missing.
+    }
+
+    fn add_missing(&mut self, from: SeqNo, to_excl: SeqNo, at: Instant, deadline: Option<Instant>) {
+        let n = to_excl.0.saturating_sub(from.0);
+        let from = if n > self.cfg.max_missing as u64 {
+            // An outage longer than we track: the older part is lost for good.
+            self.stats.given_up += n - self.cfg.max_missing as u64;
+            SeqNo(to_excl.0 - self.cfg.max_missing as u64)
+        } else {
+            from
+        };
+        let mut s = from;
+        while s < to_excl {
+            self.missing.insert(
+                s,
+                Missing {
+                    next_at: at,
+                    retries: 0,
+                    deadline,
+                    gave_up: false,
+                },
+            );
+            self.stats.detected += 1;
+            s = s.next();
+        }
+        while self.missing.len() > self.cfg.max_missing {
+            if let Some((_, m)) = self.missing.pop_first() {
+                if !m.gave_up {
+                    self.stats.given_up += 1;
+                }
+            }
+        }
+    }
+
+    /// Sets the deadline of missing numbers in `[from, to]` that have none yet or a later one.
+    pub fn set_deadline(&mut self, from: SeqNo, to: SeqNo, deadline: Instant) {
+        for (_, m) in self.missing.range_mut(from..=to) {
+            if m.deadline.is_none_or(|d| d > deadline) {
+                m.deadline = Some(deadline);
+            }
+        }
+    }
+
+    /// When the next NACK may be due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.missing.values().filter(|m| !m.gave_up).map(|m| m.next_at).min()
+    }
+
+    /// Collects the numbers to ask for now, as ranges, and schedules their next try.
+    /// Numbers whose deadline is nearer than one SRTT, or that used up their retries,
+    /// are given up (§7.2).
+    pub fn poll_nack(&mut self, now: Instant, rtt: &RttEstimator) -> Vec<NackRange> {
+        let mut ranges: Vec<NackRange> = Vec::new();
+        let mut last: Option<SeqNo> = None;
+        let retry = rtt.retry_interval(self.cfg.min_retry_interval);
+        let mut newly_given_up = 0;
+        for (&seq, m) in self.missing.iter_mut() {
+            if m.gave_up || m.next_at > now {
+                continue;
+            }
+            let too_late = m
+                .deadline
+                .is_some_and(|d| d.saturating_duration_since(now) < rtt.srtt());
+            if too_late || m.retries >= self.cfg.max_retries {
+                m.gave_up = true;
+                newly_given_up += 1;
+                continue;
+            }
+            m.retries += 1;
+            m.next_at = now + retry;
+            self.stats.requested += 1;
+            match (ranges.last_mut(), last) {
+                (Some(r), Some(l)) if l.next() == seq && r.len < u16::MAX => r.len += 1,
+                _ => ranges.push(NackRange {
+                    start: seq.wire(),
+                    len: 1,
+                }),
+            }
+            last = Some(seq);
+        }
+        self.stats.given_up += newly_given_up;
+        ranges
+    }
+
+    /// Drops what is older than `seq` from the missing list (e.g. frames already played
+    /// or dropped): nothing below it is worth asking for any more.
+    pub fn forget_below(&mut self, seq: SeqNo) {
+        while let Some((&s, m)) = self.missing.first_key_value() {
+            if s >= seq {
+                break;
+            }
+            if !m.gave_up {
+                self.stats.given_up += 1;
+            }
+            self.missing.pop_first();
+        }
+        if self.floor.is_some_and(|f| f < seq) && self.highest.is_some_and(|h| h >= seq) {
+            self.floor = Some(seq);
+        }
+    }
+
+    /// Number of entries tracked as missing (including given-up ones).
+    pub fn missing_len(&self) -> usize {
+        self.missing.len()
+    }
+
+    /// Whether `seq` is currently missing and still being asked for.
+    pub fn is_pending(&self, seq: SeqNo) -> bool {
+        self.missing.get(&seq).is_some_and(|m| !m.gave_up)
+    }
+
+    /// Forgets everything (a new source).
+    pub fn reset(&mut self) {
+        self.floor = None;
+        self.highest = None;
+        self.missing.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn gap_is_asked_after_the_hold_and_retried_then_given_up() {
+        let t0 = Instant::now();
+        let rtt = RttEstimator::new(MS);
+        let mut l = LossTracker::new(LossConfig::default());
+        assert_eq!(l.on_arrival(t0, SeqNo(10), 2 * MS, None), Arrival::New);
+        assert_eq!(l.on_arrival(t0, SeqNo(14), 2 * MS, None), Arrival::New);
+        assert!(l.poll_nack(t0 + MS, &rtt).is_empty());
+        let n = l.poll_nack(t0 + 2 * MS, &rtt);
+        assert_eq!(n, vec![NackRange { start: 11, len: 3 }]);
+        // Reordered 12 arrives: filled, requested.
+        assert_eq!(
+            l.on_arrival(t0 + 3 * MS, SeqNo(12), 2 * MS, None),
+            Arrival::Filled { requested: true }
+        );
+        assert_eq!(l.on_arrival(t0 + 3 * MS, SeqNo(12), 2 * MS, None), Arrival::Duplicate);
+        let mut t = t0 + 2 * MS;
+        let mut asked = 1;
+        loop {
+            t += 10 * MS;
+            let n = l.poll_nack(t, &rtt);
+            if n.is_empty() {
+                break;
+            }
+            assert_eq!(n, vec![NackRange { start: 11, len: 1 }, NackRange { start: 13, len: 1 }]);
+            asked += 1;
+        }
+        assert_eq!(asked, 5);
+        assert_eq!(l.stats().given_up, 2);
+        assert_eq!(l.stats().recovered, 1);
+    }
+
+    #[test]
+    fn nothing_is_asked_when_the_deadline_is_too_near() {
+        let t0 = Instant::now();
+        let rtt = RttEstimator::new(10 * MS);
+        let mut l = LossTracker::new(LossConfig::default());
+        l.on_arrival(t0, SeqNo(1), MS, None);
+        l.on_arrival(t0, SeqNo(3), MS, Some(t0 + 5 * MS));
+        assert!(l.poll_nack(t0 + MS, &rtt).is_empty());
+        assert_eq!(l.stats().given_up, 1);
+    }
+
+    #[test]
+    fn mark_missing_covers_head_and_tail_of_a_frame() {
+        let t0 = Instant::now();
+        let rtt = RttEstimator::new(MS);
+        let mut l = LossTracker::new(LossConfig::default());
+        l.on_arrival(t0, SeqNo(100), MS, None);
+        l.mark_missing(t0, SeqNo(98), None);
+        l.mark_missing(t0, SeqNo(102), None);
+        let n = l.poll_nack(t0, &rtt);
+        assert_eq!(
+            n,
+            vec![NackRange { start: 98, len: 2 }, NackRange { start: 101, len: 2 }]
+        );
+        assert_eq!(l.on_arrival(t0, SeqNo(98), MS, None), Arrival::Filled { requested: true });
+        assert_eq!(l.on_arrival(t0, SeqNo(100), MS, None), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn a_long_outage_is_bounded() {
+        let t0 = Instant::now();
+        let mut l = LossTracker::new(LossConfig {
+            max_missing: 100,
+            ..Default::default()
+        });
+        l.on_arrival(t0, SeqNo(0), MS, None);
+        l.on_arrival(t0, SeqNo(1_000_000), MS, None);
+        assert_eq!(l.missing_len(), 100);
+        assert_eq!(l.stats().given_up, 999_999 - 100);
+    }
+}

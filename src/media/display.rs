@@ -1,0 +1,274 @@
+//! Showing decoded frames in an OpenCV highgui window.
+//!
+//! OpenCV's GUI backends (Qt in particular) abort the whole process when there is no display
+//! server, which no `Result` can catch. So [`Window::open`] checks `DISPLAY` / `WAYLAND_DISPLAY`
+//! first and returns [`DisplayError::NoDisplay`] without touching highgui when neither is set.
+//! Nothing else in this module calls highgui before a `Window` exists.
+
+use std::ffi::OsString;
+use std::marker::PhantomData;
+
+use opencv::core::{Mat, Vec3b};
+use opencv::prelude::*;
+use opencv::{highgui, imgproc};
+
+use super::{FrameSizeError, VideoFrameRgb};
+
+/// Errors from the display window.
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    /// Neither `DISPLAY` nor `WAYLAND_DISPLAY` is set, so no window can be opened.
+    #[error(
+        "no display: neither DISPLAY nor WAYLAND_DISPLAY is set (run in a desktop session, \
+         under Xvfb, or without video output)"
+    )]
+    NoDisplay,
+    /// The frame's buffer disagrees with its dimensions.
+    #[error("cannot show frame: {0}")]
+    BadFrame(#[from] FrameSizeError),
+    /// The frame is too large for OpenCV (a side above `i32::MAX`) or empty.
+    #[error("cannot show a {width}x{height} frame")]
+    BadSize {
+        /// Frame width.
+        width: u32,
+        /// Frame height.
+        height: u32,
+    },
+    /// An OpenCV call failed.
+    #[error("OpenCV {op} failed: {source}")]
+    OpenCv {
+        /// The call ("namedWindow", "imshow", ...).
+        op: &'static str,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+}
+
+fn cv(op: &'static str) -> impl FnOnce(opencv::Error) -> DisplayError {
+    move |source| DisplayError::OpenCv { op, source }
+}
+
+/// A key press or window event from [`Window::poll_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `q`, `Q`, Esc, or the window was closed: the player should stop.
+    Quit,
+    /// Space bar (pause, by convention).
+    Space,
+    /// Another printable ASCII key.
+    Char(char),
+    /// Any other key code as OpenCV reports it.
+    Other(i32),
+}
+
+impl Key {
+    /// Maps an OpenCV `waitKey` code (already known to be a key, i.e. not -1).
+    fn from_code(code: i32) -> Self {
+        match code {
+            27 | 0x71 | 0x51 => Key::Quit, // Esc, q, Q
+            0x20 => Key::Space,
+            0x21..=0x7E => Key::Char(char::from(code as u8)),
+            _ => Key::Other(code),
+        }
+    }
+}
+
+/// True if a display server is named by the given `DISPLAY` / `WAYLAND_DISPLAY` values
+/// (non-empty). Takes the values rather than reading the environment so it can be tested.
+pub fn display_available(display: Option<OsString>, wayland_display: Option<OsString>) -> bool {
+    [display, wayland_display]
+        .into_iter()
+        .any(|v| v.is_some_and(|v| !v.is_empty()))
+}
+
+/// An OpenCV window showing RGB frames.
+///
+/// Use it from one thread (GUI toolkits are thread-affine; the type is not `Send`). Call
+/// [`poll_key`](Self::poll_key) after every [`show_rgb`](Self::show_rgb), and at least every
+/// few tens of milliseconds while idle: it is what lets highgui paint and handle events.
+/// Dropping the window destroys it.
+pub struct Window {
+    title: String,
+    bgr: Mat,
+    shown_size: Option<(u32, u32)>,
+    seen_visible: bool,
+    closed: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("title", &self.title)
+            .field("shown_size", &self.shown_size)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Window {
+    /// Opens a resizable window titled `title` (which also names it inside OpenCV, so use a
+    /// different title per window).
+    ///
+    /// Returns [`DisplayError::NoDisplay`] without calling OpenCV when neither `DISPLAY` nor
+    /// `WAYLAND_DISPLAY` is set.
+    pub fn open(title: &str) -> Result<Self, DisplayError> {
+        Self::open_with_env(
+            title,
+            std::env::var_os("DISPLAY"),
+            std::env::var_os("WAYLAND_DISPLAY"),
+        )
+    }
+
+    /// [`open`](Self::open) with the environment values passed in.
+    fn open_with_env(
+        title: &str,
+        display: Option<OsString>,
+        wayland_display: Option<OsString>,
+    ) -> Result<Self, DisplayError> {
+        if !display_available(display, wayland_display) {
+            return Err(DisplayError::NoDisplay);
+        }
+        highgui::named_window(title, highgui::WINDOW_NORMAL | highgui::WINDOW_KEEPRATIO)
+            .map_err(cv("namedWindow"))?;
+        Ok(Self {
+            title: title.to_owned(),
+            bgr: Mat::default(),
+            shown_size: None,
+            seen_visible: false,
+            closed: false,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The window's title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// Shows `frame` (converted to BGR into a reused buffer). The window takes the frame's
+    /// size on the first frame and whenever the size changes; the user may resize it after.
+    pub fn show_rgb(&mut self, frame: &VideoFrameRgb) -> Result<(), DisplayError> {
+        frame.validate()?;
+        let bad_size = || DisplayError::BadSize {
+            width: frame.width,
+            height: frame.height,
+        };
+        let w = i32::try_from(frame.width).map_err(|_| bad_size())?;
+        let h = i32::try_from(frame.height).map_err(|_| bad_size())?;
+        if w == 0 || h == 0 {
+            return Err(bad_size());
+        }
+        let rgb = Mat::new_rows_cols_with_bytes::<Vec3b>(h, w, &frame.data)
+            .map_err(cv("Mat from RGB bytes"))?;
+        imgproc::cvt_color(&*rgb, &mut self.bgr, imgproc::COLOR_RGB2BGR, 0)
+            .map_err(cv("cvtColor"))?;
+        if self.shown_size != Some((frame.width, frame.height)) {
+            highgui::resize_window(&self.title, w, h).map_err(cv("resizeWindow"))?;
+            self.shown_size = Some((frame.width, frame.height));
+        }
+        highgui::imshow(&self.title, &self.bgr).map_err(cv("imshow"))?;
+        Ok(())
+    }
+
+    /// Runs the GUI event loop for up to 1 ms and reports a key press, or [`Key::Quit`] once the
+    /// window has been closed by the user. `q`, `Q` and Esc also give [`Key::Quit`].
+    pub fn poll_key(&mut self) -> Option<Key> {
+        if self.closed {
+            return Some(Key::Quit);
+        }
+        let code = match highgui::wait_key(1) {
+            Ok(code) => code,
+            Err(e) => {
+                log::warn!("OpenCV waitKey failed: {e}");
+                -1
+            }
+        };
+        if code >= 0 {
+            let key = Key::from_code(code);
+            if key == Key::Quit {
+                self.closed = true;
+            }
+            return Some(key);
+        }
+        // Closed by the window manager? Some backends report -1 for an unknown property, so
+        // only trust "invisible" after the window has once been reported visible.
+        match highgui::get_window_property(&self.title, highgui::WND_PROP_VISIBLE) {
+            Ok(v) if v >= 1.0 => self.seen_visible = true,
+            Ok(_) if self.seen_visible => {
+                self.closed = true;
+                return Some(Key::Quit);
+            }
+            Ok(_) => {}
+            Err(e) if self.seen_visible => {
+                // The window no longer exists.
+                log::debug!("getWindowProperty failed after the window was shown: {e}");
+                self.closed = true;
+                return Some(Key::Quit);
+            }
+            Err(_) => {}
+        }
+        None
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        if let Err(e) = highgui::destroy_window(&self.title) {
+            log::debug!("OpenCV destroyWindow({:?}): {e}", self.title);
+        }
+        // Let the backend process the destroy event.
+        let _ = highgui::wait_key(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_display_is_an_error_without_touching_opencv() {
+        assert!(!display_available(None, None));
+        assert!(!display_available(Some("".into()), Some("".into())));
+        assert!(display_available(Some(":99".into()), None));
+        assert!(display_available(None, Some("wayland-0".into())));
+        // With both unset, open must refuse before any highgui call (which could abort).
+        let err = Window::open_with_env("framecast test", None, Some("".into())).unwrap_err();
+        assert!(matches!(err, DisplayError::NoDisplay));
+        assert!(err.to_string().contains("DISPLAY"));
+    }
+
+    #[test]
+    fn key_codes() {
+        assert_eq!(Key::from_code(27), Key::Quit);
+        assert_eq!(Key::from_code(i32::from(b'q')), Key::Quit);
+        assert_eq!(Key::from_code(i32::from(b'Q')), Key::Quit);
+        assert_eq!(Key::from_code(32), Key::Space);
+        assert_eq!(Key::from_code(i32::from(b'f')), Key::Char('f'));
+        assert_eq!(Key::from_code(0x10FF51), Key::Other(0x10FF51)); // not 'Q'
+        assert_eq!(Key::from_code(13), Key::Other(13));
+    }
+
+    /// Runs only with a display (e.g. `xvfb-run cargo test`): shows a few frames.
+    #[test]
+    fn window_shows_frames_when_a_display_exists() {
+        if !display_available(std::env::var_os("DISPLAY"), std::env::var_os("WAYLAND_DISPLAY")) {
+            eprintln!("no DISPLAY: skipping the window test");
+            return;
+        }
+        let mut w = Window::open("framecast display test").unwrap();
+        let mut p = crate::media::TestPattern::new(320, 240, 30, 1).unwrap();
+        for i in 0..5 {
+            w.show_rgb(&p.frame(i)).unwrap();
+            assert_ne!(w.poll_key(), Some(Key::Quit), "closed by itself");
+        }
+        let mut bad = VideoFrameRgb::black(4, 4);
+        bad.data.pop();
+        assert!(matches!(w.show_rgb(&bad), Err(DisplayError::BadFrame(_))));
+        assert!(matches!(
+            w.show_rgb(&VideoFrameRgb::black(0, 0)),
+            Err(DisplayError::BadSize { .. })
+        ));
+    }
+}

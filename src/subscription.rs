@@ -1,0 +1,185 @@
+//! The subscriber side of the handshake (proto-spec.md §6.2–§6.4), shared by the viewer
+//! client and by a relay that pulls a stream from its upstream.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::rtt::RttEstimator;
+use crate::wire::{Body, Packet, PacketType, RejectReason, TOKEN_LEN};
+
+/// How often keep-alives go out.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// With no answer for this long, subscribe again (the relay may have restarted).
+pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(3);
+/// How often an unanswered SUBSCRIBE is repeated.
+pub const SUBSCRIBE_RETRY: Duration = Duration::from_millis(250);
+
+/// Where the handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubState {
+    /// Asking (with or without a token).
+    Subscribing,
+    /// Accepted: media or an acknowledgement came back.
+    Active,
+    /// The relay refused; asking again later.
+    Rejected(RejectReason),
+}
+
+/// One subscription to one stream at one server.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    server: SocketAddr,
+    name: String,
+    max_kbps: u32,
+    token: Option<[u8; TOKEN_LEN]>,
+    state: SubState,
+    next_send: Option<Instant>,
+    last_heard: Option<Instant>,
+    epoch: Option<Instant>,
+    ctrl_seq: u32,
+    rtt: RttEstimator,
+    /// True until the first SUBSCRIBE went out (no deadline exists before the first `now`).
+    send_now: bool,
+}
+
+impl Subscription {
+    /// Starts subscribing to `name` at `server`.
+    pub fn new(server: SocketAddr, name: &str, max_kbps: u32) -> Subscription {
+        Subscription {
+            server,
+            name: name.to_owned(),
+            max_kbps,
+            token: None,
+            state: SubState::Subscribing,
+            next_send: None,
+            last_heard: None,
+            epoch: None,
+            ctrl_seq: 0,
+            rtt: RttEstimator::new(Duration::from_millis(5)),
+            send_now: true,
+        }
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SubState {
+        self.state
+    }
+
+    /// The RTT estimate from keep-alive echoes.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    fn micros(&mut self, now: Instant) -> u32 {
+        let e = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(e).as_micros() as u32
+    }
+
+    /// Notes that something from the server arrived (media counts: it proves the
+    /// subscription is alive).
+    pub fn on_traffic(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+        if self.state == SubState::Subscribing && self.token.is_some() {
+            self.state = SubState::Active;
+            self.next_send = Some(now + KEEPALIVE_INTERVAL);
+        }
+    }
+
+    /// Handles a control packet from the server. Returns true if it was one of ours.
+    pub fn handle_control(&mut self, now: Instant, p: &Packet) -> bool {
+        match &p.body {
+            Body::Retry { token } => {
+                self.token = Some(*token);
+                self.next_send = Some(now);
+                true
+            }
+            Body::Reject { reason } => {
+                self.state = SubState::Rejected(*reason);
+                if *reason == RejectReason::BadToken {
+                    self.token = None;
+                }
+                self.next_send = Some(now + Duration::from_secs(1));
+                true
+            }
+            Body::KeepAliveAck { echo_us } => {
+                let rtt = self.micros(now).wrapping_sub(*echo_us);
+                if rtt < 10_000_000 {
+                    self.rtt.sample(Duration::from_micros(rtt as u64));
+                }
+                self.on_traffic(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the next subscribe or keep-alive is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_send
+    }
+
+    /// The next control datagram to send, if one is due.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        // With nothing heard for a while, start over (keeping no token: it may be stale).
+        if self.state == SubState::Active
+            && self
+                .last_heard
+                .is_some_and(|t| now.saturating_duration_since(t) > RESUBSCRIBE_AFTER)
+        {
+            self.state = SubState::Subscribing;
+            self.token = None;
+            self.next_send = Some(now);
+        }
+        if !self.send_now && self.next_send.is_some_and(|t| t > now) {
+            return None;
+        }
+        self.send_now = false;
+        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+        let seq = self.ctrl_seq;
+        let (body, ptype, next) = match self.state {
+            SubState::Active => (
+                Body::KeepAlive {
+                    echo_us: self.micros(now),
+                },
+                PacketType::KeepAlive,
+                KEEPALIVE_INTERVAL,
+            ),
+            SubState::Subscribing | SubState::Rejected(_) => {
+                if let SubState::Rejected(_) = self.state {
+                    self.state = SubState::Subscribing;
+                }
+                (
+                    Body::Subscribe {
+                        name: self.name.clone(),
+                        token: self.token.map(|t| t.to_vec()).unwrap_or_default(),
+                        max_kbps: self.max_kbps,
+                    },
+                    PacketType::Subscribe,
+                    SUBSCRIBE_RETRY,
+                )
+            }
+        };
+        // Keep the epoch in step so that echoes are measured against it.
+        self.micros(now);
+        self.next_send = Some(now + next);
+        Some(Packet::new(ptype, 0, seq, body).encode())
+    }
+
+    /// A BYE to send when leaving.
+    pub fn bye(&mut self) -> Bytes {
+        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+        Packet::new(PacketType::Bye, 0, self.ctrl_seq, Body::Bye).encode()
+    }
+}

@@ -252,7 +252,7 @@ impl Client {
         self.reasm.bytes()
     }
 
-    /// A BYE for the driver to send when the viewer leaves.
+    /// A BYE for the driver to send when the viewer leaves; the client sends nothing after.
     pub fn bye(&mut self) -> Transmit {
         Transmit {
             dest: self.cfg.server,
@@ -560,6 +560,10 @@ impl Node for Client {
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let now = self.now(now);
         let dest = self.cfg.server;
+        if self.sub.is_closed() {
+            self.control.clear();
+            return None;
+        }
         if let Some(p) = self.control.pop_front() {
             return Some(Transmit { dest, payload: p });
         }

@@ -266,6 +266,9 @@ impl FrameBuffer {
     }
 }
 
+/// The longest gap filled with silence (half a second); a longer one is a pause.
+const MAX_CONCEAL_TICKS: u64 = CLOCK_RATE / 2;
+
 /// A block of audio released for playing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioOut {
@@ -295,7 +298,6 @@ struct Block {
 pub struct AudioBuffer {
     blocks: BTreeMap<u64, Block>,
     next: Option<(u64, Block)>,
-    silent_run: Duration,
     max_blocks: usize,
     /// Blocks concealed with silence.
     pub concealed: u64,
@@ -309,7 +311,6 @@ impl AudioBuffer {
         AudioBuffer {
             blocks: BTreeMap::new(),
             next: None,
-            silent_run: Duration::ZERO,
             max_blocks,
             concealed: 0,
             late: 0,
@@ -383,19 +384,19 @@ impl AudioBuffer {
                     concealed: false,
                 };
                 self.next = Some((k + ticks, b));
-                self.silent_run = Duration::ZERO;
                 Some(out)
             }
             None => {
+                // Conceal only a real gap: a later block is already here. If nothing later
+                // has come, the source paused or stopped; wait instead of inventing audio.
+                let (&later, _) = self.blocks.range(pts + 2..).next()?;
                 let (_, shape) = self.next.as_ref()?;
                 let shape = shape.clone();
                 let ticks = Self::block_ticks(&shape);
-                self.silent_run += Duration::from_nanos(ticks_to_nanos(ticks as i128) as u64);
-                if self.silent_run > Duration::from_millis(500) {
-                    // The audio stopped: stop concealing and wait for the next block.
+                if later - pts > MAX_CONCEAL_TICKS {
+                    // A long pause: resume at the next block rather than fill it with silence.
                     self.next = None;
-                    self.silent_run = Duration::ZERO;
-                    return None;
+                    return self.pop(now, clock);
                 }
                 self.concealed += 1;
                 self.next = Some((pts + ticks, shape.clone()));
@@ -412,7 +413,10 @@ impl AudioBuffer {
 
     /// When the next block is due.
     pub fn poll_timeout(&self, clock: &PlayoutClock) -> Option<Instant> {
-        clock.playout(self.next_pts()?)
+        let pts = self.next_pts()?;
+        // Nothing to play or conceal until some block at or after `pts` is here.
+        self.blocks.range(pts.saturating_sub(1)..).next()?;
+        clock.playout(pts)
     }
 
     /// Forgets everything.

@@ -125,11 +125,12 @@ pub struct LinkConfig {
     pub burst: Option<GilbertElliott>,
     /// Probability that an item is held back by `reorder_delay` so later items overtake it.
     pub reorder: f64,
-    /// Extra delay of a held-back (reordered) item.
+    /// Extra delay of a held-back (reordered) item. Zero switches reordering off.
     pub reorder_delay: Duration,
     /// Probability that an item is delivered twice.
     pub duplicate: f64,
-    /// Bottleneck rate in bits per second; `None` means unlimited (no queue).
+    /// Bottleneck rate in bits per second; `None` means unlimited (no queue). `Some(0)` is
+    /// treated as 1 bit/s.
     pub rate_bps: Option<u64>,
     /// Size of the bounded bottleneck queue in bytes (tail drop). Only used with `rate_bps`.
     pub queue_bytes: usize,

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::node::{Node, Transmit, soonest};
+use crate::loss::{LossConfig, LossTracker};
+use crate::rtt::RttEstimator;
 use crate::rtx_cache::{Inserted, RtxCache};
 use crate::subscription::Subscription;
 use crate::token::TokenKey;
@@ -189,6 +191,10 @@ struct Stream {
     video_ext: SeqExtender,
     audio_ext: SeqExtender,
     frames: FrameTracker,
+    /// The relay's own loss detection on the path from its origin: it asks upstream for
+    /// what it lacks before its subscribers do (§7.3).
+    video_loss: LossTracker,
+    audio_loss: LossTracker,
     pending: HashMap<(Flow, SeqNo), PendingRtx>,
     members: Vec<SocketAddr>,
     idle_since: Option<Instant>,
@@ -207,6 +213,8 @@ impl Stream {
             video_ext: SeqExtender::default(),
             audio_ext: SeqExtender::default(),
             frames: FrameTracker::default(),
+            video_loss: LossTracker::new(LossConfig::default()),
+            audio_loss: LossTracker::new(LossConfig::default()),
             pending: HashMap::new(),
             members: Vec::new(),
             idle_since: None,
@@ -221,6 +229,15 @@ impl Stream {
         self.audio_ext.reset();
         self.frames = FrameTracker::default();
         self.pending.clear();
+        self.video_loss.reset();
+        self.audio_loss.reset();
+    }
+
+    fn rtt(&self) -> RttEstimator {
+        match &self.origin {
+            Origin::Upstream(sub) => *sub.rtt(),
+            _ => RttEstimator::new(Duration::from_millis(5)),
+        }
     }
 
     fn cache(&mut self, flow: Flow) -> (&mut RtxCache, &mut SeqExtender) {
@@ -275,9 +292,13 @@ pub struct SubscriberInfo {
 }
 
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-const UPSTREAM_REASK: Duration = Duration::from_millis(20);
+const RELAY_REORDER_HOLD: Duration = Duration::from_millis(3);
+const UPSTREAM_REASK: Duration = Duration::from_millis(10);
 const PENDING_MAX_AGE: Duration = Duration::from_secs(1);
 const MAX_NACK_SEQS: u64 = 1024;
+/// How far past the newest datagram it has a relay still forwards a request: the tail of
+/// a frame lost upstream is asked for before the next frame reveals the gap.
+const MAX_AHEAD: u64 = 4096;
 const MAX_PENDING: usize = 16384;
 
 /// The relay state machine.
@@ -553,13 +574,27 @@ impl Relay {
                     Body::Video(v) => (Flow::Video, Some((v.frame_id, v.chunk_index, v.chunk_count))),
                     _ => (Flow::Audio, None),
                 };
+                let remote = s.origin.addr().is_some();
                 let (cache, ext) = s.cache(flow);
                 let seq = ext.extend(p.header.seq);
                 let inserted = cache.insert(now, seq, datagram.clone());
+                if remote {
+                    let tracker = match flow {
+                        Flow::Video => &mut s.video_loss,
+                        Flow::Audio => &mut s.audio_loss,
+                    };
+                    tracker.on_arrival(now, seq, RELAY_REORDER_HOLD, None);
+                }
                 if let Some((id, index, count)) = frame {
                     s.frames.add(id, index, count, &datagram);
                 }
                 let pending = s.pending.remove(&(flow, seq));
+                if retransmit && inserted == Inserted::New {
+                    // Something the relay never had: none of its subscribers had it either.
+                    self.stats.media_in += 1;
+                    self.broadcast(idx, &datagram, None);
+                    return;
+                }
                 if retransmit {
                     // An answer to a forwarded request: only to those who asked.
                     if let Some(p) = pending {
@@ -665,7 +700,7 @@ impl Relay {
                     if let Some(d) = wire::with_flags(d, FLAG_RETRANSMIT) {
                         hits.push(d);
                     }
-                } else if origin_remote && seq <= last {
+                } else if origin_remote && seq.0 <= last.0 + MAX_AHEAD {
                     ask.push(seq);
                 } else {
                     misses += 1;
@@ -745,6 +780,31 @@ impl Relay {
         });
         for (to, b) in byes {
             self.send_control(to, b);
+        }
+    }
+
+    fn poll_own_nacks(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        for s in &mut self.streams {
+            let Some(origin) = s.origin.addr() else { continue };
+            let rtt = s.rtt();
+            let ssrc = s.ssrc.unwrap_or(0);
+            for flow in [Flow::Video, Flow::Audio] {
+                let tracker = match flow {
+                    Flow::Video => &mut s.video_loss,
+                    Flow::Audio => &mut s.audio_loss,
+                };
+                let ranges = tracker.poll_nack(now, &rtt);
+                for chunk in ranges.chunks(wire::MAX_NACK_RANGES) {
+                    out.push((origin, ssrc, flow, chunk.to_vec()));
+                }
+            }
+        }
+        for (origin, ssrc, flow, ranges) in out {
+            self.stats.upstream_requests += ranges.iter().map(|r| r.len as u64).sum::<u64>();
+            let seq = self.next_ctrl_seq();
+            let p = Packet::new(PacketType::Nack, ssrc, seq, Body::Nack { flow, ranges });
+            self.send_control(origin, p.encode());
         }
     }
 
@@ -905,6 +965,7 @@ impl Node for Relay {
     fn handle_timeout(&mut self, now: Instant) {
         let now = self.now(now);
         self.wake_blocked(now);
+        self.poll_own_nacks(now);
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
             self.housekeeping(now);
@@ -920,6 +981,12 @@ impl Node for Relay {
         }
         for (b, _) in &self.blocked {
             t = soonest(t, Some(*b));
+        }
+        for s in &self.streams {
+            if s.origin.addr().is_some() {
+                t = soonest(t, s.video_loss.poll_timeout());
+                t = soonest(t, s.audio_loss.poll_timeout());
+            }
         }
         t
     }
@@ -951,10 +1018,12 @@ impl Node for Relay {
                     let dt = now.saturating_duration_since(b.last).as_secs_f64();
                     b.tokens = (b.tokens + dt * b.rate).min(b.burst);
                     b.last = now;
-                    if b.tokens < front_len as f64 {
-                        let wait = (front_len as f64 - b.tokens) / b.rate;
+                    // The bucket may go into debt by one datagram; it sends again once
+                    // the debt is repaid, so the long-run rate is exact.
+                    if b.tokens <= 0.0 {
+                        let wait = Duration::from_secs_f64(-b.tokens / b.rate).max(Duration::from_micros(100));
                         sub.in_ready = false;
-                        self.blocked.push((now + Duration::from_secs_f64(wait), addr));
+                        self.blocked.push((now + wait, addr));
                         continue;
                     }
                     b.tokens -= front_len as f64;

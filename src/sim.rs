@@ -10,6 +10,7 @@
 //! [`World::set_link`] for that pair, [`World::set_node_link`] for `from`, then for `to`,
 //! then [`World::set_default_link`]. Its seed is [`World::link_seed`], derived from the world
 //! seed and the pair only, so adding a node does not change the randomness of other links.
+//! A datagram's size, for a link's rate limit, is its UDP payload length.
 //!
 //! ```
 //! # use std::time::{Duration, Instant};

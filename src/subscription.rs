@@ -13,6 +13,8 @@ use crate::wire::{Body, Packet, PacketType, RejectReason, TOKEN_LEN};
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// With no answer for this long, subscribe again (the relay may have restarted).
 pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(3);
+/// How long after a REJECT the subscription is asked for again.
+pub const REJECT_RETRY: Duration = Duration::from_millis(500);
 /// How often an unanswered SUBSCRIBE is repeated.
 pub const SUBSCRIBE_RETRY: Duration = Duration::from_millis(250);
 
@@ -42,6 +44,7 @@ pub struct Subscription {
     rtt: RttEstimator,
     /// True until the first SUBSCRIBE went out (no deadline exists before the first `now`).
     send_now: bool,
+    closed: bool,
 }
 
 impl Subscription {
@@ -59,6 +62,7 @@ impl Subscription {
             ctrl_seq: 0,
             rtt: RttEstimator::new(Duration::from_millis(5)),
             send_now: true,
+            closed: false,
         }
     }
 
@@ -70,6 +74,11 @@ impl Subscription {
     /// The stream name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether [`Subscription::bye`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Current state.
@@ -110,7 +119,7 @@ impl Subscription {
                 if *reason == RejectReason::BadToken {
                     self.token = None;
                 }
-                self.next_send = Some(now + Duration::from_secs(1));
+                self.next_send = Some(now + REJECT_RETRY);
                 true
             }
             Body::KeepAliveAck { echo_us } => {
@@ -127,6 +136,9 @@ impl Subscription {
 
     /// When the next subscribe or keep-alive is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
         self.next_send
     }
 
@@ -142,7 +154,7 @@ impl Subscription {
             self.token = None;
             self.next_send = Some(now);
         }
-        if !self.send_now && self.next_send.is_some_and(|t| t > now) {
+        if self.closed || (!self.send_now && self.next_send.is_some_and(|t| t > now)) {
             return None;
         }
         self.send_now = false;
@@ -177,8 +189,9 @@ impl Subscription {
         Some(Packet::new(ptype, 0, seq, body).encode())
     }
 
-    /// A BYE to send when leaving.
+    /// A BYE to send when leaving. The subscription sends nothing more afterwards.
     pub fn bye(&mut self) -> Bytes {
+        self.closed = true;
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
         Packet::new(PacketType::Bye, 0, self.ctrl_seq, Body::Bye).encode()
     }

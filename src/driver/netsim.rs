@@ -14,7 +14,7 @@
 //! path, bottleneck queue included. Replies reaching an upstream socket from anywhere but
 //! `--forward` are dropped. At most [`MAX_CLIENTS`] mappings exist at once (datagrams from
 //! further clients are dropped and counted); a mapping idle for [`CLIENT_IDLE_TIMEOUT`] is
-//! removed.
+//! removed. The rate limit (`--rate-kbps`) counts UDP payload bytes, not IP/UDP headers.
 //!
 //! The emulator stays sans-IO; this file is the thin mio driver: wait until the soonest link
 //! deadline (at most [`MAX_POLL_WAIT`], so the stop flag is seen), take `Instant::now()` once
@@ -748,12 +748,14 @@ mod tests {
     }
 
     #[test]
-    fn upstream_sockets_follow_the_forward_family() {
-        let v4: SocketAddr = "127.0.0.1:5000".parse().unwrap_or_else(|e| panic!("{e}"));
-        let v6: SocketAddr = "[::1]:5000".parse().unwrap_or_else(|e| panic!("{e}"));
-        let far: SocketAddr = "192.0.2.1:5000".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(upstream_bind_addr(v4).to_string(), "127.0.0.1:0");
-        assert_eq!(upstream_bind_addr(v6).to_string(), "[::1]:0");
-        assert_eq!(upstream_bind_addr(far).to_string(), "0.0.0.0:0");
+    fn upstream_sockets_follow_the_forward_family() -> anyhow::Result<()> {
+        let bind_for = |forward: &str| -> anyhow::Result<String> {
+            Ok(upstream_bind_addr(forward.parse()?).to_string())
+        };
+        assert_eq!(bind_for("127.0.0.1:5000")?, "127.0.0.1:0");
+        assert_eq!(bind_for("[::1]:5000")?, "[::1]:0");
+        assert_eq!(bind_for("192.0.2.1:5000")?, "0.0.0.0:0");
+        assert_eq!(bind_for("[2001:db8::1]:5000")?, "[::]:0");
+        Ok(())
     }
 }

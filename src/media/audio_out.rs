@@ -9,7 +9,7 @@
 //!
 //! - `AudioOutput` (feature `cpal`): the default sound device. Its real-time callback never
 //!   blocks and never allocates: it takes the ring with `Mutex::try_lock`, and on contention
-//!   writes silence and counts it ([`AudioOutput::contended_callbacks`]). A lock-free SPSC ring
+//!   writes silence and counts it (`AudioOutput::contended_callbacks`). A lock-free SPSC ring
 //!   (the `rtrb` crate) would remove even that; the API would not change.
 //! - [`ClockSink`]: no device at all. It "plays" pushed audio in real time by arithmetic on the
 //!   `now` the caller passes (sans-IO), so a machine without a sound card, CI, and the simulated
@@ -35,7 +35,9 @@ pub enum AudioError {
         channels: u16,
     },
     /// The audio host has no default output device (no sound card, or no sound server).
-    #[error("no default audio output device (no sound card, or no ALSA/PulseAudio device configured)")]
+    #[error(
+        "no default audio output device (no sound card, or no ALSA/PulseAudio device configured)"
+    )]
     NoDevice,
     /// The device offers no configuration at this sample rate with enough channels.
     #[error("audio device {device:?} cannot play {sample_rate} Hz with {channels} channels")]
@@ -239,6 +241,7 @@ impl AudioSink for ClockSink {
 }
 
 /// Fixed-capacity FIFO of interleaved samples; never reallocates after creation.
+#[cfg(any(feature = "cpal", test))]
 #[derive(Debug)]
 struct SampleRing {
     buf: Box<[i16]>,
@@ -246,6 +249,7 @@ struct SampleRing {
     len: usize,
 }
 
+#[cfg(any(feature = "cpal", test))]
 impl SampleRing {
     fn new(capacity: usize) -> Self {
         Self {
@@ -295,7 +299,7 @@ pub use device::AudioOutput;
 mod device {
     use super::{AudioError, AudioSink, DEFAULT_BUFFER_MS, SampleRing, validate_format};
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-    use cpal::{FromSample, Sample, SampleFormat, SizedSample, StreamConfig};
+    use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex, TryLockError};
     use std::time::{Duration, Instant};
@@ -606,12 +610,7 @@ mod device {
             log::warn!("audio output stream error: {e}");
         };
         device
-            .build_output_stream::<T, _, _>(
-                config.clone(),
-                data_cb,
-                err_cb,
-                Some(Duration::from_secs(2)),
-            )
+            .build_output_stream::<T, _, _>(*config, data_cb, err_cb, Some(Duration::from_secs(2)))
             .map_err(|source| AudioError::Backend {
                 op: "build stream",
                 source,
@@ -631,7 +630,10 @@ mod tests {
         assert_eq!(r.push(&[1, 2, 3, 4]), 4);
         r.consume(3);
         assert_eq!(r.push(&[5, 6, 7, 8, 9]), 4); // only 4 free
-        assert_eq!((0..r.len).map(|i| r.get(i)).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+        assert_eq!(
+            (0..r.len).map(|i| r.get(i)).collect::<Vec<_>>(),
+            [4, 5, 6, 7, 8]
+        );
         assert_eq!(r.push(&[10]), 0);
         r.consume(100);
         assert_eq!(r.len, 0);
@@ -644,10 +646,18 @@ mod tests {
     fn clock_sink_plays_in_real_time() {
         let t0 = Instant::now();
         let mut s = ClockSink::new(48_000, 2, 48_000).unwrap();
-        assert_eq!(s.played_frames(t0 + 10 * MS), 0, "idle before the first push");
+        assert_eq!(
+            s.played_frames(t0 + 10 * MS),
+            0,
+            "idle before the first push"
+        );
         assert_eq!(s.push(t0, &[0; 2 * 4800]), 9600); // 100 ms
         assert_eq!(s.played_frames(t0), 0);
-        assert_eq!(s.played_frames(t0 - 5 * MS), 0, "earlier than the push: clamped");
+        assert_eq!(
+            s.played_frames(t0 - 5 * MS),
+            0,
+            "earlier than the push: clamped"
+        );
         assert_eq!(s.played_frames(t0 + 10 * MS), 480);
         assert_eq!(s.played_frames(t0 + Duration::from_micros(10_999)), 527); // floor
         assert_eq!(s.queued_frames(t0 + 10 * MS), 4320);
@@ -693,7 +703,11 @@ mod tests {
         // 30 ms later 30 frames have played and 30 fit again.
         assert_eq!(s.push(t0 + 30 * MS, &[0; 400]), 60);
         assert_eq!(s.queued_frames(t0 + 30 * MS), 100);
-        assert_eq!(s.push(t0, &[0; 2]), 0, "an older now counts as the latest: still full");
+        assert_eq!(
+            s.push(t0, &[0; 2]),
+            0,
+            "an older now counts as the latest: still full"
+        );
         assert_eq!(s.push(t0 + 40 * MS, &[]), 0);
         assert_eq!(s.queued_frames(t0 + 40 * MS), 90);
         assert_eq!(s.underruns(), 0);
@@ -701,8 +715,14 @@ mod tests {
 
     #[test]
     fn clock_sink_rejects_bad_format() {
-        assert!(matches!(ClockSink::new(0, 2, 10), Err(AudioError::InvalidFormat { .. })));
-        assert!(matches!(ClockSink::new(48_000, 0, 10), Err(AudioError::InvalidFormat { .. })));
+        assert!(matches!(
+            ClockSink::new(0, 2, 10),
+            Err(AudioError::InvalidFormat { .. })
+        ));
+        assert!(matches!(
+            ClockSink::new(48_000, 0, 10),
+            Err(AudioError::InvalidFormat { .. })
+        ));
         let msg = ClockSink::new(0, 2, 10).unwrap_err().to_string();
         assert!(msg.contains("0 Hz"), "{msg}");
         // Zero capacity is legal and takes nothing.
@@ -730,8 +750,14 @@ mod tests {
                 assert!(out.played_frames() >= before);
                 assert!(out.device_channels() >= 2);
             }
-            Err(e) => assert!(!e.to_string().is_empty()),
+            Err(e) => {
+                eprintln!("no audio output here (fine): {e}");
+                assert!(!e.to_string().is_empty());
+            }
         }
-        assert!(matches!(AudioOutput::open(0, 2), Err(AudioError::InvalidFormat { .. })));
+        assert!(matches!(
+            AudioOutput::open(0, 2),
+            Err(AudioError::InvalidFormat { .. })
+        ));
     }
 }

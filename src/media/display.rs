@@ -9,7 +9,6 @@ use std::ffi::OsString;
 use std::marker::PhantomData;
 
 use opencv::core::{Mat, Vec3b};
-use opencv::prelude::*;
 use opencv::{highgui, imgproc};
 
 use super::{FrameSizeError, VideoFrameRgb};
@@ -84,7 +83,9 @@ pub fn display_available(display: Option<OsString>, wayland_display: Option<OsSt
 
 /// An OpenCV window showing RGB frames.
 ///
-/// Use it from one thread (GUI toolkits are thread-affine; the type is not `Send`). Call
+/// Use it from one thread, preferably the main thread (GUI toolkits are thread-affine; with
+/// OpenCV's Qt backend a window driven from another thread works but Qt warns about timers at
+/// exit; the type is not `Send`). Call
 /// [`poll_key`](Self::poll_key) after every [`show_rgb`](Self::show_rgb), and at least every
 /// few tens of milliseconds while idle: it is what lets highgui paint and handle events.
 /// Dropping the window destroys it.
@@ -130,8 +131,11 @@ impl Window {
         if !display_available(display, wayland_display) {
             return Err(DisplayError::NoDisplay);
         }
-        highgui::named_window(title, highgui::WINDOW_NORMAL | highgui::WINDOW_KEEPRATIO)
-            .map_err(cv("namedWindow"))?;
+        highgui::named_window(
+            title,
+            highgui::WINDOW_NORMAL | highgui::WINDOW_KEEPRATIO | highgui::WINDOW_GUI_NORMAL,
+        )
+        .map_err(cv("namedWindow"))?;
         Ok(Self {
             title: title.to_owned(),
             bgr: Mat::default(),
@@ -162,7 +166,7 @@ impl Window {
         }
         let rgb = Mat::new_rows_cols_with_bytes::<Vec3b>(h, w, &frame.data)
             .map_err(cv("Mat from RGB bytes"))?;
-        imgproc::cvt_color(&*rgb, &mut self.bgr, imgproc::COLOR_RGB2BGR, 0)
+        imgproc::cvt_color(&rgb, &mut self.bgr, imgproc::COLOR_RGB2BGR, 0)
             .map_err(cv("cvtColor"))?;
         if self.shown_size != Some((frame.width, frame.height)) {
             highgui::resize_window(&self.title, w, h).map_err(cv("resizeWindow"))?;
@@ -253,7 +257,10 @@ mod tests {
     /// Runs only with a display (e.g. `xvfb-run cargo test`): shows a few frames.
     #[test]
     fn window_shows_frames_when_a_display_exists() {
-        if !display_available(std::env::var_os("DISPLAY"), std::env::var_os("WAYLAND_DISPLAY")) {
+        if !display_available(
+            std::env::var_os("DISPLAY"),
+            std::env::var_os("WAYLAND_DISPLAY"),
+        ) {
             eprintln!("no DISPLAY: skipping the window test");
             return;
         }
@@ -270,5 +277,24 @@ mod tests {
             w.show_rgb(&VideoFrameRgb::black(0, 0)),
             Err(DisplayError::BadSize { .. })
         ));
+    }
+
+    /// Shows the moving test pattern for 3 s (or until closed), for a person or a screen grab:
+    /// `xvfb-run -a cargo test --lib media::display -- --ignored --nocapture window_demo`.
+    #[test]
+    #[ignore = "interactive: needs a display, runs 3 s"]
+    fn window_demo() {
+        let mut w = Window::open("framecast demo").unwrap();
+        let mut p = crate::media::TestPattern::new(1280, 720, 30, 1).unwrap();
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            w.show_rgb(&p.frame(i)).unwrap();
+            if w.poll_key() == Some(Key::Quit) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            i += 1;
+        }
     }
 }

@@ -365,7 +365,9 @@ mod tests {
         let mut frame = VideoFrameRgb::black(1, 1);
         for s in [Subsampling::Yuv444, Subsampling::Yuv422, Subsampling::Gray] {
             let jpeg = JpegEncoder::new(90, s).unwrap().encode_rgb(&src).unwrap();
-            let info = dec.decode_rgb_into(&jpeg, MAX_FRAME_PIXELS, &mut frame).unwrap();
+            let info = dec
+                .decode_rgb_into(&jpeg, MAX_FRAME_PIXELS, &mut frame)
+                .unwrap();
             assert_eq!(info.subsampling, Some(s));
             assert_eq!(frame.validate(), Ok(()));
             if s != Subsampling::Gray {
@@ -381,9 +383,16 @@ mod tests {
         let mut inputs: Vec<Vec<u8>> = vec![vec![], vec![0xFF], vec![0xFF, 0xD8], vec![0; 1000]];
         inputs.extend((0..50).map(|n| (0..n * 37).map(|_| rng.u8(..)).collect()));
         for input in &inputs {
-            assert!(dec.decode_rgb(input, MAX_FRAME_PIXELS).is_err(), "{} bytes", input.len());
+            assert!(
+                dec.decode_rgb(input, MAX_FRAME_PIXELS).is_err(),
+                "{} bytes",
+                input.len()
+            );
         }
-        assert!(matches!(dec.read_header(b"not a jpeg"), Err(JpegError::Header { len: 10, .. })));
+        assert!(matches!(
+            dec.read_header(b"not a jpeg"),
+            Err(JpegError::Header { len: 10, .. })
+        ));
     }
 
     #[test]
@@ -394,7 +403,10 @@ mod tests {
             .unwrap();
         let mut dec = JpegDecoder::new().unwrap();
         for cut in [2, 20, 100, jpeg.len() / 2, jpeg.len() - 2] {
-            assert!(dec.decode_rgb(&jpeg[..cut], MAX_FRAME_PIXELS).is_err(), "cut at {cut}");
+            assert!(
+                dec.decode_rgb(&jpeg[..cut], MAX_FRAME_PIXELS).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..200 {
@@ -473,13 +485,22 @@ mod tests {
         let mut enc = JpegEncoder::new(80, Subsampling::Yuv420).unwrap();
         let mut short = VideoFrameRgb::black(16, 16);
         short.data.truncate(10);
-        assert!(matches!(enc.encode_rgb(&short), Err(JpegError::BadFrame(_))));
+        assert!(matches!(
+            enc.encode_rgb(&short),
+            Err(JpegError::BadFrame(_))
+        ));
         let empty = VideoFrameRgb::black(0, 16);
-        assert!(matches!(enc.encode_rgb(&empty), Err(JpegError::UnencodableSize { .. })));
+        assert!(matches!(
+            enc.encode_rgb(&empty),
+            Err(JpegError::UnencodableSize { .. })
+        ));
         // Odd sizes encode fine.
         let f = pattern(17, 9, 1);
         let jpeg = enc.encode_rgb(&f).unwrap();
-        let out = JpegDecoder::new().unwrap().decode_rgb_default(&jpeg).unwrap();
+        let out = JpegDecoder::new()
+            .unwrap()
+            .decode_rgb_default(&jpeg)
+            .unwrap();
         assert_eq!((out.width, out.height), (17, 9));
     }
 
@@ -502,7 +523,8 @@ mod tests {
             let t1 = Instant::now();
             let jpeg = enc.encode_rgb(&f).unwrap();
             let t2 = Instant::now();
-            dec.decode_rgb_into(&jpeg, MAX_FRAME_PIXELS, &mut frame).unwrap();
+            dec.decode_rgb_into(&jpeg, MAX_FRAME_PIXELS, &mut frame)
+                .unwrap();
             let t3 = Instant::now();
             gen_t += t1 - t0;
             enc_t += t2 - t1;
@@ -510,6 +532,12 @@ mod tests {
             (min, max, total) = (min.min(jpeg.len()), max.max(jpeg.len()), total + jpeg.len());
             if i == 60 {
                 eprintln!("psnr q80 720p: {:.1} dB", psnr(&f, &frame).unwrap());
+                // Set FRAMECAST_DUMP_DIR to look at the frame.
+                if let Some(dir) = std::env::var_os("FRAMECAST_DUMP_DIR") {
+                    let path = std::path::Path::new(&dir).join("test_pattern_720p_q80.jpg");
+                    std::fs::write(&path, &jpeg).unwrap();
+                    eprintln!("wrote {}", path.display());
+                }
             }
         }
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / f64::from(n);

@@ -192,6 +192,9 @@ mod tests {
         b.data.fill(1); // MSE 1: 48.13 dB
         assert!((psnr(&a, &b).unwrap() - 48.1308).abs() < 1e-3);
         assert_eq!(psnr(&a, &VideoFrameRgb::black(2, 3)), None);
-        assert_eq!(psnr(&VideoFrameRgb::black(0, 0), &VideoFrameRgb::black(0, 0)), None);
+        assert_eq!(
+            psnr(&VideoFrameRgb::black(0, 0), &VideoFrameRgb::black(0, 0)),
+            None
+        );
     }
 }

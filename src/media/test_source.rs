@@ -79,7 +79,9 @@ pub enum TestSourceError {
         channels: u16,
     },
     /// The tone frequency is zero or at/above the Nyquist frequency.
-    #[error("tone frequency {freq_hz} Hz is out of range for {sample_rate} Hz: must be 1..{nyquist}")]
+    #[error(
+        "tone frequency {freq_hz} Hz is out of range for {sample_rate} Hz: must be 1..{nyquist}"
+    )]
     FrequencyOutOfRange {
         /// Requested frequency.
         freq_hz: u32,
@@ -163,9 +165,7 @@ pub fn parse_test_spec(s: &str) -> Result<TestSpec, TestSourceError> {
     let bad_size = || TestSourceError::BadSize {
         input: size.to_owned(),
     };
-    let (w, h) = size
-        .split_once(['x', 'X'])
-        .ok_or_else(bad_size)?;
+    let (w, h) = size.split_once(['x', 'X']).ok_or_else(bad_size)?;
     spec.width = parse_u32(w).ok_or_else(bad_size)?;
     spec.height = parse_u32(h).ok_or_else(bad_size)?;
     if let Some(fps) = fps {
@@ -196,8 +196,14 @@ fn parse_fps(s: &str) -> Option<(u32, u32)> {
             return None;
         }
         let den = 10u64.pow(frac.len() as u32);
-        let int = if int.is_empty() { 0 } else { u64::from(parse_u32(int)?) };
-        let num = int.checked_mul(den)?.checked_add(u64::from(parse_u32(frac)?))?;
+        let int = if int.is_empty() {
+            0
+        } else {
+            u64::from(parse_u32(int)?)
+        };
+        let num = int
+            .checked_mul(den)?
+            .checked_add(u64::from(parse_u32(frac)?))?;
         (u32::try_from(num).ok()?, den as u32)
     } else {
         (parse_u32(s)?, 1)
@@ -303,7 +309,12 @@ impl TestPattern {
     ///
     /// Errors if a side is 0 or above [`MAX_TEST_SIDE`], or the rate is 0 or above
     /// [`MAX_TEST_FPS`]. Renders the static layers, so it costs a few frames' worth of time.
-    pub fn new(width: u32, height: u32, fps_num: u32, fps_den: u32) -> Result<Self, TestSourceError> {
+    pub fn new(
+        width: u32,
+        height: u32,
+        fps_num: u32,
+        fps_den: u32,
+    ) -> Result<Self, TestSourceError> {
         validate_video(width, height, fps_num, fps_den)?;
         let bars_end = height * 3 / 5;
         let ramp_end = (height * 7 / 10).max(bars_end);
@@ -471,7 +482,14 @@ impl TestPattern {
         ];
         let chars = lines.iter().map(String::len).max().unwrap_or(0);
         let (px0, py0) = (2 * s, 2 * s);
-        fill_rect(frame, px0, py0, (chars * 6 + 2) * s, (lines.len() * 9 + 1) * s, BLACK);
+        fill_rect(
+            frame,
+            px0,
+            py0,
+            (chars * 6 + 2) * s,
+            (lines.len() * 9 + 1) * s,
+            BLACK,
+        );
         for (i, line) in lines.iter().enumerate() {
             draw_text(frame, px0 + 2 * s, py0 + (i * 9 + 1) * s, s, line, WHITE);
         }
@@ -479,7 +497,11 @@ impl TestPattern {
         // Sync square, top right.
         let side = 8 * s;
         let sx = w.saturating_sub(side + 2 * s);
-        let c = if self.is_sync_frame(index) { [255, 255, 255] } else { [0, 0, 0] };
+        let c = if self.is_sync_frame(index) {
+            [255, 255, 255]
+        } else {
+            [0, 0, 0]
+        };
         fill_rect(frame, sx, py0, side, side, c);
     }
 }
@@ -702,7 +724,15 @@ mod tests {
 
     #[test]
     fn pattern_odd_and_tiny_sizes_do_not_panic() {
-        for (w, h) in [(1, 1), (2, 1), (1, 7), (3, 5), (17, 9), (641, 361), (8, 4000)] {
+        for (w, h) in [
+            (1, 1),
+            (2, 1),
+            (1, 7),
+            (3, 5),
+            (17, 9),
+            (641, 361),
+            (8, 4000),
+        ] {
             let mut p = TestPattern::new(w, h, 25, 1).unwrap();
             for i in [0, 7, 12345] {
                 let f = p.frame(i);
@@ -718,8 +748,8 @@ mod tests {
         let (a, b) = (p.frame(10), p.frame(11));
         let s = 10; // 720 / 72
         let plate = |f: &VideoFrameRgb| {
-            (0..9 * s as u32 * 2)
-                .flat_map(|y| (0..80 * s as u32).map(move |x| (x, y)))
+            (0..9 * s * 2)
+                .flat_map(|y| (0..80 * s).map(move |x| (x, y)))
                 .map(|(x, y)| f.pixel(x, y).unwrap())
                 .collect::<Vec<_>>()
         };
@@ -792,10 +822,18 @@ mod tests {
             }
         }
         // Level: peak of the plain tone is -12 dBFS.
-        let peak = mono[10_000..20_000].iter().map(|s| s.unsigned_abs()).max().unwrap();
+        let peak = mono[10_000..20_000]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
         assert!((8200..=8232).contains(&peak), "peak {peak}");
         // The beep is louder than the tone.
-        let beep_peak = mono[1000..2000].iter().map(|s| s.unsigned_abs()).max().unwrap();
+        let beep_peak = mono[1000..2000]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
         assert!(beep_peak > 15_000, "beep peak {beep_peak}");
         assert!(whole.is_beep(48_000) && !whole.is_beep(48_000 + 2400));
     }
@@ -838,7 +876,12 @@ mod tests {
         assert_eq!(ok(" test:1280x720@30 "), TestSpec::default());
         assert_eq!(
             ok("test:640X480"),
-            TestSpec { width: 640, height: 480, fps_num: 30, fps_den: 1 }
+            TestSpec {
+                width: 640,
+                height: 480,
+                fps_num: 30,
+                fps_den: 1
+            }
         );
         let ntsc = ok("test:1920x1080@29.97");
         assert_eq!((ntsc.fps_num, ntsc.fps_den), (2997, 100));
@@ -853,16 +896,37 @@ mod tests {
     fn spec_parsing_errors() {
         let err = |s: &str| parse_test_spec(s).unwrap_err();
         assert!(matches!(err("webcam"), TestSourceError::NotTestSpec { .. }));
-        assert!(matches!(err("testing"), TestSourceError::NotTestSpec { .. }));
+        assert!(matches!(
+            err("testing"),
+            TestSourceError::NotTestSpec { .. }
+        ));
         assert!(matches!(err("test:"), TestSourceError::BadSize { .. }));
         assert!(matches!(err("test:1280"), TestSourceError::BadSize { .. }));
         assert!(matches!(err("test:1280x"), TestSourceError::BadSize { .. }));
-        assert!(matches!(err("test:-1x720"), TestSourceError::BadSize { .. }));
-        assert!(matches!(err("test:99999999999x720"), TestSourceError::BadSize { .. }));
-        assert!(matches!(err("test:1280x720@"), TestSourceError::BadFrameRate { .. }));
-        assert!(matches!(err("test:1280x720@abc"), TestSourceError::BadFrameRate { .. }));
-        assert!(matches!(err("test:1280x720@30/"), TestSourceError::BadFrameRate { .. }));
-        assert!(matches!(err("test:1280x720@1.2345678"), TestSourceError::BadFrameRate { .. }));
+        assert!(matches!(
+            err("test:-1x720"),
+            TestSourceError::BadSize { .. }
+        ));
+        assert!(matches!(
+            err("test:99999999999x720"),
+            TestSourceError::BadSize { .. }
+        ));
+        assert!(matches!(
+            err("test:1280x720@"),
+            TestSourceError::BadFrameRate { .. }
+        ));
+        assert!(matches!(
+            err("test:1280x720@abc"),
+            TestSourceError::BadFrameRate { .. }
+        ));
+        assert!(matches!(
+            err("test:1280x720@30/"),
+            TestSourceError::BadFrameRate { .. }
+        ));
+        assert!(matches!(
+            err("test:1280x720@1.2345678"),
+            TestSourceError::BadFrameRate { .. }
+        ));
         assert!(matches!(
             err("test:0x720@30"),
             TestSourceError::DimensionsOutOfRange { .. }

@@ -23,3 +23,5 @@ pub mod rtx_cache;
 pub mod server;
 pub mod subscription;
 pub mod token;
+#[cfg(feature = "jpeg")]
+pub mod app;

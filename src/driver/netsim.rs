@@ -106,6 +106,9 @@ pub struct NetsimArgs {
     /// Stop after this many seconds (runs until interrupted when absent).
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
+    /// Write figures as JSON to this file at exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<std::path::PathBuf>,
 }
 
 impl NetsimArgs {
@@ -126,6 +129,7 @@ impl NetsimArgs {
             queue_bytes: crate::netem::DEFAULT_QUEUE_BYTES,
             seed: 1,
             duration: None,
+            stats_json: None,
         }
     }
 

@@ -1,0 +1,28 @@
+//! The roles behind the command line (`serve`, `relay`, `play`, `demo`): each binds its
+//! socket first (so a caller learns the address, and a busy port is reported before
+//! anything starts), then runs its node in an [`crate::driver::event_loop::EventLoop`].
+
+pub mod demo;
+pub mod play;
+pub mod relay;
+pub mod serve;
+pub mod status;
+
+use std::path::Path;
+
+/// Writes a role's figures as pretty JSON (`--stats-json FILE`).
+pub fn write_stats_json<T: serde::Serialize>(path: &Path, stats: &T) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(stats)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write stats to {}: check the directory exists and is writable", path.display()))
+}
+
+/// Seconds from a command-line float, refusing negative or absurd values.
+pub fn duration_arg(flag: &str, secs: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        Some(s) => anyhow::bail!("--{flag} {s}: expected a positive number of seconds"),
+    }
+}

@@ -1,0 +1,165 @@
+//! `framecast relay`: the cache server. Publishers push into it (`serve --relay`), or it
+//! pulls from `--upstream`; viewers subscribe by stream name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::serve::SOCKET_BUFFER;
+use super::status::StatusLine;
+use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::udp::{BufferSizes, bind_udp};
+use crate::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
+
+/// `framecast relay` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// Address publishers and viewers send to.
+    #[arg(long, default_value = "0.0.0.0:6000")]
+    pub listen: SocketAddr,
+    /// A server or relay to pull streams from when nobody pushes them here.
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: Option<SocketAddr>,
+    /// Per-subscriber queue, KiB; beyond it whole frames are dropped for that subscriber.
+    #[arg(long, default_value_t = 4096)]
+    pub queue_kib: usize,
+    /// Datagrams cached per flow for retransmissions.
+    #[arg(long, default_value_t = 8192)]
+    pub cache_packets: usize,
+    /// Most subscribers.
+    #[arg(long, default_value_t = 1024)]
+    pub max_subscribers: usize,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write figures as JSON to this file at exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+}
+
+impl RelayArgs {
+    /// Options for a relay on `listen`.
+    pub fn new(listen: SocketAddr) -> RelayArgs {
+        RelayArgs {
+            listen,
+            upstream: None,
+            queue_kib: 4096,
+            cache_packets: 8192,
+            max_subscribers: 1024,
+            duration: None,
+            stats_json: None,
+        }
+    }
+}
+
+/// What `relay` reports at exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayReport {
+    /// Always "relay".
+    pub role: &'static str,
+    /// Listening address.
+    pub listen: String,
+    /// Protocol figures.
+    pub relay: RelayStats,
+    /// Per-subscriber figures.
+    pub subscribers: Vec<SubscriberInfo>,
+    /// Socket figures.
+    pub io: IoStats,
+    /// Socket buffers.
+    pub buffers: BufferSizes,
+}
+
+/// A bound relay.
+pub struct RelayRole {
+    args: RelayArgs,
+    lp: EventLoop<Relay>,
+    buffers: BufferSizes,
+    /// Print the live status line.
+    pub status: bool,
+}
+
+impl std::fmt::Debug for RelayRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRole").field("args", &self.args).finish_non_exhaustive()
+    }
+}
+
+impl RelayRole {
+    /// Checks the options and binds the socket.
+    pub fn bind(args: RelayArgs) -> anyhow::Result<RelayRole> {
+        if args.queue_kib == 0 || args.cache_packets == 0 || args.max_subscribers == 0 {
+            anyhow::bail!("--queue-kib, --cache-packets and --max-subscribers must be positive");
+        }
+        let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("relay --listen")?;
+        if let Some(w) = buffers.clamp_warning() {
+            log::warn!("relay: {w}");
+        }
+        let mut key = [0u8; 16];
+        fastrand::Rng::new().fill(&mut key);
+        let cfg = RelayConfig {
+            token_key: key,
+            queue_bytes: args.queue_kib * 1024,
+            cache_packets: args.cache_packets,
+            max_subscribers: args.max_subscribers,
+            upstream: args.upstream,
+            ..RelayConfig::default()
+        };
+        let lp = EventLoop::new(socket, Relay::new(cfg))?;
+        Ok(RelayRole {
+            args,
+            lp,
+            buffers,
+            status: true,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.lp.local_addr().unwrap_or(self.args.listen)
+    }
+
+    /// Relays until `--duration` elapses or `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<RelayReport> {
+        let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
+        let mut status = StatusLine::new(self.status);
+        self.lp
+            .run(stop, |relay, now| {
+                let s = relay.stats();
+                status.tick(now, &[s.datagrams_in as f64, s.datagrams_out as f64, s.bytes_out as f64 * 8.0], |r| {
+                    format!(
+                        "relay | in {:.0} pkt/s | out {:.0} pkt/s {:.1} Mbit/s | subscribers {} | cache hits {} | asked upstream {} | queue drops {} | bad {}",
+                        r[0],
+                        r[1],
+                        r[2] / 1e6,
+                        s.subscribers,
+                        s.cache_hits,
+                        s.upstream_requests,
+                        s.queue_frames_dropped,
+                        s.malformed.values().sum::<u64>() + s.unknown_sender
+                    )
+                });
+                if end.is_some_and(|e| now >= e) {
+                    return Flow::Stop;
+                }
+                Flow::Continue(crate::node::soonest(end, status.deadline()))
+            })
+            .context("relay: network loop failed")?;
+        status.finish();
+        let report = RelayReport {
+            role: "relay",
+            listen: self.local_addr().to_string(),
+            relay: self.lp.node().stats(),
+            subscribers: self.lp.node().subscribers(),
+            io: self.lp.io_stats().clone(),
+            buffers: self.buffers,
+        };
+        if let Some(p) = &self.args.stats_json {
+            super::write_stats_json(p, &report)?;
+        }
+        Ok(report)
+    }
+}

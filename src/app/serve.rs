@@ -1,0 +1,393 @@
+//! `framecast serve`: a source (the synthetic test pattern and tone here; webcam and file
+//! sources plug in the same way), JPEG-encoded on a media thread and streamed by a
+//! [`Server`] node, directly to viewers and optionally pushed into a relay.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::status::StatusLine;
+use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::udp::{BufferSizes, bind_udp};
+use crate::media::{JpegEncoder, Subsampling, TestSpec, ToneSource, parse_test_spec};
+use crate::server::{Server, ServerConfig, ServerStats};
+use crate::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM, valid_name};
+
+/// Socket buffer asked for by every role (several MB for video, PROTOCOL-NOTES).
+pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// `framecast serve` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// What to stream: `test` or `test:WxH@FPS` (a moving pattern with a frame counter and a tone).
+    #[arg(long, default_value = "test")]
+    pub source: String,
+    /// Address viewers (or a relay) subscribe to.
+    #[arg(long, default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+    /// Also push the stream into this relay.
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Option<SocketAddr>,
+    /// Stream name viewers ask for.
+    #[arg(long, default_value = "live")]
+    pub name: String,
+    /// JPEG quality, 1-100.
+    #[arg(long, default_value_t = 80)]
+    pub quality: u8,
+    /// Largest datagram in bytes (default fits a 1500-byte MTU over IPv4 and IPv6).
+    #[arg(long, default_value_t = crate::wire::DEFAULT_DATAGRAM)]
+    pub datagram_size: usize,
+    /// Stream no audio.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write figures as JSON to this file at exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+    /// Seed for the session's random identifiers (default: from the OS).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Start the source this many milliseconds after the socket is up.
+    #[arg(long, default_value_t = 0)]
+    pub start_delay_ms: u64,
+}
+
+impl ServeArgs {
+    /// Options for a test-pattern server on `listen`.
+    pub fn new(listen: SocketAddr) -> ServeArgs {
+        ServeArgs {
+            source: "test".into(),
+            listen,
+            relay: None,
+            name: "live".into(),
+            quality: 80,
+            datagram_size: crate::wire::DEFAULT_DATAGRAM,
+            no_audio: false,
+            duration: None,
+            stats_json: None,
+            seed: None,
+            start_delay_ms: 0,
+        }
+    }
+}
+
+/// Audio of the test source: 48 kHz stereo in 5 ms blocks (§5.2).
+const AUDIO_RATE: u32 = 48_000;
+const AUDIO_CHANNELS: u8 = 2;
+const AUDIO_BLOCK: usize = 240;
+
+/// One unit of media from the source thread.
+#[derive(Debug)]
+pub enum MediaItem {
+    /// A JPEG frame.
+    Video {
+        /// 90 kHz timestamp.
+        pts: u64,
+        /// The JPEG.
+        jpeg: Bytes,
+    },
+    /// A block of interleaved s16 audio.
+    Audio {
+        /// 90 kHz timestamp of the first sample.
+        pts: u64,
+        /// Samples.
+        samples: Vec<i16>,
+    },
+}
+
+/// Figures of the source thread.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStats {
+    /// Frames encoded.
+    pub frames: u64,
+    /// Frames dropped because the network loop was behind.
+    pub frames_dropped: u64,
+    /// Mean JPEG size, bytes.
+    pub mean_jpeg_bytes: f64,
+    /// Mean encode time, milliseconds.
+    pub mean_encode_ms: f64,
+    /// Audio blocks produced.
+    pub audio_blocks: u64,
+}
+
+/// What `serve` reports at exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeReport {
+    /// Always "serve".
+    pub role: &'static str,
+    /// Listening address.
+    pub listen: String,
+    /// Stream name.
+    pub stream: String,
+    /// Protocol figures.
+    pub server: ServerStats,
+    /// Source figures.
+    pub source: SourceStats,
+    /// Socket figures.
+    pub io: IoStats,
+    /// Socket buffers.
+    pub buffers: BufferSizes,
+    /// Per-frame CRC32 of the JPEG bytes sent, by frame id (when recording checksums).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frame_crcs: Vec<(u32, u32)>,
+    /// CRC32 of all audio bytes sent, in order (when recording checksums).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_crc: Option<u32>,
+}
+
+/// A bound, ready-to-run server.
+pub struct Serve {
+    args: ServeArgs,
+    spec: TestSpec,
+    lp: EventLoop<Server>,
+    buffers: BufferSizes,
+    /// Keep per-frame checksums of what was sent (tests).
+    pub record_checksums: bool,
+    /// Print the live status line.
+    pub status: bool,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve").field("args", &self.args).finish_non_exhaustive()
+    }
+}
+
+impl Serve {
+    /// Checks the options and binds the socket.
+    pub fn bind(args: ServeArgs) -> anyhow::Result<Serve> {
+        let spec = parse_source(&args.source)?;
+        if !valid_name(&args.name) {
+            bail!("--name {:?}: a stream name is 1-64 bytes with no control characters", args.name);
+        }
+        if !(1..=100).contains(&args.quality) {
+            bail!("--quality {}: expected 1-100", args.quality);
+        }
+        if !(MIN_DATAGRAM..=MAX_DATAGRAM).contains(&args.datagram_size) {
+            bail!("--datagram-size {}: expected {MIN_DATAGRAM}-{MAX_DATAGRAM} bytes", args.datagram_size);
+        }
+        if spec.width > u16::MAX as u32 || spec.height > u16::MAX as u32 || spec.fps_num > u16::MAX as u32 || spec.fps_den > u16::MAX as u32 {
+            bail!("--source {}: dimensions and frame rate must fit 16 bits", args.source);
+        }
+        let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("serve --listen")?;
+        if let Some(w) = buffers.clamp_warning() {
+            log::warn!("serve: {w}");
+        }
+        let mut cfg = ServerConfig::new(&args.name, spec.width as u16, spec.height as u16, spec.fps_num as u16);
+        cfg.fps_den = spec.fps_den as u16;
+        cfg.max_datagram = args.datagram_size;
+        cfg.push_to = args.relay;
+        if !args.no_audio {
+            cfg.audio = Some(AudioParams {
+                sample_rate: AUDIO_RATE,
+                channels: AUDIO_CHANNELS,
+                block_frames: AUDIO_BLOCK as u16,
+            });
+        }
+        let mut rng = match args.seed {
+            Some(s) => fastrand::Rng::with_seed(s),
+            None => fastrand::Rng::new(),
+        };
+        cfg.randomize(&mut rng);
+        let lp = EventLoop::new(socket, Server::new(cfg))?;
+        Ok(Serve {
+            args,
+            spec,
+            lp,
+            buffers,
+            record_checksums: false,
+            status: true,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.lp.local_addr().unwrap_or(self.args.listen)
+    }
+
+    /// Streams until `--duration` elapses or `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeReport> {
+        let duration = super::duration_arg("duration", self.args.duration)?;
+        let (tx, rx) = sync_channel::<MediaItem>(16);
+        let source_stop = Arc::new(AtomicBool::new(false));
+        let waker = self.lp.waker();
+        let start = Instant::now() + Duration::from_millis(self.args.start_delay_ms);
+        let spec = self.spec;
+        let quality = self.args.quality;
+        let audio = !self.args.no_audio;
+        let st = source_stop.clone();
+        let source = std::thread::Builder::new()
+            .name("source".into())
+            .spawn(move || test_source_thread(spec, quality, audio, start, tx, waker, &st))
+            .context("cannot start the source thread")?;
+        let end = duration.map(|d| start + d);
+        let mut status = StatusLine::new(self.status);
+        let name = self.args.name.clone();
+        let record = self.record_checksums;
+        let mut crcs = Vec::new();
+        let mut audio_hasher = crc32fast::Hasher::new();
+        let mut pump = |server: &mut Server, now: Instant, rx: &Receiver<MediaItem>| {
+            while let Ok(item) = rx.try_recv() {
+                match item {
+                    MediaItem::Video { pts, jpeg } => match server.push_frame(now, pts, &jpeg) {
+                        Ok(id) if record => crcs.push((id, crc32fast::hash(&jpeg))),
+                        Ok(_) => {}
+                        Err(e) => log::warn!("serve: frame dropped: {e}"),
+                    },
+                    MediaItem::Audio { pts, samples } => {
+                        if record {
+                            for s in &samples {
+                                audio_hasher.update(&s.to_le_bytes());
+                            }
+                        }
+                        if let Err(e) = server.push_audio(now, pts, &samples) {
+                            log::warn!("serve: audio block dropped: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        let result = self.lp.run(stop, |server, now| {
+            pump(server, now, &rx);
+            let s = server.stats();
+            status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
+                format!(
+                    "serve {name} | {:.1} fps | {:.1} Mbit/s | subscribers {} | cache hits {} | retransmits {}",
+                    r[0],
+                    r[1] / 1e6,
+                    s.relay.subscribers,
+                    s.relay.cache_hits,
+                    s.relay.retransmits_sent
+                )
+            });
+            if end.is_some_and(|e| now >= e) {
+                return Flow::Stop;
+            }
+            Flow::Continue(crate::node::soonest(end, status.deadline()))
+        });
+        status.finish();
+        source_stop.store(true, Ordering::Relaxed);
+        let source_stats = source.join().unwrap_or_default();
+        result.context("serve: network loop failed")?;
+        // Frames still queued in the pacer go out before the report.
+        let drain_until = Instant::now() + Duration::from_millis(100);
+        let _ = self.lp.run(&AtomicBool::new(false), |_, now| {
+            if now >= drain_until { Flow::Stop } else { Flow::Continue(Some(drain_until)) }
+        });
+        let report = ServeReport {
+            role: "serve",
+            listen: self.local_addr().to_string(),
+            stream: self.args.name.clone(),
+            server: self.lp.node().stats(),
+            source: source_stats,
+            io: self.lp.io_stats().clone(),
+            buffers: self.buffers,
+            frame_crcs: crcs,
+            audio_crc: record.then(|| audio_hasher.finalize()),
+        };
+        if let Some(p) = &self.args.stats_json {
+            super::write_stats_json(p, &report)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Parses `--source`.
+pub fn parse_source(s: &str) -> anyhow::Result<TestSpec> {
+    if s == "test" || s.starts_with("test:") {
+        return parse_test_spec(s).map_err(|e| anyhow::anyhow!("--source {s}: {e}"));
+    }
+    bail!("--source {s}: unknown source; use `test` or `test:WxH@FPS` (e.g. test:1280x720@30)")
+}
+
+/// The synthetic source: renders and encodes frames at the frame rate and makes 5 ms tone
+/// blocks, timestamped on one 90 kHz clock from `start`.
+fn test_source_thread(
+    spec: TestSpec,
+    quality: u8,
+    audio: bool,
+    start: Instant,
+    tx: SyncSender<MediaItem>,
+    waker: Arc<mio::Waker>,
+    stop: &AtomicBool,
+) -> SourceStats {
+    let mut stats = SourceStats::default();
+    let (Ok(mut pattern), Ok(mut encoder), Ok(mut tone)) = (
+        spec.pattern(),
+        JpegEncoder::new(quality, Subsampling::Yuv420),
+        ToneSource::new(AUDIO_RATE, AUDIO_CHANNELS as u16, 440),
+    ) else {
+        log::error!("serve: cannot set up the test source");
+        return stats;
+    };
+    let frame_ns = 1_000_000_000u128 * spec.fps_den as u128 / spec.fps_num.max(1) as u128;
+    let block_ns = 1_000_000_000u128 * AUDIO_BLOCK as u128 / AUDIO_RATE as u128;
+    let (mut frame, mut block) = (0u64, 0u64);
+    let mut encode_total = Duration::ZERO;
+    let mut bytes_total = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let t_frame = start + Duration::from_nanos((frame as u128 * frame_ns) as u64);
+        let t_block = start + Duration::from_nanos((block as u128 * block_ns) as u64);
+        let next = if audio { t_frame.min(t_block) } else { t_frame };
+        let now = Instant::now();
+        if next > now {
+            // The source keeps real time; this thread has nothing else to do.
+            std::thread::sleep((next - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        let item = if audio && t_block <= t_frame {
+            let pts = block * AUDIO_BLOCK as u64 * 90_000 / AUDIO_RATE as u64;
+            block += 1;
+            stats.audio_blocks += 1;
+            MediaItem::Audio {
+                pts,
+                samples: tone.next_block(AUDIO_BLOCK),
+            }
+        } else {
+            let pts = (frame as u128 * 90_000 * spec.fps_den as u128 / spec.fps_num.max(1) as u128) as u64;
+            let t0 = Instant::now();
+            let img = pattern.frame(frame);
+            let jpeg = match encoder.encode_rgb(&img) {
+                Ok(j) => j,
+                Err(e) => {
+                    log::error!("serve: JPEG encoding failed: {e}");
+                    break;
+                }
+            };
+            encode_total += t0.elapsed();
+            bytes_total += jpeg.len() as u64;
+            frame += 1;
+            stats.frames += 1;
+            MediaItem::Video {
+                pts,
+                jpeg: Bytes::from(jpeg),
+            }
+        };
+        let is_video = matches!(item, MediaItem::Video { .. });
+        match tx.try_send(item) {
+            Ok(()) => {
+                let _ = waker.wake();
+            }
+            Err(TrySendError::Full(_)) => {
+                if is_video {
+                    stats.frames_dropped += 1;
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => break,
+        }
+    }
+    if stats.frames > 0 {
+        stats.mean_encode_ms = encode_total.as_secs_f64() * 1000.0 / stats.frames as f64;
+        stats.mean_jpeg_bytes = bytes_total as f64 / stats.frames as f64;
+    }
+    stats
+}

@@ -1,13 +1,26 @@
 //! Decoding arbitrary bytes never panics; whatever decodes re-encodes to a datagram that
-//! decodes to the same packet, and media payloads lie within the datagram.
+//! decodes to the same packet, and media payloads lie within the datagram. Each input is
+//! also tried "resealed" (valid magic, version and CRC), so mutations reach the body parser.
 #![no_main]
 
 use bytes::Bytes;
-use framecast::wire::{Body, CRC_LEN, HEADER_LEN, MAX_DATAGRAM, Packet, peek_header};
+use framecast::wire::{Body, CRC_LEN, HEADER_LEN, MAGIC, MAX_DATAGRAM, Packet, VERSION, crc32, peek_header};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let datagram = Bytes::copy_from_slice(data);
+    check(Bytes::copy_from_slice(data));
+    if data.len() >= HEADER_LEN + CRC_LEN {
+        let mut v = data.to_vec();
+        v[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        v[2] = VERSION;
+        let n = v.len() - CRC_LEN;
+        let crc = crc32(&v[..n]);
+        v[n..].copy_from_slice(&crc.to_be_bytes());
+        check(Bytes::from(v));
+    }
+});
+
+fn check(datagram: Bytes) {
     let Ok(p) = Packet::decode(&datagram) else { return };
     assert!(datagram.len() <= MAX_DATAGRAM);
     match &p.body {
@@ -36,4 +49,4 @@ fuzz_target!(|data: &[u8]| {
         // Media has no padding or reserved fields beyond the header's: same length.
         assert_eq!(enc.len(), datagram.len());
     }
-});
+}

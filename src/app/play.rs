@@ -46,6 +46,9 @@ pub struct PlayArgs {
     /// Write figures as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Count frames without decoding them (load tests with many viewers).
+    #[arg(long)]
+    pub no_decode: bool,
     /// Local address to bind (default: an ephemeral port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
@@ -62,6 +65,7 @@ impl PlayArgs {
             no_nack: false,
             duration: None,
             stats_json: None,
+            no_decode: false,
             bind: None,
         }
     }
@@ -154,6 +158,7 @@ impl Play {
         let decoded = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let (tx, rx) = sync_channel::<Bytes>(8);
+        let decode = !self.args.no_decode;
         let (d2, e2) = (decoded.clone(), errors.clone());
         let decoder = std::thread::Builder::new()
             .name("decoder".into())
@@ -185,9 +190,11 @@ impl Play {
                         if record {
                             crcs.push((f.frame_id, crc32fast::hash(&f.jpeg)));
                         }
-                        match tx.try_send(f.jpeg) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => skipped += 1,
+                        if decode {
+                            match tx.try_send(f.jpeg) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => skipped += 1,
+                            }
                         }
                     }
                     ClientEvent::Audio(a) => {

@@ -18,7 +18,10 @@ use framecast::node::{Node, soonest};
 use mio::{Events, Interest, Poll, Token};
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -56,11 +59,17 @@ impl Viewers {
         let mut clients = Vec::new();
         for i in 0..n {
             let (mut s, _) = bind_udp("127.0.0.1:0".parse().unwrap(), 4 << 20).unwrap();
-            poll.registry().register(&mut s, Token(i), Interest::READABLE).unwrap();
+            poll.registry()
+                .register(&mut s, Token(i), Interest::READABLE)
+                .unwrap();
             sockets.push(s);
             clients.push(Client::new(ClientConfig::new(relay, "live")));
         }
-        Viewers { poll, sockets, clients }
+        Viewers {
+            poll,
+            sockets,
+            clients,
+        }
     }
 
     fn run(&mut self, until: Instant) {
@@ -86,8 +95,11 @@ impl Viewers {
                 while c.poll_event().is_some() {}
             }
             let next = self.clients.iter().filter_map(|c| c.poll_timeout()).min();
-            let wait = soonest(next, Some(until)).map(|t| t.saturating_duration_since(Instant::now()));
-            self.poll.poll(&mut events, wait.map(|w| w.min(Duration::from_millis(20)))).unwrap();
+            let wait =
+                soonest(next, Some(until)).map(|t| t.saturating_duration_since(Instant::now()));
+            self.poll
+                .poll(&mut events, wait.map(|w| w.min(Duration::from_millis(20))))
+                .unwrap();
         }
         for (i, c) in self.clients.iter_mut().enumerate() {
             let bye = c.bye();
@@ -151,20 +163,71 @@ fn main() {
         let mut played: Vec<u64> = viewers.iter().map(|v| v.frames_played).collect();
         played.sort();
         let r = &rep.relay;
-        println!("relay fan-out: 1 stream {} fps x {:.0} KB JPEG -> {} subscribers on loopback, {seconds} s", 30, sent.source.mean_jpeg_bytes / 1000.0, subscribers);
-        println!("  frames sent by the server       {}", sent.server.frames_sent);
-        println!("  frames played per subscriber    min {} median {} max {}", played[0], played[played.len() / 2], played[played.len() - 1]);
-        println!("  relay datagrams in / out        {} / {} ({:.0} out/s)", r.datagrams_in, r.datagrams_out, r.datagrams_out as f64 / seconds);
-        println!("  relay CPU                       {:.2} s over {:.2} s wall = {:.0}% of one core; {:.2} us per datagram out", relay_cpu.as_secs_f64(), relay_wall.as_secs_f64(), 100.0 * relay_cpu.as_secs_f64() / relay_wall.as_secs_f64(), relay_cpu.as_secs_f64() * 1e6 / r.datagrams_out.max(1) as f64);
-        println!("  lost to the relay itself        queue drops {} frames, send errors {}, would-block waits {}", r.queue_frames_dropped, rep.io.send_errors, rep.io.would_block);
-        println!("  relay cache hits / upstream     {} / {}", r.cache_hits, r.upstream_requests);
-        println!("  kernel receive-buffer drops     {kernel_drops} (all sockets on this host, /proc/net/snmp RcvbufErrors)");
+        println!(
+            "relay fan-out: 1 stream {} fps x {:.0} KB JPEG -> {} subscribers on loopback, {seconds} s",
+            30,
+            sent.source.mean_jpeg_bytes / 1000.0,
+            subscribers
+        );
+        println!(
+            "  frames sent by the server       {}",
+            sent.server.frames_sent
+        );
+        println!(
+            "  frames played per subscriber    min {} median {} max {}",
+            played[0],
+            played[played.len() / 2],
+            played[played.len() - 1]
+        );
+        println!(
+            "  relay datagrams in / out        {} / {} ({:.0} out/s)",
+            r.datagrams_in,
+            r.datagrams_out,
+            r.datagrams_out as f64 / seconds
+        );
+        println!(
+            "  relay CPU                       {:.2} s over {:.2} s wall = {:.0}% of one core; {:.2} us per datagram out",
+            relay_cpu.as_secs_f64(),
+            relay_wall.as_secs_f64(),
+            100.0 * relay_cpu.as_secs_f64() / relay_wall.as_secs_f64(),
+            relay_cpu.as_secs_f64() * 1e6 / r.datagrams_out.max(1) as f64
+        );
+        println!(
+            "  lost to the relay itself        queue drops {} frames, send errors {}, would-block waits {}",
+            r.queue_frames_dropped, rep.io.send_errors, rep.io.would_block
+        );
+        println!(
+            "  relay cache hits / upstream     {} / {}",
+            r.cache_hits, r.upstream_requests
+        );
+        println!(
+            "  kernel receive-buffer drops     {kernel_drops} (all sockets on this host, /proc/net/snmp RcvbufErrors)"
+        );
         let late: u64 = viewers.iter().map(|v| v.frames_late).sum();
         let incomplete: u64 = viewers.iter().map(|v| v.frames_incomplete).sum();
-        let unseen: u64 = viewers.iter().map(|v| { let s = v; sent.server.frames_sent - s.frames_played - s.frames_late - s.frames_incomplete - s.frames_overflow }).sum();
-        println!("  viewer thread CPU               {:.2} s", viewers_cpu.as_secs_f64());
+        let unseen: u64 = viewers
+            .iter()
+            .map(|v| {
+                let s = v;
+                sent.server.frames_sent
+                    - s.frames_played
+                    - s.frames_late
+                    - s.frames_incomplete
+                    - s.frames_overflow
+            })
+            .sum();
+        println!(
+            "  viewer thread CPU               {:.2} s",
+            viewers_cpu.as_secs_f64()
+        );
         let got: u64 = viewers.iter().map(|v| v.datagrams).sum();
-        println!("  datagrams the viewers received  {got} of {} the relay sent ({:.4}%)", r.datagrams_out, 100.0 * got as f64 / r.datagrams_out.max(1) as f64);
-        println!("  viewers: frames late {late}, incomplete {incomplete}, never seen {unseen} (summed over all viewers)");
+        println!(
+            "  datagrams the viewers received  {got} of {} the relay sent ({:.4}%)",
+            r.datagrams_out,
+            100.0 * got as f64 / r.datagrams_out.max(1) as f64
+        );
+        println!(
+            "  viewers: frames late {late}, incomplete {incomplete}, never seen {unseen} (summed over all viewers)"
+        );
     });
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::jitter::{AudioBuffer, AudioOut, DropReason, FrameBuffer, FrameOut, PlayoutClock, duration_to_ticks};
+use crate::jitter::{
+    AudioBuffer, AudioOut, DropReason, FrameBuffer, FrameOut, PlayoutClock, duration_to_ticks,
+};
 use crate::loss::{Arrival, LossConfig, LossStats, LossTracker};
 use crate::node::{Node, Transmit, soonest};
 use crate::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimits};
@@ -137,6 +139,8 @@ pub struct LossCounters {
     pub reordered: u64,
     /// Never recovered.
     pub lost: u64,
+    /// Of those, given up because the deadline came within an RTT.
+    pub too_late: u64,
     /// Sequence numbers requested.
     pub requested: u64,
     /// Duplicates.
@@ -150,6 +154,7 @@ impl From<LossStats> for LossCounters {
             recovered: s.recovered,
             reordered: s.reordered,
             lost: s.given_up,
+            too_late: s.too_late,
             requested: s.requested,
             duplicates: s.duplicates,
         }
@@ -310,7 +315,11 @@ impl Client {
                 }
                 self.events.push_back(ClientEvent::Frame(f));
             }
-            FrameOut::Drop { frame_id, pts, reason } => {
+            FrameOut::Drop {
+                frame_id,
+                pts,
+                reason,
+            } => {
                 match reason {
                     DropReason::Incomplete => self.stats.frames_incomplete += 1,
                     DropReason::Late => self.stats.frames_late += 1,
@@ -319,7 +328,11 @@ impl Client {
                 self.first_chunk_at.remove(&frame_id);
                 self.reasm.remove(frame_id);
                 self.mark_done(frame_id);
-                self.events.push_back(ClientEvent::FrameDropped { frame_id, pts, reason });
+                self.events.push_back(ClientEvent::FrameDropped {
+                    frame_id,
+                    pts,
+                    reason,
+                });
             }
         }
     }
@@ -345,7 +358,14 @@ impl Client {
         let Some(deadline) = deadline else { return };
         if !self.frames.contains(v.pts) {
             if let Err(reason) = self.frames.admit(now, v.pts, v.frame_id, deadline) {
-                self.emit_frame_out(now, FrameOut::Drop { frame_id: v.frame_id, pts: v.pts, reason });
+                self.emit_frame_out(
+                    now,
+                    FrameOut::Drop {
+                        frame_id: v.frame_id,
+                        pts: v.pts,
+                        reason,
+                    },
+                );
                 return;
             }
             self.first_chunk_at.insert(v.frame_id, (now, false));
@@ -397,7 +417,8 @@ impl Client {
                 return;
             }
         }
-        self.audio.insert(a.pts, a.sample_rate, a.channels, a.frames, a.payload);
+        self.audio
+            .insert(a.pts, a.sample_rate, a.channels, a.frames, a.payload);
     }
 
     /// Asks for the missing chunks of frames that have gone quiet (head and tail losses
@@ -412,7 +433,7 @@ impl Client {
             let Some(first) = p.first_seq else { continue };
             let deadline = self.frames.deadline(p.pts);
             for idx in p.missing() {
-                let seq = first.add(idx as u64);
+                let seq = first.plus(idx as u64);
                 if !self.video_loss.is_pending(seq) {
                     marks.push((seq, deadline));
                 }
@@ -439,7 +460,15 @@ impl Client {
         ] {
             for chunk in ranges.chunks(crate::wire::MAX_NACK_RANGES) {
                 self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
-                let p = Packet::new(PacketType::Nack, ssrc, self.ctrl_seq, Body::Nack { flow, ranges: chunk.to_vec() });
+                let p = Packet::new(
+                    PacketType::Nack,
+                    ssrc,
+                    self.ctrl_seq,
+                    Body::Nack {
+                        flow,
+                        ranges: chunk.to_vec(),
+                    },
+                );
                 self.control.push_back(p.encode());
                 self.stats.nacks_sent += 1;
             }
@@ -459,7 +488,13 @@ impl Client {
             rtt_us: self.sub.rtt().srtt().as_micros() as u32,
         };
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
-        Packet::new(PacketType::ReceiverReport, self.ssrc.unwrap_or(0), self.ctrl_seq, Body::ReceiverReport(r)).encode()
+        Packet::new(
+            PacketType::ReceiverReport,
+            self.ssrc.unwrap_or(0),
+            self.ctrl_seq,
+            Body::ReceiverReport(r),
+        )
+        .encode()
     }
 }
 
@@ -567,7 +602,9 @@ impl Node for Client {
         if let Some(p) = self.control.pop_front() {
             return Some(Transmit { dest, payload: p });
         }
-        self.sub.poll_transmit(now).map(|payload| Transmit { dest, payload })
+        self.sub
+            .poll_transmit(now)
+            .map(|payload| Transmit { dest, payload })
     }
 }
 

@@ -60,7 +60,8 @@ impl PlayoutClock {
 
     fn offset(&self, now: Instant, pts: u64) -> i128 {
         let (e, p0) = self.epoch.unwrap_or((now, pts));
-        now.saturating_duration_since(e).as_nanos() as i128 - ticks_to_nanos(pts as i128 - p0 as i128)
+        now.saturating_duration_since(e).as_nanos() as i128
+            - ticks_to_nanos(pts as i128 - p0 as i128)
     }
 
     /// Notes the arrival of media stamped `pts` at `now`.
@@ -77,7 +78,10 @@ impl PlayoutClock {
             self.reset_at(now, pts);
             return;
         }
-        if self.window_start.is_some_and(|w| now.saturating_duration_since(w) >= self.window) {
+        if self
+            .window_start
+            .is_some_and(|w| now.saturating_duration_since(w) >= self.window)
+        {
             self.prev_min = self.cur_min;
             self.cur_min = None;
             self.window_start = Some(now);
@@ -103,11 +107,14 @@ impl PlayoutClock {
     /// The instant `pts` should be played, once anything was observed.
     pub fn playout(&self, pts: u64) -> Option<Instant> {
         let (e, p0) = self.epoch?;
-        let ns = self.base() + ticks_to_nanos(pts as i128 - p0 as i128) + self.latency.as_nanos() as i128;
+        let ns = self.base()
+            + ticks_to_nanos(pts as i128 - p0 as i128)
+            + self.latency.as_nanos() as i128;
         Some(if ns >= 0 {
             e + Duration::from_nanos(ns as u64)
         } else {
-            e.checked_sub(Duration::from_nanos((-ns) as u64)).unwrap_or(e)
+            e.checked_sub(Duration::from_nanos((-ns) as u64))
+                .unwrap_or(e)
         })
     }
 
@@ -174,11 +181,19 @@ impl FrameBuffer {
     /// Registers a frame seen for the first time (its first chunk arrived) with its
     /// playout `deadline`. Refused as late if a newer frame was already released or the
     /// deadline has passed.
-    pub fn admit(&mut self, now: Instant, pts: u64, frame_id: u32, deadline: Instant) -> Result<(), DropReason> {
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        pts: u64,
+        frame_id: u32,
+        deadline: Instant,
+    ) -> Result<(), DropReason> {
         if self.last_released.is_some_and(|l| pts <= l) || deadline < now {
             return Err(DropReason::Late);
         }
-        self.slots.entry(pts).or_insert((deadline, Slot::Pending(frame_id)));
+        self.slots
+            .entry(pts)
+            .or_insert((deadline, Slot::Pending(frame_id)));
         Ok(())
     }
 
@@ -322,7 +337,14 @@ impl AudioBuffer {
     }
 
     /// Adds a received block.
-    pub fn insert(&mut self, pts: u64, sample_rate: u32, channels: u8, frames: u16, samples: Bytes) {
+    pub fn insert(
+        &mut self,
+        pts: u64,
+        sample_rate: u32,
+        channels: u8,
+        frames: u16,
+        samples: Bytes,
+    ) {
         if let Some((next, _)) = &self.next {
             // One tick of slack: timestamps of rates that do not divide 90 kHz round.
             if pts + 1 < *next {
@@ -469,16 +491,27 @@ mod tests {
         assert!(b.pop(t0 + 9 * MS).is_none());
         assert_eq!(
             b.pop(t0 + 10 * MS),
-            Some(FrameOut::Drop { frame_id: 0, pts: 0, reason: DropReason::Incomplete })
+            Some(FrameOut::Drop {
+                frame_id: 0,
+                pts: 0,
+                reason: DropReason::Incomplete
+            })
         );
         assert_eq!(b.pop(t0 + 43 * MS), Some(FrameOut::Play(frame(1, 3000))));
         // Older than what was played: late.
-        assert_eq!(b.admit(t0 + 44 * MS, 1500, 5, t0 + 100 * MS), Err(DropReason::Late));
+        assert_eq!(
+            b.admit(t0 + 44 * MS, 1500, 5, t0 + 100 * MS),
+            Err(DropReason::Late)
+        );
         // Completing after the deadline: late.
         b.admit(t0 + 44 * MS, 6000, 2, t0 + 50 * MS).unwrap();
         assert_eq!(
             b.complete(t0 + 51 * MS, frame(2, 6000)),
-            Some(FrameOut::Drop { frame_id: 2, pts: 6000, reason: DropReason::Late })
+            Some(FrameOut::Drop {
+                frame_id: 2,
+                pts: 6000,
+                reason: DropReason::Late
+            })
         );
     }
 
@@ -487,11 +520,16 @@ mod tests {
         let t0 = Instant::now();
         let mut b = FrameBuffer::new(2);
         for i in 0..3u32 {
-            b.admit(t0, i as u64, i, t0 + Duration::from_secs(1)).unwrap();
+            b.admit(t0, i as u64, i, t0 + Duration::from_secs(1))
+                .unwrap();
         }
         assert_eq!(
             b.pop(t0),
-            Some(FrameOut::Drop { frame_id: 0, pts: 0, reason: DropReason::Overflow })
+            Some(FrameOut::Drop {
+                frame_id: 0,
+                pts: 0,
+                reason: DropReason::Overflow
+            })
         );
         assert!(b.pop(t0).is_none());
     }

@@ -5,15 +5,15 @@
 //! Sockets live in [`driver`]; media adapters live in [`media`].
 #![warn(missing_docs)]
 
-pub mod node;
-pub mod wire;
-pub mod netem;
-pub mod sim;
-pub mod media;
-pub mod driver;
+#[cfg(feature = "jpeg")]
+pub mod app;
 pub mod client;
+pub mod driver;
 pub mod jitter;
 pub mod loss;
+pub mod media;
+pub mod netem;
+pub mod node;
 pub mod pacer;
 pub mod packetizer;
 pub mod reassembler;
@@ -21,7 +21,7 @@ pub mod relay;
 pub mod rtt;
 pub mod rtx_cache;
 pub mod server;
+pub mod sim;
 pub mod subscription;
 pub mod token;
-#[cfg(feature = "jpeg")]
-pub mod app;
+pub mod wire;

@@ -67,6 +67,8 @@ pub struct LossStats {
     pub reordered: u64,
     /// Missing numbers given up (retries exhausted or too late).
     pub given_up: u64,
+    /// Of the given up: because the deadline was nearer than one RTT.
+    pub too_late: u64,
     /// NACK entries sent (one per sequence number per request).
     pub requested: u64,
     /// Duplicates.
@@ -209,7 +211,11 @@ impl LossTracker {
 
     /// When the next NACK may be due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.missing.values().filter(|m| !m.gave_up).map(|m| m.next_at).min()
+        self.missing
+            .values()
+            .filter(|m| !m.gave_up)
+            .map(|m| m.next_at)
+            .min()
     }
 
     /// Collects the numbers to ask for now, as ranges, and schedules their next try.
@@ -228,6 +234,9 @@ impl LossTracker {
                 .deadline
                 .is_some_and(|d| d.saturating_duration_since(now) < rtt.srtt());
             if too_late || m.retries >= self.cfg.max_retries {
+                if too_late {
+                    self.stats.too_late += 1;
+                }
                 m.gave_up = true;
                 newly_given_up += 1;
                 continue;
@@ -304,7 +313,10 @@ mod tests {
             l.on_arrival(t0 + 3 * MS, SeqNo(12), 2 * MS, None),
             Arrival::Filled { requested: true }
         );
-        assert_eq!(l.on_arrival(t0 + 3 * MS, SeqNo(12), 2 * MS, None), Arrival::Duplicate);
+        assert_eq!(
+            l.on_arrival(t0 + 3 * MS, SeqNo(12), 2 * MS, None),
+            Arrival::Duplicate
+        );
         let mut t = t0 + 2 * MS;
         let mut asked = 1;
         for _ in 0..100 {
@@ -313,7 +325,13 @@ mod tests {
             if n.is_empty() {
                 continue;
             }
-            assert_eq!(n, vec![NackRange { start: 11, len: 1 }, NackRange { start: 13, len: 1 }]);
+            assert_eq!(
+                n,
+                vec![
+                    NackRange { start: 11, len: 1 },
+                    NackRange { start: 13, len: 1 }
+                ]
+            );
             asked += 1;
         }
         assert_eq!(asked, 10);
@@ -343,9 +361,15 @@ mod tests {
         let n = l.poll_nack(t0, &rtt);
         assert_eq!(
             n,
-            vec![NackRange { start: 98, len: 2 }, NackRange { start: 101, len: 2 }]
+            vec![
+                NackRange { start: 98, len: 2 },
+                NackRange { start: 101, len: 2 }
+            ]
         );
-        assert_eq!(l.on_arrival(t0, SeqNo(98), MS, None), Arrival::Filled { requested: true });
+        assert_eq!(
+            l.on_arrival(t0, SeqNo(98), MS, None),
+            Arrival::Filled { requested: true }
+        );
         assert_eq!(l.on_arrival(t0, SeqNo(100), MS, None), Arrival::Duplicate);
     }
 

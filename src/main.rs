@@ -82,7 +82,9 @@ fn main() -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     if let Err(e) = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed)) {
-        eprintln!("framecast: warning: cannot catch Ctrl-C ({e}); it will end the program abruptly");
+        eprintln!(
+            "framecast: warning: cannot catch Ctrl-C ({e}); it will end the program abruptly"
+        );
     }
     match run(cli, &stop) {
         Ok(()) => ExitCode::SUCCESS,

@@ -95,7 +95,11 @@ mod tests {
         assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_millis(5)));
         assert_eq!(p.pop(t0 + Duration::from_millis(5)).unwrap()[0], 1);
         // The next frame queues behind the first.
-        p.push_frame(t0, vec![Bytes::from_static(b"x")], Duration::from_millis(20));
+        p.push_frame(
+            t0,
+            vec![Bytes::from_static(b"x")],
+            Duration::from_millis(20),
+        );
         let t = t0 + Duration::from_millis(20);
         assert_eq!(p.pop(t).unwrap()[0], 2);
         assert_eq!(p.pop(t).unwrap()[0], 3);
@@ -108,7 +112,11 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(Duration::from_millis(50));
         for _ in 0..100 {
-            p.push_frame(t0, vec![Bytes::from_static(b"x")], Duration::from_millis(30));
+            p.push_frame(
+                t0,
+                vec![Bytes::from_static(b"x")],
+                Duration::from_millis(30),
+            );
         }
         let last = p.queue.back().unwrap().0;
         assert!(last <= t0 + Duration::from_millis(50));

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use crate::wire::{
-    AudioBlock, Body, CRC_LEN, HEADER_LEN, MAX_FRAME_BYTES, Packet, PacketType, SampleFormat,
-    VIDEO_HEADER_LEN, VideoChunk, AUDIO_HEADER_LEN,
+    AUDIO_HEADER_LEN, AudioBlock, Body, CRC_LEN, HEADER_LEN, MAX_FRAME_BYTES, Packet, PacketType,
+    SampleFormat, VIDEO_HEADER_LEN, VideoChunk,
 };
 
 /// Errors from packetizing a frame.
@@ -27,7 +27,9 @@ pub enum PacketizeError {
         chunk: usize,
     },
     /// An audio block does not fit one datagram or is malformed.
-    #[error("audio block of {frames} frames x {channels} channels does not fit a {max_datagram}-byte datagram")]
+    #[error(
+        "audio block of {frames} frames x {channels} channels does not fit a {max_datagram}-byte datagram"
+    )]
     AudioBlock {
         /// Sample frames.
         frames: usize,
@@ -89,7 +91,8 @@ impl Packetizer {
 
     /// The most audio sample frames of `channels` channels that fit one datagram.
     pub fn max_audio_frames(&self, channels: u8) -> usize {
-        (self.max_datagram - HEADER_LEN - AUDIO_HEADER_LEN - CRC_LEN) / (2 * channels.max(1) as usize)
+        (self.max_datagram - HEADER_LEN - AUDIO_HEADER_LEN - CRC_LEN)
+            / (2 * channels.max(1) as usize)
     }
 
     /// Cuts one JPEG frame into datagrams: chunks of equal size but the last, with

@@ -113,7 +113,8 @@ impl Reassembler {
 
     /// Inserts one chunk whose extended sequence number is `seq`.
     pub fn insert(&mut self, now: Instant, seq: SeqNo, c: &VideoChunk) -> ChunkOutcome {
-        let first_seq = (seq.0 >= c.chunk_index as u64).then(|| SeqNo(seq.0 - c.chunk_index as u64));
+        let first_seq =
+            (seq.0 >= c.chunk_index as u64).then(|| SeqNo(seq.0 - c.chunk_index as u64));
         if !self.frames.contains_key(&c.frame_id) {
             self.make_room(c.payload.len());
             self.frames.insert(
@@ -159,7 +160,8 @@ impl Reassembler {
                 return ChunkOutcome::Inconsistent;
             }
         }
-        p.chunks.insert(c.chunk_index, (c.offset, c.payload.clone()));
+        p.chunks
+            .insert(c.chunk_index, (c.offset, c.payload.clone()));
         p.bytes += c.payload.len();
         p.last_arrival = now;
         self.bytes += c.payload.len();

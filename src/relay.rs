@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::node::{Node, Transmit, soonest};
 use crate::loss::{LossConfig, LossTracker};
+use crate::node::{Node, Transmit, soonest};
 use crate::rtt::RttEstimator;
 use crate::rtx_cache::{Inserted, RtxCache};
 use crate::subscription::Subscription;
 use crate::token::TokenKey;
 use crate::wire::{
-    self, Body, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType,
-    ReceiverReport, RejectReason, SeqExtender, SeqNo,
+    self, Body, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, ReceiverReport,
+    RejectReason, SeqExtender, SeqNo,
 };
 
 /// Relay tunables.
@@ -158,7 +158,8 @@ impl FrameTracker {
                 self.latest = Some((frame_id, chunks.into_iter().flatten().collect()));
             }
             // Anything older than the latest complete frame is no use to a late joiner.
-            self.building.retain(|&id, _| wire::seq::wire_newer(id, frame_id));
+            self.building
+                .retain(|&id, _| wire::seq::wire_newer(id, frame_id));
         }
         while self.building.len() > 4 {
             let oldest = self
@@ -361,7 +362,11 @@ impl Relay {
 
     /// Bytes held in caches and queues (for memory-bound assertions).
     pub fn memory_bytes(&self) -> usize {
-        let caches: usize = self.streams.iter().map(|s| s.video.bytes() + s.audio.bytes()).sum();
+        let caches: usize = self
+            .streams
+            .iter()
+            .map(|s| s.video.bytes() + s.audio.bytes())
+            .sum();
         let queues: usize = self.subs.values().map(|s| s.queued_bytes).sum();
         caches + queues
     }
@@ -417,7 +422,14 @@ impl Relay {
         self.ctrl_seq
     }
 
-    fn insert_subscriber(&mut self, now: Instant, addr: SocketAddr, stream: &str, max_kbps: u32, permanent: bool) {
+    fn insert_subscriber(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        stream: &str,
+        max_kbps: u32,
+        permanent: bool,
+    ) {
         if let Some(old) = self.subs.remove(&addr) {
             self.remove_member(&old.stream, &addr);
         }
@@ -571,7 +583,10 @@ impl Relay {
                     return;
                 }
                 let (flow, frame) = match &p.body {
-                    Body::Video(v) => (Flow::Video, Some((v.frame_id, v.chunk_index, v.chunk_count))),
+                    Body::Video(v) => (
+                        Flow::Video,
+                        Some((v.frame_id, v.chunk_index, v.chunk_count)),
+                    ),
                     _ => (Flow::Audio, None),
                 };
                 let remote = s.origin.addr().is_some();
@@ -623,7 +638,15 @@ impl Relay {
         }
     }
 
-    fn on_subscribe(&mut self, now: Instant, from: SocketAddr, hdr_seq: u32, name: String, token: Vec<u8>, max_kbps: u32) {
+    fn on_subscribe(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        hdr_seq: u32,
+        name: String,
+        token: Vec<u8>,
+        max_kbps: u32,
+    ) {
         if let Some(sub) = self.subs.get_mut(&from) {
             if sub.stream == name {
                 sub.last_heard = now;
@@ -646,7 +669,10 @@ impl Relay {
             let t = self.tokens.mint(now, &from, &name);
             let seq = self.next_ctrl_seq();
             let _ = hdr_seq;
-            self.send_control(from, Packet::new(PacketType::Retry, 0, seq, Body::Retry { token: t }).encode());
+            self.send_control(
+                from,
+                Packet::new(PacketType::Retry, 0, seq, Body::Retry { token: t }).encode(),
+            );
             self.stats.retries_sent += 1;
             return;
         }
@@ -660,7 +686,11 @@ impl Relay {
                 return;
             }
             let Some(up) = self.cfg.upstream else { return };
-            let s = Stream::new(&name, Origin::Upstream(Box::new(Subscription::new(up, &name, 0))), &self.cfg);
+            let s = Stream::new(
+                &name,
+                Origin::Upstream(Box::new(Subscription::new(up, &name, 0))),
+                &self.cfg,
+            );
             self.streams.push(s);
         }
         self.insert_subscriber(now, from, &name, max_kbps, false);
@@ -668,7 +698,10 @@ impl Relay {
 
     fn reject(&mut self, to: SocketAddr, _hdr_seq: u32, reason: RejectReason) {
         let seq = self.next_ctrl_seq();
-        self.send_control(to, Packet::new(PacketType::Reject, 0, seq, Body::Reject { reason }).encode());
+        self.send_control(
+            to,
+            Packet::new(PacketType::Reject, 0, seq, Body::Reject { reason }).encode(),
+        );
         self.stats.rejects_sent += 1;
     }
 
@@ -695,7 +728,7 @@ impl Relay {
                     break;
                 }
                 budget -= 1;
-                let seq = start.add(i);
+                let seq = start.plus(i);
                 if let Some(d) = cache.get(now, seq) {
                     if let Some(d) = wire::with_flags(d, FLAG_RETRANSMIT) {
                         hits.push(d);
@@ -731,14 +764,29 @@ impl Relay {
             self.stats.upstream_requests += forward.len() as u64;
             for chunk in ranges_of(&forward).chunks(wire::MAX_NACK_RANGES) {
                 let seq = self.next_ctrl_seq();
-                let p = Packet::new(PacketType::Nack, ssrc, seq, Body::Nack { flow, ranges: chunk.to_vec() });
+                let p = Packet::new(
+                    PacketType::Nack,
+                    ssrc,
+                    seq,
+                    Body::Nack {
+                        flow,
+                        ranges: chunk.to_vec(),
+                    },
+                );
                 self.send_control(origin, p.encode());
             }
         }
         self.stats.cache_hits += hits.len() as u64;
         self.stats.retransmits_sent += hits.len() as u64;
         for d in hits.into_iter().rev() {
-            self.enqueue(from, Queued { datagram: d, frame: None }, true);
+            self.enqueue(
+                from,
+                Queued {
+                    datagram: d,
+                    frame: None,
+                },
+                true,
+            );
         }
     }
 
@@ -758,7 +806,8 @@ impl Relay {
         let ptimeout = self.cfg.publisher_timeout;
         let mut byes = Vec::new();
         self.streams.retain_mut(|s| {
-            s.pending.retain(|_, p| now.saturating_duration_since(p.asked_at) < PENDING_MAX_AGE);
+            s.pending
+                .retain(|_, p| now.saturating_duration_since(p.asked_at) < PENDING_MAX_AGE);
             if s.members.is_empty() {
                 let since = *s.idle_since.get_or_insert(now);
                 if let Origin::Upstream(sub) = &mut s.origin {
@@ -769,7 +818,8 @@ impl Relay {
                 }
                 if let Origin::Publisher(_) = s.origin {
                     // A stream nobody publishes or watches any more.
-                    if s.last_heard.is_none_or(|t| now.saturating_duration_since(t) > ptimeout)
+                    if s.last_heard
+                        .is_none_or(|t| now.saturating_duration_since(t) > ptimeout)
                         && now.saturating_duration_since(since) > timeout
                     {
                         return false;
@@ -786,7 +836,9 @@ impl Relay {
     fn poll_own_nacks(&mut self, now: Instant) {
         let mut out = Vec::new();
         for s in &mut self.streams {
-            let Some(origin) = s.origin.addr() else { continue };
+            let Some(origin) = s.origin.addr() else {
+                continue;
+            };
             let rtt = s.rtt();
             let ssrc = s.ssrc.unwrap_or(0);
             for flow in [Flow::Video, Flow::Audio] {
@@ -844,7 +896,10 @@ pub fn ranges_of(seqs: &[SeqNo]) -> Vec<NackRange> {
     for &s in seqs {
         match (out.last_mut(), prev) {
             (Some(r), Some(p)) if p.next() == s && r.len < u16::MAX => r.len += 1,
-            _ => out.push(NackRange { start: s.wire(), len: 1 }),
+            _ => out.push(NackRange {
+                start: s.wire(),
+                len: 1,
+            }),
         }
         prev = Some(s);
     }
@@ -885,7 +940,9 @@ impl Node for Relay {
                             Some(i) => {
                                 let s = &mut self.streams[i];
                                 let stale = match s.origin {
-                                    Origin::Publisher(_) => s.last_heard.is_none_or(|t| now.saturating_duration_since(t) > ptimeout),
+                                    Origin::Publisher(_) => s.last_heard.is_none_or(|t| {
+                                        now.saturating_duration_since(t) > ptimeout
+                                    }),
                                     _ => false,
                                 };
                                 if stale {
@@ -896,7 +953,11 @@ impl Node for Relay {
                                 }
                             }
                             None if self.streams.len() < self.cfg.max_streams => {
-                                self.streams.push(Stream::new(&d.name, Origin::Publisher(from), &self.cfg));
+                                self.streams.push(Stream::new(
+                                    &d.name,
+                                    Origin::Publisher(from),
+                                    &self.cfg,
+                                ));
                                 Some(self.streams.len() - 1)
                             }
                             None => None,
@@ -913,7 +974,11 @@ impl Node for Relay {
                     None => self.stats.unknown_sender += 1,
                 }
             }
-            Body::Subscribe { name, token, max_kbps } => {
+            Body::Subscribe {
+                name,
+                token,
+                max_kbps,
+            } => {
                 let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
                 self.on_subscribe(now, from, p.header.seq, name, token, max_kbps)
             }
@@ -921,7 +986,12 @@ impl Node for Relay {
                 Some(s) => {
                     s.last_heard = now;
                     let seq = self.next_ctrl_seq();
-                    let ack = Packet::new(PacketType::KeepAliveAck, 0, seq, Body::KeepAliveAck { echo_us: *echo_us });
+                    let ack = Packet::new(
+                        PacketType::KeepAliveAck,
+                        0,
+                        seq,
+                        Body::KeepAliveAck { echo_us: *echo_us },
+                    );
                     self.send_control(from, ack.encode());
                 }
                 None => self.stats.unknown_sender += 1,
@@ -997,7 +1067,10 @@ impl Node for Relay {
         for s in &mut self.streams {
             if let Origin::Upstream(sub) = &mut s.origin {
                 if let Some(payload) = sub.poll_transmit(now) {
-                    self.control.push_back(Transmit { dest: sub.server(), payload });
+                    self.control.push_back(Transmit {
+                        dest: sub.server(),
+                        payload,
+                    });
                 }
             }
         }
@@ -1021,21 +1094,27 @@ impl Node for Relay {
                     // The bucket may go into debt by one datagram; it sends again once
                     // the debt is repaid, so the long-run rate is exact.
                     if b.tokens <= 0.0 {
-                        let wait = Duration::from_secs_f64(-b.tokens / b.rate).max(Duration::from_micros(100));
+                        let wait = Duration::from_secs_f64(-b.tokens / b.rate)
+                            .max(Duration::from_micros(100));
                         sub.in_ready = false;
                         self.blocked.push((now + wait, addr));
                         continue;
                     }
                     b.tokens -= front_len as f64;
                 }
-                let Some(q) = sub.queue.pop_front() else { continue };
+                let Some(q) = sub.queue.pop_front() else {
+                    continue;
+                };
                 sub.queued_bytes -= q.datagram.len();
                 if sub.queue.is_empty() {
                     sub.in_ready = false;
                 } else {
                     self.ready.push_back(addr);
                 }
-                found = Some(Transmit { dest: addr, payload: q.datagram });
+                found = Some(Transmit {
+                    dest: addr,
+                    payload: q.datagram,
+                });
                 break;
             }
             found?

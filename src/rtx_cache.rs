@@ -83,7 +83,7 @@ impl RtxCache {
             }
         }
         if let Some(b) = self.base.as_mut() {
-            *b = b.add(n as u64);
+            *b = b.plus(n as u64);
         }
     }
 
@@ -95,9 +95,7 @@ impl RtxCache {
                 _ => n += 1,
             }
         }
-        if n > 0 && n < self.slots.len() {
-            self.pop_front(n);
-        } else if n > 0 {
+        if n > 0 {
             self.pop_front(n);
         }
     }
@@ -115,7 +113,9 @@ impl RtxCache {
     /// Whether `seq` is cached (regardless of age).
     pub fn contains(&self, seq: SeqNo) -> bool {
         match self.base {
-            Some(base) if seq >= base => matches!(self.slots.get((seq.0 - base.0) as usize), Some(Some(_))),
+            Some(base) if seq >= base => {
+                matches!(self.slots.get((seq.0 - base.0) as usize), Some(Some(_)))
+            }
             _ => false,
         }
     }

@@ -176,30 +176,53 @@ impl Server {
     }
 
     /// Sends one JPEG frame stamped `pts` (90 kHz). Returns its frame id.
-    pub fn push_frame(&mut self, now: Instant, pts: u64, jpeg: &Bytes) -> Result<u32, PacketizeError> {
+    pub fn push_frame(
+        &mut self,
+        now: Instant,
+        pts: u64,
+        jpeg: &Bytes,
+    ) -> Result<u32, PacketizeError> {
         self.start(now);
-        let (id, chunks) = match self.packetizer.packetize_frame(pts, self.cfg.width, self.cfg.height, jpeg) {
-            Ok(x) => x,
-            Err(e) => {
-                self.stats.frames_refused += 1;
-                return Err(e);
-            }
-        };
+        let (id, chunks) =
+            match self
+                .packetizer
+                .packetize_frame(pts, self.cfg.width, self.cfg.height, jpeg)
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    self.stats.frames_refused += 1;
+                    return Err(e);
+                }
+            };
         self.stats.frames_sent += 1;
         self.stats.frame_bytes += jpeg.len() as u64;
         self.stats.video_datagrams += chunks.len() as u64;
-        let window = self.cfg.frame_interval().mul_f64(self.cfg.pace_fraction.clamp(0.0, 1.0));
-        self.pacer.push_frame(now, chunks.into_iter().map(|c| c.datagram).collect(), window);
+        let window = self
+            .cfg
+            .frame_interval()
+            .mul_f64(self.cfg.pace_fraction.clamp(0.0, 1.0));
+        self.pacer.push_frame(
+            now,
+            chunks.into_iter().map(|c| c.datagram).collect(),
+            window,
+        );
         Ok(id)
     }
 
     /// Sends one block of interleaved s16 audio whose first sample is at `pts` (90 kHz).
-    pub fn push_audio(&mut self, now: Instant, pts: u64, samples: &[i16]) -> Result<(), PacketizeError> {
+    pub fn push_audio(
+        &mut self,
+        now: Instant,
+        pts: u64,
+        samples: &[i16],
+    ) -> Result<(), PacketizeError> {
         self.start(now);
         let Some(a) = self.cfg.audio else {
             return Ok(());
         };
-        let c = self.packetizer.packetize_audio(pts, a.sample_rate, a.channels, samples)?;
+        let c = self
+            .packetizer
+            .packetize_audio(pts, a.sample_rate, a.channels, samples)?;
         self.stats.audio_blocks += 1;
         self.pacer.push_urgent(c.datagram);
         Ok(())
@@ -226,7 +249,8 @@ impl Node for Server {
         self.start(now);
         if self.next_description.is_none_or(|t| t <= now) {
             self.next_description = Some(now + self.cfg.description_interval);
-            self.relay.ingest_local(now, &self.cfg.name, self.description.clone());
+            self.relay
+                .ingest_local(now, &self.cfg.name, self.description.clone());
         }
         while let Some(d) = self.pacer.pop(now) {
             self.relay.ingest_local(now, &self.cfg.name, d);

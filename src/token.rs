@@ -70,7 +70,10 @@ impl TokenKey {
         // Constant-time comparison is not needed for a 96-bit MAC checked per request, but
         // costs nothing.
         let mac = self.mac(secs, addr, name);
-        mac.iter().zip(&token[4..]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        mac.iter()
+            .zip(&token[4..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 

@@ -54,22 +54,43 @@ fn run_chain(lo: SocketAddr, push: bool) {
     let never = AtomicBool::new(false);
     std::thread::scope(|sc| {
         let relay_t = sc.spawn(|| relay.run(&AtomicBool::new(false)).unwrap());
-        let player_t: Vec<_> = players.into_iter().map(|p| sc.spawn(|| p.run(&AtomicBool::new(false)).unwrap())).collect();
+        let player_t: Vec<_> = players
+            .into_iter()
+            .map(|p| sc.spawn(|| p.run(&AtomicBool::new(false)).unwrap()))
+            .collect();
         let sent = serve.run(&never).unwrap();
         let relay = relay_t.join().unwrap();
-        assert!(sent.frame_crcs.len() >= 55, "sent {} frames", sent.frame_crcs.len());
+        assert!(
+            sent.frame_crcs.len() >= 55,
+            "sent {} frames",
+            sent.frame_crcs.len()
+        );
         for t in player_t {
             let played = t.join().unwrap();
             // In push mode the players may have been refused until the stream was
             // announced; in pull mode they subscribed before the first frame.
-            let offset = sent.frame_crcs.iter().position(|c| Some(c) == played.frame_crcs.first()).expect("first frame played was sent");
+            let offset = sent
+                .frame_crcs
+                .iter()
+                .position(|c| Some(c) == played.frame_crcs.first())
+                .expect("first frame played was sent");
             if !push {
                 assert_eq!(offset, 0);
             }
-            assert_eq!(played.frame_crcs, sent.frame_crcs[offset..], "every frame, byte-identical, in order");
-            assert_eq!(played.frames_decoded + played.decode_skipped, played.frame_crcs.len() as u64);
+            assert_eq!(
+                played.frame_crcs,
+                sent.frame_crcs[offset..],
+                "every frame, byte-identical, in order"
+            );
+            assert_eq!(
+                played.frames_decoded + played.decode_skipped,
+                played.frame_crcs.len() as u64
+            );
             assert_eq!(played.decode_errors, 0);
-            assert_eq!(played.client.frames_late + played.client.frames_incomplete, 0);
+            assert_eq!(
+                played.client.frames_late + played.client.frames_incomplete,
+                0
+            );
             if !push {
                 assert_eq!(played.audio_crc, sent.audio_crc, "audio bit-exact");
                 assert_eq!(played.client.audio_concealed, 0);
@@ -95,7 +116,14 @@ fn a_busy_port_is_a_one_line_error() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let err = Serve::bind(ServeArgs::new(taken.local_addr().unwrap())).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("address already in use") && !msg.contains('\n'), "{msg}");
-    let err = Serve::bind(ServeArgs { source: "webcam:7".into(), ..ServeArgs::new("127.0.0.1:0".parse().unwrap()) }).unwrap_err();
+    assert!(
+        msg.contains("address already in use") && !msg.contains('\n'),
+        "{msg}"
+    );
+    let err = Serve::bind(ServeArgs {
+        source: "webcam:7".into(),
+        ..ServeArgs::new("127.0.0.1:0".parse().unwrap())
+    })
+    .unwrap_err();
     assert!(format!("{err:#}").contains("--source webcam:7"));
 }

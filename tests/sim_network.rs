@@ -26,11 +26,17 @@ fn addr(last: u8, port: u16) -> SocketAddr {
 /// A deterministic stand-in for a JPEG: size varies per frame, content encodes the index.
 fn frame_bytes(i: u64) -> Bytes {
     let len = 12_000 + (i as usize * 7919) % 9000;
-    Bytes::from((0..len).map(|k| (k as u64 ^ (i * 31)) as u8).collect::<Vec<u8>>())
+    Bytes::from(
+        (0..len)
+            .map(|k| (k as u64 ^ (i * 31)) as u8)
+            .collect::<Vec<u8>>(),
+    )
 }
 
 fn audio_block(i: u64) -> Vec<i16> {
-    (0..AUDIO_BLOCK * 2).map(|k| ((i as i64 * 977 + k as i64 * 13) % 30_000) as i16).collect()
+    (0..AUDIO_BLOCK * 2)
+        .map(|k| ((i as i64 * 977 + k as i64 * 13) % 30_000) as i16)
+        .collect()
 }
 
 fn server_config(seed: u64) -> ServerConfig {
@@ -105,7 +111,11 @@ impl Net {
         }
         // In push mode the viewers were refused until the stream was announced; they ask
         // again after half a second.
-        let warm = if push { Duration::from_millis(600) } else { Duration::ZERO };
+        let warm = if push {
+            Duration::from_millis(600)
+        } else {
+            Duration::ZERO
+        };
         net.start += warm;
         net.world.run_until(net.start);
         net
@@ -131,7 +141,11 @@ impl Net {
         let end = self.next_frame + frames;
         while self.next_frame < end {
             let tf = self.frame_time(self.next_frame);
-            let ta = if self.audio { self.audio_time(self.next_audio) } else { tf + MS };
+            let ta = if self.audio {
+                self.audio_time(self.next_audio)
+            } else {
+                tf + MS
+            };
             let t = tf.min(ta);
             self.run_until(t);
             let now = self.world.now();
@@ -183,10 +197,18 @@ impl Net {
                 match e {
                     ClientEvent::Frame(f) => {
                         seen.first_frame_at.get_or_insert(now);
-                        assert!(seen.played.insert(f.frame_id, (now, f.jpeg)).is_none(), "frame played twice");
+                        assert!(
+                            seen.played.insert(f.frame_id, (now, f.jpeg)).is_none(),
+                            "frame played twice"
+                        );
                     }
-                    ClientEvent::FrameDropped { frame_id, reason, .. } => {
-                        assert!(seen.dropped.insert(frame_id, reason).is_none(), "frame dropped twice");
+                    ClientEvent::FrameDropped {
+                        frame_id, reason, ..
+                    } => {
+                        assert!(
+                            seen.dropped.insert(frame_id, reason).is_none(),
+                            "frame dropped twice"
+                        );
                     }
                     ClientEvent::Audio(a) => seen.audio.push((a.pts, a.samples, a.concealed)),
                     ClientEvent::Description(_) => seen.descriptions += 1,
@@ -205,8 +227,15 @@ impl Net {
     fn check_integrity(&self) {
         for (a, s) in &self.seen {
             for (id, (_, jpeg)) in &s.played {
-                assert_eq!(jpeg, &frame_bytes(*id as u64), "client {a} frame {id} corrupted");
-                assert!(!s.dropped.contains_key(id), "frame {id} both played and dropped");
+                assert_eq!(
+                    jpeg,
+                    &frame_bytes(*id as u64),
+                    "client {a} frame {id} corrupted"
+                );
+                assert!(
+                    !s.dropped.contains_key(id),
+                    "frame {id} both played and dropped"
+                );
             }
         }
     }
@@ -223,7 +252,11 @@ fn lossless_delivery_is_byte_exact_with_constant_latency() {
     net.check_integrity();
     for a in net.clients.clone() {
         let s = &net.seen[&a];
-        assert_eq!(s.played.keys().copied().collect::<Vec<_>>(), all_ids(90), "client {a}");
+        assert_eq!(
+            s.played.keys().copied().collect::<Vec<_>>(),
+            all_ids(90),
+            "client {a}"
+        );
         assert!(s.dropped.is_empty());
         // Latency: every frame plays 100 ms after the fastest transit (2 hops of 1 ms plus
         // pacing of the first chunk, which is zero), so exactly 102 ms after it was pushed.
@@ -233,11 +266,17 @@ fn lossless_delivery_is_byte_exact_with_constant_latency() {
         }
         // Audio: every block, in order, bit-exact, nothing concealed.
         let blocks: Vec<_> = s.audio.iter().filter(|(_, _, c)| !c).collect();
-        assert!(s.audio.iter().all(|(_, _, c)| !c), "no concealment on a clean link");
+        assert!(
+            s.audio.iter().all(|(_, _, c)| !c),
+            "no concealment on a clean link"
+        );
         assert_eq!(blocks.len() as u64, net.next_audio);
         for (i, (pts, samples, _)) in blocks.iter().enumerate() {
             assert_eq!(*pts, i as u64 * 450);
-            let want: Vec<u8> = audio_block(i as u64).iter().flat_map(|s| s.to_le_bytes()).collect();
+            let want: Vec<u8> = audio_block(i as u64)
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect();
             assert_eq!(samples.as_ref(), &want[..]);
         }
         let st = net.client(a).stats();
@@ -253,12 +292,25 @@ fn lossless_delivery_is_byte_exact_with_constant_latency() {
 
 #[test]
 fn five_percent_loss_everywhere_is_fully_recovered() {
-    let mut net = Net::new(7, 2, LinkConfig { delay: MS, ..LinkConfig::lossy(5.0) });
+    let mut net = Net::new(
+        7,
+        2,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(5.0)
+        },
+    );
     net.run(300, Duration::from_millis(500));
     net.check_integrity();
     for a in net.clients.clone() {
         let s = &net.seen[&a];
-        assert_eq!(s.played.len(), 300, "client {a}: dropped {:?} {:?}", s.dropped, net.client(a).stats());
+        assert_eq!(
+            s.played.len(),
+            300,
+            "client {a}: dropped {:?} {:?}",
+            s.dropped,
+            net.client(a).stats()
+        );
         let st = net.client(a).stats();
         assert!(st.video.recovered > 100, "{st:?}");
         assert_eq!(st.video.lost, 0);
@@ -271,7 +323,14 @@ fn five_percent_loss_everywhere_is_fully_recovered() {
 
 #[test]
 fn twenty_percent_loss_accounts_for_every_frame() {
-    let mut net = Net::new(20, 2, LinkConfig { delay: MS, ..LinkConfig::lossy(20.0) });
+    let mut net = Net::new(
+        20,
+        2,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(20.0)
+        },
+    );
     net.run(300, Duration::from_millis(500));
     net.check_integrity();
     for a in net.clients.clone() {
@@ -284,12 +343,23 @@ fn twenty_percent_loss_accounts_for_every_frame() {
         let first = all[0];
         assert!(first <= 10, "subscribed late: {first}");
         assert_eq!(all, (first..300).collect::<Vec<u32>>(), "client {a}");
-        eprintln!("client {a}: first {first} played {} dropped {:?}", s.played.len(), s.dropped);
+        eprintln!(
+            "client {a}: first {first} played {} dropped {:?}",
+            s.played.len(),
+            s.dropped
+        );
         let st = net.client(a).stats();
         assert_eq!(st.frames_played as usize, s.played.len());
-        assert_eq!((st.frames_incomplete + st.frames_late + st.frames_overflow) as usize, s.dropped.len());
+        assert_eq!(
+            (st.frames_incomplete + st.frames_late + st.frames_overflow) as usize,
+            s.dropped.len()
+        );
         // Five retries at 20 % loss per hop still recover nearly everything.
-        assert!(s.played.len() as u32 >= 300 - first - 3, "client {a} played {}", s.played.len());
+        assert!(
+            s.played.len() as u32 >= 300 - first - 3,
+            "client {a} played {}",
+            s.played.len()
+        );
     }
 }
 
@@ -304,7 +374,12 @@ fn burst_loss_is_recovered() {
     net.run(300, Duration::from_millis(500));
     net.check_integrity();
     for a in net.clients.clone() {
-        assert_eq!(net.seen[&a].played.len(), 300, "client {a}: {:?}", net.seen[&a].dropped);
+        assert_eq!(
+            net.seen[&a].played.len(),
+            300,
+            "client {a}: {:?}",
+            net.seen[&a].dropped
+        );
     }
 }
 
@@ -347,8 +422,15 @@ fn late_joiner_gets_description_and_latest_frame_at_once() {
     // (Frame 59 was still being paced out at the join.)
     assert_eq!(first_id, 58);
     // It shows after the handshake (one round trip) plus the jitter-buffer latency.
-    assert!(t.saturating_duration_since(join_at) <= 110 * MS, "{:?}", t.saturating_duration_since(join_at));
-    assert_eq!(net.world.node::<Relay>(net.relay).stats().late_join_frames, 1);
+    assert!(
+        t.saturating_duration_since(join_at) <= 110 * MS,
+        "{:?}",
+        t.saturating_duration_since(join_at)
+    );
+    assert_eq!(
+        net.world.node::<Relay>(net.relay).stats().late_join_frames,
+        1
+    );
     // Then it follows live without gaps.
     let ids: Vec<u32> = s.played.keys().copied().collect();
     assert_eq!(ids, (58..90).collect::<Vec<u32>>());
@@ -358,7 +440,14 @@ fn late_joiner_gets_description_and_latest_frame_at_once() {
 fn relay_cache_answers_downstream_loss_without_asking_upstream() {
     let mut net = Net::new(9, 3, LinkConfig::delayed(MS));
     for c in net.clients.clone() {
-        net.world.set_link(net.relay, c, LinkConfig { delay: MS, ..LinkConfig::lossy(10.0) });
+        net.world.set_link(
+            net.relay,
+            c,
+            LinkConfig {
+                delay: MS,
+                ..LinkConfig::lossy(10.0)
+            },
+        );
     }
     net.run(150, Duration::from_millis(500));
     net.check_integrity();
@@ -367,7 +456,10 @@ fn relay_cache_answers_downstream_loss_without_asking_upstream() {
     }
     let r = net.world.node::<Relay>(net.relay).stats();
     assert!(r.cache_hits > 100, "{r:?}");
-    assert_eq!(r.upstream_requests, 0, "every loss was downstream of the cache");
+    assert_eq!(
+        r.upstream_requests, 0,
+        "every loss was downstream of the cache"
+    );
     let s = net.world.node::<Server>(net.server).stats();
     assert_eq!(s.relay.cache_hits, 0, "the server was never asked");
 }
@@ -375,7 +467,14 @@ fn relay_cache_answers_downstream_loss_without_asking_upstream() {
 #[test]
 fn relay_forwards_upstream_only_what_it_lacks_once() {
     let mut net = Net::new(13, 4, LinkConfig::delayed(MS));
-    net.world.set_link(net.server, net.relay, LinkConfig { delay: MS, ..LinkConfig::lossy(5.0) });
+    net.world.set_link(
+        net.server,
+        net.relay,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(5.0)
+        },
+    );
     net.run(150, Duration::from_millis(500));
     net.check_integrity();
     for a in net.clients.clone() {
@@ -386,8 +485,14 @@ fn relay_forwards_upstream_only_what_it_lacks_once() {
     assert!(lost_upstream > 0);
     // Four subscribers asked for each loss, the relay asked upstream about once per loss
     // (a second time only if the answer itself was lost).
-    eprintln!("upstream requests {} lost upstream {lost_upstream}", r.upstream_requests);
-    assert!(r.upstream_requests <= lost_upstream * 2, "{r:?} lost {lost_upstream}");
+    eprintln!(
+        "upstream requests {} lost upstream {lost_upstream}",
+        r.upstream_requests
+    );
+    assert!(
+        r.upstream_requests <= lost_upstream * 2,
+        "{r:?} lost {lost_upstream}"
+    );
     assert_eq!(r.cache_misses, 0);
 }
 
@@ -402,18 +507,31 @@ fn slow_subscriber_is_isolated() {
     let mut max_queue = 0;
     for _ in 0..10 {
         net.run(30, Duration::ZERO);
-        max_queue = max_queue.max(net.world.node::<Relay>(net.relay).queued_bytes(&slow).unwrap_or(0));
+        max_queue = max_queue.max(
+            net.world
+                .node::<Relay>(net.relay)
+                .queued_bytes(&slow)
+                .unwrap_or(0),
+        );
     }
     net.run(0, Duration::from_millis(500));
     net.check_integrity();
     for a in &net.clients[..2] {
-        assert_eq!(net.seen[a].played.len(), 300, "fast subscribers get everything");
+        assert_eq!(
+            net.seen[a].played.len(),
+            300,
+            "fast subscribers get everything"
+        );
     }
     let r = net.world.node::<Relay>(net.relay).stats();
     assert!(r.queue_frames_dropped > 0);
     assert!(max_queue <= RelayConfig::default().queue_bytes);
     let s = &net.seen[&slow];
-    assert!(s.played.len() < 300 && !s.played.is_empty(), "slow one played {}", s.played.len());
+    assert!(
+        s.played.len() < 300 && !s.played.is_empty(),
+        "slow one played {}",
+        s.played.len()
+    );
 }
 
 #[test]
@@ -426,7 +544,9 @@ fn silent_subscriber_times_out_and_bye_removes_at_once() {
     net.world.set_link(c0, net.relay, LinkConfig::lossy(100.0));
     let bye = net.world.node_mut::<Client>(c1).bye();
     let now = net.world.now();
-    net.world.node_mut::<Relay>(net.relay).handle_datagram(now, c1, &bye.payload);
+    net.world
+        .node_mut::<Relay>(net.relay)
+        .handle_datagram(now, c1, &bye.payload);
     assert_eq!(net.world.node::<Relay>(net.relay).stats().subscribers, 1);
     net.run(0, Duration::from_secs(4));
     assert_eq!(net.world.node::<Relay>(net.relay).stats().subscribers, 1);
@@ -440,7 +560,16 @@ fn sequence_numbers_wrap_without_a_hiccup() {
     let mut scfg = server_config(23);
     scfg.video_seq = u32::MAX - 100;
     scfg.audio_seq = u32::MAX - 10;
-    let mut net = Net::with(23, 1, LinkConfig { delay: MS, ..LinkConfig::lossy(5.0) }, scfg, false);
+    let mut net = Net::with(
+        23,
+        1,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(5.0)
+        },
+        scfg,
+        false,
+    );
     net.run(60, Duration::from_millis(500));
     net.check_integrity();
     assert_eq!(net.seen[&net.clients[0]].played.len(), 60);
@@ -449,7 +578,16 @@ fn sequence_numbers_wrap_without_a_hiccup() {
 
 #[test]
 fn push_mode_serve_into_relay() {
-    let mut net = Net::with(29, 2, LinkConfig { delay: MS, ..LinkConfig::lossy(5.0) }, server_config(29), true);
+    let mut net = Net::with(
+        29,
+        2,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(5.0)
+        },
+        server_config(29),
+        true,
+    );
     net.run(90, Duration::from_millis(500));
     net.check_integrity();
     for a in net.clients.clone() {
@@ -460,7 +598,14 @@ fn push_mode_serve_into_relay() {
 #[test]
 fn an_hour_of_lossy_streaming_stays_bounded() {
     // Virtual time: an hour at 30 fps with 2 % loss runs in seconds.
-    let mut net = Net::new(31, 1, LinkConfig { delay: MS, ..LinkConfig::lossy(2.0) });
+    let mut net = Net::new(
+        31,
+        1,
+        LinkConfig {
+            delay: MS,
+            ..LinkConfig::lossy(2.0)
+        },
+    );
     net.audio = false;
     let mut max_relay = 0;
     let mut max_client = 0;
@@ -476,7 +621,10 @@ fn an_hour_of_lossy_streaming_stays_bounded() {
     net.run(0, Duration::from_millis(500));
     let st = net.client(net.clients[0]).stats();
     assert_eq!(st.frames_played, 108_000, "{st:?}");
-    assert!(max_relay <= 2 * 8192 * wire::MAX_DATAGRAM, "relay memory {max_relay}");
+    assert!(
+        max_relay <= 2 * 8192 * wire::MAX_DATAGRAM,
+        "relay memory {max_relay}"
+    );
     assert!(max_client <= 4 * 1024 * 1024, "client memory {max_client}");
 }
 
@@ -509,7 +657,11 @@ fn unproven_subscriber_gets_nothing_larger_than_its_request() {
         PacketType::Subscribe,
         0,
         1,
-        Body::Subscribe { name: "cam1".into(), token: vec![], max_kbps: 0 },
+        Body::Subscribe {
+            name: "cam1".into(),
+            token: vec![],
+            max_kbps: 0,
+        },
     )
     .encode();
     relay.handle_datagram(t0, victim, &sub);
@@ -520,19 +672,29 @@ fn unproven_subscriber_gets_nothing_larger_than_its_request() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].dest, victim);
     assert!(out[0].payload.len() <= sub.len());
-    assert!(matches!(Packet::decode(&out[0].payload).unwrap().body, Body::Retry { .. }));
+    assert!(matches!(
+        Packet::decode(&out[0].payload).unwrap().body,
+        Body::Retry { .. }
+    ));
     // A forged token does not work either.
     let forged = Packet::new(
         PacketType::Subscribe,
         0,
         2,
-        Body::Subscribe { name: "cam1".into(), token: vec![0; 16], max_kbps: 0 },
+        Body::Subscribe {
+            name: "cam1".into(),
+            token: vec![0; 16],
+            max_kbps: 0,
+        },
     )
     .encode();
     relay.handle_datagram(t0, victim, &forged);
     let out: Vec<_> = std::iter::from_fn(|| relay.poll_transmit(t0)).collect();
     assert_eq!(out.len(), 1);
-    assert!(matches!(Packet::decode(&out[0].payload).unwrap().body, Body::Retry { .. }));
+    assert!(matches!(
+        Packet::decode(&out[0].payload).unwrap().body,
+        Body::Retry { .. }
+    ));
     assert_eq!(relay.stats().subscribers, 0);
     // An unpadded SUBSCRIBE is malformed and not answered at all.
     let short = &sub[..40];

@@ -9,6 +9,10 @@
 //!   sends to a stream's origin (an address that pushed a DESCRIPTION) are not counted:
 //!   that is the publisher path, not the handshake;
 //! - `memory_bytes()` stays within what the configured limits allow.
+//!
+//! Sequence-number jumps are arbitrary (up to 2^31), so slow inputs (CPU exhaustion) show
+//! as libFuzzer timeouts. With `FRAMECAST_FUZZ_LENIENT=1` jumps are bounded to ±65535, to
+//! look past the known finding listed in README.md.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
@@ -186,10 +190,16 @@ impl Harness {
         *cur = match c {
             SeqChoice::Next => cur.wrapping_add(1),
             SeqChoice::Delta(d) => cur.wrapping_add_signed(d as i32),
+            SeqChoice::Arbitrary(s) if lenient() => cur.wrapping_add(s % 65536),
             SeqChoice::Arbitrary(s) => s,
         };
         *cur
     }
+}
+
+fn lenient() -> bool {
+    static L: OnceLock<bool> = OnceLock::new();
+    *L.get_or_init(|| std::env::var_os("FRAMECAST_FUZZ_LENIENT").is_some_and(|v| v == "1"))
 }
 
 fn ssrc_of(s: u8) -> u32 {

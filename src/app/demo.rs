@@ -100,7 +100,8 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
 
     let mut netsims = Vec::new();
     let upstream = if impaired {
-        let n = Netsim::bind(&netsim_args(lo, serve_addr, a, a.seed)).context("demo: netsim (serve side)")?;
+        let n = Netsim::bind(&netsim_args(lo, serve_addr, a, a.seed))
+            .context("demo: netsim (serve side)")?;
         let addr = n.local_addr();
         netsims.push(n);
         addr
@@ -113,7 +114,8 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
     relay.status = false;
     let relay_addr = relay.local_addr();
     let viewer_side = if impaired {
-        let n = Netsim::bind(&netsim_args(lo, relay_addr, a, a.seed.wrapping_add(1))).context("demo: netsim (viewer side)")?;
+        let n = Netsim::bind(&netsim_args(lo, relay_addr, a, a.seed.wrapping_add(1)))
+            .context("demo: netsim (viewer side)")?;
         let addr = n.local_addr();
         netsims.push(n);
         addr
@@ -135,7 +137,10 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
         duration.as_secs_f64(),
         a.players,
         if impaired {
-            format!(" through netsim on both hops (loss {}%, delay {} ms, jitter {} ms)", a.loss, a.delay, a.jitter)
+            format!(
+                " through netsim on both hops (loss {}%, delay {} ms, jitter {} ms)",
+                a.loss, a.delay, a.jitter
+            )
         } else {
             String::new()
         }
@@ -165,14 +170,22 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
     std::thread::sleep(Duration::from_millis(a.latency + 400));
     others.store(true, Ordering::Relaxed);
     let serve = serve_report?;
-    let relay = relay_t.join().map_err(|_| anyhow::anyhow!("relay thread panicked"))??;
+    let relay = relay_t
+        .join()
+        .map_err(|_| anyhow::anyhow!("relay thread panicked"))??;
     let mut netsim = Vec::new();
     for t in netsim_t {
-        netsim.push(t.join().map_err(|_| anyhow::anyhow!("netsim thread panicked"))??);
+        netsim.push(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("netsim thread panicked"))??,
+        );
     }
     let mut reports = Vec::new();
     for t in player_t {
-        reports.push(t.join().map_err(|_| anyhow::anyhow!("player thread panicked"))??);
+        reports.push(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("player thread panicked"))??,
+        );
     }
     let sent = serve.server.frames_sent;
     let played: u64 = reports.iter().map(|p| p.client.frames_played).sum();
@@ -184,7 +197,11 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
         netsim,
         frames_sent: sent,
         frames_played: played,
-        delivered_pct: if expected > 0 { 100.0 * played as f64 / expected as f64 } else { 0.0 },
+        delivered_pct: if expected > 0 {
+            100.0 * played as f64 / expected as f64
+        } else {
+            0.0
+        },
     };
     print_summary(&report);
     if let Some(p) = &a.stats_json {
@@ -206,13 +223,22 @@ fn print_summary(r: &DemoReport) {
     let rl = &r.relay.relay;
     println!(
         "relay   subscribers {} | datagrams in {} out {} | cache hits {} | asked upstream {} | queue drops {}",
-        rl.subscribers, rl.datagrams_in, rl.datagrams_out, rl.cache_hits, rl.upstream_requests, rl.queue_frames_dropped
+        rl.subscribers,
+        rl.datagrams_in,
+        rl.datagrams_out,
+        rl.cache_hits,
+        rl.upstream_requests,
+        rl.queue_frames_dropped
     );
     for (i, n) in r.netsim.iter().enumerate() {
         println!(
             "netsim{} {} | datagrams {} | lost {} | duplicated {} | reordered {}",
             i + 1,
-            if i == 0 { "serve<->relay  " } else { "relay<->players" },
+            if i == 0 {
+                "serve<->relay  "
+            } else {
+                "relay<->players"
+            },
             n.sent,
             n.lost + n.burst_lost,
             n.duplicated,
@@ -226,7 +252,11 @@ fn print_summary(r: &DemoReport) {
             i + 1,
             c.frames_played,
             r.frames_sent,
-            if r.frames_sent > 0 { 100.0 * c.frames_played as f64 / r.frames_sent as f64 } else { 0.0 },
+            if r.frames_sent > 0 {
+                100.0 * c.frames_played as f64 / r.frames_sent as f64
+            } else {
+                0.0
+            },
             p.frames_decoded,
             c.video.recovered + c.audio.recovered,
             c.video.lost + c.audio.lost,
@@ -236,7 +266,11 @@ fn print_summary(r: &DemoReport) {
             c.rtt_ms
         );
     }
-    let recovered: u64 = r.players.iter().map(|p| p.client.video.recovered + p.client.audio.recovered).sum();
+    let recovered: u64 = r
+        .players
+        .iter()
+        .map(|p| p.client.video.recovered + p.client.audio.recovered)
+        .sum();
     let dropped: u64 = r
         .players
         .iter()

@@ -14,15 +14,21 @@ use std::path::Path;
 pub fn write_stats_json<T: serde::Serialize>(path: &Path, stats: &T) -> anyhow::Result<()> {
     use anyhow::Context;
     let text = serde_json::to_string_pretty(stats)?;
-    std::fs::write(path, text + "\n")
-        .with_context(|| format!("cannot write stats to {}: check the directory exists and is writable", path.display()))
+    std::fs::write(path, text + "\n").with_context(|| {
+        format!(
+            "cannot write stats to {}: check the directory exists and is writable",
+            path.display()
+        )
+    })
 }
 
 /// Seconds from a command-line float, refusing negative or absurd values.
 pub fn duration_arg(flag: &str, secs: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
     match secs {
         None => Ok(None),
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => {
+            Ok(Some(std::time::Duration::from_secs_f64(s)))
+        }
         Some(s) => anyhow::bail!("--{flag} {s}: expected a positive number of seconds"),
     }
 }

@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{TrySendError, sync_channel};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -115,7 +115,9 @@ pub struct Play {
 
 impl std::fmt::Debug for Play {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Play").field("args", &self.args).finish_non_exhaustive()
+        f.debug_struct("Play")
+            .field("args", &self.args)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +125,10 @@ impl Play {
     /// Checks the options and binds the socket.
     pub fn bind(args: PlayArgs) -> anyhow::Result<Play> {
         if !valid_name(&args.stream) {
-            anyhow::bail!("--stream {:?}: a stream name is 1-64 bytes with no control characters", args.stream);
+            anyhow::bail!(
+                "--stream {:?}: a stream name is 1-64 bytes with no control characters",
+                args.stream
+            );
         }
         if args.latency == 0 || args.latency > 10_000 {
             anyhow::bail!("--latency {}: expected 1-10000 milliseconds", args.latency);
@@ -149,7 +154,9 @@ impl Play {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.lp.local_addr().unwrap_or_else(|_| ephemeral_for(self.args.from))
+        self.lp
+            .local_addr()
+            .unwrap_or_else(|_| ephemeral_for(self.args.from))
     }
 
     /// Plays until `--duration` elapses or `stop` is set; says BYE on the way out.
@@ -163,7 +170,9 @@ impl Play {
         let decoder = std::thread::Builder::new()
             .name("decoder".into())
             .spawn(move || {
-                let Ok(mut dec) = JpegDecoder::new() else { return };
+                let Ok(mut dec) = JpegDecoder::new() else {
+                    return;
+                };
                 for jpeg in rx {
                     match dec.decode_rgb(&jpeg, MAX_FRAME_PIXELS) {
                         Ok(_) => d2.fetch_add(1, Ordering::Relaxed),

@@ -84,7 +84,9 @@ pub struct RelayRole {
 
 impl std::fmt::Debug for RelayRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayRole").field("args", &self.args).finish_non_exhaustive()
+        f.debug_struct("RelayRole")
+            .field("args", &self.args)
+            .finish_non_exhaustive()
     }
 }
 

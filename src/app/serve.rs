@@ -158,7 +158,9 @@ pub struct Serve {
 
 impl std::fmt::Debug for Serve {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Serve").field("args", &self.args).finish_non_exhaustive()
+        f.debug_struct("Serve")
+            .field("args", &self.args)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,22 +169,40 @@ impl Serve {
     pub fn bind(args: ServeArgs) -> anyhow::Result<Serve> {
         let spec = parse_source(&args.source)?;
         if !valid_name(&args.name) {
-            bail!("--name {:?}: a stream name is 1-64 bytes with no control characters", args.name);
+            bail!(
+                "--name {:?}: a stream name is 1-64 bytes with no control characters",
+                args.name
+            );
         }
         if !(1..=100).contains(&args.quality) {
             bail!("--quality {}: expected 1-100", args.quality);
         }
         if !(MIN_DATAGRAM..=MAX_DATAGRAM).contains(&args.datagram_size) {
-            bail!("--datagram-size {}: expected {MIN_DATAGRAM}-{MAX_DATAGRAM} bytes", args.datagram_size);
+            bail!(
+                "--datagram-size {}: expected {MIN_DATAGRAM}-{MAX_DATAGRAM} bytes",
+                args.datagram_size
+            );
         }
-        if spec.width > u16::MAX as u32 || spec.height > u16::MAX as u32 || spec.fps_num > u16::MAX as u32 || spec.fps_den > u16::MAX as u32 {
-            bail!("--source {}: dimensions and frame rate must fit 16 bits", args.source);
+        if spec.width > u16::MAX as u32
+            || spec.height > u16::MAX as u32
+            || spec.fps_num > u16::MAX as u32
+            || spec.fps_den > u16::MAX as u32
+        {
+            bail!(
+                "--source {}: dimensions and frame rate must fit 16 bits",
+                args.source
+            );
         }
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("serve --listen")?;
         if let Some(w) = buffers.clamp_warning() {
             log::warn!("serve: {w}");
         }
-        let mut cfg = ServerConfig::new(&args.name, spec.width as u16, spec.height as u16, spec.fps_num as u16);
+        let mut cfg = ServerConfig::new(
+            &args.name,
+            spec.width as u16,
+            spec.height as u16,
+            spec.fps_num as u16,
+        );
         cfg.fps_den = spec.fps_den as u16;
         cfg.max_datagram = args.datagram_size;
         cfg.push_to = args.relay;
@@ -281,7 +301,11 @@ impl Serve {
         // Frames still queued in the pacer go out before the report.
         let drain_until = Instant::now() + Duration::from_millis(100);
         let _ = self.lp.run(&AtomicBool::new(false), |_, now| {
-            if now >= drain_until { Flow::Stop } else { Flow::Continue(Some(drain_until)) }
+            if now >= drain_until {
+                Flow::Stop
+            } else {
+                Flow::Continue(Some(drain_until))
+            }
         });
         let report = ServeReport {
             role: "serve",
@@ -353,7 +377,8 @@ fn test_source_thread(
                 samples: tone.next_block(AUDIO_BLOCK),
             }
         } else {
-            let pts = (frame as u128 * 90_000 * spec.fps_den as u128 / spec.fps_num.max(1) as u128) as u64;
+            let pts = (frame as u128 * 90_000 * spec.fps_den as u128 / spec.fps_num.max(1) as u128)
+                as u64;
             let t0 = Instant::now();
             let img = pattern.frame(frame);
             let jpeg = match encoder.encode_rgb(&img) {

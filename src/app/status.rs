@@ -23,7 +23,11 @@ impl StatusLine {
             tty,
             enabled,
             next: None,
-            interval: if tty { Duration::from_secs(1) } else { Duration::from_secs(5) },
+            interval: if tty {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            },
             last: None,
             printed: false,
         }
@@ -51,7 +55,11 @@ impl StatusLine {
         let rates: Vec<f64> = match &self.last {
             Some((t, prev)) => {
                 let dt = now.saturating_duration_since(*t).as_secs_f64().max(1e-3);
-                counters.iter().zip(prev).map(|(c, p)| (c - p) / dt).collect()
+                counters
+                    .iter()
+                    .zip(prev)
+                    .map(|(c, p)| (c - p) / dt)
+                    .collect()
             }
             None => vec![0.0; counters.len()],
         };

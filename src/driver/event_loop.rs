@@ -63,7 +63,8 @@ impl<N: Node> EventLoop<N> {
     /// Wraps a bound socket and a node.
     pub fn new(mut socket: UdpSocket, node: N) -> io::Result<EventLoop<N>> {
         let poll = Poll::new()?;
-        poll.registry().register(&mut socket, SOCKET, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(EventLoop {
             poll,
@@ -111,24 +112,28 @@ impl<N: Node> EventLoop<N> {
 
     /// Runs until `stop` is set or the hook says stop. The hook runs after every wake-up,
     /// with the node and the wake-up's `now`.
-    pub fn run(&mut self, stop: &AtomicBool, mut hook: impl FnMut(&mut N, Instant) -> Flow) -> io::Result<()> {
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        mut hook: impl FnMut(&mut N, Instant) -> Flow,
+    ) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
-        let mut hook_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
             self.read_all(now)?;
             self.node.handle_timeout(now);
-            match hook(&mut self.node, now) {
+            let hook_deadline = match hook(&mut self.node, now) {
                 Flow::Stop => return Ok(()),
-                Flow::Continue(t) => hook_deadline = t,
-            }
+                Flow::Continue(t) => t,
+            };
             self.flush(now)?;
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let deadline = soonest(self.node.poll_timeout(), hook_deadline);
             let now = Instant::now();
-            let wait = deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            let wait =
+                deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
             match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -181,7 +186,9 @@ impl<N: Node> EventLoop<N> {
             } else {
                 Interest::READABLE
             };
-            self.poll.registry().reregister(&mut self.socket, SOCKET, interest)?;
+            self.poll
+                .registry()
+                .reregister(&mut self.socket, SOCKET, interest)?;
             self.writable_wanted = want;
         }
         Ok(())

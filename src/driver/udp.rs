@@ -44,13 +44,17 @@ impl BufferSizes {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// The port is taken.
-    #[error("cannot bind {addr}: address already in use (another framecast or program holds it); pick another port")]
+    #[error(
+        "cannot bind {addr}: address already in use (another framecast or program holds it); pick another port"
+    )]
     InUse {
         /// The address.
         addr: SocketAddr,
     },
     /// The address is not on this machine.
-    #[error("cannot bind {addr}: no such address on this machine; use an address of one of its interfaces, or 0.0.0.0 / [::]")]
+    #[error(
+        "cannot bind {addr}: no such address on this machine; use an address of one of its interfaces, or 0.0.0.0 / [::]"
+    )]
     NotAvailable {
         /// The address.
         addr: SocketAddr,
@@ -66,13 +70,17 @@ pub enum BindError {
 }
 
 /// Binds a non-blocking UDP socket with `buffer` bytes of send and receive buffer asked for.
-pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<(mio::net::UdpSocket, BufferSizes), BindError> {
+pub fn bind_udp(
+    addr: SocketAddr,
+    buffer: usize,
+) -> Result<(mio::net::UdpSocket, BufferSizes), BindError> {
     let wrap = |source: io::Error| match source.kind() {
         io::ErrorKind::AddrInUse => BindError::InUse { addr },
         io::ErrorKind::AddrNotAvailable => BindError::NotAvailable { addr },
         _ => BindError::Other { addr, source },
     };
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(wrap)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(wrap)?;
     let _ = socket.set_recv_buffer_size(buffer);
     let _ = socket.set_send_buffer_size(buffer);
     socket.set_nonblocking(true).map_err(wrap)?;

@@ -24,7 +24,7 @@ impl SeqNo {
 
     /// `self + n`.
     #[must_use]
-    pub fn add(self, n: u64) -> SeqNo {
+    pub fn plus(self, n: u64) -> SeqNo {
         SeqNo(self.0.wrapping_add(n))
     }
 

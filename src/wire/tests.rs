@@ -117,7 +117,10 @@ pub(crate) fn spec_vectors() -> Vec<(&'static str, Packet)> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Extracts the hex bytes of vector `name` from proto-spec.md: the lines after a line
@@ -144,10 +147,18 @@ fn spec_test_vectors_match() {
         .expect("proto-spec.md at the crate root");
     for (name, packet) in spec_vectors() {
         let enc = packet.encode();
-        let want = spec_hex(&spec, name)
-            .unwrap_or_else(|| panic!("vector {name} missing from proto-spec.md; encoding is:\n{}", hex(&enc)));
+        let want = spec_hex(&spec, name).unwrap_or_else(|| {
+            panic!(
+                "vector {name} missing from proto-spec.md; encoding is:\n{}",
+                hex(&enc)
+            )
+        });
         assert_eq!(hex(&enc), hex(&want), "vector {name}");
-        assert_eq!(Packet::decode(&Bytes::from(want)).as_ref(), Ok(&packet), "vector {name}");
+        assert_eq!(
+            Packet::decode(&Bytes::from(want)).as_ref(),
+            Ok(&packet),
+            "vector {name}"
+        );
     }
 }
 
@@ -194,7 +205,10 @@ fn malformed_datagrams_are_rejected_with_a_reason() {
         ),
         (reseal(&good, |b| b[3] = 99), DecodeError::UnknownType(99)),
         // chunk_index (byte 36..38) beyond chunk_count.
-        (reseal(&good, |b| b[37] = 5), DecodeError::Invalid("chunk index")),
+        (
+            reseal(&good, |b| b[37] = 5),
+            DecodeError::Invalid("chunk index"),
+        ),
         // frame_size (byte 28..32) larger than the limit.
         (
             reseal(&good, |b| b[28] = 0xFF),
@@ -209,10 +223,7 @@ fn malformed_datagrams_are_rejected_with_a_reason() {
             DecodeError::Invalid("dimensions"),
         ),
         // A video header cut short: only 10 body bytes.
-        (
-            reseal_len(&good, HEADER_LEN + 10),
-            DecodeError::Truncated,
-        ),
+        (reseal_len(&good, HEADER_LEN + 10), DecodeError::Truncated),
     ];
     for (bytes, want) in cases {
         assert_eq!(Packet::decode(&Bytes::from(bytes)), Err(want));

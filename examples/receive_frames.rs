@@ -1,0 +1,69 @@
+//! An embedder's receiver: subscribes to a stream and hands each decoded frame to its own
+//! code (here, a function that reports the average brightness).
+//!
+//! `cargo run --example receive_frames -- 127.0.0.1:5000 live 5`
+//! (start a server first: `framecast serve --listen 127.0.0.1:5000`)
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use framecast::client::{Client, ClientConfig, ClientEvent};
+use framecast::driver::event_loop::{EventLoop, Flow};
+use framecast::driver::udp::{bind_udp, ephemeral_for};
+use framecast::media::{JpegDecoder, MAX_FRAME_PIXELS, VideoFrameRgb};
+
+/// The application's own use of a frame.
+fn on_frame(frame_id: u32, img: &VideoFrameRgb) {
+    let sum: u64 = img.data.iter().map(|&b| b as u64).sum();
+    let mean = sum as f64 / img.data.len().max(1) as f64;
+    println!(
+        "frame {frame_id}: {}x{}, mean brightness {mean:.1}",
+        img.width, img.height
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let server: SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:5000".into())
+        .parse()?;
+    let stream = args.next().unwrap_or_else(|| "live".into());
+    let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
+
+    let (socket, _) = bind_udp(ephemeral_for(server), 4 << 20)?;
+    let mut lp = EventLoop::new(socket, Client::new(ClientConfig::new(server, &stream)))?;
+    let mut decoder = JpegDecoder::new()?;
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    lp.run(&AtomicBool::new(false), |client, now| {
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::Frame(f) => match decoder.decode_rgb(&f.jpeg, MAX_FRAME_PIXELS) {
+                    Ok(img) => on_frame(f.frame_id, &img),
+                    Err(e) => eprintln!("frame {}: {e}", f.frame_id),
+                },
+                ClientEvent::FrameDropped {
+                    frame_id, reason, ..
+                } => eprintln!("frame {frame_id} lost: {reason:?}"),
+                ClientEvent::Description(d) => {
+                    eprintln!("stream {}: {}x{}", d.name, d.width, d.height)
+                }
+                ClientEvent::Audio(_) | ClientEvent::Rejected(_) => {}
+            }
+        }
+        if now >= end {
+            Flow::Stop
+        } else {
+            Flow::Continue(Some(end))
+        }
+    })?;
+    let bye = lp.node_mut().bye();
+    lp.send_now(&bye);
+    let s = lp.node().stats();
+    eprintln!(
+        "{} frames played, {} recovered datagrams",
+        s.frames_played, s.video.recovered
+    );
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Runs the protocol in the deterministic simulated network: a server, a relay and three
+//! viewers over links with 10 % loss and 5 ms of jitter, one minute of 30 fps video in
+//! virtual time (it takes well under a second), then prints what each viewer got.
+//!
+//! `cargo run --example simulate_loss -- [loss-percent] [seed]`
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use framecast::client::{Client, ClientConfig};
+use framecast::netem::LinkConfig;
+use framecast::relay::{Relay, RelayConfig};
+use framecast::server::{Server, ServerConfig};
+use framecast::sim::World;
+
+const JITTER_MS: u64 = 5;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let loss: f64 = args
+        .next()
+        .map_or(10.0, |s| s.parse().expect("loss percent"));
+    let seed: u64 = args.next().map_or(1, |s| s.parse().expect("seed"));
+    let start = Instant::now();
+    let mut world = World::new(start, seed);
+    world.set_default_link(LinkConfig {
+        delay: Duration::from_millis(2),
+        jitter: Duration::from_millis(JITTER_MS),
+        ..LinkConfig::lossy(loss)
+    });
+    let server: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let relay: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+    let mut cfg = ServerConfig::new("cam1", 1280, 720, 30);
+    cfg.randomize(&mut fastrand::Rng::with_seed(seed));
+    world.add_node(server, Server::new(cfg));
+    world.add_node(
+        relay,
+        Relay::new(RelayConfig {
+            upstream: Some(server),
+            ..RelayConfig::default()
+        }),
+    );
+    let viewers: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::from(([127, 0, 1, i], 6000)))
+        .collect();
+    for &v in &viewers {
+        world.add_node(v, Client::new(ClientConfig::new(relay, "cam1")));
+    }
+    world.run_for(Duration::from_millis(50));
+    let frame = Bytes::from(vec![0x5a; 60_000]);
+    for i in 0..1800u64 {
+        let t = start + Duration::from_millis(50) + Duration::from_nanos(i * 1_000_000_000 / 30);
+        world.run_until(t);
+        let now = world.now();
+        world
+            .node_mut::<Server>(server)
+            .push_frame(now, i * 3000, &frame)
+            .expect("frame fits");
+        for &v in &viewers {
+            while world.node_mut::<Client>(v).poll_event().is_some() {}
+        }
+    }
+    world.run_for(Duration::from_millis(500));
+    println!("{loss}% loss per link, 5 ms jitter, 1800 frames, seed {seed}");
+    for &v in &viewers {
+        let s = world.node::<Client>(v).stats();
+        println!(
+            "viewer {v}: played {} | late {} | incomplete {} | recovered {} | unrecovered {} ({} too late) | rtt {:.1} ms | jitter {:.1} ms",
+            s.frames_played,
+            s.frames_late,
+            s.frames_incomplete,
+            s.video.recovered,
+            s.video.lost,
+            s.video.too_late,
+            s.rtt_ms,
+            s.jitter_ms
+        );
+    }
+    let r = world.node::<Relay>(relay).stats();
+    println!(
+        "relay: cache hits {} | asked upstream {}",
+        r.cache_hits, r.upstream_requests
+    );
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what framecast needs to build on Debian/Ubuntu (idempotent): cmake and nasm for
+# turbojpeg's vendored libjpeg-turbo, ALSA headers for cpal, OpenCV with clang for the
+# opencv crate. Runs apt only when something is missing.
+set -euo pipefail
+packages=(cmake nasm pkg-config libasound2-dev libopencv-dev clang libclang-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found: install Rust from https://rustup.rs first" >&2
+    exit 1
+fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every check in one command: installs what is missing, then formatting, lints, the test
+# suites (with and without the OpenCV/ALSA features), examples, benchmarks (built, and the
+# fan-out bench run briefly) and each fuzz target for FUZZ_SECONDS (default 30).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "rustfmt"
+cargo fmt --all -- --check
+step "clippy (all features, all targets)"
+cargo clippy --all-targets --quiet -- -D warnings
+step "tests, protocol core only (no OpenCV, no ALSA, no turbojpeg)"
+cargo test --no-default-features --quiet
+step "tests, default features"
+cargo test --quiet
+step "examples and benchmarks build"
+cargo build --examples --benches --release --quiet
+step "relay fan-out smoke run (50 viewers, 3 s)"
+cargo bench --quiet --bench relay_fanout -- --subscribers 50 --seconds 3
+step "fuzz targets (${FUZZ_SECONDS:-30} s each)"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet
+fi
+fuzz/run-all.sh "${FUZZ_SECONDS:-30}"
+step "all checks passed"

@@ -1,0 +1,131 @@
+//! Hostile input (proto-spec.md §7.5): each kind of bad datagram is counted under its
+//! reason and dropped by the relay, the server and the client; nothing panics and nothing is
+//! sent in answer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use framecast::client::{Client, ClientConfig};
+use framecast::node::Node;
+use framecast::relay::{Relay, RelayConfig};
+use framecast::server::{Server, ServerConfig};
+use framecast::wire::{self, Body, Packet, PacketType, VideoChunk};
+
+fn video(seq: u32) -> Packet {
+    Packet::new(
+        PacketType::Video,
+        0x0102_0304,
+        seq,
+        Body::Video(VideoChunk {
+            frame_id: 1,
+            pts: 3000,
+            frame_size: 100,
+            width: 64,
+            height: 48,
+            chunk_index: 0,
+            chunk_count: 1,
+            offset: 0,
+            payload: Bytes::from(vec![7u8; 100]),
+        }),
+    )
+}
+
+/// Re-seals a datagram after `f` edits it, so that only the edited field is wrong.
+fn reseal(good: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = good[..good.len() - 4].to_vec();
+    f(&mut b);
+    let crc = wire::crc32(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn bad_datagrams() -> Vec<(&'static str, Vec<u8>)> {
+    let good = video(5).encode();
+    vec![
+        ("truncated", good[..12].to_vec()),
+        ("truncated", reseal(&good[..good.len() - 110], |_| {})),
+        ("too_large", vec![0u8; wire::MAX_DATAGRAM + 1]),
+        ("bad_magic", reseal(&good, |b| b[0] = 0)),
+        ("bad_version", reseal(&good, |b| b[2] = 2)),
+        ("bad_crc", {
+            let mut b = good.to_vec();
+            b[40] ^= 0xff;
+            b
+        }),
+        ("unknown_type", reseal(&good, |b| b[3] = 200)),
+        // chunk_index 3 of chunk_count 1
+        ("invalid_field", reseal(&good, |b| b[37] = 3)),
+        // offset + length beyond frame_size
+        ("invalid_field", reseal(&good, |b| b[41] = 50)),
+        // frame_size of 4 GiB claimed
+        ("invalid_field", reseal(&good, |b| b[28..32].copy_from_slice(&u32::MAX.to_be_bytes()))),
+        // dimensions 0
+        ("invalid_field", reseal(&good, |b| b[32..34].copy_from_slice(&[0, 0]))),
+        // NACK claiming 255 ranges in a short datagram
+        ("invalid_field", {
+            let n = Packet::new(
+                PacketType::Nack,
+                0,
+                0,
+                Body::Nack { flow: wire::Flow::Video, ranges: vec![wire::NackRange { start: 1, len: 1 }] },
+            )
+            .encode();
+            reseal(&n, |b| b[17] = 255)
+        }),
+    ]
+}
+
+fn expected_counts() -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for (reason, _) in bad_datagrams() {
+        *m.entry(reason.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn relay_counts_and_drops_every_bad_kind() {
+    let t0 = Instant::now();
+    let mut relay = Relay::new(RelayConfig::default());
+    let from: SocketAddr = "127.0.0.9:9999".parse().unwrap();
+    for (_, d) in bad_datagrams() {
+        relay.handle_datagram(t0, from, &d);
+    }
+    assert!(relay.poll_transmit(t0).is_none(), "nothing is sent in answer");
+    assert_eq!(relay.stats().malformed, expected_counts());
+    // Well-formed media and control from a stranger: counted as unknown sender, unanswered.
+    relay.handle_datagram(t0, from, &video(6).encode());
+    for body in [Body::KeepAlive { echo_us: 1 }, Body::Bye, Body::ReceiverReport(Default::default())] {
+        let t = match body {
+            Body::KeepAlive { .. } => PacketType::KeepAlive,
+            Body::Bye => PacketType::Bye,
+            _ => PacketType::ReceiverReport,
+        };
+        relay.handle_datagram(t0, from, &Packet::new(t, 0, 1, body).encode());
+    }
+    assert_eq!(relay.stats().unknown_sender, 4);
+    relay.handle_timeout(t0 + Duration::from_secs(1));
+    assert!(relay.poll_transmit(t0 + Duration::from_secs(1)).is_none());
+}
+
+#[test]
+fn server_and_client_count_and_drop_every_bad_kind() {
+    let t0 = Instant::now();
+    let server_addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let mut server = Server::new(ServerConfig::new("cam1", 64, 48, 30));
+    let mut client = Client::new(ClientConfig::new(server_addr, "cam1"));
+    let _ = server.poll_transmit(t0);
+    while client.poll_transmit(t0).is_some() {}
+    for (_, d) in bad_datagrams() {
+        server.handle_datagram(t0, "127.0.0.9:1".parse().unwrap(), &d);
+        client.handle_datagram(t0, server_addr, &d);
+    }
+    assert_eq!(server.stats().relay.malformed, expected_counts());
+    assert_eq!(client.stats().malformed, expected_counts());
+    // Media from an address other than the server: unknown sender.
+    client.handle_datagram(t0, "127.0.0.9:1".parse().unwrap(), &video(1).encode());
+    assert_eq!(client.stats().unknown_sender, 1);
+    assert_eq!(client.stats().frames_played, 0);
+    assert!(client.poll_event().is_none());
+}

@@ -108,30 +108,20 @@ impl Viewers {
     }
 }
 
-fn main() {
-    let mut subscribers = 50usize;
-    let mut seconds = 10.0f64;
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--subscribers" => {
-                subscribers = args[i + 1].parse().expect("--subscribers N");
-                i += 1;
-            }
-            "--seconds" => {
-                seconds = args[i + 1].parse().expect("--seconds S");
-                i += 1;
-            }
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
-    }
+struct Outcome {
+    relay_cpu_s: f64,
+    wall_s: f64,
+    out: u64,
+    us_per_datagram: f64,
+}
+
+fn run(subscribers: usize, seconds: f64, batch: usize) -> Outcome {
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut r = RelayArgs::new(lo);
     r.duration = Some(seconds + 1.5);
     let mut relay = RelayRole::bind(r).unwrap();
     relay.status = false;
+    relay.set_batch_size(batch);
     let relay_addr = relay.local_addr();
     let mut s = ServeArgs::new(lo);
     s.source = "test:1280x720@30".into();
@@ -229,5 +219,54 @@ fn main() {
         println!(
             "  viewers: frames late {late}, incomplete {incomplete}, never seen {unseen} (summed over all viewers)"
         );
-    });
+        println!(
+            "  relay send calls                {} ({:.1} datagrams per call)",
+            rep.io.batches,
+            rep.io.sent as f64 / rep.io.batches.max(1) as f64
+        );
+        Outcome {
+            relay_cpu_s: relay_cpu.as_secs_f64(),
+            wall_s: relay_wall.as_secs_f64(),
+            out: r.datagrams_out,
+            us_per_datagram: relay_cpu.as_secs_f64() * 1e6 / r.datagrams_out.max(1) as f64,
+        }
+    })
+}
+
+fn main() {
+    let mut subscribers = 50usize;
+    let mut seconds = 10.0f64;
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--subscribers" => {
+                subscribers = args[i + 1].parse().expect("--subscribers N");
+                i += 1;
+            }
+            "--seconds" => {
+                seconds = args[i + 1].parse().expect("--seconds S");
+                i += 1;
+            }
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    // Side by side in one run: batched sends (sendmmsg, 64 a call) against one per call.
+    let batched = run(subscribers, seconds, 64);
+    let single = run(subscribers, seconds, 1);
+    println!();
+    println!(
+        "relay CPU per datagram out: batched {:.2} us, unbatched {:.2} us (batched / unbatched = {:.2})",
+        batched.us_per_datagram,
+        single.us_per_datagram,
+        batched.us_per_datagram / single.us_per_datagram
+    );
+    println!(
+        "relay CPU share of one core: batched {:.0}%, unbatched {:.0}% ({} / {} datagrams out)",
+        100.0 * batched.relay_cpu_s / batched.wall_s,
+        100.0 * single.relay_cpu_s / single.wall_s,
+        batched.out,
+        single.out
+    );
 }

@@ -119,6 +119,11 @@ impl RelayRole {
         })
     }
 
+    /// Datagrams per send system call (see [`EventLoop::set_batch_size`]).
+    pub fn set_batch_size(&mut self, n: usize) {
+        self.lp.set_batch_size(n);
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.lp.local_addr().unwrap_or(self.args.listen)

@@ -15,6 +15,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Serialize;
 
+use super::batch::{BATCH, send_batch};
 use crate::node::{Node, Transmit, soonest};
 
 const SOCKET: Token = Token(0);
@@ -35,6 +36,8 @@ pub struct IoStats {
     pub would_block: u64,
     /// Sends that failed (e.g. ICMP port unreachable from a departed viewer).
     pub send_errors: u64,
+    /// `sendmmsg` calls (datagrams sent per call = sent / batches).
+    pub batches: u64,
 }
 
 /// What the role's hook tells the loop.
@@ -53,7 +56,8 @@ pub struct EventLoop<N> {
     socket: UdpSocket,
     waker: Arc<Waker>,
     node: N,
-    parked: Option<Transmit>,
+    parked: std::collections::VecDeque<Transmit>,
+    batch_size: usize,
     writable_wanted: bool,
     buf: Vec<u8>,
     stats: IoStats,
@@ -71,7 +75,8 @@ impl<N: Node> EventLoop<N> {
             socket,
             waker,
             node,
-            parked: None,
+            parked: std::collections::VecDeque::new(),
+            batch_size: BATCH,
             writable_wanted: false,
             buf: vec![0u8; 65_536],
             stats: IoStats::default(),
@@ -96,6 +101,12 @@ impl<N: Node> EventLoop<N> {
     /// The node, mutably.
     pub fn node_mut(&mut self) -> &mut N {
         &mut self.node
+    }
+
+    /// Datagrams per send system call, 1 to [`BATCH`] (1 turns batching off; for
+    /// side-by-side comparisons).
+    pub fn set_batch_size(&mut self, n: usize) {
+        self.batch_size = n.clamp(1, BATCH);
     }
 
     /// Socket counters.
@@ -160,26 +171,46 @@ impl<N: Node> EventLoop<N> {
     }
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
+        let mut batch: Vec<Transmit> = Vec::with_capacity(BATCH);
         loop {
-            let t = match self.parked.take() {
-                Some(t) => t,
-                None => match self.node.poll_transmit(now) {
-                    Some(t) => t,
+            // Parked datagrams first, in order, then whatever the node has ready.
+            while batch.len() < self.batch_size {
+                match self
+                    .parked
+                    .pop_front()
+                    .or_else(|| self.node.poll_transmit(now))
+                {
+                    Some(t) => batch.push(t),
                     None => break,
-                },
-            };
-            match self.socket.send_to(&t.payload, t.dest) {
-                Ok(_) => self.stats.sent += 1,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            match send_batch(&self.socket, &batch) {
+                Ok(k) => {
+                    self.stats.sent += k as u64;
+                    self.stats.batches += 1;
+                    batch.drain(..k);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The socket buffer is full: keep the rest, in order, for WRITABLE.
                     self.stats.would_block += 1;
-                    self.parked = Some(t);
+                    for t in batch.drain(..).rev() {
+                        self.parked.push_front(t);
+                    }
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.parked = Some(t),
-                Err(_) => self.stats.send_errors += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The first datagram's destination refused it (e.g. ICMP unreachable from
+                    // a departed viewer); that concerns one peer only.
+                    self.stats.send_errors += 1;
+                    batch.remove(0);
+                }
             }
         }
-        let want = self.parked.is_some();
+        let want = !self.parked.is_empty();
         if want != self.writable_wanted {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE

@@ -356,8 +356,20 @@ impl Client {
             return;
         }
         let Some(deadline) = deadline else { return };
+        // The reassembler judges the chunk first: one inconsistent with its frame (another
+        // pts, size or shape under the same id) must not open a jitter-buffer slot.
+        let outcome = self.reasm.insert(now, seq, &v);
+        match outcome {
+            ChunkOutcome::Inconsistent => {
+                self.stats.chunks_inconsistent += 1;
+                return;
+            }
+            ChunkOutcome::Duplicate => return,
+            ChunkOutcome::Stored | ChunkOutcome::Complete(_) => {}
+        }
         if !self.frames.contains(v.pts) {
             if let Err(reason) = self.frames.admit(now, v.pts, v.frame_id, deadline) {
+                self.reasm.remove(v.frame_id);
                 self.emit_frame_out(
                     now,
                     FrameOut::Drop {
@@ -372,22 +384,23 @@ impl Client {
             while self.first_chunk_at.len() > 512 {
                 self.first_chunk_at.pop_first();
             }
+        } else if self.frames.frame_id(v.pts) != Some(v.frame_id) {
+            // Another frame already holds this timestamp.
+            self.reasm.remove(v.frame_id);
+            self.stats.chunks_inconsistent += 1;
+            return;
         }
         if rtx {
             if let Some(e) = self.first_chunk_at.get_mut(&v.frame_id) {
                 e.1 = true;
             }
         }
-        match self.reasm.insert(now, seq, &v) {
-            ChunkOutcome::Complete(f) => {
-                let id = f.frame_id;
-                self.mark_done(id);
-                if let Some(out) = self.frames.complete(now, f) {
-                    self.emit_frame_out(now, out);
-                }
+        if let ChunkOutcome::Complete(f) = outcome {
+            let id = f.frame_id;
+            self.mark_done(id);
+            if let Some(out) = self.frames.complete(now, f) {
+                self.emit_frame_out(now, out);
             }
-            ChunkOutcome::Inconsistent => self.stats.chunks_inconsistent += 1,
-            ChunkOutcome::Stored | ChunkOutcome::Duplicate => {}
         }
         if self.next_scan.is_none() {
             self.next_scan = Some(now + SCAN_INTERVAL);

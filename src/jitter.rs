@@ -202,6 +202,14 @@ impl FrameBuffer {
         self.slots.contains_key(&pts)
     }
 
+    /// The id of the frame waiting under this timestamp.
+    pub fn frame_id(&self, pts: u64) -> Option<u32> {
+        self.slots.get(&pts).map(|(_, s)| match s {
+            Slot::Pending(id) => *id,
+            Slot::Ready(f) => f.frame_id,
+        })
+    }
+
     /// The playout deadline of a waiting frame.
     pub fn deadline(&self, pts: u64) -> Option<Instant> {
         self.slots.get(&pts).map(|(d, _)| *d)

@@ -140,7 +140,16 @@ impl LossTracker {
             return Arrival::Filled { requested };
         }
         match self.floor {
-            Some(f) if seq < f => Arrival::New,
+            Some(f) if seq < f => {
+                // Before the first number seen (the head of the first frame, reordered):
+                // the floor moves down to it, and what lies between becomes missing, as
+                // `mark_missing` would make it.
+                if f.0 - seq.0 <= self.cfg.max_missing as u64 {
+                    self.floor = Some(seq);
+                    self.add_missing(seq.next(), f, now + hold, deadline);
+                }
+                Arrival::New
+            }
             _ => {
                 self.stats.duplicates += 1;
                 Arrival::Duplicate
@@ -162,8 +171,8 @@ impl LossTracker {
             if floor.0 - seq.0 > self.cfg.max_missing as u64 {
                 return;
             }
-            self.add_missing(seq, floor, now, deadline);
             self.floor = Some(seq);
+            self.add_missing(seq, floor, now, deadline);
         }
         // Inside [floor, highest]: received or already missing.
     }
@@ -171,9 +180,14 @@ impl LossTracker {
     fn add_missing(&mut self, from: SeqNo, to_excl: SeqNo, at: Instant, deadline: Option<Instant>) {
         let n = to_excl.0.saturating_sub(from.0);
         let from = if n > self.cfg.max_missing as u64 {
-            // An outage longer than we track: the older part is lost for good.
+            // An outage longer than we track: the older part is lost for good, and the
+            // accounting restarts at what is still tracked (below the floor is unknown, not
+            // received).
             self.stats.given_up += n - self.cfg.max_missing as u64;
-            SeqNo(to_excl.0 - self.cfg.max_missing as u64)
+            let from = SeqNo(to_excl.0 - self.cfg.max_missing as u64);
+            self.missing.clear();
+            self.floor = Some(from);
+            from
         } else {
             from
         };
@@ -192,10 +206,12 @@ impl LossTracker {
             s = s.next();
         }
         while self.missing.len() > self.cfg.max_missing {
-            if let Some((_, m)) = self.missing.pop_first() {
+            if let Some((s, m)) = self.missing.pop_first() {
                 if !m.gave_up {
                     self.stats.given_up += 1;
                 }
+                // Below the oldest tracked number nothing is known any more.
+                self.floor = Some(s.next());
             }
         }
     }
@@ -384,5 +400,7 @@ mod tests {
         l.on_arrival(t0, SeqNo(1_000_000), MS, None);
         assert_eq!(l.missing_len(), 100);
         assert_eq!(l.stats().given_up, 999_999 - 100);
+        // What fell out of tracking is unknown, not "received": no false duplicate.
+        assert_eq!(l.on_arrival(t0, SeqNo(5), MS, None), Arrival::New);
     }
 }

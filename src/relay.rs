@@ -109,6 +109,9 @@ pub struct RelayStats {
     pub late_join_frames: u64,
     /// Receiver reports received, latest per subscriber summed.
     pub reports: u64,
+    /// Requests not sent to a pushing publisher because they would have exceeded the bytes
+    /// it sent (anti-amplification, §8).
+    pub origin_budget_exceeded: u64,
 }
 
 #[derive(Debug)]
@@ -199,6 +202,10 @@ struct Stream {
     pending: HashMap<(Flow, SeqNo), PendingRtx>,
     members: Vec<SocketAddr>,
     idle_since: Option<Instant>,
+    /// Bytes received from a pushing publisher and NACK bytes sent to it: a publisher's
+    /// address is never validated, so the relay sends it no more than it received (§8).
+    origin_in: u64,
+    origin_out: u64,
 }
 
 impl Stream {
@@ -219,6 +226,8 @@ impl Stream {
             pending: HashMap::new(),
             members: Vec::new(),
             idle_since: None,
+            origin_in: 0,
+            origin_out: 0,
         }
     }
 
@@ -232,6 +241,21 @@ impl Stream {
         self.pending.clear();
         self.video_loss.reset();
         self.audio_loss.reset();
+    }
+
+    /// Whether `len` more bytes may go to the origin: always for an upstream the relay
+    /// subscribed to itself, within what it received for a pushing publisher.
+    fn may_send_origin(&mut self, len: usize) -> bool {
+        match self.origin {
+            Origin::Publisher(_) => {
+                if self.origin_out + len as u64 > self.origin_in {
+                    return false;
+                }
+                self.origin_out += len as u64;
+                true
+            }
+            _ => true,
+        }
     }
 
     fn rtt(&self) -> RttEstimator {
@@ -562,6 +586,7 @@ impl Relay {
         let retransmit = p.header.flags & FLAG_RETRANSMIT != 0;
         let s = &mut self.streams[idx];
         s.last_heard = Some(now);
+        s.origin_in += datagram.len() as u64;
         match p.body {
             Body::Description(d) => {
                 if d.name != s.name {
@@ -742,6 +767,7 @@ impl Relay {
         }
         self.stats.cache_misses += misses;
         let mut forward: Vec<SeqNo> = Vec::new();
+        let s = &mut self.streams[idx];
         for seq in ask {
             if s.pending.len() >= MAX_PENDING && !s.pending.contains_key(&(flow, seq)) {
                 self.stats.cache_misses += 1;
@@ -773,7 +799,12 @@ impl Relay {
                         ranges: chunk.to_vec(),
                     },
                 );
-                self.send_control(origin, p.encode());
+                let d = p.encode();
+                if self.streams[idx].may_send_origin(d.len()) {
+                    self.send_control(origin, d);
+                } else {
+                    self.stats.origin_budget_exceeded += 1;
+                }
             }
         }
         self.stats.cache_hits += hits.len() as u64;
@@ -835,7 +866,7 @@ impl Relay {
 
     fn poll_own_nacks(&mut self, now: Instant) {
         let mut out = Vec::new();
-        for s in &mut self.streams {
+        for (idx, s) in self.streams.iter_mut().enumerate() {
             let Some(origin) = s.origin.addr() else {
                 continue;
             };
@@ -848,15 +879,20 @@ impl Relay {
                 };
                 let ranges = tracker.poll_nack(now, &rtt);
                 for chunk in ranges.chunks(wire::MAX_NACK_RANGES) {
-                    out.push((origin, ssrc, flow, chunk.to_vec()));
+                    out.push((idx, origin, ssrc, flow, chunk.to_vec()));
                 }
             }
         }
-        for (origin, ssrc, flow, ranges) in out {
-            self.stats.upstream_requests += ranges.iter().map(|r| r.len as u64).sum::<u64>();
+        for (idx, origin, ssrc, flow, ranges) in out {
+            let n = ranges.iter().map(|r| r.len as u64).sum::<u64>();
             let seq = self.next_ctrl_seq();
-            let p = Packet::new(PacketType::Nack, ssrc, seq, Body::Nack { flow, ranges });
-            self.send_control(origin, p.encode());
+            let d = Packet::new(PacketType::Nack, ssrc, seq, Body::Nack { flow, ranges }).encode();
+            if self.streams[idx].may_send_origin(d.len()) {
+                self.stats.upstream_requests += n;
+                self.send_control(origin, d);
+            } else {
+                self.stats.origin_budget_exceeded += 1;
+            }
         }
     }
 

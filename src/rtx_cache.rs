@@ -76,10 +76,17 @@ impl RtxCache {
         Inserted::New
     }
 
+    /// Drops the first `n` slots (sequence numbers), in time bounded by the slots held: a
+    /// jump of 2^31 sequence numbers costs no more than clearing the window.
     fn pop_front(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some(Some(_)) = self.slots.pop_front() {
-                self.stored -= 1;
+        if n >= self.slots.len() {
+            self.slots.clear();
+            self.stored = 0;
+        } else {
+            for _ in 0..n {
+                if let Some(Some(_)) = self.slots.pop_front() {
+                    self.stored -= 1;
+                }
             }
         }
         if let Some(b) = self.base.as_mut() {
@@ -168,6 +175,19 @@ mod tests {
         assert!(c.get(t1, SeqNo(105)).is_none());
         c.insert(t1, SeqNo(106), b(6));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_huge_jump_costs_no_more_than_the_window() {
+        let t0 = Instant::now();
+        let mut c = RtxCache::new(8, Duration::from_secs(1));
+        c.insert(t0, SeqNo(1), b(1));
+        let start = std::time::Instant::now();
+        c.insert(t0, SeqNo(1 << 31), b(2));
+        c.insert(t0, SeqNo(1 << 40), b(3));
+        assert!(start.elapsed() < Duration::from_millis(50));
+        assert_eq!(c.len(), 1);
+        assert!(c.contains(SeqNo(1 << 40)));
     }
 
     #[test]

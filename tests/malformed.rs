@@ -59,16 +59,27 @@ fn bad_datagrams() -> Vec<(&'static str, Vec<u8>)> {
         // offset + length beyond frame_size
         ("invalid_field", reseal(&good, |b| b[41] = 50)),
         // frame_size of 4 GiB claimed
-        ("invalid_field", reseal(&good, |b| b[28..32].copy_from_slice(&u32::MAX.to_be_bytes()))),
+        (
+            "invalid_field",
+            reseal(&good, |b| {
+                b[28..32].copy_from_slice(&u32::MAX.to_be_bytes())
+            }),
+        ),
         // dimensions 0
-        ("invalid_field", reseal(&good, |b| b[32..34].copy_from_slice(&[0, 0]))),
+        (
+            "invalid_field",
+            reseal(&good, |b| b[32..34].copy_from_slice(&[0, 0])),
+        ),
         // NACK claiming 255 ranges in a short datagram
         ("invalid_field", {
             let n = Packet::new(
                 PacketType::Nack,
                 0,
                 0,
-                Body::Nack { flow: wire::Flow::Video, ranges: vec![wire::NackRange { start: 1, len: 1 }] },
+                Body::Nack {
+                    flow: wire::Flow::Video,
+                    ranges: vec![wire::NackRange { start: 1, len: 1 }],
+                },
             )
             .encode();
             reseal(&n, |b| b[17] = 255)
@@ -92,11 +103,18 @@ fn relay_counts_and_drops_every_bad_kind() {
     for (_, d) in bad_datagrams() {
         relay.handle_datagram(t0, from, &d);
     }
-    assert!(relay.poll_transmit(t0).is_none(), "nothing is sent in answer");
+    assert!(
+        relay.poll_transmit(t0).is_none(),
+        "nothing is sent in answer"
+    );
     assert_eq!(relay.stats().malformed, expected_counts());
     // Well-formed media and control from a stranger: counted as unknown sender, unanswered.
     relay.handle_datagram(t0, from, &video(6).encode());
-    for body in [Body::KeepAlive { echo_us: 1 }, Body::Bye, Body::ReceiverReport(Default::default())] {
+    for body in [
+        Body::KeepAlive { echo_us: 1 },
+        Body::Bye,
+        Body::ReceiverReport(Default::default()),
+    ] {
         let t = match body {
             Body::KeepAlive { .. } => PacketType::KeepAlive,
             Body::Bye => PacketType::Bye,

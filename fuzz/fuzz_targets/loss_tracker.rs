@@ -2,7 +2,10 @@
 //!
 //! Invariants: a NACK never asks for a sequence number that arrived before it; ranges are
 //! non-empty, ascending and non-overlapping; the missing list stays within `max_missing`;
-//! nothing is NACKed more than `max_retries` times.
+//! nothing is NACKed more than `max_retries` times; `Duplicate` is only reported for a number
+//! that arrived before. `FRAMECAST_FUZZ_LENIENT=1` skips that last check and forgets
+//! arrivals the tracker does not record (below its floor), to look past the known findings
+//! listed in README.md.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,17 +23,39 @@ fn t0() -> Instant {
     *T0.get_or_init(Instant::now)
 }
 
+fn lenient() -> bool {
+    static L: OnceLock<bool> = OnceLock::new();
+    *L.get_or_init(|| std::env::var_os("FRAMECAST_FUZZ_LENIENT").is_some_and(|v| v == "1"))
+}
+
 const BASE: u64 = 1 << 32;
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Arrive { seq: i16, hold_ms: u8, deadline_ms: Option<u16> },
-    MarkMissing { seq: i16, deadline_ms: Option<u16> },
-    SetDeadline { from: i16, len: u8, deadline_ms: u16 },
-    ForgetBelow { seq: i16 },
-    Advance { ms: u16 },
+    Arrive {
+        seq: i16,
+        hold_ms: u8,
+        deadline_ms: Option<u16>,
+    },
+    MarkMissing {
+        seq: i16,
+        deadline_ms: Option<u16>,
+    },
+    SetDeadline {
+        from: i16,
+        len: u8,
+        deadline_ms: u16,
+    },
+    ForgetBelow {
+        seq: i16,
+    },
+    Advance {
+        ms: u16,
+    },
     Nack,
-    RttSample { ms: u8 },
+    RttSample {
+        ms: u8,
+    },
     Reset,
 }
 
@@ -63,22 +88,57 @@ fuzz_target!(|script: Script| {
     let mut asked: BTreeMap<u64, u32> = BTreeMap::new();
     for op in script.ops.into_iter().take(2048) {
         match op {
-            Op::Arrive { seq, hold_ms, deadline_ms } => {
+            Op::Arrive {
+                seq,
+                hold_ms,
+                deadline_ms,
+            } => {
                 let s = seq_of(seq);
-                let a = l.on_arrival(now, s, Duration::from_millis(hold_ms as u64), deadline_ms.map(|d| now + Duration::from_millis(d as u64)));
-                if a == Arrival::Duplicate {
-                    assert!(arrived.contains(&s.0), "{} reported duplicate but never arrived", s.0);
+                let a = l.on_arrival(
+                    now,
+                    s,
+                    Duration::from_millis(hold_ms as u64),
+                    deadline_ms.map(|d| now + Duration::from_millis(d as u64)),
+                );
+                if a == Arrival::Duplicate && !lenient() {
+                    assert!(
+                        arrived.contains(&s.0),
+                        "{} reported duplicate but never arrived",
+                        s.0
+                    );
                 }
-                arrived.insert(s.0);
+                let below_floor = a == Arrival::New && l.highest() != Some(s);
+                if !(lenient() && below_floor) {
+                    arrived.insert(s.0);
+                }
             }
             Op::MarkMissing { seq, deadline_ms } => {
-                l.mark_missing(now, seq_of(seq), deadline_ms.map(|d| now + Duration::from_millis(d as u64)));
+                l.mark_missing(
+                    now,
+                    seq_of(seq),
+                    deadline_ms.map(|d| now + Duration::from_millis(d as u64)),
+                );
             }
-            Op::SetDeadline { from, len, deadline_ms } => {
+            Op::SetDeadline {
+                from,
+                len,
+                deadline_ms,
+            } => {
                 let from = seq_of(from);
-                l.set_deadline(from, from.add(len as u64), now + Duration::from_millis(deadline_ms as u64));
+                l.set_deadline(
+                    from,
+                    SeqNo(from.0 + len as u64),
+                    now + Duration::from_millis(deadline_ms as u64),
+                );
             }
-            Op::ForgetBelow { seq } => l.forget_below(seq_of(seq)),
+            Op::ForgetBelow { seq } => {
+                // What is forgotten may be marked missing (and asked for) afresh.
+                l.forget_below(seq_of(seq));
+                asked.retain(|&s, _| s >= seq_of(seq).0);
+                if lenient() {
+                    arrived.retain(|&s| s >= seq_of(seq).0);
+                }
+            }
             Op::Advance { ms } => now += Duration::from_millis(ms as u64),
             Op::RttSample { ms } => rtt.sample(Duration::from_millis(ms as u64)),
             Op::Nack => {
@@ -88,12 +148,23 @@ fuzz_target!(|script: Script| {
                     assert!(r.len > 0, "empty NACK range");
                     let start = unwire(r.start);
                     if let Some(p) = prev_end {
-                        assert!(start > p, "NACK ranges overlap or are unordered: {ranges:?}");
+                        assert!(
+                            start > p,
+                            "NACK ranges overlap or are unordered: {ranges:?}"
+                        );
                     }
                     for s in start..start + r.len as u64 {
-                        assert!(!arrived.contains(&s), "NACK asks for {s}, which already arrived ({ranges:?})");
+                        assert!(
+                            !arrived.contains(&s),
+                            "NACK asks for {s}, which already arrived ({ranges:?})"
+                        );
                         let n = asked.entry(s).or_default();
                         *n += 1;
+                        assert!(
+                            *n <= cfg.max_retries as u32,
+                            "{s} NACKed {n} times, max_retries {}",
+                            cfg.max_retries
+                        );
                     }
                     prev_end = Some(start + r.len as u64);
                 }
@@ -104,7 +175,11 @@ fuzz_target!(|script: Script| {
                 asked.clear();
             }
         }
-        assert!(l.missing_len() <= cfg.max_missing, "missing list {} > {}", l.missing_len(), cfg.max_missing);
+        assert!(
+            l.missing_len() <= cfg.max_missing,
+            "missing list {} > {}",
+            l.missing_len(),
+            cfg.max_missing
+        );
     }
-    let _ = asked;
 });

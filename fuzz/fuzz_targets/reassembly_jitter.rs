@@ -91,8 +91,13 @@ enum Op {
     Reject(u8),
     KeepAliveAck(u32),
     /// Raw bytes, from the server or from a stranger.
-    Raw { from_server: bool, data: Vec<u8> },
-    Advance { ms: u16 },
+    Raw {
+        from_server: bool,
+        data: Vec<u8>,
+    },
+    Advance {
+        ms: u16,
+    },
     /// Advance to the client's own poll_timeout (bounded).
     AdvanceToTimeout,
     Drain,
@@ -190,17 +195,21 @@ impl Model {
     fn check_event(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Frame(f) => {
-                let sent = self
-                    .chunks
-                    .get(&f.frame_id)
-                    .unwrap_or_else(|| panic!("frame {} played but never sent in this session", f.frame_id));
+                let sent = self.chunks.get(&f.frame_id).unwrap_or_else(|| {
+                    panic!("frame {} played but never sent in this session", f.frame_id)
+                });
                 let jpeg = &f.jpeg;
                 let cands: Vec<&Sent> = sent
                     .iter()
                     .filter(|s| s.pts == f.pts && s.width == f.width && s.height == f.height)
                     .filter(|s| s.frame_size as usize == jpeg.len())
                     .collect();
-                assert!(!cands.is_empty(), "frame {} (len {}) matches no declared frame size", f.frame_id, jpeg.len());
+                assert!(
+                    !cands.is_empty(),
+                    "frame {} (len {}) matches no declared frame size",
+                    f.frame_id,
+                    jpeg.len()
+                );
                 let count = cands[0].chunk_count;
                 let mut pos = 0usize;
                 for idx in 0..count {
@@ -211,13 +220,25 @@ impl Model {
                             && jpeg.get(pos..pos + s.payload.len()) == Some(&s.payload[..])
                     });
                     let Some(s) = hit else {
-                        panic!("frame {}: chunk {idx} at offset {pos} is not a chunk that was sent", f.frame_id)
+                        panic!(
+                            "frame {}: chunk {idx} at offset {pos} is not a chunk that was sent",
+                            f.frame_id
+                        )
                     };
                     pos += s.payload.len();
                 }
-                assert_eq!(pos, jpeg.len(), "frame {}: chunks do not cover the frame", f.frame_id);
+                assert_eq!(
+                    pos,
+                    jpeg.len(),
+                    "frame {}: chunks do not cover the frame",
+                    f.frame_id
+                );
                 let k = key(f.frame_id, f.pts);
-                assert!(!self.dropped.contains(&k), "frame {} dropped, then played", f.frame_id);
+                assert!(
+                    !self.dropped.contains(&k),
+                    "frame {} dropped, then played",
+                    f.frame_id
+                );
                 assert!(self.played.insert(k), "frame {} played twice", f.frame_id);
                 if let Some(l) = self.last_played_pts {
                     assert!(f.pts > l, "played pts went backwards: {} after {l}", f.pts);
@@ -226,14 +247,23 @@ impl Model {
             }
             ClientEvent::FrameDropped { frame_id, pts, .. } => {
                 let k = key(frame_id, pts);
-                assert!(!self.played.contains(&k), "frame {frame_id} played, then dropped");
+                assert!(
+                    !self.played.contains(&k),
+                    "frame {frame_id} played, then dropped"
+                );
                 self.dropped.insert(k);
             }
             ClientEvent::Audio(a) => {
                 if a.concealed {
-                    assert!(a.samples.iter().all(|&b| b == 0), "concealment is not silence");
+                    assert!(
+                        a.samples.iter().all(|&b| b == 0),
+                        "concealment is not silence"
+                    );
                 } else {
-                    let ok = self.audio.get(&a.pts).is_some_and(|v| v.iter().any(|p| *p == a.samples));
+                    let ok = self
+                        .audio
+                        .get(&a.pts)
+                        .is_some_and(|v| v.iter().any(|p| *p == a.samples));
                     assert!(ok, "audio at pts {} was never received", a.pts);
                 }
             }
@@ -275,7 +305,10 @@ impl Harness {
         let mut n = 0;
         while let Some(t) = self.client.poll_transmit(self.now) {
             assert_eq!(t.dest, server(), "client sent to a stranger");
-            assert!(Packet::decode(&t.payload).is_ok(), "client sent an undecodable datagram");
+            assert!(
+                Packet::decode(&t.payload).is_ok(),
+                "client sent an undecodable datagram"
+            );
             n += 1;
             assert!(n < 100_000, "poll_transmit never ends");
         }
@@ -313,7 +346,20 @@ fuzz_target!(|script: Script| {
     h.drain();
     for op in script.ops.into_iter().take(512) {
         match op {
-            Op::Video { ssrc, frame, pts_frames, pts_skew, chunk_index, chunk_count, offset, len, extra, fill, flags, seq } => {
+            Op::Video {
+                ssrc,
+                frame,
+                pts_frames,
+                pts_skew,
+                chunk_index,
+                chunk_count,
+                offset,
+                len,
+                extra,
+                fill,
+                flags,
+                seq,
+            } => {
                 let count = (chunk_count % 6).max(1) as u16;
                 let index = (chunk_index as u16) % count;
                 let len = (len as usize % 200) + 1;
@@ -321,7 +367,8 @@ fuzz_target!(|script: Script| {
                 let last = index + 1 == count;
                 let frame_size = offset + len as u32 + if last { 0 } else { extra as u32 + 1 };
                 let frame_id = (frame % 32) as u32;
-                let pts = (pts_frames as u64 * FRAME_TICKS).saturating_add_signed(pts_skew as i64 * 100);
+                let pts =
+                    (pts_frames as u64 * FRAME_TICKS).saturating_add_signed(pts_skew as i64 * 100);
                 let seq = match seq {
                     SeqChoice::Consistent => h.seq_base.wrapping_add(frame_id * 16 + index as u32),
                     SeqChoice::Next => {
@@ -330,7 +377,11 @@ fuzz_target!(|script: Script| {
                     }
                     SeqChoice::Arbitrary(s) => s,
                 };
-                let payload = Bytes::from((0..len).map(|i| fill.wrapping_add(i as u8)).collect::<Vec<_>>());
+                let payload = Bytes::from(
+                    (0..len)
+                        .map(|i| fill.wrapping_add(i as u8))
+                        .collect::<Vec<_>>(),
+                );
                 let mut p = Packet::new(
                     PacketType::Video,
                     ssrc_of(ssrc),
@@ -350,7 +401,16 @@ fuzz_target!(|script: Script| {
                 p.header.flags = flags & (FLAG_RETRANSMIT | FLAG_REPLAY);
                 h.feed(&p);
             }
-            Op::WholeFrame { ssrc, frame, pts_frames, chunk_count, chunk_len, rotate, skip, flags } => {
+            Op::WholeFrame {
+                ssrc,
+                frame,
+                pts_frames,
+                chunk_count,
+                chunk_len,
+                rotate,
+                skip,
+                flags,
+            } => {
                 let count = (chunk_count % 8).max(1) as u16;
                 let clen = (chunk_len as usize % 300) + 1;
                 let frame_id = (frame % 32) as u32;
@@ -385,7 +445,15 @@ fuzz_target!(|script: Script| {
                     h.feed(&p);
                 }
             }
-            Op::Audio { ssrc, pts_blocks, frames, channels, fill, seq, flags } => {
+            Op::Audio {
+                ssrc,
+                pts_blocks,
+                frames,
+                channels,
+                fill,
+                seq,
+                flags,
+            } => {
                 let frames = (frames as u16 % 240).max(1);
                 let channels = (channels % 2) + 1;
                 let payload = Bytes::from(vec![fill; frames as usize * channels as usize * 2]);
@@ -405,38 +473,72 @@ fuzz_target!(|script: Script| {
                 p.header.flags = flags & (FLAG_RETRANSMIT | FLAG_REPLAY);
                 h.feed(&p);
             }
-            Op::Description { ssrc, name_variant, audio } => {
+            Op::Description {
+                ssrc,
+                name_variant,
+                audio,
+            } => {
                 let p = Packet::new(
                     PacketType::Description,
                     ssrc_of(ssrc),
                     0,
                     Body::Description(Description {
-                        name: if name_variant { "cam2".into() } else { "cam1".into() },
+                        name: if name_variant {
+                            "cam2".into()
+                        } else {
+                            "cam1".into()
+                        },
                         width: 64,
                         height: 48,
                         fps_num: 30,
                         fps_den: 1,
-                        audio: audio.then_some(AudioParams { sample_rate: 48_000, channels: 2, block_frames: 240 }),
+                        audio: audio.then_some(AudioParams {
+                            sample_rate: 48_000,
+                            channels: 2,
+                            block_frames: 240,
+                        }),
                         video_seq_base: h.seq_base,
                     }),
                 );
                 h.feed(&p);
             }
-            Op::Retry(token) => h.feed(&Packet::new(PacketType::Retry, 0, 1, Body::Retry { token })),
-            Op::Reject(r) => {
-                let reason = [RejectReason::UnknownStream, RejectReason::Full, RejectReason::BadToken][r as usize % 3];
-                h.feed(&Packet::new(PacketType::Reject, 0, 1, Body::Reject { reason }));
+            Op::Retry(token) => {
+                h.feed(&Packet::new(PacketType::Retry, 0, 1, Body::Retry { token }))
             }
-            Op::KeepAliveAck(echo_us) => h.feed(&Packet::new(PacketType::KeepAliveAck, 0, 1, Body::KeepAliveAck { echo_us })),
+            Op::Reject(r) => {
+                let reason = [
+                    RejectReason::UnknownStream,
+                    RejectReason::Full,
+                    RejectReason::BadToken,
+                ][r as usize % 3];
+                h.feed(&Packet::new(
+                    PacketType::Reject,
+                    0,
+                    1,
+                    Body::Reject { reason },
+                ));
+            }
+            Op::KeepAliveAck(echo_us) => h.feed(&Packet::new(
+                PacketType::KeepAliveAck,
+                0,
+                1,
+                Body::KeepAliveAck { echo_us },
+            )),
             Op::Raw { from_server, data } => {
-                let from = if from_server { server() } else { "[::1]:6000".parse().unwrap() };
+                let from = if from_server {
+                    server()
+                } else {
+                    "[::1]:6000".parse().unwrap()
+                };
                 h.client.handle_datagram(h.now, from, &data);
                 h.drain();
             }
             Op::Advance { ms } => h.advance(Duration::from_millis(ms as u64 % 2000)),
             Op::AdvanceToTimeout => {
                 if let Some(t) = h.client.poll_timeout() {
-                    let d = t.saturating_duration_since(h.now).min(Duration::from_secs(2));
+                    let d = t
+                        .saturating_duration_since(h.now)
+                        .min(Duration::from_secs(2));
                     h.advance(d);
                 }
             }

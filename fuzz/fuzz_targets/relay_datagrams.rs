@@ -75,24 +75,84 @@ enum SeqChoice {
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Subscribe { from: u8, name: u8, token: TokenChoice, max_kbps: u16, pad: u8 },
-    Description { from: u8, ssrc: u8, name: u8 },
-    Video { from: u8, ssrc: u8, frame: u8, index: u8, count: u8, len: u8, seq: SeqChoice, flags: u8 },
-    Audio { from: u8, ssrc: u8, len: u8, seq: SeqChoice, flags: u8 },
+    Subscribe {
+        from: u8,
+        name: u8,
+        token: TokenChoice,
+        max_kbps: u16,
+        pad: u8,
+    },
+    Description {
+        from: u8,
+        ssrc: u8,
+        name: u8,
+    },
+    Video {
+        from: u8,
+        ssrc: u8,
+        frame: u8,
+        index: u8,
+        count: u8,
+        len: u8,
+        seq: SeqChoice,
+        flags: u8,
+    },
+    Audio {
+        from: u8,
+        ssrc: u8,
+        len: u8,
+        seq: SeqChoice,
+        flags: u8,
+    },
     /// Media of the relay's own local stream (the `serve` role).
-    Local { frame: u8, index: u8, count: u8, len: u8 },
-    KeepAlive { from: u8, echo: u32 },
-    Bye { from: u8 },
-    Nack { from: u8, audio: bool, ranges: Vec<(i16, u16)> },
-    Report { from: u8, played: u32 },
-    Retry { from: u8, token: [u8; 16] },
-    Reject { from: u8, reason: u8 },
-    KeepAliveAck { from: u8, echo: u32 },
+    Local {
+        frame: u8,
+        index: u8,
+        count: u8,
+        len: u8,
+    },
+    KeepAlive {
+        from: u8,
+        echo: u32,
+    },
+    Bye {
+        from: u8,
+    },
+    Nack {
+        from: u8,
+        audio: bool,
+        ranges: Vec<(i16, u16)>,
+    },
+    Report {
+        from: u8,
+        played: u32,
+    },
+    Retry {
+        from: u8,
+        token: [u8; 16],
+    },
+    Reject {
+        from: u8,
+        reason: u8,
+    },
+    KeepAliveAck {
+        from: u8,
+        echo: u32,
+    },
     /// Raw bytes; `reseal` makes magic, version and CRC valid so the body parser is reached.
-    Raw { from: u8, reseal: bool, ptype: u8, data: Vec<u8> },
-    Advance { ms: u16 },
+    Raw {
+        from: u8,
+        reseal: bool,
+        ptype: u8,
+        data: Vec<u8>,
+    },
+    Advance {
+        ms: u16,
+    },
     AdvanceToTimeout,
-    Drain { max: u8 },
+    Drain {
+        max: u8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -142,12 +202,18 @@ impl Harness {
             self.proven.insert(a);
         }
         let mem = self.relay.memory_bytes();
-        assert!(mem <= self.memory_bound, "relay holds {mem} bytes, bound {}", self.memory_bound);
+        assert!(
+            mem <= self.memory_bound,
+            "relay holds {mem} bytes, bound {}",
+            self.memory_bound
+        );
     }
 
     fn drain(&mut self, max: usize) {
         for _ in 0..max {
-            let Some(t) = self.relay.poll_transmit(self.now) else { break };
+            let Some(t) = self.relay.poll_transmit(self.now) else {
+                break;
+            };
             let dest = t.dest;
             assert!(
                 self.bytes_in.contains_key(&dest) || Some(dest) == self.upstream,
@@ -174,9 +240,13 @@ impl Harness {
         if self.proven.contains(&dest) || Some(dest) == self.upstream {
             return;
         }
-        let out = self.bytes_out.get(&dest).copied().unwrap_or(0) - self.nack_out.get(&dest).copied().unwrap_or(0);
+        let out = self.bytes_out.get(&dest).copied().unwrap_or(0)
+            - self.nack_out.get(&dest).copied().unwrap_or(0);
         let inb = self.bytes_in.get(&dest).copied().unwrap_or(0);
-        assert!(out <= inb, "amplification: {out} bytes sent to unproven {dest}, {inb} received from it");
+        assert!(
+            out <= inb,
+            "amplification: {out} bytes sent to unproven {dest}, {inb} received from it"
+        );
     }
 
     fn advance(&mut self, d: Duration) {
@@ -186,7 +256,11 @@ impl Harness {
     }
 
     fn seq(&mut self, audio: bool, c: SeqChoice) -> u32 {
-        let cur = if audio { &mut self.audio_seq } else { &mut self.video_seq };
+        let cur = if audio {
+            &mut self.audio_seq
+        } else {
+            &mut self.video_seq
+        };
         *cur = match c {
             SeqChoice::Next => cur.wrapping_add(1),
             SeqChoice::Delta(d) => cur.wrapping_add_signed(d as i32),
@@ -257,20 +331,38 @@ fuzz_target!(|script: Script| {
     let with_up = upstream.is_some();
     for op in script.ops.into_iter().take(1024) {
         match op {
-            Op::Subscribe { from, name, token, max_kbps, pad } => {
+            Op::Subscribe {
+                from,
+                name,
+                token,
+                max_kbps,
+                pad,
+            } => {
                 let from = addr(from, with_up);
                 let token = match token {
                     TokenChoice::None => Vec::new(),
                     TokenChoice::Own => h.tokens.get(&from).map(|t| t.to_vec()).unwrap_or_default(),
-                    TokenChoice::Other(o) => h.tokens.get(&addr(o, with_up)).map(|t| t.to_vec()).unwrap_or_default(),
+                    TokenChoice::Other(o) => h
+                        .tokens
+                        .get(&addr(o, with_up))
+                        .map(|t| t.to_vec())
+                        .unwrap_or_default(),
                     TokenChoice::Garbage(t) => t.to_vec(),
                 };
-                let max_kbps = if script.rate_limited { max_kbps as u32 } else { 0 };
+                let max_kbps = if script.rate_limited {
+                    max_kbps as u32
+                } else {
+                    0
+                };
                 let p = Packet::new(
                     PacketType::Subscribe,
                     0,
                     1,
-                    Body::Subscribe { name: NAMES[name as usize % NAMES.len()].into(), token, max_kbps },
+                    Body::Subscribe {
+                        name: NAMES[name as usize % NAMES.len()].into(),
+                        token,
+                        max_kbps,
+                    },
                 );
                 let mut enc = p.encode().to_vec();
                 if pad % 4 == 0 {
@@ -300,14 +392,29 @@ fuzz_target!(|script: Script| {
                 );
                 h.send_packet(addr(from, with_up), &p);
             }
-            Op::Video { from, ssrc, frame, index, count, len, seq, flags } => {
+            Op::Video {
+                from,
+                ssrc,
+                frame,
+                index,
+                count,
+                len,
+                seq,
+                flags,
+            } => {
                 let v = video(frame, index, count, len);
                 let s = h.seq(false, seq);
                 let mut p = Packet::new(PacketType::Video, ssrc_of(ssrc), s, Body::Video(v));
                 p.header.flags = flags & (FLAG_RETRANSMIT | FLAG_REPLAY);
                 h.send_packet(addr(from, with_up), &p);
             }
-            Op::Audio { from, ssrc, len, seq, flags } => {
+            Op::Audio {
+                from,
+                ssrc,
+                len,
+                seq,
+                flags,
+            } => {
                 let frames = (len as u16 % 120) + 1;
                 let s = h.seq(true, seq);
                 let mut p = Packet::new(
@@ -326,45 +433,98 @@ fuzz_target!(|script: Script| {
                 p.header.flags = flags & (FLAG_RETRANSMIT | FLAG_REPLAY);
                 h.send_packet(addr(from, with_up), &p);
             }
-            Op::Local { frame, index, count, len } => {
+            Op::Local {
+                frame,
+                index,
+                count,
+                len,
+            } => {
                 let s = h.seq(false, SeqChoice::Next);
-                let p = Packet::new(PacketType::Video, 0x10ca1, s, Body::Video(video(frame, index, count, len)));
+                let p = Packet::new(
+                    PacketType::Video,
+                    0x10ca1,
+                    s,
+                    Body::Video(video(frame, index, count, len)),
+                );
                 h.relay.ingest_local(h.now, "cam1", p.encode());
                 h.after_input();
             }
-            Op::KeepAlive { from, echo } => {
-                h.send_packet(addr(from, with_up), &Packet::new(PacketType::KeepAlive, 0, 2, Body::KeepAlive { echo_us: echo }))
-            }
-            Op::Bye { from } => h.send_packet(addr(from, with_up), &Packet::new(PacketType::Bye, 0, 3, Body::Bye)),
-            Op::Nack { from, audio, ranges } => {
+            Op::KeepAlive { from, echo } => h.send_packet(
+                addr(from, with_up),
+                &Packet::new(
+                    PacketType::KeepAlive,
+                    0,
+                    2,
+                    Body::KeepAlive { echo_us: echo },
+                ),
+            ),
+            Op::Bye { from } => h.send_packet(
+                addr(from, with_up),
+                &Packet::new(PacketType::Bye, 0, 3, Body::Bye),
+            ),
+            Op::Nack {
+                from,
+                audio,
+                ranges,
+            } => {
                 let base = if audio { h.audio_seq } else { h.video_seq };
                 let ranges: Vec<NackRange> = ranges
                     .into_iter()
                     .take(128)
-                    .map(|(d, len)| NackRange { start: base.wrapping_add_signed(d as i32), len: len.max(1) })
+                    .map(|(d, len)| NackRange {
+                        start: base.wrapping_add_signed(d as i32),
+                        len: len.max(1),
+                    })
                     .collect();
                 if ranges.is_empty() {
                     continue;
                 }
                 let flow = if audio { Flow::Audio } else { Flow::Video };
-                h.send_packet(addr(from, with_up), &Packet::new(PacketType::Nack, 0, 4, Body::Nack { flow, ranges }));
+                h.send_packet(
+                    addr(from, with_up),
+                    &Packet::new(PacketType::Nack, 0, 4, Body::Nack { flow, ranges }),
+                );
             }
             Op::Report { from, played } => {
-                let r = ReceiverReport { frames_played: played, ..Default::default() };
-                h.send_packet(addr(from, with_up), &Packet::new(PacketType::ReceiverReport, 0, 5, Body::ReceiverReport(r)));
+                let r = ReceiverReport {
+                    frames_played: played,
+                    ..Default::default()
+                };
+                h.send_packet(
+                    addr(from, with_up),
+                    &Packet::new(PacketType::ReceiverReport, 0, 5, Body::ReceiverReport(r)),
+                );
             }
-            Op::Retry { from, token } => {
-                h.send_packet(addr(from, with_up), &Packet::new(PacketType::Retry, 0, 6, Body::Retry { token }))
-            }
+            Op::Retry { from, token } => h.send_packet(
+                addr(from, with_up),
+                &Packet::new(PacketType::Retry, 0, 6, Body::Retry { token }),
+            ),
             Op::Reject { from, reason } => {
-                let reason = [RejectReason::UnknownStream, RejectReason::Full, RejectReason::BadToken][reason as usize % 3];
-                h.send_packet(addr(from, with_up), &Packet::new(PacketType::Reject, 0, 7, Body::Reject { reason }));
+                let reason = [
+                    RejectReason::UnknownStream,
+                    RejectReason::Full,
+                    RejectReason::BadToken,
+                ][reason as usize % 3];
+                h.send_packet(
+                    addr(from, with_up),
+                    &Packet::new(PacketType::Reject, 0, 7, Body::Reject { reason }),
+                );
             }
             Op::KeepAliveAck { from, echo } => h.send_packet(
                 addr(from, with_up),
-                &Packet::new(PacketType::KeepAliveAck, 0, 8, Body::KeepAliveAck { echo_us: echo }),
+                &Packet::new(
+                    PacketType::KeepAliveAck,
+                    0,
+                    8,
+                    Body::KeepAliveAck { echo_us: echo },
+                ),
             ),
-            Op::Raw { from, reseal, ptype, data } => {
+            Op::Raw {
+                from,
+                reseal,
+                ptype,
+                data,
+            } => {
                 let mut d = data;
                 if reseal {
                     let mut v = vec![0x46, 0x43, 1, ptype, 0, 0, 0, 0];
@@ -381,7 +541,9 @@ fuzz_target!(|script: Script| {
             Op::Advance { ms } => h.advance(Duration::from_millis(ms as u64 % 10_000)),
             Op::AdvanceToTimeout => {
                 if let Some(t) = h.relay.poll_timeout() {
-                    let d = t.saturating_duration_since(h.now).min(Duration::from_secs(10));
+                    let d = t
+                        .saturating_duration_since(h.now)
+                        .min(Duration::from_secs(10));
                     h.advance(d);
                 }
             }

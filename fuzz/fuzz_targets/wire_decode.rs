@@ -4,7 +4,9 @@
 #![no_main]
 
 use bytes::Bytes;
-use framecast::wire::{Body, CRC_LEN, HEADER_LEN, MAGIC, MAX_DATAGRAM, Packet, VERSION, crc32, peek_header};
+use framecast::wire::{
+    Body, CRC_LEN, HEADER_LEN, MAGIC, MAX_DATAGRAM, Packet, VERSION, crc32, peek_header,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,27 +23,47 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(datagram: Bytes) {
-    let Ok(p) = Packet::decode(&datagram) else { return };
+    let Ok(p) = Packet::decode(&datagram) else {
+        return;
+    };
     assert!(datagram.len() <= MAX_DATAGRAM);
     match &p.body {
         Body::Video(v) => {
             assert!(!v.payload.is_empty());
-            assert!(v.payload.len() <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::VIDEO_HEADER_LEN);
+            assert!(
+                v.payload.len()
+                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::VIDEO_HEADER_LEN
+            );
             assert!(v.offset as u64 + v.payload.len() as u64 <= v.frame_size as u64);
             assert!(v.chunk_index < v.chunk_count);
         }
         Body::Audio(a) => {
-            assert!(a.payload.len() <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::AUDIO_HEADER_LEN);
+            assert!(
+                a.payload.len()
+                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::AUDIO_HEADER_LEN
+            );
             assert_eq!(a.payload.len(), a.frames as usize * a.channels as usize * 2);
         }
         _ => {}
     }
     let h = peek_header(&datagram).expect("a decoded datagram has a readable header");
-    assert_eq!(h, (p.header.ptype as u8, p.header.flags, p.header.ssrc, p.header.seq));
+    assert_eq!(
+        h,
+        (
+            p.header.ptype as u8,
+            p.header.flags,
+            p.header.ssrc,
+            p.header.seq
+        )
+    );
 
     let enc = p.encode();
-    assert!(enc.len() <= MAX_DATAGRAM, "re-encoding grew past MAX_DATAGRAM");
-    let q = Packet::decode(&enc).unwrap_or_else(|e| panic!("re-encoded packet does not decode: {e:?}\n{p:?}"));
+    assert!(
+        enc.len() <= MAX_DATAGRAM,
+        "re-encoding grew past MAX_DATAGRAM"
+    );
+    let q = Packet::decode(&enc)
+        .unwrap_or_else(|e| panic!("re-encoded packet does not decode: {e:?}\n{p:?}"));
     assert_eq!(p, q, "round trip changed the packet");
     // Encoding is canonical: a second round trip is byte-identical.
     assert_eq!(enc, q.encode());

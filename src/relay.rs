@@ -667,7 +667,6 @@ impl Relay {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        hdr_seq: u32,
         name: String,
         token: Vec<u8>,
         max_kbps: u32,
@@ -685,7 +684,7 @@ impl Relay {
                 .iter()
                 .any(|s| matches!(s.origin, Origin::Upstream(_)) && s.name != name);
         if !known && !can_pull {
-            self.reject(from, hdr_seq, RejectReason::UnknownStream);
+            self.reject(from, RejectReason::UnknownStream);
             return;
         }
         if token.is_empty() || !self.tokens.check(now, &token, &from, &name) {
@@ -693,7 +692,6 @@ impl Relay {
             // RETRY is 37): §6.2.
             let t = self.tokens.mint(now, &from, &name);
             let seq = self.next_ctrl_seq();
-            let _ = hdr_seq;
             self.send_control(
                 from,
                 Packet::new(PacketType::Retry, 0, seq, Body::Retry { token: t }).encode(),
@@ -702,12 +700,12 @@ impl Relay {
             return;
         }
         if self.subs.len() >= self.cfg.max_subscribers {
-            self.reject(from, hdr_seq, RejectReason::Full);
+            self.reject(from, RejectReason::Full);
             return;
         }
         if !known {
             if self.streams.len() >= self.cfg.max_streams {
-                self.reject(from, hdr_seq, RejectReason::Full);
+                self.reject(from, RejectReason::Full);
                 return;
             }
             let Some(up) = self.cfg.upstream else { return };
@@ -721,7 +719,7 @@ impl Relay {
         self.insert_subscriber(now, from, &name, max_kbps, false);
     }
 
-    fn reject(&mut self, to: SocketAddr, _hdr_seq: u32, reason: RejectReason) {
+    fn reject(&mut self, to: SocketAddr, reason: RejectReason) {
         let seq = self.next_ctrl_seq();
         self.send_control(
             to,
@@ -1016,7 +1014,7 @@ impl Node for Relay {
                 max_kbps,
             } => {
                 let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
-                self.on_subscribe(now, from, p.header.seq, name, token, max_kbps)
+                self.on_subscribe(now, from, name, token, max_kbps)
             }
             Body::KeepAlive { echo_us } => match self.subs.get_mut(&from) {
                 Some(s) => {

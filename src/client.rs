@@ -294,6 +294,20 @@ impl Client {
         self.last_transit = None;
     }
 
+    /// Media proves the subscription alive; its source must be the stream's (the first one
+    /// seen is adopted when no description has come yet).
+    fn accept_source(&mut self, now: Instant, ssrc: u32) -> bool {
+        self.sub.on_traffic(now);
+        if self.ssrc.is_none() {
+            self.reset_source(ssrc);
+        }
+        if self.ssrc != Some(ssrc) {
+            self.stats.unknown_sender += 1;
+            return false;
+        }
+        true
+    }
+
     fn mark_done(&mut self, frame_id: u32) {
         self.done.push_back(frame_id);
         if self.done.len() > DONE_MEMORY {
@@ -550,26 +564,14 @@ impl Node for Client {
                 }
             }
             Body::Video(v) => {
-                self.sub.on_traffic(now);
-                if self.ssrc.is_none() {
-                    self.reset_source(p.header.ssrc);
+                if self.accept_source(now, p.header.ssrc) {
+                    self.on_video(now, flags, p.header.seq, v);
                 }
-                if self.ssrc != Some(p.header.ssrc) {
-                    self.stats.unknown_sender += 1;
-                    return;
-                }
-                self.on_video(now, flags, p.header.seq, v);
             }
             Body::Audio(a) => {
-                self.sub.on_traffic(now);
-                if self.ssrc.is_none() {
-                    self.reset_source(p.header.ssrc);
+                if self.accept_source(now, p.header.ssrc) {
+                    self.on_audio(now, flags, p.header.seq, a);
                 }
-                if self.ssrc != Some(p.header.ssrc) {
-                    self.stats.unknown_sender += 1;
-                    return;
-                }
-                self.on_audio(now, flags, p.header.seq, a);
             }
             _ => self.stats.unknown_sender += 1,
         }

@@ -10,37 +10,30 @@ use framecast::app::play::{Play, PlayArgs};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 
-fn run_chain(lo: SocketAddr, push: bool) {
+fn bind_serve(lo: SocketAddr, relay: Option<SocketAddr>) -> Serve {
     let mut s = ServeArgs::new(lo);
     s.source = "test:320x240@30".into();
     s.duration = Some(2.0);
     s.start_delay_ms = 300;
     s.seed = Some(5);
     s.name = "cam1".into();
+    s.relay = relay;
     let mut serve = Serve::bind(s).unwrap();
     serve.record_checksums = true;
     serve.status = false;
+    serve
+}
+
+fn run_chain(lo: SocketAddr, push: bool) {
     let mut r = RelayArgs::new(lo);
-    if !push {
-        r.upstream = Some(serve.local_addr());
-    }
     r.duration = Some(3.2);
+    let upstream = (!push).then(|| bind_serve(lo, None));
+    r.upstream = upstream.as_ref().map(|s| s.local_addr());
     let mut relay = RelayRole::bind(r).unwrap();
     relay.status = false;
     let relay_addr = relay.local_addr();
-    if push {
-        // Rebind the server with the relay as its push target.
-        let mut s = ServeArgs::new(lo);
-        s.source = "test:320x240@30".into();
-        s.duration = Some(2.0);
-        s.start_delay_ms = 300;
-        s.seed = Some(5);
-        s.name = "cam1".into();
-        s.relay = Some(relay_addr);
-        serve = Serve::bind(s).unwrap();
-        serve.record_checksums = true;
-        serve.status = false;
-    }
+    // Pull: the relay subscribes to the server; push: the server feeds the relay.
+    let serve = upstream.unwrap_or_else(|| bind_serve(lo, Some(relay_addr)));
     let players: Vec<Play> = (0..2)
         .map(|_| {
             let mut p = PlayArgs::new(relay_addr, "cam1");

@@ -20,7 +20,6 @@ use crate::driver::udp::{BufferSizes, bind_udp, ephemeral_for};
 use crate::media::JpegDecoder;
 use crate::media::MAX_FRAME_PIXELS;
 use crate::node::Node;
-use crate::wire::valid_name;
 
 /// `framecast play` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -124,12 +123,7 @@ impl std::fmt::Debug for Play {
 impl Play {
     /// Checks the options and binds the socket.
     pub fn bind(args: PlayArgs) -> anyhow::Result<Play> {
-        if !valid_name(&args.stream) {
-            anyhow::bail!(
-                "--stream {:?}: a stream name is 1-64 bytes with no control characters",
-                args.stream
-            );
-        }
+        super::check_name("stream", &args.stream)?;
         if args.latency == 0 || args.latency > 10_000 {
             anyhow::bail!("--latency {}: expected 1-10000 milliseconds", args.latency);
         }

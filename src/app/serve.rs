@@ -18,7 +18,7 @@ use crate::driver::event_loop::{EventLoop, Flow, IoStats};
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::media::{JpegEncoder, Subsampling, TestSpec, ToneSource, parse_test_spec};
 use crate::server::{Server, ServerConfig, ServerStats};
-use crate::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM, valid_name};
+use crate::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 
 /// Socket buffer asked for by every role (several MB for video, PROTOCOL-NOTES).
 pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
@@ -168,12 +168,7 @@ impl Serve {
     /// Checks the options and binds the socket.
     pub fn bind(args: ServeArgs) -> anyhow::Result<Serve> {
         let spec = parse_source(&args.source)?;
-        if !valid_name(&args.name) {
-            bail!(
-                "--name {:?}: a stream name is 1-64 bytes with no control characters",
-                args.name
-            );
-        }
+        super::check_name("name", &args.name)?;
         if !(1..=100).contains(&args.quality) {
             bail!("--quality {}: expected 1-100", args.quality);
         }

@@ -129,9 +129,7 @@ impl Play {
         }
         let local = args.bind.unwrap_or_else(|| ephemeral_for(args.from));
         let (socket, buffers) = bind_udp(local, SOCKET_BUFFER).context("play")?;
-        if let Some(w) = buffers.clamp_warning() {
-            log::warn!("play: {w}");
-        }
+        crate::driver::udp::warn_if_clamped(&buffers);
         let mut cfg = ClientConfig::new(args.from, &args.stream);
         cfg.latency = Duration::from_millis(args.latency);
         cfg.max_kbps = args.max_kbps;

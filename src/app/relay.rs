@@ -97,9 +97,7 @@ impl RelayRole {
             anyhow::bail!("--queue-kib, --cache-packets and --max-subscribers must be positive");
         }
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("relay --listen")?;
-        if let Some(w) = buffers.clamp_warning() {
-            log::warn!("relay: {w}");
-        }
+        crate::driver::udp::warn_if_clamped(&buffers);
         let mut key = [0u8; 16];
         fastrand::Rng::new().fill(&mut key);
         let cfg = RelayConfig {

@@ -6,22 +6,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, Flow, IoStats};
 use crate::driver::udp::{BufferSizes, bind_udp};
-use crate::media::{JpegEncoder, Subsampling, TestSpec, ToneSource, parse_test_spec};
+use crate::media::parse_test_spec;
+use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
 use crate::server::{Server, ServerConfig, ServerStats};
 use crate::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 
 /// Socket buffer asked for by every role (several MB for video, PROTOCOL-NOTES).
-pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// `framecast serve` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -80,45 +80,6 @@ impl ServeArgs {
     }
 }
 
-/// Audio of the test source: 48 kHz stereo in 5 ms blocks (§5.2).
-const AUDIO_RATE: u32 = 48_000;
-const AUDIO_CHANNELS: u8 = 2;
-const AUDIO_BLOCK: usize = 240;
-
-/// One unit of media from the source thread.
-#[derive(Debug)]
-pub enum MediaItem {
-    /// A JPEG frame.
-    Video {
-        /// 90 kHz timestamp.
-        pts: u64,
-        /// The JPEG.
-        jpeg: Bytes,
-    },
-    /// A block of interleaved s16 audio.
-    Audio {
-        /// 90 kHz timestamp of the first sample.
-        pts: u64,
-        /// Samples.
-        samples: Vec<i16>,
-    },
-}
-
-/// Figures of the source thread.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceStats {
-    /// Frames encoded.
-    pub frames: u64,
-    /// Frames dropped because the network loop was behind.
-    pub frames_dropped: u64,
-    /// Mean JPEG size, bytes.
-    pub mean_jpeg_bytes: f64,
-    /// Mean encode time, milliseconds.
-    pub mean_encode_ms: f64,
-    /// Audio blocks produced.
-    pub audio_blocks: u64,
-}
-
 /// What `serve` reports at exit.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServeReport {
@@ -147,7 +108,7 @@ pub struct ServeReport {
 /// A bound, ready-to-run server.
 pub struct Serve {
     args: ServeArgs,
-    spec: TestSpec,
+    source: Option<Box<dyn MediaSource>>,
     lp: EventLoop<Server>,
     buffers: BufferSizes,
     /// Keep per-frame checksums of what was sent (tests).
@@ -167,7 +128,6 @@ impl std::fmt::Debug for Serve {
 impl Serve {
     /// Checks the options and binds the socket.
     pub fn bind(args: ServeArgs) -> anyhow::Result<Serve> {
-        let spec = parse_source(&args.source)?;
         super::check_name("name", &args.name)?;
         if !(1..=100).contains(&args.quality) {
             bail!("--quality {}: expected 1-100", args.quality);
@@ -178,10 +138,17 @@ impl Serve {
                 args.datagram_size
             );
         }
-        if spec.width > u16::MAX as u32
-            || spec.height > u16::MAX as u32
-            || spec.fps_num > u16::MAX as u32
-            || spec.fps_den > u16::MAX as u32
+        // The datagram size bounds the sample frames of one audio block.
+        let max_frames = |channels: u8| {
+            crate::packetizer::Packetizer::new(0, args.datagram_size, 0, 0)
+                .max_audio_frames(channels)
+        };
+        let source = open_source(&args, &max_frames)?;
+        let format = source.format().clone();
+        if format.width > u16::MAX as u32
+            || format.height > u16::MAX as u32
+            || format.fps_num > u16::MAX as u32
+            || format.fps_den > u16::MAX as u32
         {
             bail!(
                 "--source {}: dimensions and frame rate must fit 16 bits",
@@ -189,25 +156,21 @@ impl Serve {
             );
         }
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("serve --listen")?;
-        if let Some(w) = buffers.clamp_warning() {
-            log::warn!("serve: {w}");
-        }
+        crate::driver::udp::warn_if_clamped(&buffers);
         let mut cfg = ServerConfig::new(
             &args.name,
-            spec.width as u16,
-            spec.height as u16,
-            spec.fps_num as u16,
+            format.width as u16,
+            format.height as u16,
+            format.fps_num as u16,
         );
-        cfg.fps_den = spec.fps_den as u16;
+        cfg.fps_den = format.fps_den as u16;
         cfg.max_datagram = args.datagram_size;
         cfg.push_to = args.relay;
-        if !args.no_audio {
-            cfg.audio = Some(AudioParams {
-                sample_rate: AUDIO_RATE,
-                channels: AUDIO_CHANNELS,
-                block_frames: AUDIO_BLOCK as u16,
-            });
-        }
+        cfg.audio = format.audio.map(|a| AudioParams {
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+            block_frames: audio_block_frames(a, max_frames(a.channels)) as u16,
+        });
         let mut rng = match args.seed {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
@@ -216,7 +179,7 @@ impl Serve {
         let lp = EventLoop::new(socket, Server::new(cfg))?;
         Ok(Serve {
             args,
-            spec,
+            source: Some(source),
             lp,
             buffers,
             record_checksums: false,
@@ -236,13 +199,33 @@ impl Serve {
         let source_stop = Arc::new(AtomicBool::new(false));
         let waker = self.lp.waker();
         let start = Instant::now() + Duration::from_millis(self.args.start_delay_ms);
-        let spec = self.spec;
-        let quality = self.args.quality;
-        let audio = !self.args.no_audio;
         let st = source_stop.clone();
+        let Some(src) = self.source.take() else {
+            bail!("serve: the source already ran");
+        };
         let source = std::thread::Builder::new()
             .name("source".into())
-            .spawn(move || test_source_thread(spec, quality, audio, start, tx, waker, &st))
+            .spawn(move || {
+                let mut dropped = 0u64;
+                let mut sink = |item: MediaItem| {
+                    let video = matches!(item, MediaItem::Video { .. });
+                    match tx.try_send(item) {
+                        Ok(()) => {
+                            let _ = waker.wake();
+                            true
+                        }
+                        Err(TrySendError::Full(_)) => {
+                            // The network loop is behind: drop rather than fall behind.
+                            dropped += video as u64;
+                            true
+                        }
+                        Err(TrySendError::Disconnected(_)) => false,
+                    }
+                };
+                let mut stats = src.run(start, &mut sink, &st);
+                stats.frames_dropped += dropped;
+                stats
+            })
             .context("cannot start the source thread")?;
         let end = duration.map(|d| start + d);
         let mut status = StatusLine::new(self.status);
@@ -320,94 +303,21 @@ impl Serve {
     }
 }
 
-/// Parses `--source`.
-pub fn parse_source(s: &str) -> anyhow::Result<TestSpec> {
+/// Opens the source named by `--source`.
+fn open_source(
+    args: &ServeArgs,
+    max_frames: &dyn Fn(u8) -> usize,
+) -> anyhow::Result<Box<dyn MediaSource>> {
+    let s = args.source.as_str();
     if s == "test" || s.starts_with("test:") {
-        return parse_test_spec(s).map_err(|e| anyhow::anyhow!("--source {s}: {e}"));
+        let spec = parse_test_spec(s).map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+        let block = audio_block_frames(crate::media::source::TEST_AUDIO, max_frames(2));
+        return Ok(Box::new(TestSource::new(
+            spec,
+            args.quality,
+            !args.no_audio,
+            block,
+        )));
     }
     bail!("--source {s}: unknown source; use `test` or `test:WxH@FPS` (e.g. test:1280x720@30)")
-}
-
-/// The synthetic source: renders and encodes frames at the frame rate and makes 5 ms tone
-/// blocks, timestamped on one 90 kHz clock from `start`.
-fn test_source_thread(
-    spec: TestSpec,
-    quality: u8,
-    audio: bool,
-    start: Instant,
-    tx: SyncSender<MediaItem>,
-    waker: Arc<mio::Waker>,
-    stop: &AtomicBool,
-) -> SourceStats {
-    let mut stats = SourceStats::default();
-    let (Ok(mut pattern), Ok(mut encoder), Ok(mut tone)) = (
-        spec.pattern(),
-        JpegEncoder::new(quality, Subsampling::Yuv420),
-        ToneSource::new(AUDIO_RATE, AUDIO_CHANNELS as u16, 440),
-    ) else {
-        log::error!("serve: cannot set up the test source");
-        return stats;
-    };
-    let frame_ns = 1_000_000_000u128 * spec.fps_den as u128 / spec.fps_num.max(1) as u128;
-    let block_ns = 1_000_000_000u128 * AUDIO_BLOCK as u128 / AUDIO_RATE as u128;
-    let (mut frame, mut block) = (0u64, 0u64);
-    let mut encode_total = Duration::ZERO;
-    let mut bytes_total = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let t_frame = start + Duration::from_nanos((frame as u128 * frame_ns) as u64);
-        let t_block = start + Duration::from_nanos((block as u128 * block_ns) as u64);
-        let next = if audio { t_frame.min(t_block) } else { t_frame };
-        let now = Instant::now();
-        if next > now {
-            // The source keeps real time; this thread has nothing else to do.
-            std::thread::sleep((next - now).min(Duration::from_millis(50)));
-            continue;
-        }
-        let item = if audio && t_block <= t_frame {
-            let pts = block * AUDIO_BLOCK as u64 * 90_000 / AUDIO_RATE as u64;
-            block += 1;
-            stats.audio_blocks += 1;
-            MediaItem::Audio {
-                pts,
-                samples: tone.next_block(AUDIO_BLOCK),
-            }
-        } else {
-            let pts = (frame as u128 * 90_000 * spec.fps_den as u128 / spec.fps_num.max(1) as u128)
-                as u64;
-            let t0 = Instant::now();
-            let img = pattern.frame(frame);
-            let jpeg = match encoder.encode_rgb(&img) {
-                Ok(j) => j,
-                Err(e) => {
-                    log::error!("serve: JPEG encoding failed: {e}");
-                    break;
-                }
-            };
-            encode_total += t0.elapsed();
-            bytes_total += jpeg.len() as u64;
-            frame += 1;
-            stats.frames += 1;
-            MediaItem::Video {
-                pts,
-                jpeg: Bytes::from(jpeg),
-            }
-        };
-        let is_video = matches!(item, MediaItem::Video { .. });
-        match tx.try_send(item) {
-            Ok(()) => {
-                let _ = waker.wake();
-            }
-            Err(TrySendError::Full(_)) => {
-                if is_video {
-                    stats.frames_dropped += 1;
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => break,
-        }
-    }
-    if stats.frames > 0 {
-        stats.mean_encode_ms = encode_total.as_secs_f64() * 1000.0 / stats.frames as f64;
-        stats.mean_jpeg_bytes = bytes_total as f64 / stats.frames as f64;
-    }
-    stats
 }

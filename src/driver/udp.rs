@@ -22,21 +22,37 @@ pub struct BufferSizes {
 impl BufferSizes {
     /// A one-line warning if the kernel gave less than asked, naming the sysctl to raise.
     pub fn clamp_warning(&self) -> Option<String> {
-        // Linux doubles the value it stores for bookkeeping; compare against half.
+        // Linux stores (and reports) twice the value asked for, for its own bookkeeping,
+        // capped at twice net.core.rmem_max / wmem_max.
+        let factor = if cfg!(target_os = "linux") { 2 } else { 1 };
         let mut msgs = Vec::new();
-        if self.recv_granted / 2 < self.recv_wanted / 2 && self.recv_granted < self.recv_wanted {
+        if self.recv_granted < self.recv_wanted * factor {
             msgs.push(format!(
                 "receive buffer clamped to {} bytes (asked {}): raise it with `sysctl -w net.core.rmem_max={}`",
-                self.recv_granted, self.recv_wanted, self.recv_wanted
+                self.recv_granted / factor,
+                self.recv_wanted,
+                self.recv_wanted
             ));
         }
-        if self.send_granted < self.send_wanted {
+        if self.send_granted < self.send_wanted * factor {
             msgs.push(format!(
                 "send buffer clamped to {} bytes (asked {}): raise it with `sysctl -w net.core.wmem_max={}`",
-                self.send_granted, self.send_wanted, self.send_wanted
+                self.send_granted / factor,
+                self.send_wanted,
+                self.send_wanted
             ));
         }
         (!msgs.is_empty()).then(|| msgs.join("; "))
+    }
+}
+
+/// Logs the clamp warning once per process (the demo binds several sockets).
+pub fn warn_if_clamped(sizes: &BufferSizes) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Some(w) = sizes.clamp_warning() {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!("{w}");
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub mod audio_out;
 pub mod display;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+#[cfg(feature = "jpeg")]
+pub mod source;
 pub mod test_source;
 
 #[cfg(feature = "cpal")]

@@ -18,7 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -q
-    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    $sudo apt-get install -y -q "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install Rust from https://rustup.rs first" >&2

@@ -6,8 +6,7 @@
 #
 # Works on stable Rust (RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only flags).
 # Environment: FUZZ_TIMEOUT (seconds per input before libFuzzer calls it a hang, default 10),
-# FUZZ_SANITIZER (address | none, default address), FUZZ_TARGETS (space-separated subset),
-# FRAMECAST_FUZZ_LENIENT=1 (skip the checks that catch the known findings in README.md).
+# FUZZ_SANITIZER (address | none, default address), FUZZ_TARGETS (space-separated subset).
 set -uo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-30}"

@@ -80,6 +80,9 @@ pub struct LossStats {
 pub struct LossTracker {
     cfg: LossConfig,
     floor: Option<SeqNo>,
+    /// Set once the floor was raised over numbers (truncation, `forget_below`): below it
+    /// lies what is forgotten, not what came before the first arrival.
+    floor_raised: bool,
     highest: Option<SeqNo>,
     missing: BTreeMap<SeqNo, Missing>,
     stats: LossStats,
@@ -91,6 +94,7 @@ impl LossTracker {
         LossTracker {
             cfg,
             floor: None,
+            floor_raised: false,
             highest: None,
             missing: BTreeMap::new(),
             stats: LossStats::default(),
@@ -143,8 +147,8 @@ impl LossTracker {
             Some(f) if seq < f => {
                 // Before the first number seen (the head of the first frame, reordered):
                 // the floor moves down to it, and what lies between becomes missing, as
-                // `mark_missing` would make it.
-                if f.0 - seq.0 <= self.cfg.max_missing as u64 {
+                // `mark_missing` would make it. Below a raised floor it is simply too old.
+                if !self.floor_raised && f.0 - seq.0 <= self.cfg.max_missing as u64 {
                     self.floor = Some(seq);
                     self.add_missing(seq.next(), f, now + hold, deadline);
                 }
@@ -168,7 +172,7 @@ impl LossTracker {
             self.add_missing(highest.next(), seq.next(), now, deadline);
             self.highest = Some(seq);
         } else if seq < floor {
-            if floor.0 - seq.0 > self.cfg.max_missing as u64 {
+            if self.floor_raised || floor.0 - seq.0 > self.cfg.max_missing as u64 {
                 return;
             }
             self.floor = Some(seq);
@@ -187,6 +191,7 @@ impl LossTracker {
             let from = SeqNo(to_excl.0 - self.cfg.max_missing as u64);
             self.missing.clear();
             self.floor = Some(from);
+            self.floor_raised = true;
             from
         } else {
             from
@@ -212,6 +217,7 @@ impl LossTracker {
                 }
                 // Below the oldest tracked number nothing is known any more.
                 self.floor = Some(s.next());
+                self.floor_raised = true;
             }
         }
     }
@@ -273,23 +279,6 @@ impl LossTracker {
         ranges
     }
 
-    /// Drops what is older than `seq` from the missing list (e.g. frames already played
-    /// or dropped): nothing below it is worth asking for any more.
-    pub fn forget_below(&mut self, seq: SeqNo) {
-        while let Some((&s, m)) = self.missing.first_key_value() {
-            if s >= seq {
-                break;
-            }
-            if !m.gave_up {
-                self.stats.given_up += 1;
-            }
-            self.missing.pop_first();
-        }
-        if self.floor.is_some_and(|f| f < seq) && self.highest.is_some_and(|h| h >= seq) {
-            self.floor = Some(seq);
-        }
-    }
-
     /// Number of entries tracked as missing (including given-up ones).
     pub fn missing_len(&self) -> usize {
         self.missing.len()
@@ -303,6 +292,7 @@ impl LossTracker {
     /// Forgets everything (a new source).
     pub fn reset(&mut self) {
         self.floor = None;
+        self.floor_raised = false;
         self.highest = None;
         self.missing.clear();
     }
@@ -387,6 +377,36 @@ mod tests {
             Arrival::Filled { requested: true }
         );
         assert_eq!(l.on_arrival(t0, SeqNo(100), MS, None), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn arrivals_below_the_floor_are_never_asked_for() {
+        let t0 = Instant::now();
+        let rtt = RttEstimator::new(MS);
+        let mut l = LossTracker::new(LossConfig {
+            max_missing: 4,
+            ..Default::default()
+        });
+        l.on_arrival(t0, SeqNo(100), MS, None);
+        // The head of the first frame, reordered: the floor moves down, 99 becomes missing.
+        assert_eq!(l.on_arrival(t0, SeqNo(98), MS, None), Arrival::New);
+        assert_eq!(
+            l.poll_nack(t0 + MS, &rtt),
+            vec![NackRange { start: 99, len: 1 }]
+        );
+        // An outage longer than tracked raises the floor over 98 and 100 ...
+        l.on_arrival(t0, SeqNo(200), MS, None);
+        // ... and late copies of them neither move it back nor get asked for, and are not
+        // taken for duplicates of numbers that never arrived.
+        assert_eq!(l.on_arrival(t0, SeqNo(100), MS, None), Arrival::New);
+        assert_eq!(l.on_arrival(t0, SeqNo(150), MS, None), Arrival::New);
+        l.mark_missing(t0, SeqNo(150), None);
+        let asked: Vec<u32> = l
+            .poll_nack(t0 + 10 * MS, &rtt)
+            .iter()
+            .flat_map(|r| r.start..r.start + r.len as u32)
+            .collect();
+        assert_eq!(asked, vec![196, 197, 198, 199]);
     }
 
     #[test]

@@ -981,6 +981,9 @@ impl Node for Relay {
                                 };
                                 if stale {
                                     s.origin = Origin::Publisher(from);
+                                    // The new address earns its own byte budget (§8).
+                                    s.origin_in = 0;
+                                    s.origin_out = 0;
                                     Some(i)
                                 } else {
                                     None

@@ -3,9 +3,8 @@
 //! Invariants: a NACK never asks for a sequence number that arrived before it; ranges are
 //! non-empty, ascending and non-overlapping; the missing list stays within `max_missing`;
 //! nothing is NACKed more than `max_retries` times; `Duplicate` is only reported for a number
-//! that arrived before. `FRAMECAST_FUZZ_LENIENT=1` skips that last check and forgets
-//! arrivals the tracker does not record (below its floor), to look past the known findings
-//! listed in README.md.
+//! that arrived before (including numbers below the first one seen, and numbers that fell
+//! out of tracking when the missing list was truncated).
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,11 +20,6 @@ use libfuzzer_sys::fuzz_target;
 fn t0() -> Instant {
     static T0: OnceLock<Instant> = OnceLock::new();
     *T0.get_or_init(Instant::now)
-}
-
-fn lenient() -> bool {
-    static L: OnceLock<bool> = OnceLock::new();
-    *L.get_or_init(|| std::env::var_os("FRAMECAST_FUZZ_LENIENT").is_some_and(|v| v == "1"))
 }
 
 const BASE: u64 = 1 << 32;
@@ -45,9 +39,6 @@ enum Op {
         from: i16,
         len: u8,
         deadline_ms: u16,
-    },
-    ForgetBelow {
-        seq: i16,
     },
     Advance {
         ms: u16,
@@ -100,17 +91,14 @@ fuzz_target!(|script: Script| {
                     Duration::from_millis(hold_ms as u64),
                     deadline_ms.map(|d| now + Duration::from_millis(d as u64)),
                 );
-                if a == Arrival::Duplicate && !lenient() {
+                if a == Arrival::Duplicate {
                     assert!(
                         arrived.contains(&s.0),
                         "{} reported duplicate but never arrived",
                         s.0
                     );
                 }
-                let below_floor = a == Arrival::New && l.highest() != Some(s);
-                if !(lenient() && below_floor) {
-                    arrived.insert(s.0);
-                }
+                arrived.insert(s.0);
             }
             Op::MarkMissing { seq, deadline_ms } => {
                 l.mark_missing(
@@ -130,14 +118,6 @@ fuzz_target!(|script: Script| {
                     SeqNo(from.0 + len as u64),
                     now + Duration::from_millis(deadline_ms as u64),
                 );
-            }
-            Op::ForgetBelow { seq } => {
-                // What is forgotten may be marked missing (and asked for) afresh.
-                l.forget_below(seq_of(seq));
-                asked.retain(|&s, _| s >= seq_of(seq).0);
-                if lenient() {
-                    arrived.retain(|&s| s >= seq_of(seq).0);
-                }
             }
             Op::Advance { ms } => now += Duration::from_millis(ms as u64),
             Op::RttSample { ms } => rtt.sample(Duration::from_millis(ms as u64)),

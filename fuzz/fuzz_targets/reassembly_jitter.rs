@@ -9,9 +9,6 @@
 //!   dropped; played timestamps strictly increase;
 //! - a non-concealed audio block is one that was received; a concealed one is silence;
 //! - `memory_bytes()` stays under 128 MiB; virtual time only moves forward.
-//!
-//! With `FRAMECAST_FUZZ_LENIENT=1`, "played and dropped" is keyed by (frame id, pts) instead
-//! of frame id, to look past the known finding listed in README.md.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -140,8 +137,9 @@ struct Model {
     chunks: BTreeMap<u32, Vec<Sent>>,
     /// Audio payloads handed to the client in this session, by pts.
     audio: BTreeMap<u64, Vec<Bytes>>,
-    played: BTreeSet<(u32, u64)>,
-    dropped: BTreeSet<(u32, u64)>,
+    /// Frame ids played / dropped in this session.
+    played: BTreeSet<u32>,
+    dropped: BTreeSet<u32>,
     last_played_pts: Option<u64>,
 }
 
@@ -233,7 +231,7 @@ impl Model {
                     "frame {}: chunks do not cover the frame",
                     f.frame_id
                 );
-                let k = key(f.frame_id, f.pts);
+                let k = f.frame_id;
                 assert!(
                     !self.dropped.contains(&k),
                     "frame {} dropped, then played",
@@ -245,8 +243,8 @@ impl Model {
                 }
                 self.last_played_pts = Some(f.pts);
             }
-            ClientEvent::FrameDropped { frame_id, pts, .. } => {
-                let k = key(frame_id, pts);
+            ClientEvent::FrameDropped { frame_id, .. } => {
+                let k = frame_id;
                 assert!(
                     !self.played.contains(&k),
                     "frame {frame_id} played, then dropped"
@@ -270,16 +268,6 @@ impl Model {
             ClientEvent::Description(_) | ClientEvent::Rejected(_) => {}
         }
     }
-}
-
-fn lenient() -> bool {
-    static L: OnceLock<bool> = OnceLock::new();
-    *L.get_or_init(|| std::env::var_os("FRAMECAST_FUZZ_LENIENT").is_some_and(|v| v == "1"))
-}
-
-/// Identity of a frame for the played/dropped bookkeeping.
-fn key(frame_id: u32, pts: u64) -> (u32, u64) {
-    (frame_id, if lenient() { pts } else { 0 })
 }
 
 struct Harness {

@@ -14,7 +14,7 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// With no answer for this long, subscribe again (the relay may have restarted).
 pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(3);
 /// How long after a REJECT the subscription is asked for again.
-pub const REJECT_RETRY: Duration = Duration::from_millis(500);
+pub const REJECT_RETRY: Duration = Duration::from_millis(200);
 /// How often an unanswered SUBSCRIBE is repeated.
 pub const SUBSCRIBE_RETRY: Duration = Duration::from_millis(250);
 

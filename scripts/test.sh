@@ -13,8 +13,8 @@ step "clippy (all features, all targets)"
 cargo clippy --all-targets --quiet -- -D warnings
 step "tests, protocol core only (no OpenCV, no ALSA, no turbojpeg)"
 cargo test --no-default-features --quiet
-step "tests, default features"
-cargo test --quiet
+step "tests, default features (under Xvfb, so the window test runs for real)"
+FRAMECAST_REQUIRE_DISPLAY=1 xvfb-run -a cargo test --quiet
 step "examples and benchmarks build"
 cargo build --examples --benches --release --quiet
 step "relay fan-out smoke run (50 viewers, 3 s)"

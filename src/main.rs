@@ -77,7 +77,10 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,symphonia=off"),
+    )
+    .init();
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();

@@ -26,7 +26,9 @@ pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// `framecast serve` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// What to stream: `test` or `test:WxH@FPS` (a moving pattern with a frame counter and a tone).
+    /// What to stream: `test` or `test:WxH@FPS` (a moving pattern with a frame counter and a
+    /// tone), `file:PATH` (a video file with its sound, paced in real time), or
+    /// `webcam[:INDEX]` (a camera; MJPEG passed through as it is).
     #[arg(long, default_value = "test")]
     pub source: String,
     /// Address viewers (or a relay) subscribe to.
@@ -41,6 +43,24 @@ pub struct ServeArgs {
     /// JPEG quality, 1-100.
     #[arg(long, default_value_t = 80)]
     pub quality: u8,
+    /// JPEG chroma subsampling: 420, 422 or 444.
+    #[arg(long, default_value = "420", value_parser = ["420", "422", "444"])]
+    pub subsampling: String,
+    /// Repeat a `file:` source (timestamps keep increasing), and the `--audio` WAV.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Audio from this WAV file: added to `test`/`webcam`, in place of a file's own audio.
+    #[arg(long, value_name = "FILE.wav", conflicts_with = "no_audio")]
+    pub audio: Option<PathBuf>,
+    /// Width to ask a webcam for.
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Height to ask a webcam for.
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Frame rate to ask a webcam for.
+    #[arg(long)]
+    pub fps: Option<f64>,
     /// Largest datagram in bytes (default fits a 1500-byte MTU over IPv4 and IPv6).
     #[arg(long, default_value_t = crate::wire::DEFAULT_DATAGRAM)]
     pub datagram_size: usize,
@@ -70,6 +90,12 @@ impl ServeArgs {
             relay: None,
             name: "live".into(),
             quality: 80,
+            subsampling: "420".into(),
+            looping: false,
+            audio: None,
+            width: None,
+            height: None,
+            fps: None,
             datagram_size: crate::wire::DEFAULT_DATAGRAM,
             no_audio: false,
             duration: None,
@@ -89,6 +115,8 @@ pub struct ServeReport {
     pub listen: String,
     /// Stream name.
     pub stream: String,
+    /// When the source's clock started (pts 0), µs since the Unix epoch.
+    pub start_unix_us: u64,
     /// Protocol figures.
     pub server: ServerStats,
     /// Source figures.
@@ -199,6 +227,7 @@ impl Serve {
         let source_stop = Arc::new(AtomicBool::new(false));
         let waker = self.lp.waker();
         let start = Instant::now() + Duration::from_millis(self.args.start_delay_ms);
+        let start_unix_us = super::play::unix_micros() + self.args.start_delay_ms * 1000;
         let st = source_stop.clone();
         let Some(src) = self.source.take() else {
             bail!("serve: the source already ran");
@@ -289,6 +318,7 @@ impl Serve {
             role: "serve",
             listen: self.local_addr().to_string(),
             stream: self.args.name.clone(),
+            start_unix_us,
             server: self.lp.node().stats(),
             source: source_stats,
             io: self.lp.io_stats().clone(),
@@ -303,21 +333,100 @@ impl Serve {
     }
 }
 
-/// Opens the source named by `--source`.
+/// Opens the source named by `--source`, with `--audio` if given.
 fn open_source(
     args: &ServeArgs,
     max_frames: &dyn Fn(u8) -> usize,
 ) -> anyhow::Result<Box<dyn MediaSource>> {
+    use crate::media::Subsampling;
+    use crate::media::wav_source::{WavAudio, WithAudio, wav_format};
     let s = args.source.as_str();
+    #[cfg_attr(not(feature = "opencv"), allow(unused_variables))]
+    let subsampling = match args.subsampling.as_str() {
+        "420" => Subsampling::Yuv420,
+        "422" => Subsampling::Yuv422,
+        "444" => Subsampling::Yuv444,
+        other => bail!("--subsampling {other}: expected 420, 422 or 444"),
+    };
+    let is_webcam = crate::media::webcam::parse_webcam_spec(s).is_some();
+    if !is_webcam && (args.width.is_some() || args.height.is_some() || args.fps.is_some()) {
+        bail!(
+            "--width/--height/--fps apply to webcam sources only (the test pattern takes test:WxH@FPS)"
+        );
+    }
+    if let Some(fps) = args.fps {
+        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+            bail!("--fps {fps}: expected a frame rate above 0, up to 1000");
+        }
+    }
+    let wav = match &args.audio {
+        None => None,
+        Some(p) => Some(WavAudio::open(p).map_err(|e| anyhow::anyhow!("--audio {e}"))?),
+    };
+    // A video-only source plus the WAV, if any.
+    let with_wav = |video: Box<dyn MediaSource>, wav: Option<WavAudio>| -> Box<dyn MediaSource> {
+        match wav {
+            Some(w) => {
+                let block = audio_block_frames(wav_format(&w), max_frames(wav_format(&w).channels));
+                Box::new(WithAudio::new(video, w, block, args.looping))
+            }
+            None => video,
+        }
+    };
     if s == "test" || s.starts_with("test:") {
         let spec = parse_test_spec(s).map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
         let block = audio_block_frames(crate::media::source::TEST_AUDIO, max_frames(2));
-        return Ok(Box::new(TestSource::new(
-            spec,
-            args.quality,
-            !args.no_audio,
-            block,
-        )));
+        let tone = !args.no_audio && wav.is_none();
+        let test = Box::new(TestSource::new(spec, args.quality, tone, block));
+        return Ok(with_wav(test, wav));
     }
-    bail!("--source {s}: unknown source; use `test` or `test:WxH@FPS` (e.g. test:1280x720@30)")
+    if let Some(path) = s.strip_prefix("file:") {
+        #[cfg(feature = "opencv")]
+        {
+            use crate::media::file_source::{FileAudioChoice, FileOptions, FileSource};
+            let audio = match wav {
+                Some(w) => FileAudioChoice::Wav(w),
+                None if args.no_audio => FileAudioChoice::None,
+                None => FileAudioChoice::FromFile,
+            };
+            let opts = FileOptions {
+                quality: args.quality,
+                subsampling,
+                looping: args.looping,
+                audio,
+                progress: true,
+            };
+            let src = FileSource::open(std::path::Path::new(path), opts, max_frames)
+                .map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+            return Ok(Box::new(src));
+        }
+        #[cfg(not(feature = "opencv"))]
+        bail!(
+            "--source file:{path}: this build has no video decoding; rebuild with `--features opencv` (needs libopencv-dev)"
+        );
+    }
+    if let Some(index) = crate::media::webcam::parse_webcam_spec(s) {
+        let index = index.map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+        #[cfg(feature = "opencv")]
+        {
+            use crate::media::webcam::{Webcam, WebcamOptions};
+            let opts = WebcamOptions {
+                width: args.width,
+                height: args.height,
+                fps: args.fps,
+                quality: args.quality,
+                subsampling,
+            };
+            let cam =
+                Webcam::open(index, opts).map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+            return Ok(with_wav(Box::new(cam), wav));
+        }
+        #[cfg(not(feature = "opencv"))]
+        bail!(
+            "--source {s} (camera {index}): this build has no camera support; rebuild with `--features opencv` (needs libopencv-dev)"
+        );
+    }
+    bail!(
+        "--source {s}: unknown source; use `test`, `test:WxH@FPS` (e.g. test:1280x720@30), `file:PATH` or `webcam[:INDEX]`"
+    )
 }

@@ -7,10 +7,10 @@
 //!
 //! Two sinks implement [`AudioSink`]:
 //!
-//! - `AudioOutput` (feature `cpal`): the default sound device. Its real-time callback never
-//!   blocks and never allocates: it takes the ring with `Mutex::try_lock`, and on contention
-//!   writes silence and counts it (`AudioOutput::contended_callbacks`). A lock-free SPSC ring
-//!   (the `rtrb` crate) would remove even that; the API would not change.
+//! - `AudioOutput` (feature `cpal`): the default sound device. Samples reach its real-time
+//!   callback through a lock-free single-producer single-consumer ring (`rtrb`): `push` writes
+//!   into it, the callback reads from it, and neither ever waits for the other. The callback
+//!   never blocks, never allocates and never logs.
 //! - [`ClockSink`]: no device at all. It "plays" pushed audio in real time by arithmetic on the
 //!   `now` the caller passes (sans-IO), so a machine without a sound card, CI, and the simulated
 //!   `World` all get the same clock semantics, exactly and deterministically.
@@ -87,6 +87,12 @@ pub trait AudioSink {
 
     /// Times playback ran dry while it had been fed before.
     fn underruns(&self) -> u64;
+
+    /// Delay from "played" (counted in [`played_frames`](Self::played_frames)) to the sound
+    /// leaving the speaker, when the backend reports it; zero otherwise.
+    fn latency(&self) -> Duration {
+        Duration::ZERO
+    }
 
     /// [`played_frames`](Self::played_frames) as media time.
     fn played_time(&self, now: Instant) -> Duration {
@@ -240,77 +246,25 @@ impl AudioSink for ClockSink {
     }
 }
 
-/// Fixed-capacity FIFO of interleaved samples; never reallocates after creation.
-#[cfg(any(feature = "cpal", test))]
-#[derive(Debug)]
-struct SampleRing {
-    buf: Box<[i16]>,
-    head: usize,
-    len: usize,
-}
-
-#[cfg(any(feature = "cpal", test))]
-impl SampleRing {
-    fn new(capacity: usize) -> Self {
-        Self {
-            buf: vec![0; capacity].into_boxed_slice(),
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn free(&self) -> usize {
-        self.buf.len() - self.len
-    }
-
-    /// Appends up to `free()` samples from `src`; returns how many.
-    fn push(&mut self, src: &[i16]) -> usize {
-        let cap = self.buf.len();
-        let n = src.len().min(self.free());
-        if n == 0 {
-            return 0;
-        }
-        let tail = (self.head + self.len) % cap;
-        let first = n.min(cap - tail);
-        self.buf[tail..tail + first].copy_from_slice(&src[..first]);
-        self.buf[..n - first].copy_from_slice(&src[first..n]);
-        self.len += n;
-        n
-    }
-
-    /// The sample `i` places from the front (`i < len`).
-    fn get(&self, i: usize) -> i16 {
-        self.buf[(self.head + i) % self.buf.len()]
-    }
-
-    fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if !self.buf.is_empty() {
-            self.head = (self.head + n) % self.buf.len();
-        }
-        self.len -= n;
-    }
-}
-
 #[cfg(feature = "cpal")]
 pub use device::AudioOutput;
 
 #[cfg(feature = "cpal")]
 mod device {
-    use super::{AudioError, AudioSink, DEFAULT_BUFFER_MS, SampleRing, validate_format};
+    use super::{AudioError, AudioSink, DEFAULT_BUFFER_MS, validate_format};
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
     use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+    use rtrb::{Consumer, Producer, RingBuffer};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex, TryLockError};
     use std::time::{Duration, Instant};
 
-    /// State shared between the producer and the device callback.
+    /// Counters shared between the producer and the device callback (the samples themselves
+    /// travel through the `rtrb` ring).
     #[derive(Debug)]
     struct Shared {
-        ring: Mutex<SampleRing>,
         played_frames: AtomicU64,
         underruns: AtomicU64,
-        contended: AtomicU64,
         stream_errors: AtomicU64,
         latency_nanos: AtomicU64,
         fed: AtomicBool,
@@ -321,6 +275,8 @@ mod device {
     /// Create it on the thread that will own it (a cpal stream may not be `Send` on every
     /// platform); the device callback runs on cpal's own thread.
     pub struct AudioOutput {
+        producer: Producer<i16>,
+        capacity: usize,
         shared: Arc<Shared>,
         sample_rate: u32,
         channels: u16,
@@ -417,26 +373,27 @@ mod device {
             };
 
             let capacity = capacity_frames.max(1).saturating_mul(usize::from(channels));
+            let (producer, consumer) = RingBuffer::<i16>::new(capacity);
             let shared = Arc::new(Shared {
-                ring: Mutex::new(SampleRing::new(capacity)),
                 played_frames: AtomicU64::new(0),
                 underruns: AtomicU64::new(0),
-                contended: AtomicU64::new(0),
                 stream_errors: AtomicU64::new(0),
                 latency_nanos: AtomicU64::new(0),
                 fed: AtomicBool::new(false),
             });
+            let c = consumer;
+            let (d, cfg, sh) = (&device, &config, &shared);
             let stream = match sample_format {
-                SampleFormat::I16 => build::<i16>(&device, &config, channels, &shared),
-                SampleFormat::F32 => build::<f32>(&device, &config, channels, &shared),
-                SampleFormat::I32 => build::<i32>(&device, &config, channels, &shared),
-                SampleFormat::F64 => build::<f64>(&device, &config, channels, &shared),
-                SampleFormat::I24 => build::<cpal::I24>(&device, &config, channels, &shared),
-                SampleFormat::U16 => build::<u16>(&device, &config, channels, &shared),
-                SampleFormat::I8 => build::<i8>(&device, &config, channels, &shared),
-                SampleFormat::U8 => build::<u8>(&device, &config, channels, &shared),
-                SampleFormat::I64 => build::<i64>(&device, &config, channels, &shared),
-                SampleFormat::U32 => build::<u32>(&device, &config, channels, &shared),
+                SampleFormat::I16 => build::<i16>(d, cfg, channels, c, sh),
+                SampleFormat::F32 => build::<f32>(d, cfg, channels, c, sh),
+                SampleFormat::I32 => build::<i32>(d, cfg, channels, c, sh),
+                SampleFormat::F64 => build::<f64>(d, cfg, channels, c, sh),
+                SampleFormat::I24 => build::<cpal::I24>(d, cfg, channels, c, sh),
+                SampleFormat::U16 => build::<u16>(d, cfg, channels, c, sh),
+                SampleFormat::I8 => build::<i8>(d, cfg, channels, c, sh),
+                SampleFormat::U8 => build::<u8>(d, cfg, channels, c, sh),
+                SampleFormat::I64 => build::<i64>(d, cfg, channels, c, sh),
+                SampleFormat::U32 => build::<u32>(d, cfg, channels, c, sh),
                 _ => return Err(unsupported()),
             }?;
             stream.play().map_err(|source| AudioError::Backend {
@@ -448,6 +405,8 @@ mod device {
                  {sample_format:?}, ring {capacity_frames} frames"
             );
             Ok(Self {
+                producer,
+                capacity,
                 shared,
                 sample_rate,
                 channels,
@@ -459,17 +418,20 @@ mod device {
         }
 
         /// Queues whole frames from interleaved `samples`; returns the samples taken (fewer
-        /// when the ring is full). Holds the ring lock only for the copy.
+        /// when the ring is full). Never waits: the ring is lock-free.
         pub fn push(&mut self, samples: &[i16]) -> usize {
             let ch = usize::from(self.channels);
             let whole = samples.len() / ch * ch;
-            let mut ring = lock(&self.shared.ring);
-            let free = ring.free() / ch * ch;
-            let n = ring.push(&samples[..whole.min(free)]);
-            drop(ring);
-            if n > 0 {
-                self.shared.fed.store(true, Ordering::Relaxed);
+            let free = self.producer.slots() / ch * ch;
+            let n = whole.min(free);
+            if n == 0 {
+                return 0;
             }
+            // Cannot fail: `n` slots are free and only this producer fills them.
+            if self.producer.push_entire_slice(&samples[..n]).is_err() {
+                return 0;
+            }
+            self.shared.fed.store(true, Ordering::Relaxed);
             n
         }
 
@@ -481,17 +443,13 @@ mod device {
 
         /// Frames waiting in the ring.
         pub fn queued_frames(&self) -> u64 {
-            (lock(&self.shared.ring).len / usize::from(self.channels)) as u64
+            let queued = self.capacity.saturating_sub(self.producer.slots());
+            (queued / usize::from(self.channels)) as u64
         }
 
         /// Callbacks that ran short of data after the first push (each one inserted silence).
         pub fn underruns(&self) -> u64 {
             self.shared.underruns.load(Ordering::Relaxed)
-        }
-
-        /// Callbacks that found the ring locked by `push` and played silence instead.
-        pub fn contended_callbacks(&self) -> u64 {
-            self.shared.contended.load(Ordering::Relaxed)
         }
 
         /// Errors the backend reported on the running stream.
@@ -545,18 +503,17 @@ mod device {
         fn underruns(&self) -> u64 {
             AudioOutput::underruns(self)
         }
-    }
 
-    /// Producer-side lock; a poisoned lock still holds a consistent ring (no code panics
-    /// while holding it), so recover it.
-    fn lock(m: &Mutex<SampleRing>) -> std::sync::MutexGuard<'_, SampleRing> {
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        fn latency(&self) -> Duration {
+            self.device_latency()
+        }
     }
 
     fn build<T>(
         device: &cpal::Device,
         config: &StreamConfig,
         channels: u16,
+        mut consumer: Consumer<i16>,
         shared: &Arc<Shared>,
     ) -> Result<cpal::Stream, AudioError>
     where
@@ -573,30 +530,29 @@ mod device {
             let latency = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
             data_shared.latency_nanos.store(latency, Ordering::Relaxed);
             let wanted = out.len() / dev_ch;
-            let mut ring = match data_shared.ring.try_lock() {
-                Ok(ring) => ring,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    out.fill(T::EQUILIBRIUM);
-                    data_shared.contended.fetch_add(1, Ordering::Relaxed);
-                    return;
+            // The producer only ever adds whole frames, so the ring holds whole frames.
+            let n = wanted.min(consumer.slots() / src_ch);
+            let n = match consumer.read_chunk(n * src_ch) {
+                Ok(chunk) => {
+                    let (a, b) = chunk.as_slices();
+                    let get = |i: usize| if i < a.len() { a[i] } else { b[i - a.len()] };
+                    for (f, frame) in out.chunks_exact_mut(dev_ch).take(n).enumerate() {
+                        let base = f * src_ch;
+                        for (c, s) in frame.iter_mut().enumerate() {
+                            *s = if c < src_ch {
+                                T::from_sample(get(base + c))
+                            } else if src_ch == 1 {
+                                T::from_sample(get(base))
+                            } else {
+                                T::EQUILIBRIUM
+                            };
+                        }
+                    }
+                    chunk.commit_all();
+                    n
                 }
+                Err(_) => 0,
             };
-            let n = wanted.min(ring.len / src_ch);
-            for (f, frame) in out.chunks_exact_mut(dev_ch).take(n).enumerate() {
-                let base = f * src_ch;
-                for (c, s) in frame.iter_mut().enumerate() {
-                    *s = if c < src_ch {
-                        T::from_sample(ring.get(base + c))
-                    } else if src_ch == 1 {
-                        T::from_sample(ring.get(base))
-                    } else {
-                        T::EQUILIBRIUM
-                    };
-                }
-            }
-            ring.consume(n * src_ch);
-            drop(ring);
             out[n * dev_ch..].fill(T::EQUILIBRIUM);
             data_shared
                 .played_frames
@@ -623,24 +579,6 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn ring_wraps_and_bounds() {
-        let mut r = SampleRing::new(5);
-        assert_eq!(r.push(&[1, 2, 3, 4]), 4);
-        r.consume(3);
-        assert_eq!(r.push(&[5, 6, 7, 8, 9]), 4); // only 4 free
-        assert_eq!(
-            (0..r.len).map(|i| r.get(i)).collect::<Vec<_>>(),
-            [4, 5, 6, 7, 8]
-        );
-        assert_eq!(r.push(&[10]), 0);
-        r.consume(100);
-        assert_eq!(r.len, 0);
-        let mut empty = SampleRing::new(0);
-        assert_eq!(empty.push(&[1]), 0);
-        empty.consume(1);
-    }
 
     #[test]
     fn clock_sink_plays_in_real_time() {

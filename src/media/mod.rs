@@ -18,13 +18,18 @@
 //! window swaps it to BGR itself.
 
 pub mod audio_out;
+pub mod avsync;
 #[cfg(feature = "opencv")]
 pub mod display;
+pub mod file_source;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+pub mod recorder;
 #[cfg(feature = "jpeg")]
 pub mod source;
 pub mod test_source;
+pub mod wav_source;
+pub mod webcam;
 
 #[cfg(feature = "cpal")]
 pub use audio_out::AudioOutput;

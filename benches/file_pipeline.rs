@@ -1,0 +1,361 @@
+//! File streaming benchmark, framecast against GStreamer, side by side in one run.
+//!
+//! A 1280x720 30 fps H.264 + AAC clip (made with ffmpeg into target/bench-media if missing)
+//! is streamed by `framecast serve --source file:` into `framecast relay`, to one headless
+//! `framecast play` that decodes every frame. Each role is its own process; the benchmark
+//! reads each one's CPU time (user + system, from wait4's rusage) and divides by the frames
+//! it handled, and computes the end-to-end latency of every frame from capture (the instant
+//! the source scheduled it: start + pts) to decoded, both on this host's clock.
+//! The yardstick is GStreamer's equivalent pair of pipelines on the same clip:
+//! `filesrc ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! jpegenc ! rtpjpegpay ! udpsink`
+//! and `udpsrc ! rtpjitterbuffer ! rtpjpegdepay ! jpegdec ! fakesink`.
+//!
+//! `cargo bench --bench file_pipeline -- [--seconds S]` (traffic stays on 127.0.0.1).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn rusage_cpu(ru: &libc::rusage) -> Duration {
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Waits for a child and returns its exit status and CPU time.
+fn wait_cpu(child: std::process::Child) -> (i32, Duration) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waiting on a child we spawned; status and ru are ours.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    std::mem::forget(child);
+    (status, rusage_cpu(&ru))
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
+    let clip = dir.join(format!("clip720-{seconds}s.mp4"));
+    if !clip.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo",
+            ])
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+            ])
+            .args([
+                "-pix_fmt", "yuv420p", "-g", "30", "-c:a", "aac", "-b:a", "128k",
+            ])
+            .arg(&clip)
+            .status()
+            .expect("ffmpeg is needed to make the benchmark clip (scripts/setup.sh installs it)");
+        assert!(status.success(), "ffmpeg failed");
+    }
+    clip
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+struct Side {
+    sender_cpu_per_frame_ms: f64,
+    player_cpu_per_frame_ms: f64,
+    frames_sent: u64,
+    frames_decoded: u64,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+}
+
+fn run_framecast(bin: &Path, clip: &Path, seconds: f64, dir: &Path) -> Side {
+    let relay_port = free_port();
+    let relay_addr = format!("127.0.0.1:{relay_port}");
+    let (sj, pj) = (dir.join("serve.json"), dir.join("play.json"));
+    let relay = Command::new(bin)
+        .args([
+            "relay",
+            "--listen",
+            &relay_addr,
+            "--duration",
+            &(seconds + 4.0).to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let play = Command::new(bin)
+        .args([
+            "play",
+            "--from",
+            &relay_addr,
+            "--stream",
+            "live",
+            "--no-video",
+            "--no-audio",
+        ])
+        .args([
+            "--duration",
+            &(seconds + 3.0).to_string(),
+            "--frame-times",
+            "--stats-json",
+        ])
+        .arg(&pj)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay_addr,
+            "--name",
+            "live",
+        ])
+        .arg("--source")
+        .arg(format!("file:{}", clip.display()))
+        .args([
+            "--quality",
+            "80",
+            "--start-delay-ms",
+            "500",
+            "--duration",
+            &(seconds + 0.5).to_string(),
+            "--stats-json",
+        ])
+        .arg(&sj)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, serve_cpu) = wait_cpu(serve);
+    let (_, play_cpu) = wait_cpu(play);
+    let _ = wait_cpu(relay);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sj).expect("serve stats")).unwrap();
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pj).expect("play stats")).unwrap();
+    let sent = s["server"]["frames_sent"].as_u64().unwrap_or(0);
+    let decoded = p["frames_decoded"].as_u64().unwrap_or(0);
+    let start_us = s["start_unix_us"].as_f64().unwrap_or(0.0);
+    let mut lat: Vec<f64> = p["frame_times"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    let pts = e[0].as_f64()?;
+                    let at = e[1].as_f64()?;
+                    Some((at - (start_us + pts / 0.09)) / 1000.0)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Side {
+        sender_cpu_per_frame_ms: serve_cpu.as_secs_f64() * 1000.0 / sent.max(1) as f64,
+        player_cpu_per_frame_ms: play_cpu.as_secs_f64() * 1000.0 / decoded.max(1) as f64,
+        frames_sent: sent,
+        frames_decoded: decoded,
+        latency_p50_ms: (!lat.is_empty()).then(|| percentile(&lat, 0.5)),
+        latency_p99_ms: (!lat.is_empty()).then(|| percentile(&lat, 0.99)),
+    }
+}
+
+fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
+    if Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("GStreamer (gst-launch-1.0) not found: scripts/setup.sh installs it");
+        return None;
+    }
+    let port = free_port().to_string();
+    let caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
+    let recv = Command::new("gst-launch-1.0")
+        .args([
+            "-e",
+            "-v",
+            "udpsrc",
+            &format!("port={port}"),
+            &format!("caps={caps}"),
+            "!",
+        ])
+        .args([
+            "rtpjitterbuffer",
+            "latency=100",
+            "!",
+            "rtpjpegdepay",
+            "!",
+            "jpegdec",
+            "!",
+        ])
+        .args([
+            "fpsdisplaysink",
+            "name=fps",
+            "text-overlay=false",
+            "video-sink=fakesink",
+            "sync=false",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let send = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "filesrc",
+            &format!("location={}", clip.display()),
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+        ])
+        .args([
+            "avdec_h264",
+            "!",
+            "videoconvert",
+            "!",
+            "jpegenc",
+            "quality=80",
+            "!",
+            "rtpjpegpay",
+            "!",
+        ])
+        .args(["udpsink", "host=127.0.0.1", &format!("port={port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let (_, send_cpu) = wait_cpu(send);
+    // The receiver never sees an end: stop it (gst-launch -e turns SIGINT into EOS) once
+    // the sender is done and a jitter-buffer's worth has drained.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(recv.id() as i32, libc::SIGINT) };
+    let mut recv = recv;
+    let mut text = String::new();
+    if let Some(mut so) = recv.stdout.take() {
+        use std::io::Read;
+        let _ = so.read_to_string(&mut text);
+    }
+    let (_, recv_cpu) = wait_cpu(recv);
+    // fpsdisplaysink reports "rendered: N" in its last-message.
+    let rendered = text
+        .lines()
+        .filter_map(|l| l.split("rendered: ").nth(1))
+        .filter_map(|r| r.split(',').next()?.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let frames = (seconds * 30.0).round() as u64;
+    Some(Side {
+        sender_cpu_per_frame_ms: send_cpu.as_secs_f64() * 1000.0 / frames as f64,
+        player_cpu_per_frame_ms: recv_cpu.as_secs_f64() * 1000.0 / rendered.max(1) as f64,
+        frames_sent: frames,
+        frames_decoded: rendered,
+        latency_p50_ms: None,
+        latency_p99_ms: None,
+    })
+}
+
+fn main() {
+    let mut seconds = 10.0f64;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--seconds") {
+        seconds = args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .expect("--seconds S");
+    }
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let dir = target.join("bench-media");
+    let clip = ensure_clip(&dir, seconds);
+    let bin = target.join("release").join("framecast");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "framecast"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let fc = run_framecast(&bin, &clip, seconds, &dir);
+    let gst = run_gstreamer(&clip, seconds);
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
+    println!(
+        "1280x720 30 fps H.264 + AAC clip, {seconds} s, loopback, one player (headless decode)"
+    );
+    println!("{:<34} {:>12} {:>12}", "", "framecast", "GStreamer");
+    let g = |f: &dyn Fn(&Side) -> String| gst.as_ref().map_or("-".to_string(), f);
+    println!(
+        "{:<34} {:>12.2} {:>12}",
+        "sender CPU per frame (ms)",
+        fc.sender_cpu_per_frame_ms,
+        g(&|s| format!("{:.2}", s.sender_cpu_per_frame_ms))
+    );
+    println!(
+        "{:<34} {:>12.2} {:>12}",
+        "player CPU per frame (ms)",
+        fc.player_cpu_per_frame_ms,
+        g(&|s| format!("{:.2}", s.player_cpu_per_frame_ms))
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "frames sent / decoded",
+        format!("{}/{}", fc.frames_sent, fc.frames_decoded),
+        g(&|s| format!("{}/{}", s.frames_sent, s.frames_decoded))
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "latency capture->decoded p50 (ms)",
+        fmt(fc.latency_p50_ms),
+        g(&|s| fmt(s.latency_p50_ms))
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "latency capture->decoded p99 (ms)",
+        fmt(fc.latency_p99_ms),
+        g(&|s| fmt(s.latency_p99_ms))
+    );
+    if let Some(g) = &gst {
+        println!(
+            "ratios framecast/GStreamer: sender CPU {:.2}, player CPU {:.2}",
+            fc.sender_cpu_per_frame_ms / g.sender_cpu_per_frame_ms,
+            fc.player_cpu_per_frame_ms / g.player_cpu_per_frame_ms
+        );
+    }
+    println!(
+        "(framecast also carries the AAC audio as PCM and runs a relay process; GStreamer's pipeline is video only, direct)"
+    );
+}

@@ -1,0 +1,146 @@
+//! A real clip (tests/data/clip.mp4: 3 s of 320x240 H.264 + 48 kHz stereo AAC) streamed from
+//! a file through a relay to a recording player on loopback: every frame arrives byte-exact,
+//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals symphonia's
+//! decode sample for sample, audio and video stay within a frame interval of each other,
+//! and the recording reads back with the right frame count, duration and sample count.
+#![cfg(all(feature = "jpeg", feature = "opencv"))]
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use framecast::app::play::{Play, PlayArgs};
+use framecast::app::relay::{RelayArgs, RelayRole};
+use framecast::app::serve::{Serve, ServeArgs};
+use framecast::media::file_source::FileAudio;
+use opencv::core::{Mat, MatTraitConst};
+use opencv::videoio::{self, VideoCaptureTrait, VideoCaptureTraitConst};
+
+fn clip() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip.mp4")
+}
+
+fn frames_of(path: &std::path::Path) -> Vec<Mat> {
+    let mut cap =
+        videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
+    assert!(
+        cap.is_opened().unwrap(),
+        "OpenCV cannot open {}",
+        path.display()
+    );
+    let mut out = Vec::new();
+    loop {
+        let mut m = Mat::default();
+        if !cap.read(&mut m).unwrap() || m.empty() {
+            break;
+        }
+        out.push(m);
+    }
+    out
+}
+
+#[test]
+fn a_file_streams_through_a_relay_intact_and_in_sync() {
+    let dir = std::env::temp_dir().join(format!("framecast-file-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lo = "127.0.0.1:0".parse().unwrap();
+
+    let mut s = ServeArgs::new(lo);
+    s.source = format!("file:{}", clip().display());
+    s.quality = 90;
+    s.duration = Some(3.6);
+    s.start_delay_ms = 300;
+    s.name = "clip".into();
+    let mut serve = Serve::bind(s).unwrap();
+    serve.record_checksums = true;
+    serve.status = false;
+
+    let mut r = RelayArgs::new(lo);
+    r.upstream = Some(serve.local_addr());
+    r.duration = Some(4.6);
+    let mut relay = RelayRole::bind(r).unwrap();
+    relay.status = false;
+
+    let mut p = PlayArgs::new(relay.local_addr(), "clip");
+    p.duration = Some(4.4);
+    p.no_audio = false; // timed by the clock sink here (no sound card), so A/V sync runs
+    p.record = Some(dir.join("rec"));
+    let mut play = Play::bind(p).unwrap();
+    play.record_checksums = true;
+    play.status = false;
+
+    let (sent, played) = std::thread::scope(|sc| {
+        let relay_t = sc.spawn(|| relay.run(&AtomicBool::new(false)).unwrap());
+        let play_t = sc.spawn(|| play.run(&AtomicBool::new(false)).unwrap());
+        let sent = serve.run(&AtomicBool::new(false)).unwrap();
+        relay_t.join().unwrap();
+        (sent, play_t.join().unwrap())
+    });
+
+    // Every frame of the file, byte-identical, in order.
+    assert_eq!(sent.frame_crcs.len(), 90, "the clip has 90 frames");
+    assert_eq!(played.frame_crcs, sent.frame_crcs);
+
+    // The audio equals symphonia's decode of the file, sample for sample.
+    let (format, reference) = FileAudio::decode_all(&clip())
+        .unwrap()
+        .expect("the clip has audio");
+    assert_eq!((format.sample_rate, format.channels), (48_000, 2));
+    // (What was played is what was sent, and the recording below is compared sample by
+    // sample with the reference.)
+    assert_eq!(played.audio_crc, sent.audio_crc);
+    assert_eq!(played.client.audio_concealed, 0);
+
+    // Audio is the master clock: every shown frame within one frame interval of it.
+    let av = &played.av;
+    assert!(av.frames_shown >= 85, "{av:?}");
+    assert!(av.av_offset_max_ms.abs() < 1000.0 / 30.0, "{av:?}");
+
+    // The recording: the received JPEGs at 30 fps, 3 s, and the audio sample count.
+    let rec = played.record.clone().expect("recording summary");
+    assert_eq!(rec.video_frames, 90, "{rec:?}");
+    assert_eq!(rec.fps, (30, 1));
+    let wav = hound::WavReader::open(rec.wav.as_ref().unwrap()).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
+    let recorded: Vec<i16> = wav.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    assert!(
+        recorded.len() >= reference.len(),
+        "{} < {}",
+        recorded.len(),
+        reference.len()
+    );
+    if recorded[..reference.len()] != reference[..] {
+        let first = recorded
+            .iter()
+            .zip(&reference)
+            .position(|(a, b)| a != b)
+            .unwrap();
+        panic!(
+            "recorded audio differs from sample {first}: {:?} vs {:?} (len {} vs {})",
+            &recorded[first..first + 8],
+            &reference[first..first + 8],
+            recorded.len(),
+            reference.len()
+        );
+    }
+    // The last block is filled up with silence: at most one 5 ms block of it.
+    let tail = &recorded[reference.len()..];
+    assert!(
+        tail.len() < 2 * 240 && tail.iter().all(|&s| s == 0),
+        "tail of {} samples",
+        tail.len()
+    );
+
+    // Pictures: the recorded frames against OpenCV's own decode of the file.
+    let original = frames_of(&clip());
+    let received = frames_of(rec.avi.as_ref().unwrap());
+    assert_eq!(original.len(), 90);
+    assert_eq!(received.len(), 90);
+    let mut worst = f64::INFINITY;
+    for (a, b) in original.iter().zip(&received) {
+        let psnr = opencv::core::psnr(a, b, 255.0).unwrap();
+        worst = worst.min(psnr);
+    }
+    assert!(worst >= 30.0, "worst PSNR {worst:.1} dB");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -112,3 +112,81 @@ fn ctrl_c_shuts_down_cleanly_and_writes_stats() {
     assert_eq!(json["relay"]["subscribers"], 0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_recording_survives_ctrl_c() {
+    let dir = std::env::temp_dir().join(format!("framecast-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut serve = framecast()
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--source",
+            "test:160x120@30",
+            "--duration",
+            "30",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = dir.join("rec");
+    let mut play = framecast()
+        .args([
+            "play",
+            "--from",
+            &addr,
+            "--no-video",
+            "--duration",
+            "30",
+            "--record",
+        ])
+        .arg(&base)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_sigint_handler(play.id());
+    // Wait (bounded) until the recording holds a second of frames.
+    let avi = base.with_extension("avi");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&avi).map_or(0, |m| m.len()) < 60_000 {
+        assert!(Instant::now() < deadline, "no recording after 20 s");
+        std::thread::yield_now();
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(play.id() as i32, libc::SIGINT) };
+    let status = play.wait().unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(status.success(), "{status:?}");
+    // The files were finalised: ffprobe counts the frames, hound reads the WAV.
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&avi)
+        .output()
+        .expect("ffprobe (scripts/setup.sh installs ffmpeg)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.trim().split(',');
+    assert_eq!(fields.next(), Some("mjpeg"), "{text}");
+    let frames: u64 = fields
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 20, "{text}");
+    let wav = hound::WavReader::open(base.with_extension("wav")).unwrap();
+    assert_eq!(wav.spec().sample_rate, 48_000);
+    assert!(wav.duration() > 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -428,7 +428,12 @@ impl Relay {
     /// Feeds a datagram of a local stream (already encoded by the server's packetizer).
     pub fn ingest_local(&mut self, now: Instant, stream: &str, datagram: Bytes) {
         let now = self.now(now);
-        let Some(idx) = self.streams.iter().position(|s| s.name == stream) else {
+        // Only a stream this relay's own source feeds (not one a publisher pushes).
+        let Some(idx) = self
+            .streams
+            .iter()
+            .position(|s| s.name == stream && matches!(s.origin, Origin::Local))
+        else {
             return;
         };
         match Packet::decode(&datagram) {

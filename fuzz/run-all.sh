@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds every fuzz target, then runs each for SECONDS (default 30) from its seeds
+# Builds every fuzz target, then runs each for SECONDS (default 30) from its seeds,
+# with libFuzzer's mutation seed FUZZ_SEED (default 1, so CI explores the same inputs
+# first; set another to explore elsewhere)
 # (fuzz/seeds/T) plus its local corpus (fuzz/corpus/T, gitignored, grows between runs).
 # Exits non-zero if any target crashes, fails an invariant or times out; the failing input
 # is in fuzz/artifacts/T/.
@@ -29,7 +31,8 @@ for t in $targets; do
     mkdir -p "corpus/$t" "seeds/$t"
     # The corpus comes first: libFuzzer writes new inputs there, never into seeds/.
     if ! cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 2>"corpus/$t.log"; then
+        -max_total_time="$seconds" -timeout="$timeout" -seed="${FUZZ_SEED:-1}" \
+        -print_final_stats=1 2>"corpus/$t.log"; then
         failed+=("$t")
         grep -E -A1 "panicked at" "corpus/$t.log" | head -2 >&2
         grep -E "ERROR: libFuzzer|Test unit written" "corpus/$t.log" | head -2 >&2

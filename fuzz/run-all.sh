@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds every fuzz target, then runs each for SECONDS (default 30) from its seeds,
-# with libFuzzer's mutation seed FUZZ_SEED (default 1, so CI explores the same inputs
-# first; set another to explore elsewhere)
-# (fuzz/seeds/T) plus its local corpus (fuzz/corpus/T, gitignored, grows between runs).
+# Builds every fuzz target, then runs each for SECONDS (default 30) from its seeds
+# (fuzz/seeds/T) plus its local corpus (fuzz/corpus/T, gitignored, grows between runs),
+# with libFuzzer's mutation seed FUZZ_SEED (default 1: CI explores the same inputs first;
+# set another to explore elsewhere).
 # Exits non-zero if any target crashes, fails an invariant or times out; the failing input
 # is in fuzz/artifacts/T/.
 #

@@ -295,6 +295,128 @@ fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
     })
 }
 
+/// Reads a gst-launch `-v` stdout and stamps each identity "chain" line with the wall
+/// clock as it arrives: (pts in seconds, µs since the Unix epoch).
+fn stamp_chains(out: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<(f64, u64)>> {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut v = Vec::new();
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if !line.contains("chain") {
+                continue;
+            }
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            // "... pts: 0:00:01.233333333, ..."
+            let Some(p) = line.split("pts: ").nth(1).and_then(|r| r.split(',').next()) else {
+                continue;
+            };
+            let parts: Vec<f64> = p.split(':').filter_map(|x| x.trim().parse().ok()).collect();
+            if parts.len() == 3 {
+                v.push((parts[0] * 3600.0 + parts[1] * 60.0 + parts[2], at));
+            }
+        }
+        v
+    })
+}
+
+/// GStreamer's capture-to-decoded latency, measured in a separate run (the probes print a
+/// line per frame, which would distort the CPU figures): an `identity sync=true` after the
+/// decoder marks when each frame is due (its capture time), an `identity` after `jpegdec`
+/// marks when it is decoded; frames are matched by their timestamp relative to the first.
+fn gstreamer_latency(clip: &Path) -> Option<(f64, f64)> {
+    let port = free_port().to_string();
+    let caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
+    let mut recv = Command::new("gst-launch-1.0")
+        .args([
+            "-e",
+            "-v",
+            "udpsrc",
+            &format!("port={port}"),
+            &format!("caps={caps}"),
+            "!",
+        ])
+        .args([
+            "rtpjitterbuffer",
+            "latency=100",
+            "!",
+            "rtpjpegdepay",
+            "!",
+            "jpegdec",
+            "!",
+        ])
+        .args([
+            "identity",
+            "name=rx",
+            "silent=false",
+            "!",
+            "fakesink",
+            "sync=false",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut send = Command::new("gst-launch-1.0")
+        .args([
+            "-v",
+            "filesrc",
+            &format!("location={}", clip.display()),
+            "!",
+            "qtdemux",
+            "name=d",
+        ])
+        .args([
+            "d.video_0",
+            "!",
+            "queue",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+        ])
+        .args([
+            "identity",
+            "name=tx",
+            "sync=true",
+            "silent=false",
+            "!",
+            "videoconvert",
+            "!",
+        ])
+        .args(["jpegenc", "quality=80", "!", "rtpjpegpay", "!"])
+        .args(["udpsink", "host=127.0.0.1", &format!("port={port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let tx = stamp_chains(send.stdout.take()?);
+    let rx = stamp_chains(recv.stdout.take()?);
+    let _ = send.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(recv.id() as i32, libc::SIGINT) };
+    let _ = recv.wait();
+    let (tx, rx) = (tx.join().ok()?, rx.join().ok()?);
+    let rx0 = rx.first()?.0;
+    // The sender's timestamps start at 0; the receiver's at its first frame's.
+    let due: std::collections::HashMap<i64, u64> = tx
+        .iter()
+        .map(|(p, at)| ((p * 30.0).round() as i64, *at))
+        .collect();
+    let mut lat: Vec<f64> = rx
+        .iter()
+        .filter_map(|(p, at)| {
+            let k = ((p - rx0) * 30.0).round() as i64;
+            due.get(&k).map(|d| (*at as f64 - *d as f64) / 1000.0)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (!lat.is_empty()).then(|| (percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
 fn main() {
     let mut seconds = 10.0f64;
     let args: Vec<String> = std::env::args().collect();
@@ -315,7 +437,11 @@ fn main() {
         .unwrap();
     assert!(status.success());
     let fc = run_framecast(&bin, &clip, seconds, &dir);
-    let gst = run_gstreamer(&clip, seconds);
+    let mut gst = run_gstreamer(&clip, seconds);
+    if let (Some(g), Some((p50, p99))) = (gst.as_mut(), gstreamer_latency(&clip)) {
+        g.latency_p50_ms = Some(p50);
+        g.latency_p99_ms = Some(p99);
+    }
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     println!(
         "1280x720 30 fps H.264 + AAC clip, {seconds} s, loopback, one player (headless decode)"
@@ -360,6 +486,8 @@ fn main() {
         );
     }
     println!(
-        "(framecast also carries the AAC audio as PCM and runs a relay process; GStreamer's pipeline is video only, direct)"
+        "(framecast also carries the AAC audio as PCM and runs a relay process; GStreamer's \
+         pipeline is video only and direct; its latency comes from a second run with per-frame \
+         identity probes read from gst-launch -v)"
     );
 }

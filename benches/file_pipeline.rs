@@ -193,6 +193,31 @@ fn run_framecast(bin: &Path, clip: &Path, seconds: f64, dir: &Path) -> Side {
     }
 }
 
+/// The GStreamer receiving pipeline up to `jpegdec`, then `sink` (the yardstick's receiver).
+fn gst_receiver(port: &str, sink: &[&str]) -> Command {
+    let caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
+    let mut c = Command::new("gst-launch-1.0");
+    c.args([
+        "-e",
+        "-v",
+        "udpsrc",
+        &format!("port={port}"),
+        &format!("caps={caps}"),
+        "!",
+    ])
+    .args([
+        "rtpjitterbuffer",
+        "latency=100",
+        "!",
+        "rtpjpegdepay",
+        "!",
+        "jpegdec",
+        "!",
+    ])
+    .args(sink);
+    c
+}
+
 fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
     if Command::new("gst-launch-1.0")
         .arg("--version")
@@ -203,36 +228,20 @@ fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
         return None;
     }
     let port = free_port().to_string();
-    let caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
-    let recv = Command::new("gst-launch-1.0")
-        .args([
-            "-e",
-            "-v",
-            "udpsrc",
-            &format!("port={port}"),
-            &format!("caps={caps}"),
-            "!",
-        ])
-        .args([
-            "rtpjitterbuffer",
-            "latency=100",
-            "!",
-            "rtpjpegdepay",
-            "!",
-            "jpegdec",
-            "!",
-        ])
-        .args([
+    let recv = gst_receiver(
+        &port,
+        &[
             "fpsdisplaysink",
             "name=fps",
             "text-overlay=false",
             "video-sink=fakesink",
             "sync=false",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .ok()?;
     let send = Command::new("gst-launch-1.0")
         .args([
             "-q",
@@ -327,37 +336,21 @@ fn stamp_chains(out: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<(
 /// marks when it is decoded; frames are matched by their timestamp relative to the first.
 fn gstreamer_latency(clip: &Path) -> Option<(f64, f64)> {
     let port = free_port().to_string();
-    let caps = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26";
-    let mut recv = Command::new("gst-launch-1.0")
-        .args([
-            "-e",
-            "-v",
-            "udpsrc",
-            &format!("port={port}"),
-            &format!("caps={caps}"),
-            "!",
-        ])
-        .args([
-            "rtpjitterbuffer",
-            "latency=100",
-            "!",
-            "rtpjpegdepay",
-            "!",
-            "jpegdec",
-            "!",
-        ])
-        .args([
+    let mut recv = gst_receiver(
+        &port,
+        &[
             "identity",
             "name=rx",
             "silent=false",
             "!",
             "fakesink",
             "sync=false",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .ok()?;
     let mut send = Command::new("gst-launch-1.0")
         .args([
             "-v",

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
-use framecast::client::{Client, ClientConfig};
 use framecast::driver::udp::bind_udp;
-use framecast::node::{Node, soonest};
+use framecast::proto::node::{Node, soonest};
+use framecast::proto::viewer::{Viewer, ViewerConfig};
 use mio::{Events, Interest, Poll, Token};
 
 fn thread_cpu() -> Duration {
@@ -49,7 +49,7 @@ fn udp_rcvbuf_errors() -> u64 {
 struct Viewers {
     poll: Poll,
     sockets: Vec<mio::net::UdpSocket>,
-    clients: Vec<Client>,
+    clients: Vec<Viewer>,
 }
 
 impl Viewers {
@@ -63,7 +63,7 @@ impl Viewers {
                 .register(&mut s, Token(i), Interest::READABLE)
                 .unwrap();
             sockets.push(s);
-            clients.push(Client::new(ClientConfig::new(relay, "live")));
+            clients.push(Viewer::new(ViewerConfig::new(relay, "live")));
         }
         Viewers {
             poll,

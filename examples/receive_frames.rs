@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use framecast::client::{Client, ClientConfig, ClientEvent};
 use framecast::driver::event_loop::{EventLoop, Flow};
 use framecast::driver::udp::{bind_udp, ephemeral_for};
 use framecast::media::{JpegDecoder, MAX_FRAME_PIXELS, VideoFrameRgb};
+use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
 
 /// The application's own use of a frame.
 fn on_frame(frame_id: u32, img: &VideoFrameRgb) {
@@ -33,23 +33,23 @@ fn main() -> anyhow::Result<()> {
     let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
 
     let (socket, _) = bind_udp(ephemeral_for(server), 4 << 20)?;
-    let mut lp = EventLoop::new(socket, Client::new(ClientConfig::new(server, &stream)))?;
+    let mut lp = EventLoop::new(socket, Viewer::new(ViewerConfig::new(server, &stream)))?;
     let mut decoder = JpegDecoder::new()?;
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     lp.run(&AtomicBool::new(false), |client, now| {
         while let Some(event) = client.poll_event() {
             match event {
-                ClientEvent::Frame(f) => match decoder.decode_rgb(&f.jpeg, MAX_FRAME_PIXELS) {
+                ViewerEvent::Frame(f) => match decoder.decode_rgb(&f.jpeg, MAX_FRAME_PIXELS) {
                     Ok(img) => on_frame(f.frame_id, &img),
                     Err(e) => eprintln!("frame {}: {e}", f.frame_id),
                 },
-                ClientEvent::FrameDropped {
+                ViewerEvent::FrameDropped {
                     frame_id, reason, ..
                 } => eprintln!("frame {frame_id} lost: {reason:?}"),
-                ClientEvent::Description(d) => {
+                ViewerEvent::Description(d) => {
                     eprintln!("stream {}: {}x{}", d.name, d.width, d.height)
                 }
-                ClientEvent::Audio(_) | ClientEvent::Rejected(_) => {}
+                ViewerEvent::Audio(_) | ViewerEvent::Rejected(_) => {}
             }
         }
         if now >= end {

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use framecast::client::{Client, ClientConfig};
-use framecast::netem::LinkConfig;
-use framecast::relay::{Relay, RelayConfig};
-use framecast::server::{Server, ServerConfig};
+use framecast::proto::publisher::{Publisher, PublisherConfig};
+use framecast::proto::relay::{Relay, RelayConfig};
+use framecast::proto::viewer::{Viewer, ViewerConfig};
 use framecast::sim::World;
+use framecast::sim::netem::LinkConfig;
 
 const JITTER_MS: u64 = 5;
 
@@ -31,9 +31,9 @@ fn main() {
     });
     let server: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let relay: SocketAddr = "127.0.0.2:5000".parse().unwrap();
-    let mut cfg = ServerConfig::new("cam1", 1280, 720, 30);
+    let mut cfg = PublisherConfig::new("cam1", 1280, 720, 30);
     cfg.randomize(&mut fastrand::Rng::with_seed(seed));
-    world.add_node(server, Server::new(cfg));
+    world.add_node(server, Publisher::new(cfg));
     world.add_node(
         relay,
         Relay::new(RelayConfig {
@@ -45,7 +45,7 @@ fn main() {
         .map(|i| SocketAddr::from(([127, 0, 1, i], 6000)))
         .collect();
     for &v in &viewers {
-        world.add_node(v, Client::new(ClientConfig::new(relay, "cam1")));
+        world.add_node(v, Viewer::new(ViewerConfig::new(relay, "cam1")));
     }
     world.run_for(Duration::from_millis(50));
     let frame = Bytes::from(vec![0x5a; 60_000]);
@@ -54,17 +54,17 @@ fn main() {
         world.run_until(t);
         let now = world.now();
         world
-            .node_mut::<Server>(server)
+            .node_mut::<Publisher>(server)
             .push_frame(now, i * 3000, &frame)
             .expect("frame fits");
         for &v in &viewers {
-            while world.node_mut::<Client>(v).poll_event().is_some() {}
+            while world.node_mut::<Viewer>(v).poll_event().is_some() {}
         }
     }
     world.run_for(Duration::from_millis(500));
     println!("{loss}% loss per link, 5 ms jitter, 1800 frames, seed {seed}");
     for &v in &viewers {
-        let s = world.node::<Client>(v).stats();
+        let s = world.node::<Viewer>(v).stats();
         println!(
             "viewer {v}: played {} | late {} | incomplete {} | recovered {} | unrecovered {} ({} too late) | rtt {:.1} ms | jitter {:.1} ms",
             s.frames_played,

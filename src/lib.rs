@@ -1,27 +1,20 @@
 //! framecast: stream JPEG video and PCM audio over UDP on a local network.
 //!
-//! The protocol core (wire format, packetizer, reassembler, jitter buffer, NACK logic,
-//! retransmission cache, pacer, relay subscriber table) is sans-IO: see [`node::Node`].
-//! Sockets live in [`driver`]; media adapters live in [`media`].
+//! The crate is laid out in three rings:
+//! - [`proto`]: the sans-IO protocol core (wire format, packetizer, reassembler, jitter
+//!   buffers, loss tracking, retransmission cache, pacer, tokens, subscriptions, relay,
+//!   publisher, viewer, the [`proto::node::Node`] trait). Datagrams and `now: Instant` in;
+//!   datagrams, deadlines and events out. Clippy rejects a socket, a clock read, a thread, a
+//!   sleep or an unseeded RNG there (see `clippy.toml`).
+//! - [`sim`]: the seeded link emulator and the simulated network `World` in virtual time,
+//!   used by tests, fuzz targets and the `netsim` proxy alike; as deterministic as the core.
+//! - The edges: [`driver`] (mio event loops and sockets), [`media`] (capture, codecs, window,
+//!   sound card, recorder) and `app` (the command-line roles).
 #![warn(missing_docs)]
 
 #[cfg(feature = "jpeg")]
 pub mod app;
-pub mod client;
 pub mod driver;
-pub mod jitter;
-pub mod loss;
 pub mod media;
-pub mod netem;
-pub mod node;
-pub mod pacer;
-pub mod packetizer;
-pub mod reassembler;
-pub mod relay;
-pub mod rtt;
-pub mod rtx_cache;
-pub mod server;
+pub mod proto;
 pub mod sim;
-pub mod subscription;
-pub mod token;
-pub mod wire;

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use framecast::client::{Client, ClientConfig};
-use framecast::node::Node;
-use framecast::relay::{Relay, RelayConfig};
-use framecast::server::{Server, ServerConfig};
-use framecast::wire::{self, Body, Packet, PacketType, VideoChunk};
+use framecast::proto::node::Node;
+use framecast::proto::publisher::{Publisher, PublisherConfig};
+use framecast::proto::relay::{Relay, RelayConfig};
+use framecast::proto::viewer::{Viewer, ViewerConfig};
+use framecast::proto::wire::{self, Body, Packet, PacketType, VideoChunk};
 
 fn video(seq: u32) -> Packet {
     Packet::new(
@@ -131,8 +131,8 @@ fn relay_counts_and_drops_every_bad_kind() {
 fn server_and_client_count_and_drop_every_bad_kind() {
     let t0 = Instant::now();
     let server_addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-    let mut server = Server::new(ServerConfig::new("cam1", 64, 48, 30));
-    let mut client = Client::new(ClientConfig::new(server_addr, "cam1"));
+    let mut server = Publisher::new(PublisherConfig::new("cam1", 64, 48, 30));
+    let mut client = Viewer::new(ViewerConfig::new(server_addr, "cam1"));
     let _ = server.poll_transmit(t0);
     while client.poll_transmit(t0).is_some() {}
     for (_, d) in bad_datagrams() {

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use framecast::client::{Client, ClientConfig, ClientEvent};
-use framecast::jitter::DropReason;
-use framecast::netem::{GilbertElliott, LinkConfig};
-use framecast::node::Node;
-use framecast::relay::{Relay, RelayConfig};
-use framecast::server::{Server, ServerConfig};
+use framecast::proto::jitter::DropReason;
+use framecast::proto::node::Node;
+use framecast::proto::publisher::{Publisher, PublisherConfig};
+use framecast::proto::relay::{Relay, RelayConfig};
+use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
+use framecast::proto::wire::{self, AudioParams, Body, Packet, PacketType};
 use framecast::sim::World;
-use framecast::wire::{self, AudioParams, Body, Packet, PacketType};
+use framecast::sim::netem::{GilbertElliott, LinkConfig};
 
 const MS: Duration = Duration::from_millis(1);
 const FPS: u64 = 30;
@@ -39,8 +39,8 @@ fn audio_block(i: u64) -> Vec<i16> {
         .collect()
 }
 
-fn server_config(seed: u64) -> ServerConfig {
-    let mut cfg = ServerConfig::new("cam1", 1280, 720, FPS as u16);
+fn server_config(seed: u64) -> PublisherConfig {
+    let mut cfg = PublisherConfig::new("cam1", 1280, 720, FPS as u16);
     cfg.audio = Some(AudioParams {
         sample_rate: 48_000,
         channels: 2,
@@ -78,7 +78,13 @@ impl Net {
         Net::with(seed, n_clients, link, server_config(seed), false)
     }
 
-    fn with(seed: u64, n_clients: u8, link: LinkConfig, mut scfg: ServerConfig, push: bool) -> Net {
+    fn with(
+        seed: u64,
+        n_clients: u8,
+        link: LinkConfig,
+        mut scfg: PublisherConfig,
+        push: bool,
+    ) -> Net {
         let start = Instant::now();
         let mut world = World::new(start, seed);
         world.set_default_link(link);
@@ -90,7 +96,7 @@ impl Net {
         } else {
             rcfg.upstream = Some(server);
         }
-        world.add_node(server, Server::new(scfg));
+        world.add_node(server, Publisher::new(scfg));
         world.add_node(relay, Relay::new(rcfg));
         // Warm up: the handshakes settle before the source starts.
         let start = start + Duration::from_millis(20);
@@ -107,7 +113,7 @@ impl Net {
             audio: true,
         };
         for i in 0..n_clients {
-            net.add_client(addr(10 + i, 6000), ClientConfig::new(relay, "cam1"));
+            net.add_client(addr(10 + i, 6000), ViewerConfig::new(relay, "cam1"));
         }
         // In push mode the viewers were refused until the stream was announced; they ask
         // again after half a second.
@@ -121,8 +127,8 @@ impl Net {
         net
     }
 
-    fn add_client(&mut self, a: SocketAddr, cfg: ClientConfig) {
-        self.world.add_node(a, Client::new(cfg));
+    fn add_client(&mut self, a: SocketAddr, cfg: ViewerConfig) {
+        self.world.add_node(a, Viewer::new(cfg));
         self.clients.push(a);
         self.seen.insert(a, Seen::default());
     }
@@ -153,7 +159,7 @@ impl Net {
             if ta <= tf {
                 let i = self.next_audio;
                 self.world
-                    .node_mut::<Server>(server)
+                    .node_mut::<Publisher>(server)
                     .push_audio(now, i * 450, &audio_block(i))
                     .unwrap();
                 self.next_audio += 1;
@@ -161,7 +167,7 @@ impl Net {
                 let i = self.next_frame;
                 let id = self
                     .world
-                    .node_mut::<Server>(server)
+                    .node_mut::<Publisher>(server)
                     .push_frame(now, i * 3000, &frame_bytes(i))
                     .unwrap();
                 self.pushed_at.insert(id, now);
@@ -192,17 +198,17 @@ impl Net {
         let now = self.world.now();
         for a in self.clients.clone() {
             let seen = self.seen.get_mut(&a).unwrap();
-            let c = self.world.node_mut::<Client>(a);
+            let c = self.world.node_mut::<Viewer>(a);
             while let Some(e) = c.poll_event() {
                 match e {
-                    ClientEvent::Frame(f) => {
+                    ViewerEvent::Frame(f) => {
                         seen.first_frame_at.get_or_insert(now);
                         assert!(
                             seen.played.insert(f.frame_id, (now, f.jpeg)).is_none(),
                             "frame played twice"
                         );
                     }
-                    ClientEvent::FrameDropped {
+                    ViewerEvent::FrameDropped {
                         frame_id, reason, ..
                     } => {
                         assert!(
@@ -210,16 +216,16 @@ impl Net {
                             "frame dropped twice"
                         );
                     }
-                    ClientEvent::Audio(a) => seen.audio.push((a.pts, a.samples, a.concealed)),
-                    ClientEvent::Description(_) => seen.descriptions += 1,
-                    ClientEvent::Rejected(r) => panic!("rejected: {r:?}"),
+                    ViewerEvent::Audio(a) => seen.audio.push((a.pts, a.samples, a.concealed)),
+                    ViewerEvent::Description(_) => seen.descriptions += 1,
+                    ViewerEvent::Rejected(r) => panic!("rejected: {r:?}"),
                 }
             }
         }
     }
 
-    fn client(&self, a: SocketAddr) -> &Client {
-        self.world.node::<Client>(a)
+    fn client(&self, a: SocketAddr) -> &Viewer {
+        self.world.node::<Viewer>(a)
     }
 
     /// Every played frame is byte-identical to what was sent; no frame both played and
@@ -411,7 +417,7 @@ fn late_joiner_gets_description_and_latest_frame_at_once() {
     net.run(60, Duration::ZERO);
     let join_at = net.world.now();
     let late = addr(40, 6000);
-    net.add_client(late, ClientConfig::new(net.relay, "cam1"));
+    net.add_client(late, ViewerConfig::new(net.relay, "cam1"));
     net.world.poll_all();
     net.run(30, Duration::from_millis(300));
     net.check_integrity();
@@ -460,7 +466,7 @@ fn relay_cache_answers_downstream_loss_without_asking_upstream() {
         r.upstream_requests, 0,
         "every loss was downstream of the cache"
     );
-    let s = net.world.node::<Server>(net.server).stats();
+    let s = net.world.node::<Publisher>(net.server).stats();
     assert_eq!(s.relay.cache_hits, 0, "the server was never asked");
 }
 
@@ -500,7 +506,7 @@ fn relay_forwards_upstream_only_what_it_lacks_once() {
 fn slow_subscriber_is_isolated() {
     let mut net = Net::new(17, 2, LinkConfig::delayed(MS));
     let slow = addr(50, 6000);
-    let mut cfg = ClientConfig::new(net.relay, "cam1");
+    let mut cfg = ViewerConfig::new(net.relay, "cam1");
     cfg.max_kbps = 1500; // the stream is about 4 Mbit/s
     net.add_client(slow, cfg);
     net.world.poll_all();
@@ -539,10 +545,10 @@ fn silent_subscriber_times_out_and_bye_removes_at_once() {
     let mut net = Net::new(19, 2, LinkConfig::delayed(MS));
     net.run(30, Duration::ZERO);
     assert_eq!(net.world.node::<Relay>(net.relay).stats().subscribers, 2);
-    // Client 0 goes dark (its link to the relay drops everything), client 1 says bye.
+    // Viewer 0 goes dark (its link to the relay drops everything), client 1 says bye.
     let (c0, c1) = (net.clients[0], net.clients[1]);
     net.world.set_link(c0, net.relay, LinkConfig::lossy(100.0));
-    let bye = net.world.node_mut::<Client>(c1).bye();
+    let bye = net.world.node_mut::<Viewer>(c1).bye();
     let now = net.world.now();
     net.world
         .node_mut::<Relay>(net.relay)
@@ -632,7 +638,7 @@ fn an_hour_of_lossy_streaming_stays_bounded() {
 fn unproven_subscriber_gets_nothing_larger_than_its_request() {
     let t0 = Instant::now();
     let mut relay = Relay::new(RelayConfig::default());
-    let mut server = Server::new(server_config(1));
+    let mut server = Publisher::new(server_config(1));
     // Give the relay a stream via push so subscribing makes sense.
     let srv = addr(1, 5000);
     let _ = &mut server;

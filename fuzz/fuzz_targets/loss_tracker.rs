@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use framecast::loss::{Arrival, LossConfig, LossTracker};
-use framecast::rtt::RttEstimator;
-use framecast::wire::SeqNo;
+use framecast::proto::loss::{Arrival, LossConfig, LossTracker};
+use framecast::proto::rtt::RttEstimator;
+use framecast::proto::wire::SeqNo;
 use libfuzzer_sys::fuzz_target;
 
 fn t0() -> Instant {

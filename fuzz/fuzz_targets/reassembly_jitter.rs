@@ -1,4 +1,4 @@
-//! Drives a `Client` (reassembler + frame buffer + playout clock + loss tracking) with a
+//! Drives a `Viewer` (reassembler + frame buffer + playout clock + loss tracking) with a
 //! script of encoded datagrams from its server, time advances and drains.
 //!
 //! Invariants:
@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use framecast::client::{Client, ClientConfig, ClientEvent};
-use framecast::node::Node;
-use framecast::wire::{
+use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
+use framecast::proto::node::Node;
+use framecast::proto::wire::{
     AudioBlock, AudioParams, Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Packet, PacketType,
     RejectReason, SampleFormat, VideoChunk,
 };
@@ -190,9 +190,9 @@ impl Model {
         }
     }
 
-    fn check_event(&mut self, ev: ClientEvent) {
+    fn check_event(&mut self, ev: ViewerEvent) {
         match ev {
-            ClientEvent::Frame(f) => {
+            ViewerEvent::Frame(f) => {
                 let sent = self.chunks.get(&f.frame_id).unwrap_or_else(|| {
                     panic!("frame {} played but never sent in this session", f.frame_id)
                 });
@@ -243,7 +243,7 @@ impl Model {
                 }
                 self.last_played_pts = Some(f.pts);
             }
-            ClientEvent::FrameDropped { frame_id, .. } => {
+            ViewerEvent::FrameDropped { frame_id, .. } => {
                 let k = frame_id;
                 assert!(
                     !self.played.contains(&k),
@@ -251,7 +251,7 @@ impl Model {
                 );
                 self.dropped.insert(k);
             }
-            ClientEvent::Audio(a) => {
+            ViewerEvent::Audio(a) => {
                 if a.concealed {
                     assert!(
                         a.samples.iter().all(|&b| b == 0),
@@ -265,13 +265,13 @@ impl Model {
                     assert!(ok, "audio at pts {} was never received", a.pts);
                 }
             }
-            ClientEvent::Description(_) | ClientEvent::Rejected(_) => {}
+            ViewerEvent::Description(_) | ViewerEvent::Rejected(_) => {}
         }
     }
 }
 
 struct Harness {
-    client: Client,
+    client: Viewer,
     now: Instant,
     model: Model,
     next_seq: u32,
@@ -320,11 +320,11 @@ fn ssrc_of(s: u8) -> u32 {
 }
 
 fuzz_target!(|script: Script| {
-    let mut cfg = ClientConfig::new(server(), "cam1");
+    let mut cfg = ViewerConfig::new(server(), "cam1");
     cfg.latency = Duration::from_millis(20 + script.latency_ms as u64);
     cfg.nack = script.nack;
     let mut h = Harness {
-        client: Client::new(cfg),
+        client: Viewer::new(cfg),
         now: t0(),
         model: Model::default(),
         next_seq: script.seq_base,

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use framecast::node::Node;
-use framecast::relay::{Relay, RelayConfig};
-use framecast::wire::{
+use framecast::proto::node::Node;
+use framecast::proto::relay::{Relay, RelayConfig};
+use framecast::proto::wire::{
     AudioBlock, Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, MAX_DATAGRAM, NackRange,
     Packet, PacketType, ReceiverReport, RejectReason, SampleFormat, VideoChunk, crc32,
 };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use framecast::wire::{
+use framecast::proto::wire::{
     Body, CRC_LEN, HEADER_LEN, MAGIC, MAX_DATAGRAM, Packet, VERSION, crc32, peek_header,
 };
 use libfuzzer_sys::fuzz_target;
@@ -32,7 +32,7 @@ fn check(datagram: Bytes) {
             assert!(!v.payload.is_empty());
             assert!(
                 v.payload.len()
-                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::VIDEO_HEADER_LEN
+                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::proto::wire::VIDEO_HEADER_LEN
             );
             assert!(v.offset as u64 + v.payload.len() as u64 <= v.frame_size as u64);
             assert!(v.chunk_index < v.chunk_count);
@@ -40,7 +40,7 @@ fn check(datagram: Bytes) {
         Body::Audio(a) => {
             assert!(
                 a.payload.len()
-                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::wire::AUDIO_HEADER_LEN
+                    <= datagram.len() - HEADER_LEN - CRC_LEN - framecast::proto::wire::AUDIO_HEADER_LEN
             );
             assert_eq!(a.payload.len(), a.frames as usize * a.channels as usize * 2);
         }

@@ -35,7 +35,7 @@ pub fn duration_arg(flag: &str, secs: Option<f64>) -> anyhow::Result<Option<std:
 
 /// Checks a stream name given as `--FLAG`.
 pub fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
-    if !crate::wire::valid_name(name) {
+    if !crate::proto::wire::valid_name(name) {
         anyhow::bail!("--{flag} {name:?}: a stream name is 1-64 bytes with no control characters");
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `framecast play`: subscribes, reassembles, buffers, decodes, and shows, plays and records.
 //!
 //! Threads: the event loop (the caller's thread; the main thread in the CLI) runs the
-//! [`Client`], owns the OpenCV window and the audio sink, and drives the A/V sync state machine
+//! [`Viewer`], owns the OpenCV window and the audio sink, and drives the A/V sync state machine
 //! ([`AvSync`]); a decoder thread turns JPEGs into BGR frames with turbojpeg and hands them
 //! back through a bounded channel, waking the loop. Audio is the master clock: the loop pushes
 //! each released audio block into the sink (through drift correction) and shows each decoded
@@ -26,14 +26,14 @@ use serde::Serialize;
 
 use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
-use crate::client::{Client, ClientConfig, ClientEvent, ClientStats};
 use crate::driver::event_loop::{EventLoop, Flow, IoStats};
 use crate::driver::udp::{BufferSizes, bind_udp, ephemeral_for};
 use crate::media::avsync::{AudioBlock, AudioReading, AvStats, AvSync, AvSyncConfig};
 use crate::media::jpeg::{JpegDecoder, JpegError, MAX_PROGRESSIVE_SCANS};
 use crate::media::recorder::{RecordSummary, Recorder};
 use crate::media::{AudioSink, ClockSink, MAX_FRAME_PIXELS};
-use crate::node::Node;
+use crate::proto::node::Node;
+use crate::proto::viewer::{Viewer, ViewerConfig, ViewerEvent, ViewerStats};
 
 /// `framecast play` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -141,7 +141,7 @@ pub struct PlayReport {
     /// Stream name.
     pub stream: String,
     /// Protocol figures.
-    pub client: ClientStats,
+    pub client: ViewerStats,
     /// Frames decoded by turbojpeg.
     pub frames_decoded: u64,
     /// (pts, µs since the Unix epoch) of each decoded frame, with `--frame-times`.
@@ -181,7 +181,7 @@ pub struct PlayReport {
 /// A bound player.
 pub struct Play {
     args: PlayArgs,
-    lp: EventLoop<Client>,
+    lp: EventLoop<Viewer>,
     buffers: BufferSizes,
     /// Keep per-frame checksums of what played (tests).
     pub record_checksums: bool,
@@ -449,11 +449,11 @@ impl Play {
         let local = args.bind.unwrap_or_else(|| ephemeral_for(args.from));
         let (socket, buffers) = bind_udp(local, SOCKET_BUFFER).context("play")?;
         crate::driver::udp::warn_if_clamped(&buffers);
-        let mut cfg = ClientConfig::new(args.from, &args.stream);
+        let mut cfg = ViewerConfig::new(args.from, &args.stream);
         cfg.latency = Duration::from_millis(args.latency);
         cfg.max_kbps = args.max_kbps;
         cfg.nack = !args.no_nack;
-        let lp = EventLoop::new(socket, Client::new(cfg))?;
+        let lp = EventLoop::new(socket, Viewer::new(cfg))?;
         Ok(Play {
             args,
             lp,
@@ -513,7 +513,7 @@ impl Play {
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_event() {
                 match e {
-                    ClientEvent::Frame(f) => {
+                    ViewerEvent::Frame(f) => {
                         if record {
                             crcs.push((f.frame_id, crc32fast::hash(&f.jpeg)));
                         }
@@ -531,7 +531,7 @@ impl Play {
                             }
                         }
                     }
-                    ClientEvent::Audio(a) => {
+                    ViewerEvent::Audio(a) => {
                         let channels = u16::from(a.channels);
                         if !a.concealed {
                             audio_frames += (a.samples.len() / (2 * usize::from(channels.max(1)))) as u64;
@@ -580,7 +580,7 @@ impl Play {
                             sync.push_audio(now, block, reading, |s| sink.push(now, s));
                         }
                     }
-                    ClientEvent::Description(d) => {
+                    ViewerEvent::Description(d) => {
                         log::info!(
                             "play: stream {} {}x{} @ {}/{} fps{}",
                             d.name,
@@ -599,8 +599,8 @@ impl Play {
                             }
                         }
                     }
-                    ClientEvent::FrameDropped { .. } => {}
-                    ClientEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),
+                    ViewerEvent::FrameDropped { .. } => {}
+                    ViewerEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),
                 }
             }
 

@@ -13,7 +13,7 @@ use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, Flow, IoStats};
 use crate::driver::udp::{BufferSizes, bind_udp};
-use crate::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
+use crate::proto::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
 
 /// `framecast relay` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -150,7 +150,7 @@ impl RelayRole {
                 if end.is_some_and(|e| now >= e) {
                     return Flow::Stop;
                 }
-                Flow::Continue(crate::node::soonest(end, status.deadline()))
+                Flow::Continue(crate::proto::node::soonest(end, status.deadline()))
             })
             .context("relay: network loop failed")?;
         status.finish();

@@ -1,6 +1,6 @@
 //! `framecast serve`: a source (the synthetic test pattern and tone here; webcam and file
 //! sources plug in the same way), JPEG-encoded on a media thread and streamed by a
-//! [`Server`] node, directly to viewers and optionally pushed into a relay.
+//! [`Publisher`] node, directly to viewers and optionally pushed into a relay.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,8 +17,8 @@ use crate::driver::event_loop::{EventLoop, Flow, IoStats};
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
-use crate::server::{Server, ServerConfig, ServerStats};
-use crate::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
+use crate::proto::publisher::{Publisher, PublisherConfig, PublisherStats};
+use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 
 /// Socket buffer asked for by every role (several MB for video, PROTOCOL-NOTES).
 pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub fps: Option<f64>,
     /// Largest datagram in bytes (default fits a 1500-byte MTU over IPv4 and IPv6).
-    #[arg(long, default_value_t = crate::wire::DEFAULT_DATAGRAM)]
+    #[arg(long, default_value_t = crate::proto::wire::DEFAULT_DATAGRAM)]
     pub datagram_size: usize,
     /// Stream no audio.
     #[arg(long)]
@@ -96,7 +96,7 @@ impl ServeArgs {
             width: None,
             height: None,
             fps: None,
-            datagram_size: crate::wire::DEFAULT_DATAGRAM,
+            datagram_size: crate::proto::wire::DEFAULT_DATAGRAM,
             no_audio: false,
             duration: None,
             stats_json: None,
@@ -118,7 +118,7 @@ pub struct ServeReport {
     /// When the source's clock started (pts 0), µs since the Unix epoch.
     pub start_unix_us: u64,
     /// Protocol figures.
-    pub server: ServerStats,
+    pub server: PublisherStats,
     /// Source figures.
     pub source: SourceStats,
     /// Socket figures.
@@ -137,7 +137,7 @@ pub struct ServeReport {
 pub struct Serve {
     args: ServeArgs,
     source: Option<Box<dyn MediaSource>>,
-    lp: EventLoop<Server>,
+    lp: EventLoop<Publisher>,
     buffers: BufferSizes,
     /// Keep per-frame checksums of what was sent (tests).
     pub record_checksums: bool,
@@ -168,7 +168,7 @@ impl Serve {
         }
         // The datagram size bounds the sample frames of one audio block.
         let max_frames = |channels: u8| {
-            crate::packetizer::Packetizer::new(0, args.datagram_size, 0, 0)
+            crate::proto::packetizer::Packetizer::new(0, args.datagram_size, 0, 0)
                 .max_audio_frames(channels)
         };
         let source = open_source(&args, &max_frames)?;
@@ -185,7 +185,7 @@ impl Serve {
         }
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("serve --listen")?;
         crate::driver::udp::warn_if_clamped(&buffers);
-        let mut cfg = ServerConfig::new(
+        let mut cfg = PublisherConfig::new(
             &args.name,
             format.width as u16,
             format.height as u16,
@@ -204,7 +204,7 @@ impl Serve {
             None => fastrand::Rng::new(),
         };
         cfg.randomize(&mut rng);
-        let lp = EventLoop::new(socket, Server::new(cfg))?;
+        let lp = EventLoop::new(socket, Publisher::new(cfg))?;
         Ok(Serve {
             args,
             source: Some(source),
@@ -262,7 +262,7 @@ impl Serve {
         let record = self.record_checksums;
         let mut crcs = Vec::new();
         let mut audio_hasher = crc32fast::Hasher::new();
-        let mut pump = |server: &mut Server, now: Instant, rx: &Receiver<MediaItem>| {
+        let mut pump = |server: &mut Publisher, now: Instant, rx: &Receiver<MediaItem>| {
             while let Ok(item) = rx.try_recv() {
                 match item {
                     MediaItem::Video { pts, jpeg } => match server.push_frame(now, pts, &jpeg) {
@@ -299,7 +299,7 @@ impl Serve {
             if end.is_some_and(|e| now >= e) {
                 return Flow::Stop;
             }
-            Flow::Continue(crate::node::soonest(end, status.deadline()))
+            Flow::Continue(crate::proto::node::soonest(end, status.deadline()))
         });
         status.finish();
         source_stop.store(true, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::node::Transmit;
+use crate::proto::node::Transmit;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 64;

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Serialize;
 
 use super::batch::{BATCH, send_batch};
-use crate::node::{Node, Transmit, soonest};
+use crate::proto::node::{Node, Transmit, soonest};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);

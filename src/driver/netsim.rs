@@ -1,5 +1,5 @@
 //! `framecast netsim`: a UDP impairment proxy built on the sans-IO emulator
-//! [`crate::netem::Link`].
+//! [`crate::sim::netem::Link`].
 //!
 //! ```text
 //! client A ─┐                      ┌─ upstream socket for A ─┐
@@ -7,7 +7,7 @@
 //!           └──────────── ◄─ Link ◄┴─────────────────────────┘
 //! ```
 //!
-//! Clients send to `--listen`. For each distinct client address the proxy opens its own
+//! Viewers send to `--listen`. For each distinct client address the proxy opens its own
 //! upstream socket (an ephemeral port on the address family of `--forward`), so that replies
 //! from `--forward` map back to that client, as through a NAT. Each direction goes through
 //! its own [`Link`] (same impairments, different seeds), shared by all clients: it models one
@@ -38,7 +38,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::netem::{GilbertElliott, Link, LinkConfig, LinkStats};
+use crate::sim::netem::{GilbertElliott, Link, LinkConfig, LinkStats};
 
 /// Most client mappings (upstream sockets) alive at once.
 pub const MAX_CLIENTS: usize = 256;
@@ -98,7 +98,7 @@ pub struct NetsimArgs {
     #[arg(long, value_name = "N")]
     pub rate_kbps: Option<u64>,
     /// Bottleneck queue size in bytes (tail drop), used with `--rate-kbps`.
-    #[arg(long, default_value_t = crate::netem::DEFAULT_QUEUE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::sim::netem::DEFAULT_QUEUE_BYTES, value_name = "BYTES")]
     pub queue_bytes: usize,
     /// Seed of the impairments: the same seed and the same traffic give the same losses.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -126,7 +126,7 @@ impl NetsimArgs {
             reorder_delay: 20,
             duplicate: 0.0,
             rate_kbps: None,
-            queue_bytes: crate::netem::DEFAULT_QUEUE_BYTES,
+            queue_bytes: crate::sim::netem::DEFAULT_QUEUE_BYTES,
             seed: 1,
             duration: None,
             stats_json: None,
@@ -203,9 +203,9 @@ pub struct NetsimStats {
     pub datagrams_in: u64,
     /// Datagrams written to the sockets.
     pub datagrams_out: u64,
-    /// Client mappings created.
+    /// Viewer mappings created.
     pub clients: u64,
-    /// Client mappings removed after [`CLIENT_IDLE_TIMEOUT`].
+    /// Viewer mappings removed after [`CLIENT_IDLE_TIMEOUT`].
     pub clients_expired: u64,
     /// Datagrams dropped because [`MAX_CLIENTS`] mappings existed or an upstream socket
     /// could not be opened.
@@ -225,7 +225,7 @@ pub struct NetsimStats {
 }
 
 /// One client mapping: the client's own upstream socket.
-struct Client {
+struct Viewer {
     socket: UdpSocket,
     token: Token,
     last_seen: Instant,
@@ -240,10 +240,10 @@ pub struct Netsim {
     listen_addr: SocketAddr,
     forward: SocketAddr,
     run_time: Option<Duration>,
-    clients: HashMap<SocketAddr, Client>,
+    clients: HashMap<SocketAddr, Viewer>,
     by_token: HashMap<Token, SocketAddr>,
     next_token: usize,
-    /// Client to `--forward`; items are (client, payload).
+    /// Viewer to `--forward`; items are (client, payload).
     up: Link<(SocketAddr, Bytes)>,
     /// `--forward` to client; items are (client, payload).
     down: Link<(SocketAddr, Bytes)>,
@@ -470,7 +470,7 @@ impl Netsim {
         self.by_token.insert(token, client);
         self.clients.insert(
             client,
-            Client {
+            Viewer {
                 socket,
                 token,
                 last_seen: now,

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::wire::CLOCK_RATE;
+use crate::proto::wire::CLOCK_RATE;
 
 /// Tunables of [`AvSync`].
 #[derive(Debug, Clone, PartialEq, Eq)]

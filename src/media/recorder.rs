@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::wire::CLOCK_RATE;
+use crate::proto::wire::CLOCK_RATE;
 
 /// Gaps up to this long are filled (repeated frames, at most 600 slots; silence); longer ones
 /// are jumped over.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::wire::{SeqNo, VideoChunk};
+use crate::proto::wire::{SeqNo, VideoChunk};
 
 /// A whole JPEG frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,8 +244,8 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packetizer::Packetizer;
-    use crate::wire::{Body, Packet};
+    use crate::proto::packetizer::Packetizer;
+    use crate::proto::wire::{Body, Packet};
 
     fn chunks(size: usize) -> (Bytes, Vec<(SeqNo, VideoChunk)>) {
         let mut p = Packetizer::new(9, 300, 1000, 0);

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::loss::{LossConfig, LossTracker};
-use crate::node::{Node, Transmit, soonest};
-use crate::rtt::RttEstimator;
-use crate::rtx_cache::{Inserted, RtxCache};
-use crate::subscription::Subscription;
-use crate::token::TokenKey;
-use crate::wire::{
+use crate::proto::loss::{LossConfig, LossTracker};
+use crate::proto::node::{Node, Transmit, soonest};
+use crate::proto::rtt::RttEstimator;
+use crate::proto::rtx_cache::{Inserted, RtxCache};
+use crate::proto::subscription::Subscription;
+use crate::proto::token::TokenKey;
+use crate::proto::wire::{
     self, Body, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, ReceiverReport,
     RejectReason, SeqExtender, SeqNo,
 };

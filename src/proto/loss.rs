@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::rtt::RttEstimator;
-use crate::wire::{NackRange, SeqNo};
+use crate::proto::rtt::RttEstimator;
+use crate::proto::wire::{NackRange, SeqNo};
 
 /// What an arriving sequence number was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

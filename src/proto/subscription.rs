@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::rtt::RttEstimator;
-use crate::wire::{Body, Packet, PacketType, RejectReason, TOKEN_LEN};
+use crate::proto::rtt::RttEstimator;
+use crate::proto::wire::{Body, Packet, PacketType, RejectReason, TOKEN_LEN};
 
 /// How often keep-alives go out.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::reassembler::Frame;
-use crate::wire::CLOCK_RATE;
+use crate::proto::reassembler::Frame;
+use crate::proto::wire::CLOCK_RATE;
 
 /// Converts 90 kHz ticks to nanoseconds.
 pub fn ticks_to_nanos(ticks: i128) -> i128 {

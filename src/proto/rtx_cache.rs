@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::wire::SeqNo;
+use crate::proto::wire::SeqNo;
 
 /// What [`RtxCache::insert`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use siphasher::sip128::{Hasher128, SipHasher24};
 
-use crate::wire::TOKEN_LEN;
+use crate::proto::wire::TOKEN_LEN;
 
 /// Mints and checks tokens with a secret key.
 #[derive(Debug, Clone)]

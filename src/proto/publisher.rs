@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::node::{Node, Transmit, soonest};
-use crate::pacer::Pacer;
-use crate::packetizer::{PacketizeError, Packetizer};
-use crate::relay::{Relay, RelayConfig, RelayStats};
-use crate::wire::{AudioParams, Body, Description, Packet, PacketType};
+use crate::proto::node::{Node, Transmit, soonest};
+use crate::proto::pacer::Pacer;
+use crate::proto::packetizer::{PacketizeError, Packetizer};
+use crate::proto::relay::{Relay, RelayConfig, RelayStats};
+use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
 
-/// Server tunables.
+/// Publisher tunables.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct PublisherConfig {
     /// Stream name (§6.1).
     pub name: String,
     /// Source id: random per session (§3).
@@ -47,15 +47,15 @@ pub struct ServerConfig {
     pub push_to: Option<SocketAddr>,
 }
 
-impl ServerConfig {
+impl PublisherConfig {
     /// A configuration for a `width` x `height` stream at `fps` frames per second.
-    pub fn new(name: &str, width: u16, height: u16, fps: u16) -> ServerConfig {
-        ServerConfig {
+    pub fn new(name: &str, width: u16, height: u16, fps: u16) -> PublisherConfig {
+        PublisherConfig {
             name: name.into(),
             ssrc: 0x1234_5678,
             video_seq: 0,
             audio_seq: 0,
-            max_datagram: crate::wire::DEFAULT_DATAGRAM,
+            max_datagram: crate::proto::wire::DEFAULT_DATAGRAM,
             width,
             height,
             fps_num: fps,
@@ -81,9 +81,9 @@ impl ServerConfig {
     }
 }
 
-/// Server counters.
+/// Publisher counters.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ServerStats {
+pub struct PublisherStats {
     /// Frames packetized.
     pub frames_sent: u64,
     /// JPEG bytes packetized.
@@ -100,20 +100,20 @@ pub struct ServerStats {
 
 /// The server state machine.
 #[derive(Debug)]
-pub struct Server {
-    cfg: ServerConfig,
+pub struct Publisher {
+    cfg: PublisherConfig,
     packetizer: Packetizer,
     pacer: Pacer,
     relay: Relay,
     description: Bytes,
     next_description: Option<Instant>,
     started: bool,
-    stats: ServerStats,
+    stats: PublisherStats,
 }
 
-impl Server {
+impl Publisher {
     /// A server for one stream.
-    pub fn new(cfg: ServerConfig) -> Server {
+    pub fn new(cfg: PublisherConfig) -> Publisher {
         let packetizer = Packetizer::new(cfg.ssrc, cfg.max_datagram, cfg.video_seq, cfg.audio_seq);
         let mut relay = Relay::new(cfg.relay.clone());
         relay.add_local_stream(&cfg.name);
@@ -132,25 +132,25 @@ impl Server {
             }),
         )
         .encode();
-        Server {
+        Publisher {
             pacer: Pacer::new(cfg.frame_interval() * 2),
             packetizer,
             relay,
             description,
             next_description: None,
             started: false,
-            stats: ServerStats::default(),
+            stats: PublisherStats::default(),
             cfg,
         }
     }
 
     /// The configuration.
-    pub fn config(&self) -> &ServerConfig {
+    pub fn config(&self) -> &PublisherConfig {
         &self.cfg
     }
 
     /// Counters, including the embedded relay's.
-    pub fn stats(&self) -> ServerStats {
+    pub fn stats(&self) -> PublisherStats {
         let mut s = self.stats.clone();
         s.relay = self.relay.stats();
         s
@@ -229,7 +229,7 @@ impl Server {
     }
 }
 
-impl Node for Server {
+impl Node for Publisher {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.start(now);
         self.relay.handle_datagram(now, from, datagram);

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::netem::{Link, LinkConfig, LinkStats, add_sat};
-use crate::node::{Node, Transmit, soonest};
+use crate::proto::node::{Node, Transmit, soonest};
+use crate::sim::netem::{Link, LinkConfig, LinkStats, add_sat};
 
 /// How many steps in a row may leave virtual time unchanged before [`World::step`] panics:
 /// a node that keeps asking to be woken in the past, or two nodes that ping-pong forever

@@ -8,21 +8,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::jitter::{
+use crate::proto::jitter::{
     AudioBuffer, AudioOut, DropReason, FrameBuffer, FrameOut, PlayoutClock, duration_to_ticks,
 };
-use crate::loss::{Arrival, LossConfig, LossStats, LossTracker};
-use crate::node::{Node, Transmit, soonest};
-use crate::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimits};
-use crate::subscription::Subscription;
-use crate::wire::{
+use crate::proto::loss::{Arrival, LossConfig, LossStats, LossTracker};
+use crate::proto::node::{Node, Transmit, soonest};
+use crate::proto::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimits};
+use crate::proto::subscription::Subscription;
+use crate::proto::wire::{
     Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, Packet, PacketType, ReceiverReport,
     RejectReason, SeqExtender, SeqNo,
 };
 
-/// Client tunables.
+/// Viewer tunables.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct ViewerConfig {
     /// The relay or server to subscribe to.
     pub server: SocketAddr,
     /// Stream name.
@@ -41,10 +41,10 @@ pub struct ClientConfig {
     pub report_interval: Duration,
 }
 
-impl ClientConfig {
+impl ViewerConfig {
     /// Defaults for a LAN: 100 ms latency, NACKs on.
-    pub fn new(server: SocketAddr, stream: &str) -> ClientConfig {
-        ClientConfig {
+    pub fn new(server: SocketAddr, stream: &str) -> ViewerConfig {
+        ViewerConfig {
             server,
             stream: stream.into(),
             latency: Duration::from_millis(100),
@@ -59,7 +59,7 @@ impl ClientConfig {
 
 /// What the client hands to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
+pub enum ViewerEvent {
     /// The stream's description (first, and whenever it changes).
     Description(Description),
     /// A whole frame, at its playout time.
@@ -79,9 +79,9 @@ pub enum ClientEvent {
     Rejected(RejectReason),
 }
 
-/// Client counters (what `--stats-json` writes for a player).
+/// Viewer counters (what `--stats-json` writes for a player).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ClientStats {
+pub struct ViewerStats {
     /// Datagrams received.
     pub datagrams: u64,
     /// Bytes received.
@@ -166,8 +166,8 @@ const DONE_MEMORY: usize = 512;
 
 /// The viewer state machine.
 #[derive(Debug)]
-pub struct Client {
-    cfg: ClientConfig,
+pub struct Viewer {
+    cfg: ViewerConfig,
     sub: Subscription,
     ssrc: Option<u32>,
     description: Option<Description>,
@@ -186,19 +186,19 @@ pub struct Client {
     next_report: Option<Instant>,
     next_scan: Option<Instant>,
     control: VecDeque<Bytes>,
-    events: VecDeque<ClientEvent>,
+    events: VecDeque<ViewerEvent>,
     last_now: Option<Instant>,
     delay_sum: f64,
-    stats: ClientStats,
+    stats: ViewerStats,
     ctrl_seq: u32,
     epoch: Option<Instant>,
 }
 
-impl Client {
+impl Viewer {
     /// A client that starts subscribing at the first poll.
-    pub fn new(cfg: ClientConfig) -> Client {
+    pub fn new(cfg: ViewerConfig) -> Viewer {
         let ceiling = cfg.latency + Duration::from_secs(1);
-        Client {
+        Viewer {
             sub: Subscription::new(cfg.server, &cfg.stream, cfg.max_kbps),
             ssrc: None,
             description: None,
@@ -220,7 +220,7 @@ impl Client {
             events: VecDeque::new(),
             last_now: None,
             delay_sum: 0.0,
-            stats: ClientStats::default(),
+            stats: ViewerStats::default(),
             ctrl_seq: 0,
             epoch: None,
             cfg,
@@ -228,7 +228,7 @@ impl Client {
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    pub fn poll_event(&mut self) -> Option<ViewerEvent> {
         self.events.pop_front()
     }
 
@@ -238,7 +238,7 @@ impl Client {
     }
 
     /// Counters.
-    pub fn stats(&self) -> ClientStats {
+    pub fn stats(&self) -> ViewerStats {
         let mut s = self.stats.clone();
         s.video = self.video_loss.stats().into();
         s.audio = self.audio_loss.stats().into();
@@ -327,7 +327,7 @@ impl Client {
                         self.stats.frames_recovered += 1;
                     }
                 }
-                self.events.push_back(ClientEvent::Frame(f));
+                self.events.push_back(ViewerEvent::Frame(f));
             }
             FrameOut::Drop {
                 frame_id,
@@ -342,7 +342,7 @@ impl Client {
                 self.first_chunk_at.remove(&frame_id);
                 self.reasm.remove(frame_id);
                 self.mark_done(frame_id);
-                self.events.push_back(ClientEvent::FrameDropped {
+                self.events.push_back(ViewerEvent::FrameDropped {
                     frame_id,
                     pts,
                     reason,
@@ -351,7 +351,13 @@ impl Client {
         }
     }
 
-    fn on_video(&mut self, now: Instant, flags: u8, seq_wire: u32, v: crate::wire::VideoChunk) {
+    fn on_video(
+        &mut self,
+        now: Instant,
+        flags: u8,
+        seq_wire: u32,
+        v: crate::proto::wire::VideoChunk,
+    ) {
         let replay = flags & FLAG_REPLAY != 0;
         let rtx = flags & FLAG_RETRANSMIT != 0;
         let seq = self.video_ext.extend(seq_wire);
@@ -433,7 +439,13 @@ impl Client {
         self.last_transit = Some(transit);
     }
 
-    fn on_audio(&mut self, now: Instant, flags: u8, seq_wire: u32, a: crate::wire::AudioBlock) {
+    fn on_audio(
+        &mut self,
+        now: Instant,
+        flags: u8,
+        seq_wire: u32,
+        a: crate::proto::wire::AudioBlock,
+    ) {
         let replay = flags & FLAG_REPLAY != 0;
         let seq = self.audio_ext.extend(seq_wire);
         self.clock.observe(now, a.pts);
@@ -485,7 +497,7 @@ impl Client {
             (Flow::Video, self.video_loss.poll_nack(now, self.sub.rtt())),
             (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
         ] {
-            for chunk in ranges.chunks(crate::wire::MAX_NACK_RANGES) {
+            for chunk in ranges.chunks(crate::proto::wire::MAX_NACK_RANGES) {
                 self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
                 let p = Packet::new(
                     PacketType::Nack,
@@ -525,7 +537,7 @@ impl Client {
     }
 }
 
-impl Node for Client {
+impl Node for Viewer {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let now = self.now(now);
         if from != self.cfg.server {
@@ -544,7 +556,7 @@ impl Node for Client {
         };
         if self.sub.handle_control(now, &p) {
             if let Body::Reject { reason } = p.body {
-                self.events.push_back(ClientEvent::Rejected(reason));
+                self.events.push_back(ViewerEvent::Rejected(reason));
             }
             return;
         }
@@ -560,7 +572,7 @@ impl Node for Client {
                 }
                 if self.description.as_ref() != Some(&d) {
                     self.description = Some(d.clone());
-                    self.events.push_back(ClientEvent::Description(d));
+                    self.events.push_back(ViewerEvent::Description(d));
                 }
             }
             Body::Video(v) => {
@@ -623,7 +635,7 @@ impl Node for Client {
     }
 }
 
-impl Client {
+impl Viewer {
     fn drain_buffers(&mut self, now: Instant) {
         while let Some(out) = self.frames.pop(now) {
             self.emit_frame_out(now, out);
@@ -632,7 +644,7 @@ impl Client {
             if !a.concealed {
                 self.stats.audio_blocks += 1;
             }
-            self.events.push_back(ClientEvent::Audio(a));
+            self.events.push_back(ViewerEvent::Audio(a));
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::wire::{
+use crate::proto::wire::{
     AUDIO_HEADER_LEN, AudioBlock, Body, CRC_LEN, HEADER_LEN, MAX_FRAME_BYTES, Packet, PacketType,
     SampleFormat, VIDEO_HEADER_LEN, VideoChunk,
 };
@@ -196,7 +196,7 @@ impl Packetizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::DEFAULT_DATAGRAM;
+    use crate::proto::wire::DEFAULT_DATAGRAM;
 
     #[test]
     fn chunks_fit_the_datagram_size_and_are_consecutive() {

@@ -11,6 +11,8 @@ step "rustfmt"
 cargo fmt --all -- --check
 step "clippy (all features, all targets)"
 cargo clippy --all-targets --quiet -- -D warnings
+step "sans-IO boundary: clippy rejects I/O, clocks, threads and unseeded RNG in src/proto and src/sim"
+scripts/check-core-boundary.sh
 step "tests, protocol core only (no OpenCV, no ALSA, no turbojpeg)"
 cargo test --no-default-features --quiet
 step "tests, default features (under Xvfb, so the window test runs for real)"

@@ -2,7 +2,8 @@
 //!
 //! Invariants: a NACK never asks for a sequence number that arrived before it; ranges are
 //! non-empty, ascending and non-overlapping; the missing list stays within `max_missing`;
-//! nothing is NACKed more than `max_retries` times; `Duplicate` is only reported for a number
+//! nothing is NACKed more than `max_retries` times (the safety cap; the deadline normally ends
+//! asking sooner); `Duplicate` is only reported for a number
 //! that arrived before (including numbers below the first one seen, and numbers that fell
 //! out of tracking when the missing list was truncated).
 #![no_main]
@@ -54,6 +55,7 @@ enum Op {
 struct Script {
     max_retries: u8,
     max_missing: u8,
+    adaptive_hold: bool,
     ops: Vec<Op>,
 }
 
@@ -71,6 +73,11 @@ fuzz_target!(|script: Script| {
         max_retries: script.max_retries % 12,
         min_retry_interval: Duration::from_millis(5),
         max_missing: (script.max_missing as usize % 200) + 1,
+        // The safety cap: asking is otherwise bounded by the deadline (or, without one, by
+        // max_retries_no_deadline, which is ≤ the cap in effect).
+        max_retries_no_deadline: 10,
+        adaptive_hold: script.adaptive_hold,
+        ..LossConfig::default()
     };
     let mut l = LossTracker::new(cfg);
     let mut rtt = RttEstimator::new(Duration::from_millis(5));

@@ -3,10 +3,18 @@
 //! Invariant: every sequence number in `[floor, highest]` is either received or listed in
 //! `missing`. So a duplicate is simply a number in that range that is not missing, and no
 //! per-packet "received" set is needed.
+//!
+//! Asking is bounded by the deadline, not by a count: a missing number is asked for again
+//! every retry interval for as long as an answer can still arrive before its deadline
+//! (`deadline − now ≥ SRTT + deadline_margin`), with one last-chance request timed at that
+//! limit when the regular interval would overshoot it. `max_retries` is only a safety cap;
+//! numbers without a deadline stop after `max_retries_no_deadline`. Gaps wait for the reorder
+//! hold, which [`ReorderEstimator`] can widen to the reordering actually measured.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::proto::reorder::{ReorderConfig, ReorderEstimator};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::wire::{NackRange, SeqNo};
 
@@ -26,6 +34,10 @@ pub enum Arrival {
 
 #[derive(Debug, Clone, Copy)]
 struct Missing {
+    /// When its gap opened (it was first known missing).
+    opened: Instant,
+    /// When it was first asked for.
+    first_asked: Option<Instant>,
     /// When it may be asked for (next).
     next_at: Instant,
     retries: u8,
@@ -36,22 +48,37 @@ struct Missing {
 /// Tunables of the NACK logic.
 #[derive(Debug, Clone, Copy)]
 pub struct LossConfig {
-    /// Most NACKs per sequence number.
+    /// Safety cap on NACKs per sequence number; the deadline is what normally ends asking.
     pub max_retries: u8,
+    /// Most NACKs of a number that has no deadline (nothing else would end them).
+    pub max_retries_no_deadline: u8,
     /// Floor of the interval between two NACKs of the same number.
     pub min_retry_interval: Duration,
     /// Most sequence numbers tracked as missing (older ones are given up).
     pub max_missing: usize,
+    /// Asking stops once `deadline − now < SRTT + deadline_margin`: the answer, a round trip
+    /// away, could no longer arrive in time.
+    pub deadline_margin: Duration,
+    /// Whether gaps wait at least the learned reorder hold ([`ReorderEstimator`]) on top of
+    /// the hold the caller passes. The estimator learns either way.
+    pub adaptive_hold: bool,
+    /// Tunables of the learned reorder hold.
+    pub reorder: ReorderConfig,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
-            // Ten tries at one RTO each fit a LAN latency budget several times over; the
-            // deadline check stops them earlier when they no longer can arrive in time.
-            max_retries: 10,
+            // A cap, not the limit: at 1 ms RTT and a 300 ms latency budget the deadline
+            // allows about 60 requests; the deadline check ends them in time.
+            max_retries: 64,
+            // Ten tries at one RTO each (the relay, which has no deadline, §7.3).
+            max_retries_no_deadline: 10,
             min_retry_interval: Duration::from_millis(5),
             max_missing: 8192,
+            deadline_margin: Duration::ZERO,
+            adaptive_hold: false,
+            reorder: ReorderConfig::default(),
         }
     }
 }
@@ -73,6 +100,9 @@ pub struct LossStats {
     pub requested: u64,
     /// Duplicates.
     pub duplicates: u64,
+    /// Of the recovered: arrived sooner after the first request than half the SRTT, so they
+    /// were reordered, not repaired (the request was spurious).
+    pub spurious: u64,
 }
 
 /// Tracks one flow's sequence numbers and decides what to NACK when.
@@ -86,6 +116,9 @@ pub struct LossTracker {
     highest: Option<SeqNo>,
     missing: BTreeMap<SeqNo, Missing>,
     stats: LossStats,
+    reorder: ReorderEstimator,
+    /// SRTT at the last NACK poll (tells a repair from a reordered original).
+    last_srtt: Duration,
 }
 
 impl LossTracker {
@@ -98,7 +131,19 @@ impl LossTracker {
             highest: None,
             missing: BTreeMap::new(),
             stats: LossStats::default(),
+            reorder: ReorderEstimator::new(cfg.reorder),
+            last_srtt: Duration::ZERO,
         }
+    }
+
+    /// The reorder hold learned so far (what [`LossConfig::adaptive_hold`] applies).
+    pub fn reorder_hold(&self, now: Instant) -> Duration {
+        self.reorder.hold(now)
+    }
+
+    /// The reorder estimator.
+    pub fn reorder(&self) -> &ReorderEstimator {
+        &self.reorder
     }
 
     /// Counters.
@@ -112,7 +157,9 @@ impl LossTracker {
     }
 
     /// Records an arrival. A gap it opens is marked missing, askable after `hold` (the
-    /// reorder hold), with `deadline` (after which asking is pointless).
+    /// reorder hold; with [`LossConfig::adaptive_hold`], at least the learned one), with
+    /// `deadline` (after which asking is pointless). A gap that fills without a repair teaches
+    /// the reorder estimator how late reordered datagrams come.
     pub fn on_arrival(
         &mut self,
         now: Instant,
@@ -120,22 +167,36 @@ impl LossTracker {
         hold: Duration,
         deadline: Option<Instant>,
     ) -> Arrival {
+        let hold = if self.cfg.adaptive_hold {
+            hold.max(self.reorder.hold(now))
+        } else {
+            hold
+        };
         let Some(highest) = self.highest else {
             self.highest = Some(seq);
             self.floor = Some(seq);
             return Arrival::New;
         };
         if seq > highest {
-            self.add_missing(highest.next(), seq, now + hold, deadline);
+            self.add_missing(highest.next(), seq, now, now + hold, deadline);
             self.highest = Some(seq);
             return Arrival::New;
         }
         if let Some(m) = self.missing.remove(&seq) {
             let requested = m.retries > 0;
+            let delay = now.saturating_duration_since(m.opened);
             if requested {
                 self.stats.recovered += 1;
+                // Sooner than any answer could come: the original, reordered.
+                if m.first_asked
+                    .is_some_and(|a| now.saturating_duration_since(a) < self.last_srtt / 2)
+                {
+                    self.stats.spurious += 1;
+                    self.reorder.observe(now, delay);
+                }
             } else {
                 self.stats.reordered += 1;
+                self.reorder.observe(now, delay);
             }
             if m.gave_up {
                 // It was counted as given up; it made it after all.
@@ -150,7 +211,7 @@ impl LossTracker {
                 // `mark_missing` would make it. Below a raised floor it is simply too old.
                 if !self.floor_raised && f.0 - seq.0 <= self.cfg.max_missing as u64 {
                     self.floor = Some(seq);
-                    self.add_missing(seq.next(), f, now + hold, deadline);
+                    self.add_missing(seq.next(), f, now, now + hold, deadline);
                 }
                 Arrival::New
             }
@@ -169,19 +230,26 @@ impl LossTracker {
             return;
         };
         if seq > highest {
-            self.add_missing(highest.next(), seq.next(), now, deadline);
+            self.add_missing(highest.next(), seq.next(), now, now, deadline);
             self.highest = Some(seq);
         } else if seq < floor {
             if self.floor_raised || floor.0 - seq.0 > self.cfg.max_missing as u64 {
                 return;
             }
             self.floor = Some(seq);
-            self.add_missing(seq, floor, now, deadline);
+            self.add_missing(seq, floor, now, now, deadline);
         }
         // Inside [floor, highest]: received or already missing.
     }
 
-    fn add_missing(&mut self, from: SeqNo, to_excl: SeqNo, at: Instant, deadline: Option<Instant>) {
+    fn add_missing(
+        &mut self,
+        from: SeqNo,
+        to_excl: SeqNo,
+        now: Instant,
+        at: Instant,
+        deadline: Option<Instant>,
+    ) {
         let n = to_excl.0.saturating_sub(from.0);
         let from = if n > self.cfg.max_missing as u64 {
             // An outage longer than we track: the older part is lost for good, and the
@@ -201,6 +269,8 @@ impl LossTracker {
             self.missing.insert(
                 s,
                 Missing {
+                    opened: now,
+                    first_asked: None,
                     next_at: at,
                     retries: 0,
                     deadline,
@@ -240,22 +310,33 @@ impl LossTracker {
             .min()
     }
 
-    /// Collects the numbers to ask for now, as ranges, and schedules their next try.
-    /// Numbers whose deadline is nearer than one SRTT, or that used up their retries,
-    /// are given up (§7.2).
+    /// Collects the numbers to ask for now, as ranges, and schedules their next try: one
+    /// retry interval later, or at the last moment an answer can still make the deadline if
+    /// that comes first. Numbers whose deadline is nearer than SRTT + `deadline_margin`
+    /// (§7.2), that hit the safety cap, or that have no deadline and used up
+    /// `max_retries_no_deadline`, are given up.
     pub fn poll_nack(&mut self, now: Instant, rtt: &RttEstimator) -> Vec<NackRange> {
         let mut ranges: Vec<NackRange> = Vec::new();
         let mut last: Option<SeqNo> = None;
         let retry = rtt.retry_interval(self.cfg.min_retry_interval);
+        let answer_time = rtt.srtt() + self.cfg.deadline_margin;
+        self.last_srtt = rtt.srtt();
         let mut newly_given_up = 0;
         for (&seq, m) in self.missing.iter_mut() {
             if m.gave_up || m.next_at > now {
                 continue;
             }
+            // The last moment a request can still be answered in time.
+            let last_call = m.deadline.and_then(|d| d.checked_sub(answer_time));
             let too_late = m
                 .deadline
-                .is_some_and(|d| d.saturating_duration_since(now) < rtt.srtt());
-            if too_late || m.retries >= self.cfg.max_retries {
+                .is_some_and(|d| d.saturating_duration_since(now) < answer_time);
+            let cap = if m.deadline.is_some() {
+                self.cfg.max_retries
+            } else {
+                self.cfg.max_retries.min(self.cfg.max_retries_no_deadline)
+            };
+            if too_late || m.retries >= cap {
                 if too_late {
                     self.stats.too_late += 1;
                 }
@@ -264,7 +345,13 @@ impl LossTracker {
                 continue;
             }
             m.retries += 1;
-            m.next_at = now + retry;
+            m.first_asked.get_or_insert(now);
+            m.next_at = match last_call {
+                // One last chance at the limit, if the regular retry would come too late
+                // and the limit is not right behind this request.
+                Some(l) if now + retry > l && l >= now + self.cfg.min_retry_interval => l,
+                _ => now + retry,
+            };
             self.stats.requested += 1;
             match (ranges.last_mut(), last) {
                 (Some(r), Some(l)) if l.next() == seq && r.len < u16::MAX => r.len += 1,
@@ -295,6 +382,7 @@ impl LossTracker {
         self.floor_raised = false;
         self.highest = None;
         self.missing.clear();
+        // The reorder estimator is kept: reordering is the path's, not the source's.
     }
 }
 
@@ -422,5 +510,77 @@ mod tests {
         assert_eq!(l.stats().given_up, 999_999 - 100);
         // What fell out of tracking is unknown, not "received": no false duplicate.
         assert_eq!(l.on_arrival(t0, SeqNo(5), MS, None), Arrival::New);
+    }
+
+    #[test]
+    fn asking_goes_on_until_the_deadline_with_a_last_chance_at_the_limit() {
+        let t0 = Instant::now();
+        // SRTT 10 ms, RTTVAR 5 ms: a retry every 20 ms.
+        let rtt = RttEstimator::new(10 * MS);
+        let mut l = LossTracker::new(LossConfig::default());
+        l.on_arrival(t0, SeqNo(1), MS, None);
+        l.on_arrival(t0, SeqNo(3), MS, Some(t0 + 97 * MS));
+        let mut asked_at = Vec::new();
+        for ms in 0..200 {
+            if !l.poll_nack(t0 + ms * MS, &rtt).is_empty() {
+                asked_at.push(ms);
+            }
+        }
+        // Every retry interval, then once more at deadline − SRTT (87 ms), then given up.
+        assert_eq!(asked_at, vec![1, 21, 41, 61, 81, 87]);
+        assert_eq!(l.stats().too_late, 1);
+        assert_eq!(l.stats().given_up, 1);
+
+        // A long budget is used whole: more than the old cap of 10 requests.
+        let rtt = RttEstimator::new(MS);
+        let mut l = LossTracker::new(LossConfig::default());
+        l.on_arrival(t0, SeqNo(1), MS, None);
+        l.on_arrival(t0, SeqNo(3), MS, Some(t0 + 300 * MS));
+        let asked = (0..400)
+            .filter(|&ms| !l.poll_nack(t0 + ms * MS, &rtt).is_empty())
+            .count();
+        assert!(asked > 50 && asked <= 64, "{asked}");
+    }
+
+    /// 5 % of the datagrams come `delay` late (1..=8 ms), none is lost.
+    fn reordered_stream(cfg: LossConfig, hold: Duration) -> LossStats {
+        let t0 = Instant::now();
+        let rtt = RttEstimator::new(20 * MS);
+        let mut rng = fastrand::Rng::with_seed(5);
+        // One datagram every 0.35 ms (48 chunks in half a frame interval at 30 fps).
+        let mut arrivals: Vec<(Duration, u64)> = (0..20_000u64)
+            .map(|i| {
+                let sent = Duration::from_micros(350 * i);
+                let late = if rng.f64() < 0.05 {
+                    Duration::from_micros(rng.u64(1000..=8000))
+                } else {
+                    Duration::ZERO
+                };
+                (sent + late, 1000 + i)
+            })
+            .collect();
+        arrivals.sort();
+        let mut l = LossTracker::new(cfg);
+        for (at, seq) in arrivals {
+            let now = t0 + at;
+            l.on_arrival(now, SeqNo(seq), hold, Some(now + 120 * MS));
+            l.poll_nack(now, &rtt);
+        }
+        l.stats()
+    }
+
+    #[test]
+    fn a_stream_that_is_only_reordered_draws_no_nack_with_the_adaptive_hold() {
+        let adaptive = LossConfig {
+            adaptive_hold: true,
+            ..Default::default()
+        };
+        let s = reordered_stream(adaptive, 2 * MS);
+        assert!(s.reordered > 500, "{s:?}");
+        assert_eq!(s.requested, 0, "{s:?}");
+        assert_eq!(s.recovered, 0, "{s:?}");
+        // The fixed 2 ms hold NACKs most of the reordered datagrams, spuriously.
+        let s = reordered_stream(LossConfig::default(), 2 * MS);
+        assert!(s.requested > 100 && s.spurious > 100, "{s:?}");
     }
 }

@@ -10,6 +10,7 @@
 //! build. Unit tests may take one real `Instant` as their time origin.
 #![cfg_attr(not(test), deny(clippy::disallowed_methods, clippy::disallowed_types))]
 
+pub mod fec;
 pub mod jitter;
 pub mod loss;
 pub mod node;
@@ -18,6 +19,7 @@ pub mod packetizer;
 pub mod publisher;
 pub mod reassembler;
 pub mod relay;
+pub mod reorder;
 pub mod rtt;
 pub mod rtx_cache;
 pub mod subscription;

@@ -1,0 +1,139 @@
+//! How many symbols to send, from the loss rate receivers report (proto-spec.md §7.6).
+//!
+//! Losses are modelled as independent with probability `loss` per datagram. Every function is
+//! pure, bounded (loops run at most [`MAX_PARITY`] + [`MAX_FEC_DATA`] times) and treats a
+//! hostile or meaningless `loss` (NaN, negative, ≥ 1) as clamped to `0..=MAX_LOSS`.
+
+use crate::proto::fec::{MAX_FEC_DATA, MAX_PARITY, parity_space};
+
+/// Highest loss rate the sizing believes (reports above are clamped): beyond it FEC cannot keep
+/// frames anyway, and the sizes would explode.
+pub const MAX_LOSS: f64 = 0.5;
+/// Default chance that a frame's proactive parity alone suffices. Lower than a frame target
+/// on purpose: repair rounds (§7.6) fix the rest for fewer bytes than more proactive parity.
+pub const PROACTIVE_TARGET: f64 = 0.8;
+/// Default chance that one repair round (request and answers) restores the frame.
+pub const REPAIR_TARGET: f64 = 0.99;
+
+fn clamp_loss(loss: f64) -> f64 {
+    if loss.is_nan() {
+        0.0
+    } else {
+        loss.clamp(0.0, MAX_LOSS)
+    }
+}
+
+/// A reported loss fraction in 1/65536 (the `loss_q16` field of §6.6) as a probability.
+pub fn loss_from_q16(q: u16) -> f64 {
+    f64::from(q) / 65536.0
+}
+
+/// P(X ≤ x) for X ~ Binomial(n, p), summed term by term in f64 (n is bounded by the callers).
+pub fn binomial_cdf(n: usize, p: f64, x: usize) -> f64 {
+    if x >= n {
+        return 1.0;
+    }
+    let p = p.clamp(0.0, 1.0);
+    if p == 0.0 {
+        return 1.0;
+    }
+    if p == 1.0 {
+        return 0.0;
+    }
+    let q = 1.0 - p;
+    // pmf(0) = q^n, pmf(i+1) = pmf(i) · (n−i)/(i+1) · p/q. In log space for the start, so
+    // that q^n does not underflow for large n.
+    let mut log_pmf = n as f64 * q.ln();
+    let ratio = (p / q).ln();
+    let mut sum = 0.0;
+    for i in 0..=x {
+        sum += log_pmf.exp();
+        log_pmf += ((n - i) as f64 / (i + 1) as f64).ln() + ratio;
+    }
+    sum.min(1.0)
+}
+
+/// Proactive parity for a frame of `k` data chunks: the smallest r such that a frame of
+/// k + r symbols, each lost with probability `loss`, keeps ≥ k of them with probability
+/// ≥ `target`; at most [`parity_space`]`(k)`. 0 when `loss` is 0.
+pub fn proactive_parity(k: usize, loss: f64, target: f64) -> usize {
+    let loss = clamp_loss(loss);
+    let k = k.min(MAX_FEC_DATA);
+    if loss == 0.0 || k == 0 {
+        return 0;
+    }
+    let space = parity_space(k);
+    (0..=space)
+        .find(|&r| binomial_cdf(k + r, loss, r) >= target)
+        .unwrap_or(space)
+}
+
+/// Symbols to ask for (and to send) in one repair round for a frame that lacks `missing`
+/// symbols: the smallest n ≥ missing such that ≥ `missing` of n symbols arrive with
+/// probability ≥ `target`; at most [`MAX_PARITY`]. 0 when nothing is missing.
+pub fn repair_count(missing: usize, loss: f64, target: f64) -> usize {
+    let loss = clamp_loss(loss);
+    let missing = missing.min(MAX_PARITY);
+    if missing == 0 {
+        return 0;
+    }
+    (missing..=MAX_PARITY)
+        .find(|&n| binomial_cdf(n, loss, n - missing) >= target)
+        .unwrap_or(MAX_PARITY)
+}
+
+/// How many copies of a request to send so that at least one arrives with probability
+/// ≥ `target`: the smallest c in 1..=4 with loss^c ≤ 1 − target.
+pub fn request_copies(loss: f64, target: f64) -> usize {
+    let loss = clamp_loss(loss);
+    (1..=4)
+        .find(|&c| loss.powi(c as i32) <= 1.0 - target)
+        .unwrap_or(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_cdf_matches_small_cases() {
+        // n = 2, p = 0.5: P(X ≤ 0) = 0.25, P(X ≤ 1) = 0.75.
+        assert!((binomial_cdf(2, 0.5, 0) - 0.25).abs() < 1e-12);
+        assert!((binomial_cdf(2, 0.5, 1) - 0.75).abs() < 1e-12);
+        assert_eq!(binomial_cdf(2, 0.5, 2), 1.0);
+        assert_eq!(binomial_cdf(10, 0.0, 0), 1.0);
+        assert_eq!(binomial_cdf(10, 1.0, 3), 0.0);
+        // Large n does not underflow to 0.
+        assert!(binomial_cdf(2048, 0.5, 1024) > 0.5);
+    }
+
+    #[test]
+    fn proactive_parity_grows_with_loss_and_fits_the_overhead_budget() {
+        assert_eq!(proactive_parity(48, 0.0, PROACTIVE_TARGET), 0);
+        let r10 = proactive_parity(48, 0.10, PROACTIVE_TARGET);
+        let r20 = proactive_parity(48, 0.20, PROACTIVE_TARGET);
+        assert!(r10 > 0 && r10 < r20, "{r10} {r20}");
+        // Within the wire budgets (1.18 at 10 %, 1.35 at 20 %), leaving room for repairs.
+        assert!((48 + r10) as f64 / 48.0 <= 1.18, "{r10}");
+        assert!((48 + r20) as f64 / 48.0 <= 1.35, "{r20}");
+        // Hostile reports are clamped, never panic or exceed the parity space.
+        for loss in [f64::NAN, -1.0, 1.0, f64::INFINITY] {
+            assert!(proactive_parity(48, loss, 0.999) <= parity_space(48));
+        }
+        assert_eq!(proactive_parity(1, 0.5, 1.0), parity_space(1));
+    }
+
+    #[test]
+    fn repairs_and_copies() {
+        assert_eq!(repair_count(0, 0.2, REPAIR_TARGET), 0);
+        assert_eq!(repair_count(3, 0.0, REPAIR_TARGET), 3);
+        let n = repair_count(3, 0.2, REPAIR_TARGET);
+        assert!(n > 3 && binomial_cdf(n, 0.2, n - 3) >= REPAIR_TARGET);
+        assert!(binomial_cdf(n - 1, 0.2, n - 4) < REPAIR_TARGET);
+        assert_eq!(repair_count(5000, 0.5, 1.0), MAX_PARITY);
+        assert_eq!(request_copies(0.0, 0.99), 1);
+        assert_eq!(request_copies(0.05, 0.99), 2);
+        assert_eq!(request_copies(0.2, 0.99), 3);
+        assert_eq!(request_copies(f64::NAN, 0.99), 1);
+    }
+}

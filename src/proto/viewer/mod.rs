@@ -29,7 +29,7 @@ pub use stats::{LossCounters, ViewerStats};
 /// Viewer tunables.
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
-    /// The relay or server to subscribe to.
+    /// The relay or publisher to subscribe to.
     pub server: SocketAddr,
     /// Stream name.
     pub stream: String,
@@ -63,7 +63,7 @@ impl ViewerConfig {
     }
 }
 
-/// What the client hands to the application.
+/// What the viewer hands to the application (pulled with [`Viewer::poll_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerEvent {
     /// The stream's description (first, and whenever it changes).
@@ -81,7 +81,7 @@ pub enum ViewerEvent {
     },
     /// Audio to play now (silence where a block was lost).
     Audio(AudioOut),
-    /// The relay refused the subscription (the client keeps asking).
+    /// The relay refused the subscription (the viewer keeps asking).
     Rejected(RejectReason),
 }
 
@@ -130,7 +130,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// A client that starts subscribing at the first poll.
+    /// A viewer that starts subscribing at the first poll.
     pub fn new(cfg: ViewerConfig) -> Viewer {
         let ceiling = cfg.latency + Duration::from_secs(1);
         Viewer {
@@ -191,7 +191,7 @@ impl Viewer {
         self.reasm.bytes()
     }
 
-    /// A BYE for the driver to send when the viewer leaves; the client sends nothing after.
+    /// A BYE for the driver to send when the viewer leaves; the viewer sends nothing after.
     pub fn bye(&mut self) -> Transmit {
         Transmit {
             dest: self.cfg.server,

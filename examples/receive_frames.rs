@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use framecast::driver::event_loop::{EventLoop, Flow};
+use framecast::driver::event_loop::{EventLoop, LoopControl};
 use framecast::driver::udp::{bind_udp, ephemeral_for};
 use framecast::media::{JpegDecoder, MAX_FRAME_PIXELS, VideoFrameRgb};
 use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
@@ -53,9 +53,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         if now >= end {
-            Flow::Stop
+            LoopControl::Stop
         } else {
-            Flow::Continue(Some(end))
+            LoopControl::Continue(Some(end))
         }
     })?;
     let bye = lp.node_mut().bye();

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
-use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, bind_udp, ephemeral_for};
 use crate::media::avsync::{AudioBlock, AudioReading, AvStats, AvSync, AvSyncConfig};
 use crate::media::jpeg::{JpegDecoder, JpegError, MAX_PROGRESSIVE_SCANS};
@@ -644,7 +644,7 @@ impl Play {
                 let _ = spare_tx.try_send(f.frame.bgr);
             }
             if quit {
-                return Flow::Stop;
+                return LoopControl::Stop;
             }
 
             let s = client.stats();
@@ -674,14 +674,14 @@ impl Play {
                 } + &if lost > 0 { format!(" | unrecovered {lost}") } else { String::new() }
             });
             if end.is_some_and(|e| now >= e) {
-                return Flow::Stop;
+                return LoopControl::Stop;
             }
             // Wake for the next frame's show time (not in the past: no busy loop), and pump
             // the window regularly while it is open.
             let show_at = sync.poll_timeout().map(|t| t.max(now + Duration::from_micros(500)));
             let pump_at = window.as_ref().map(|_| next_pump);
             let wake = [end, status.deadline(), show_at, pump_at].into_iter().flatten().min();
-            Flow::Continue(wake)
+            LoopControl::Continue(wake)
         });
         status.finish();
         let bye = self.lp.node_mut().bye();

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
-use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
 
@@ -144,13 +144,13 @@ impl RelayRole {
                         s.cache_hits,
                         s.upstream_requests,
                         s.queue_frames_dropped,
-                        s.malformed.values().sum::<u64>() + s.unknown_sender
+                        s.malformed.total() + s.unknown_sender
                     )
                 });
                 if end.is_some_and(|e| now >= e) {
-                    return Flow::Stop;
+                    return LoopControl::Stop;
                 }
-                Flow::Continue(crate::proto::node::soonest(end, status.deadline()))
+                LoopControl::Continue(crate::proto::node::soonest(end, status.deadline()))
             })
             .context("relay: network loop failed")?;
         status.finish();

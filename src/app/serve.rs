@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::status::StatusLine;
-use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
@@ -297,9 +297,9 @@ impl Serve {
                 )
             });
             if end.is_some_and(|e| now >= e) {
-                return Flow::Stop;
+                return LoopControl::Stop;
             }
-            Flow::Continue(crate::proto::node::soonest(end, status.deadline()))
+            LoopControl::Continue(crate::proto::node::soonest(end, status.deadline()))
         });
         status.finish();
         source_stop.store(true, Ordering::Relaxed);
@@ -309,9 +309,9 @@ impl Serve {
         let drain_until = Instant::now() + Duration::from_millis(100);
         let _ = self.lp.run(&AtomicBool::new(false), |_, now| {
             if now >= drain_until {
-                Flow::Stop
+                LoopControl::Stop
             } else {
-                Flow::Continue(Some(drain_until))
+                LoopControl::Continue(Some(drain_until))
             }
         });
         let report = ServeReport {

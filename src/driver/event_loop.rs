@@ -42,7 +42,7 @@ pub struct IoStats {
 
 /// What the role's hook tells the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub enum LoopControl {
     /// Keep running; wake the hook again by this instant at the latest.
     Continue(Option<Instant>),
     /// Stop the loop.
@@ -126,7 +126,7 @@ impl<N: Node> EventLoop<N> {
     pub fn run(
         &mut self,
         stop: &AtomicBool,
-        mut hook: impl FnMut(&mut N, Instant) -> Flow,
+        mut hook: impl FnMut(&mut N, Instant) -> LoopControl,
     ) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
@@ -134,8 +134,8 @@ impl<N: Node> EventLoop<N> {
             self.read_all(now)?;
             self.node.handle_timeout(now);
             let hook_deadline = match hook(&mut self.node, now) {
-                Flow::Stop => return Ok(()),
-                Flow::Continue(t) => t,
+                LoopControl::Stop => return Ok(()),
+                LoopControl::Continue(t) => t,
             };
             self.flush(now)?;
             if stop.load(Ordering::Relaxed) {

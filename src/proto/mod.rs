@@ -23,6 +23,7 @@ pub mod reorder;
 pub mod rtt;
 pub mod rtx_cache;
 pub mod subscription;
+pub mod timer;
 pub mod token;
 pub mod viewer;
 pub mod wire;

@@ -2,6 +2,7 @@
 //! stream (proto-spec.md §7.1). Viewers may subscribe to it directly; with a push target it
 //! also feeds a relay (`serve --relay`).
 
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::pacer::Pacer;
 use crate::proto::packetizer::{PacketizeError, Packetizer};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats};
+use crate::proto::timer::TimerTable;
 use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
 
 /// Publisher tunables.
@@ -98,7 +100,33 @@ pub struct PublisherStats {
     pub relay: RelayStats,
 }
 
-/// The server state machine.
+/// What the publisher tells the application (pulled with [`Publisher::poll_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublisherEvent {
+    /// A viewer (or the push target) entered the embedded relay's subscriber table.
+    ViewerJoined {
+        /// The viewer's address.
+        addr: SocketAddr,
+    },
+    /// A viewer left the subscriber table: it said BYE, went silent past the relay's
+    /// timeout, or was dropped for falling behind (§7.3).
+    ViewerEvicted {
+        /// The viewer's address.
+        addr: SocketAddr,
+    },
+}
+
+/// The publisher's timers (its [`TimerTable`]). The pacer and the embedded relay keep
+/// their own deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublisherTimer {
+    /// The next repetition of the description (§6.1); armed, due at once, when the
+    /// publisher starts (its first input or poll).
+    Description,
+}
+
+/// The publisher state machine.
 #[derive(Debug)]
 pub struct Publisher {
     cfg: PublisherConfig,
@@ -106,13 +134,15 @@ pub struct Publisher {
     pacer: Pacer,
     relay: Relay,
     description: Bytes,
-    next_description: Option<Instant>,
+    timers: TimerTable<PublisherTimer>,
     started: bool,
+    viewers: BTreeSet<SocketAddr>,
+    events: VecDeque<PublisherEvent>,
     stats: PublisherStats,
 }
 
 impl Publisher {
-    /// A server for one stream.
+    /// A publisher for one stream.
     pub fn new(cfg: PublisherConfig) -> Publisher {
         let packetizer = Packetizer::new(cfg.ssrc, cfg.max_datagram, cfg.video_seq, cfg.audio_seq);
         let mut relay = Relay::new(cfg.relay.clone());
@@ -137,11 +167,18 @@ impl Publisher {
             packetizer,
             relay,
             description,
-            next_description: None,
+            timers: TimerTable::new(),
             started: false,
+            viewers: BTreeSet::new(),
+            events: VecDeque::new(),
             stats: PublisherStats::default(),
             cfg,
         }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<PublisherEvent> {
+        self.events.pop_front()
     }
 
     /// The configuration.
@@ -169,8 +206,51 @@ impl Publisher {
     fn start(&mut self, now: Instant) {
         if !self.started {
             self.started = true;
+            self.timers.set(PublisherTimer::Description, now);
             if let Some(to) = self.cfg.push_to {
                 self.relay.add_permanent_subscriber(now, to, &self.cfg.name);
+                self.sync_viewers(Some(to));
+            }
+        }
+    }
+
+    /// Runs the due timers and hands the paced datagrams due at `now` to the relay, the
+    /// description first (as one datagram stream: §6.1 before §5).
+    fn run_due(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.next_expired(now) {
+            match timer {
+                PublisherTimer::Description => {
+                    self.timers.set(
+                        PublisherTimer::Description,
+                        now + self.cfg.description_interval,
+                    );
+                    self.relay
+                        .ingest_local(now, &self.cfg.name, self.description.clone());
+                }
+            }
+        }
+        while let Some(d) = self.pacer.pop(now) {
+            self.relay.ingest_local(now, &self.cfg.name, d);
+        }
+    }
+
+    /// Emits join events for `joined` (if it is now subscribed) and eviction events for
+    /// known viewers the relay no longer holds.
+    fn sync_viewers(&mut self, joined: Option<SocketAddr>) {
+        let gone: Vec<SocketAddr> = self
+            .viewers
+            .iter()
+            .filter(|a| self.relay.queued_bytes(a).is_none())
+            .copied()
+            .collect();
+        for addr in gone {
+            self.viewers.remove(&addr);
+            self.events
+                .push_back(PublisherEvent::ViewerEvicted { addr });
+        }
+        if let Some(addr) = joined {
+            if self.relay.queued_bytes(&addr).is_some() && self.viewers.insert(addr) {
+                self.events.push_back(PublisherEvent::ViewerJoined { addr });
             }
         }
     }
@@ -206,6 +286,7 @@ impl Publisher {
             chunks.into_iter().map(|c| c.datagram).collect(),
             window,
         );
+        self.run_due(now);
         Ok(id)
     }
 
@@ -225,6 +306,7 @@ impl Publisher {
             .packetize_audio(pts, a.sample_rate, a.channels, samples)?;
         self.stats.audio_blocks += 1;
         self.pacer.push_urgent(c.datagram);
+        self.run_due(now);
         Ok(())
     }
 }
@@ -233,28 +315,194 @@ impl Node for Publisher {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.start(now);
         self.relay.handle_datagram(now, from, datagram);
+        self.sync_viewers(Some(from));
+        self.run_due(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
         self.relay.handle_timeout(now);
+        self.sync_viewers(None);
+        self.run_due(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         let t = soonest(self.pacer.poll_timeout(), self.relay.poll_timeout());
-        soonest(t, self.next_description)
+        soonest(t, self.timers.next_timeout())
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.start(now);
-        if self.next_description.is_none_or(|t| t <= now) {
-            self.next_description = Some(now + self.cfg.description_interval);
-            self.relay
-                .ingest_local(now, &self.cfg.name, self.description.clone());
-        }
-        while let Some(d) = self.pacer.pop(now) {
-            self.relay.ingest_local(now, &self.cfg.name, d);
-        }
         self.relay.poll_transmit(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Publisher unit tests in virtual time: the test plays a viewer by hand.
+
+    use super::*;
+    use crate::proto::wire::{FLAG_RETRANSMIT, Flow, NackRange, VideoChunk};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn viewer() -> SocketAddr {
+        "127.0.0.1:6000".parse().unwrap()
+    }
+
+    fn publisher() -> Publisher {
+        let mut cfg = PublisherConfig::new("cam1", 64, 48, 10);
+        cfg.max_datagram = 256;
+        cfg.video_seq = 100;
+        Publisher::new(cfg)
+    }
+
+    fn subscribe(token: Vec<u8>) -> Bytes {
+        Packet::new(
+            PacketType::Subscribe,
+            0,
+            1,
+            Body::Subscribe {
+                name: "cam1".into(),
+                token,
+                max_kbps: 0,
+            },
+        )
+        .encode()
+    }
+
+    fn drain(p: &mut Publisher, now: Instant) -> Vec<(SocketAddr, Packet)> {
+        std::iter::from_fn(|| p.poll_transmit(now))
+            .map(|t| (t.dest, Packet::decode(&t.payload).unwrap()))
+            .collect()
+    }
+
+    fn types(out: &[(SocketAddr, Packet)]) -> Vec<(SocketAddr, PacketType)> {
+        out.iter().map(|(a, p)| (*a, p.header.ptype)).collect()
+    }
+
+    /// Cookie handshake at `t0` and `t0 + 1 ms`.
+    fn joined(t0: Instant) -> Publisher {
+        let mut p = publisher();
+        p.handle_datagram(t0, viewer(), &subscribe(vec![]));
+        assert_eq!(p.poll_event(), None);
+        let out = drain(&mut p, t0);
+        assert_eq!(types(&out), vec![(viewer(), PacketType::Retry)]);
+        let Body::Retry { token } = out[0].1.body else {
+            unreachable!()
+        };
+        p.handle_datagram(t0 + MS, viewer(), &subscribe(token.to_vec()));
+        assert_eq!(
+            p.poll_event(),
+            Some(PublisherEvent::ViewerJoined { addr: viewer() })
+        );
+        assert_eq!(p.poll_event(), None);
+        let out = drain(&mut p, t0 + MS);
+        assert_eq!(types(&out), vec![(viewer(), PacketType::Description)]);
+        p
+    }
+
+    #[test]
+    fn answers_a_subscribe_with_a_cookie_then_the_description() {
+        let t0 = Instant::now();
+        let mut p = joined(t0);
+        assert_eq!(p.stats().relay.subscribers, 1);
+        // The description repeats on its timer.
+        assert_eq!(
+            p.timers.get(PublisherTimer::Description),
+            Some(t0 + Duration::from_secs(1))
+        );
+        let t = t0 + Duration::from_secs(1);
+        assert!(p.poll_timeout().is_some_and(|d| d <= t));
+        p.handle_timeout(t);
+        assert_eq!(
+            types(&drain(&mut p, t)),
+            vec![(viewer(), PacketType::Description)]
+        );
+        // A BYE takes the viewer out of the table.
+        let bye = Packet::new(PacketType::Bye, 0, 2, Body::Bye).encode();
+        p.handle_datagram(t + MS, viewer(), &bye);
+        assert_eq!(
+            p.poll_event(),
+            Some(PublisherEvent::ViewerEvicted { addr: viewer() })
+        );
+        assert_eq!(p.stats().relay.subscribers, 0);
+    }
+
+    /// Pushes one 1000-byte frame at `t1` and runs the publisher until `t1 + 100 ms`;
+    /// returns the video chunks sent with their send times.
+    fn push_and_run(p: &mut Publisher, t1: Instant) -> Vec<(Instant, VideoChunk, u32)> {
+        let jpeg = Bytes::from(vec![0x42; 1000]);
+        let id = p.push_frame(t1, 90_000, &jpeg).unwrap();
+        let mut sent = Vec::new();
+        let mut now = t1;
+        loop {
+            for (to, pkt) in drain(p, now) {
+                assert_eq!(to, viewer());
+                if let Body::Video(v) = pkt.body {
+                    assert_eq!(v.frame_id, id);
+                    sent.push((now, v, pkt.header.seq));
+                }
+            }
+            match p.poll_timeout() {
+                Some(t) if t <= t1 + 100 * MS => {
+                    now = t.max(now);
+                    p.handle_timeout(now);
+                }
+                _ => break,
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn sends_a_pushed_frame_paced_over_half_the_frame_interval() {
+        let t0 = Instant::now();
+        let mut p = joined(t0);
+        let t1 = t0 + 10 * MS;
+        let sent = push_and_run(&mut p, t1);
+        let idx: Vec<u16> = sent.iter().map(|(_, v, _)| v.chunk_index).collect();
+        assert_eq!(idx, vec![0, 1, 2, 3, 4]);
+        let seqs: Vec<u32> = sent.iter().map(|(_, _, s)| *s).collect();
+        assert_eq!(seqs, vec![100, 101, 102, 103, 104]);
+        let at: Vec<Duration> = sent.iter().map(|(t, _, _)| *t - t1).collect();
+        assert_eq!(at, vec![Duration::ZERO, 10 * MS, 20 * MS, 30 * MS, 40 * MS]);
+        let jpeg: Vec<u8> = sent
+            .iter()
+            .flat_map(|(_, v, _)| v.payload.to_vec())
+            .collect();
+        assert_eq!(jpeg, vec![0x42; 1000]);
+        let s = p.stats();
+        assert_eq!(s.frames_sent, 1);
+        assert_eq!(s.frame_bytes, 1000);
+        assert_eq!(s.video_datagrams, 5);
+    }
+
+    #[test]
+    fn answers_a_nack_from_its_cache() {
+        let t0 = Instant::now();
+        let mut p = joined(t0);
+        let t1 = t0 + 10 * MS;
+        let sent = push_and_run(&mut p, t1);
+        let (_, lost, seq) = sent[2].clone();
+        let t2 = t1 + 100 * MS;
+        let nack = Packet::new(
+            PacketType::Nack,
+            0x1234_5678,
+            3,
+            Body::Nack {
+                flow: Flow::Video,
+                ranges: vec![NackRange { start: seq, len: 1 }],
+            },
+        )
+        .encode();
+        p.handle_datagram(t2, viewer(), &nack);
+        let out = drain(&mut p, t2);
+        assert_eq!(out.len(), 1);
+        let (to, rtx) = &out[0];
+        assert_eq!(*to, viewer());
+        assert_eq!(rtx.header.flags, FLAG_RETRANSMIT);
+        assert_eq!(rtx.header.seq, seq);
+        assert_eq!(rtx.body, Body::Video(lost));
     }
 }

@@ -74,7 +74,7 @@ pub struct RelayStats {
     /// Bytes sent.
     pub bytes_out: u64,
     /// Malformed datagrams dropped, by reason.
-    pub malformed: BTreeMap<String, u64>,
+    pub malformed: wire::MalformedCounters,
     /// Datagrams from addresses with no business sending them.
     pub unknown_sender: u64,
     /// Subscribers now.
@@ -438,7 +438,7 @@ impl Relay {
         };
         match Packet::decode(&datagram) {
             Ok(p) => self.on_media(now, idx, p, datagram),
-            Err(e) => *self.stats.malformed.entry(e.reason().into()).or_default() += 1,
+            Err(e) => self.stats.malformed.record(&e),
         }
     }
 
@@ -954,7 +954,7 @@ impl Node for Relay {
         let p = match Packet::decode(&datagram) {
             Ok(p) => p,
             Err(e) => {
-                *self.stats.malformed.entry(e.reason().into()).or_default() += 1;
+                self.stats.malformed.record(&e);
                 return;
             }
         };

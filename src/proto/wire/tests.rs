@@ -207,12 +207,12 @@ fn malformed_datagrams_are_rejected_with_a_reason() {
         // chunk_index (byte 36..38) beyond chunk_count.
         (
             reseal(&good, |b| b[37] = 5),
-            DecodeError::Invalid("chunk index"),
+            DecodeError::ChunkIndex { index: 5, count: 1 },
         ),
         // frame_size (byte 28..32) larger than the limit.
         (
             reseal(&good, |b| b[28] = 0xFF),
-            DecodeError::Invalid("frame size"),
+            DecodeError::FrameSize { size: 0xFF00_0004 },
         ),
         // width zero.
         (
@@ -220,7 +220,10 @@ fn malformed_datagrams_are_rejected_with_a_reason() {
                 b[32] = 0;
                 b[33] = 0
             }),
-            DecodeError::Invalid("dimensions"),
+            DecodeError::Dimensions {
+                width: 0,
+                height: 4320,
+            },
         ),
         // A video header cut short: only 10 body bytes.
         (reseal_len(&good, HEADER_LEN + 10), DecodeError::Truncated),

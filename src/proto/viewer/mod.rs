@@ -6,24 +6,30 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
 
 use crate::proto::jitter::{
     AudioBuffer, AudioOut, DropReason, FrameBuffer, FrameOut, PlayoutClock, duration_to_ticks,
 };
-use crate::proto::loss::{Arrival, LossConfig, LossStats, LossTracker};
+use crate::proto::loss::{Arrival, LossConfig, LossTracker};
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimits};
 use crate::proto::subscription::Subscription;
+use crate::proto::timer::TimerTable;
 use crate::proto::wire::{
     Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, Packet, PacketType, ReceiverReport,
     RejectReason, SeqExtender, SeqNo,
 };
 
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use stats::{LossCounters, ViewerStats};
+
 /// Viewer tunables.
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
-    /// The relay or server to subscribe to.
+    /// The relay or publisher to subscribe to.
     pub server: SocketAddr,
     /// Stream name.
     pub stream: String,
@@ -57,7 +63,7 @@ impl ViewerConfig {
     }
 }
 
-/// What the client hands to the application.
+/// What the viewer hands to the application (pulled with [`Viewer::poll_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerEvent {
     /// The stream's description (first, and whenever it changes).
@@ -75,94 +81,24 @@ pub enum ViewerEvent {
     },
     /// Audio to play now (silence where a block was lost).
     Audio(AudioOut),
-    /// The relay refused the subscription (the client keeps asking).
+    /// The relay refused the subscription (the viewer keeps asking).
     Rejected(RejectReason),
-}
-
-/// Viewer counters (what `--stats-json` writes for a player).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ViewerStats {
-    /// Datagrams received.
-    pub datagrams: u64,
-    /// Bytes received.
-    pub bytes: u64,
-    /// Malformed datagrams dropped, by reason.
-    pub malformed: BTreeMap<String, u64>,
-    /// Datagrams from other addresses or sources.
-    pub unknown_sender: u64,
-    /// Retransmitted datagrams received.
-    pub retransmits_received: u64,
-    /// Video loss counters.
-    pub video: LossCounters,
-    /// Audio loss counters.
-    pub audio: LossCounters,
-    /// NACK datagrams sent.
-    pub nacks_sent: u64,
-    /// Frames played intact.
-    pub frames_played: u64,
-    /// Frames whose chunks came (partly) through retransmission.
-    pub frames_recovered: u64,
-    /// Frames dropped because they completed too late.
-    pub frames_late: u64,
-    /// Frames dropped incomplete at their deadline.
-    pub frames_incomplete: u64,
-    /// Frames dropped by the buffer ceiling.
-    pub frames_overflow: u64,
-    /// Chunks that were inconsistent with their frame.
-    pub chunks_inconsistent: u64,
-    /// Audio blocks played (received).
-    pub audio_blocks: u64,
-    /// Audio blocks concealed with silence.
-    pub audio_concealed: u64,
-    /// Audio blocks that arrived too late.
-    pub audio_late: u64,
-    /// Interarrival jitter (RFC 3550 A.8), milliseconds.
-    pub jitter_ms: f64,
-    /// Smoothed RTT, milliseconds.
-    pub rtt_ms: f64,
-    /// Mean time from a frame's first chunk to its playout, milliseconds.
-    pub mean_frame_delay_ms: f64,
-    /// Largest time from a frame's first chunk to its playout, milliseconds.
-    pub max_frame_delay_ms: f64,
-    /// Times the stream's source changed.
-    pub source_changes: u64,
-}
-
-/// Loss figures of one flow.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LossCounters {
-    /// Datagrams seen missing.
-    pub detected: u64,
-    /// Recovered through retransmission.
-    pub recovered: u64,
-    /// Arrived late by themselves.
-    pub reordered: u64,
-    /// Never recovered.
-    pub lost: u64,
-    /// Of those, given up because the deadline came within an RTT.
-    pub too_late: u64,
-    /// Sequence numbers requested.
-    pub requested: u64,
-    /// Duplicates.
-    pub duplicates: u64,
-}
-
-impl From<LossStats> for LossCounters {
-    fn from(s: LossStats) -> Self {
-        LossCounters {
-            detected: s.detected,
-            recovered: s.recovered,
-            reordered: s.reordered,
-            lost: s.given_up,
-            too_late: s.too_late,
-            requested: s.requested,
-            duplicates: s.duplicates,
-        }
-    }
 }
 
 const SCAN_INTERVAL: Duration = Duration::from_millis(2);
 const DONE_MEMORY: usize = 512;
+
+/// The viewer's timers (its [`TimerTable`]). The subscription's keep-alive and the jitter
+/// buffers' playout deadlines are kept by those parts themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerTimer {
+    /// The next receiver report (§6.6); unarmed until the first `handle_timeout`.
+    Report,
+    /// The earliest instant the next scan for quiet incomplete frames may run (at most one
+    /// scan per 2 ms). The scan itself is due once a partial frame has been quiet for
+    /// [`ViewerConfig::tail_hold`].
+    Scan,
+}
 
 /// The viewer state machine.
 #[derive(Debug)]
@@ -183,8 +119,7 @@ pub struct Viewer {
     first_chunk_at: BTreeMap<u32, (Instant, bool)>,
     jitter: f64,
     last_transit: Option<i128>,
-    next_report: Option<Instant>,
-    next_scan: Option<Instant>,
+    timers: TimerTable<ViewerTimer>,
     control: VecDeque<Bytes>,
     events: VecDeque<ViewerEvent>,
     last_now: Option<Instant>,
@@ -195,7 +130,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// A client that starts subscribing at the first poll.
+    /// A viewer that starts subscribing at the first poll.
     pub fn new(cfg: ViewerConfig) -> Viewer {
         let ceiling = cfg.latency + Duration::from_secs(1);
         Viewer {
@@ -214,8 +149,7 @@ impl Viewer {
             first_chunk_at: BTreeMap::new(),
             jitter: 0.0,
             last_transit: None,
-            next_report: None,
-            next_scan: None,
+            timers: TimerTable::new(),
             control: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
@@ -257,7 +191,7 @@ impl Viewer {
         self.reasm.bytes()
     }
 
-    /// A BYE for the driver to send when the viewer leaves; the client sends nothing after.
+    /// A BYE for the driver to send when the viewer leaves; the viewer sends nothing after.
     pub fn bye(&mut self) -> Transmit {
         Transmit {
             dest: self.cfg.server,
@@ -422,8 +356,8 @@ impl Viewer {
                 self.emit_frame_out(now, out);
             }
         }
-        if self.next_scan.is_none() {
-            self.next_scan = Some(now + SCAN_INTERVAL);
+        if self.timers.get(ViewerTimer::Scan).is_none() {
+            self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);
         }
     }
 
@@ -485,7 +419,8 @@ impl Viewer {
 
     fn scan_due(&self) -> Option<Instant> {
         let oldest = self.reasm.partials().map(|(_, p)| p.last_arrival).min()?;
-        Some((oldest + self.cfg.tail_hold).max(self.next_scan.unwrap_or(oldest)))
+        let floor = self.timers.get(ViewerTimer::Scan).unwrap_or(oldest);
+        Some((oldest + self.cfg.tail_hold).max(floor))
     }
 
     fn queue_nacks(&mut self, now: Instant) {
@@ -550,7 +485,7 @@ impl Node for Viewer {
         let p = match Packet::decode(&datagram) {
             Ok(p) => p,
             Err(e) => {
-                *self.stats.malformed.entry(e.reason().into()).or_default() += 1;
+                self.stats.malformed.record(&e);
                 return;
             }
         };
@@ -594,12 +529,17 @@ impl Node for Viewer {
         let now = self.now(now);
         if self.scan_due().is_some_and(|t| t <= now) {
             self.scan_incomplete(now);
-            self.next_scan = Some(now + SCAN_INTERVAL);
+            self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);
         }
         self.drain_buffers(now);
         self.queue_nacks(now);
-        if self.next_report.is_none_or(|t| t <= now) {
-            self.next_report = Some(now + self.cfg.report_interval);
+        if self
+            .timers
+            .get(ViewerTimer::Report)
+            .is_none_or(|t| t <= now)
+        {
+            self.timers
+                .set(ViewerTimer::Report, now + self.cfg.report_interval);
             if self.ssrc.is_some() {
                 let r = self.report();
                 self.control.push_back(r);
@@ -615,7 +555,7 @@ impl Node for Viewer {
             t = soonest(t, self.video_loss.poll_timeout());
             t = soonest(t, self.audio_loss.poll_timeout());
         }
-        t = soonest(t, self.next_report);
+        t = soonest(t, self.timers.get(ViewerTimer::Report));
         soonest(t, self.scan_due())
     }
 

@@ -1,0 +1,296 @@
+//! Viewer unit tests in virtual time: a fixed origin `t0` plus exact durations, with the
+//! test playing the server by hand (cookie handshake, packetizer datagrams, NACK answers).
+
+use super::*;
+use crate::proto::packetizer::{Chunk, Packetizer};
+use crate::proto::wire::{NackRange, TOKEN_LEN, with_flags};
+
+const SERVER: &str = "127.0.0.1:5000";
+const SSRC: u32 = 0x0102_0304;
+const MS: Duration = Duration::from_millis(1);
+const TOKEN: [u8; TOKEN_LEN] = [7; TOKEN_LEN];
+
+fn server() -> SocketAddr {
+    SERVER.parse().unwrap()
+}
+
+fn decode(t: &Transmit) -> Packet {
+    Packet::decode(&t.payload).expect("the viewer sends well-formed datagrams")
+}
+
+fn description() -> Bytes {
+    Packet::new(
+        PacketType::Description,
+        SSRC,
+        0,
+        Body::Description(Description {
+            name: "cam1".into(),
+            width: 64,
+            height: 48,
+            fps_num: 10,
+            fps_den: 1,
+            audio: None,
+            video_seq_base: 100,
+        }),
+    )
+    .encode()
+}
+
+/// 256-byte datagrams carry 208 payload bytes: a 1000-byte frame is 5 chunks.
+fn packetizer() -> Packetizer {
+    Packetizer::new(SSRC, 256, 100, 0)
+}
+
+fn frame(p: &mut Packetizer, pts: u64, fill: u8) -> (u32, Bytes, Vec<Chunk>) {
+    let jpeg = Bytes::from(vec![fill; 1000]);
+    let (id, chunks) = p.packetize_frame(pts, 64, 48, &jpeg).unwrap();
+    assert_eq!(chunks.len(), 5);
+    (id, jpeg, chunks)
+}
+
+fn events(v: &mut Viewer) -> Vec<ViewerEvent> {
+    std::iter::from_fn(|| v.poll_event()).collect()
+}
+
+/// Runs the cookie handshake at `t0` / `t0 + 1 ms` and delivers the description; returns
+/// the subscribed viewer with its event queue drained.
+fn subscribed(t0: Instant) -> Viewer {
+    let mut v = Viewer::new(ViewerConfig::new(server(), "cam1"));
+    // No source yet: the first timeout arms the report timer and sends nothing.
+    v.handle_timeout(t0);
+    assert_eq!(
+        v.timers.get(ViewerTimer::Report),
+        Some(t0 + Duration::from_secs(1))
+    );
+    let first = v.poll_transmit(t0).expect("a SUBSCRIBE at the first poll");
+    assert_eq!(first.dest, server());
+    assert_eq!(
+        decode(&first).body,
+        Body::Subscribe {
+            name: "cam1".into(),
+            token: vec![],
+            max_kbps: 0
+        }
+    );
+    assert_eq!(v.poll_transmit(t0), None);
+    let retry = Packet::new(PacketType::Retry, 0, 1, Body::Retry { token: TOKEN }).encode();
+    v.handle_datagram(t0 + MS, server(), &retry);
+    let second = v
+        .poll_transmit(t0 + MS)
+        .expect("the SUBSCRIBE again, with the cookie");
+    assert_eq!(
+        decode(&second).body,
+        Body::Subscribe {
+            name: "cam1".into(),
+            token: TOKEN.to_vec(),
+            max_kbps: 0
+        }
+    );
+    assert_eq!(v.poll_transmit(t0 + MS), None);
+    v.handle_datagram(t0 + 2 * MS, server(), &description());
+    assert!(matches!(
+        events(&mut v).as_slice(),
+        [ViewerEvent::Description(d)] if d.name == "cam1" && d.width == 64
+    ));
+    v
+}
+
+#[test]
+fn datagrams_from_a_stranger_or_malformed_are_counted_and_dropped() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let stranger: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    v.handle_datagram(t0 + 3 * MS, stranger, &description());
+    v.handle_datagram(t0 + 3 * MS, server(), b"not a datagram");
+    let mut bad = description().to_vec();
+    bad[20] ^= 1;
+    v.handle_datagram(t0 + 3 * MS, server(), &bad);
+    let s = v.stats();
+    assert_eq!(s.unknown_sender, 1);
+    assert_eq!(s.malformed.truncated, 1);
+    assert_eq!(s.malformed.bad_crc, 1);
+    assert_eq!(s.malformed.total(), 2);
+    assert_eq!(
+        serde_json::to_value(s.malformed).unwrap(),
+        serde_json::json!({"bad_crc": 1, "truncated": 1})
+    );
+    assert!(events(&mut v).is_empty());
+}
+
+#[test]
+fn reassembles_a_frame_and_plays_it_after_the_latency() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id, jpeg, chunks) = frame(&mut p, 90_000, 0xAB);
+    let t1 = t0 + 10 * MS;
+    for c in &chunks {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    assert_eq!(v.memory_bytes(), 0, "a whole frame leaves reassembly");
+    // The first frame sets the playout clock: it plays 100 ms (the latency) after arrival.
+    assert_eq!(v.poll_timeout(), Some(t1 + 100 * MS));
+    v.handle_timeout(t1 + 99 * MS);
+    assert!(events(&mut v).is_empty());
+    v.handle_timeout(t1 + 100 * MS);
+    assert_eq!(
+        events(&mut v),
+        vec![ViewerEvent::Frame(Frame {
+            frame_id: id,
+            pts: 90_000,
+            width: 64,
+            height: 48,
+            jpeg,
+        })]
+    );
+    let s = v.stats();
+    assert_eq!(s.frames_played, 1);
+    assert_eq!(s.frames_recovered, 0);
+    assert_eq!(s.max_frame_delay_ms, 100.0);
+    assert_eq!(s.datagrams, 7, "RETRY, description and five chunks");
+    assert_eq!(s.nacks_sent, 0);
+}
+
+#[test]
+fn nacks_a_gap_after_the_reorder_hold_and_plays_the_recovered_frame() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id, jpeg, chunks) = frame(&mut p, 90_000, 0x5A);
+    let t1 = t0 + 10 * MS;
+    for (i, c) in chunks.iter().enumerate() {
+        if i != 2 {
+            v.handle_datagram(t1, server(), &c.datagram);
+        }
+    }
+    // No jitter measured yet: the reorder hold is its 2 ms floor.
+    v.handle_timeout(t1 + MS);
+    assert_eq!(v.poll_transmit(t1 + MS), None);
+    v.handle_timeout(t1 + 2 * MS);
+    let nack = v
+        .poll_transmit(t1 + 2 * MS)
+        .expect("a NACK once the hold is over");
+    assert_eq!(nack.dest, server());
+    let nack = decode(&nack);
+    assert_eq!(nack.header.ptype, PacketType::Nack);
+    assert_eq!(nack.header.ssrc, SSRC);
+    assert_eq!(
+        nack.body,
+        Body::Nack {
+            flow: Flow::Video,
+            ranges: vec![NackRange {
+                start: chunks[2].seq,
+                len: 1
+            }],
+        }
+    );
+    assert_eq!(v.poll_transmit(t1 + 2 * MS), None);
+    assert_eq!(v.stats().nacks_sent, 1);
+    // The retransmission completes the frame, which still plays on time.
+    let rtx = with_flags(&chunks[2].datagram, FLAG_RETRANSMIT).unwrap();
+    v.handle_datagram(t1 + 4 * MS, server(), &rtx);
+    v.handle_timeout(t1 + 100 * MS);
+    assert_eq!(
+        events(&mut v),
+        vec![ViewerEvent::Frame(Frame {
+            frame_id: id,
+            pts: 90_000,
+            width: 64,
+            height: 48,
+            jpeg,
+        })]
+    );
+    let s = v.stats();
+    assert_eq!(s.retransmits_received, 1);
+    assert_eq!(s.frames_recovered, 1);
+    assert_eq!(s.video.detected, 1);
+    assert_eq!(s.video.requested, 1);
+    assert_eq!(s.video.recovered, 1);
+    assert_eq!(s.video.lost, 0);
+}
+
+#[test]
+fn a_frame_that_comes_after_its_playout_time_is_dropped_whole() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id_a, _, a) = frame(&mut p, 90_000, 1);
+    let t1 = t0 + 10 * MS;
+    for c in &a {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    v.handle_timeout(t1 + 100 * MS);
+    assert!(matches!(
+        events(&mut v).as_slice(),
+        [ViewerEvent::Frame(f)] if f.frame_id == id_a
+    ));
+    // Frame B (100 ms later in media time) is due at t1 + 200 ms but arrives at t1 + 250 ms.
+    let (id_b, _, b) = frame(&mut p, 99_000, 2);
+    let late = t1 + 250 * MS;
+    v.handle_datagram(late, server(), &b[0].datagram);
+    assert_eq!(
+        events(&mut v),
+        vec![ViewerEvent::FrameDropped {
+            frame_id: id_b,
+            pts: 99_000,
+            reason: DropReason::Late,
+        }]
+    );
+    // Its other chunks are ignored: nothing is held, nothing more is reported or played.
+    for c in &b[1..] {
+        v.handle_datagram(late, server(), &c.datagram);
+    }
+    v.handle_timeout(late + 500 * MS);
+    assert!(events(&mut v).is_empty());
+    assert_eq!(v.memory_bytes(), 0);
+    let s = v.stats();
+    assert_eq!(s.frames_played, 1);
+    assert_eq!(s.frames_late, 1);
+    assert_eq!(s.frames_incomplete, 0);
+}
+
+#[test]
+fn an_incomplete_frame_is_dropped_at_its_deadline_and_reports_go_out_on_the_report_timer() {
+    let t0 = Instant::now();
+    let mut cfg = ViewerConfig::new(server(), "cam1");
+    cfg.nack = false;
+    let mut v = Viewer::new(cfg);
+    v.handle_timeout(t0);
+    let mut p = packetizer();
+    let (id, _, chunks) = frame(&mut p, 90_000, 3);
+    let t1 = t0 + 10 * MS;
+    for c in &chunks[..4] {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    v.handle_timeout(t1 + 100 * MS);
+    assert_eq!(
+        events(&mut v),
+        vec![ViewerEvent::FrameDropped {
+            frame_id: id,
+            pts: 90_000,
+            reason: DropReason::Incomplete,
+        }]
+    );
+    // With NACKs off, only the handshake went out so far.
+    let sent: Vec<PacketType> = std::iter::from_fn(|| v.poll_transmit(t1 + 100 * MS))
+        .map(|t| decode(&t).header.ptype)
+        .collect();
+    assert_eq!(sent, vec![PacketType::Subscribe]);
+    assert_eq!(
+        v.poll_timeout().map(|t| t <= t0 + Duration::from_secs(1)),
+        Some(true)
+    );
+    v.handle_timeout(t0 + Duration::from_secs(1));
+    let report = decode(&v.poll_transmit(t0 + Duration::from_secs(1)).unwrap());
+    assert_eq!(report.header.ptype, PacketType::ReceiverReport);
+    let Body::ReceiverReport(r) = report.body else {
+        unreachable!()
+    };
+    assert_eq!(r.received, 4);
+    assert_eq!(r.frames_played, 0);
+    assert_eq!(r.frames_dropped, 1);
+    assert_eq!(
+        v.timers.get(ViewerTimer::Report),
+        Some(t0 + Duration::from_secs(2))
+    );
+}

@@ -1,0 +1,198 @@
+//! The decoded form of every datagram (proto-spec.md §3–§6).
+
+use bytes::Bytes;
+
+use super::{Flow, PacketType, TOKEN_LEN};
+
+/// The common header (§3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Packet type.
+    pub ptype: PacketType,
+    /// Flags (`FLAG_*`).
+    pub flags: u8,
+    /// Stream source identifier: random per publisher session (0 in viewer messages that
+    /// name no source yet).
+    pub ssrc: u32,
+    /// Sequence number in the packet's flow (video, audio, or the sender's control flow).
+    pub seq: u32,
+}
+
+/// One chunk of a JPEG frame (§5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoChunk {
+    /// Frame identifier, +1 per frame (wraps).
+    pub frame_id: u32,
+    /// Presentation timestamp on the 90 kHz media clock.
+    pub pts: u64,
+    /// Size of the whole JPEG in bytes.
+    pub frame_size: u32,
+    /// Frame width in pixels.
+    pub width: u16,
+    /// Frame height in pixels.
+    pub height: u16,
+    /// Index of this chunk in the frame.
+    pub chunk_index: u16,
+    /// Number of chunks in the frame.
+    pub chunk_count: u16,
+    /// Byte offset of this chunk's payload in the frame.
+    pub offset: u32,
+    /// The chunk's bytes of the JPEG.
+    pub payload: Bytes,
+}
+
+/// Audio sample formats (§5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SampleFormat {
+    /// Signed 16-bit little-endian, interleaved.
+    S16Le = 1,
+}
+
+/// One block of PCM audio (§5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioBlock {
+    /// Presentation timestamp of the first sample on the 90 kHz media clock.
+    pub pts: u64,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Interleaved channels.
+    pub channels: u8,
+    /// Sample format.
+    pub format: SampleFormat,
+    /// Sample frames (samples per channel) in the block.
+    pub frames: u16,
+    /// `frames * channels * 2` bytes of s16le samples.
+    pub payload: Bytes,
+}
+
+/// Audio parameters of a stream (§6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioParams {
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Interleaved channels.
+    pub channels: u8,
+    /// Sample frames per block.
+    pub block_frames: u16,
+}
+
+/// The stream description (§6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// Stream name (UTF-8, 1..=64 bytes).
+    pub name: String,
+    /// Frame width.
+    pub width: u16,
+    /// Frame height.
+    pub height: u16,
+    /// Frame rate numerator.
+    pub fps_num: u16,
+    /// Frame rate denominator.
+    pub fps_den: u16,
+    /// Audio format, if the stream has audio.
+    pub audio: Option<AudioParams>,
+    /// Sequence number of the first video chunk of the first frame the sender ever sent.
+    /// Lets a joiner tell "frames before my first" from losses.
+    pub video_seq_base: u32,
+}
+
+/// Why a relay refused a subscription (§6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RejectReason {
+    /// No stream of that name.
+    UnknownStream = 1,
+    /// The subscriber table is full.
+    Full = 2,
+    /// The token was invalid or expired (ask again without one).
+    BadToken = 3,
+}
+
+/// A range of missing sequence numbers (§6.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackRange {
+    /// First missing sequence number (wire form).
+    pub start: u32,
+    /// Number of consecutive missing sequence numbers (1..=65535).
+    pub len: u16,
+}
+
+/// Receiver statistics (§6.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiverReport {
+    /// Datagrams received (media flows).
+    pub received: u32,
+    /// Datagrams still missing after recovery.
+    pub lost: u32,
+    /// Datagrams recovered by retransmission.
+    pub recovered: u32,
+    /// Interarrival jitter, RFC 3550 A.8, in 90 kHz units.
+    pub jitter: u32,
+    /// Frames played intact.
+    pub frames_played: u32,
+    /// Frames dropped (late or incomplete).
+    pub frames_dropped: u32,
+    /// Smoothed RTT in microseconds.
+    pub rtt_us: u32,
+}
+
+/// A decoded datagram body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// §5.1
+    Video(VideoChunk),
+    /// §5.2
+    Audio(AudioBlock),
+    /// §6.1
+    Description(Description),
+    /// §6.2: `token` is empty on the first request.
+    Subscribe {
+        /// Stream name.
+        name: String,
+        /// Address-validation token from a RETRY, or empty.
+        token: Vec<u8>,
+        /// Most kbit/s the viewer wants (0 = no limit).
+        max_kbps: u32,
+    },
+    /// §6.2
+    Retry {
+        /// Token to echo in the next SUBSCRIBE.
+        token: [u8; TOKEN_LEN],
+    },
+    /// §6.3
+    Reject {
+        /// Why.
+        reason: RejectReason,
+    },
+    /// §6.4
+    KeepAlive {
+        /// Sender's clock in microseconds, echoed back.
+        echo_us: u32,
+    },
+    /// §6.4
+    KeepAliveAck {
+        /// The echoed value.
+        echo_us: u32,
+    },
+    /// §6.4
+    Bye,
+    /// §6.5
+    Nack {
+        /// Flow whose sequence numbers are listed.
+        flow: Flow,
+        /// Missing ranges.
+        ranges: Vec<NackRange>,
+    },
+    /// §6.6
+    ReceiverReport(ReceiverReport),
+}
+
+/// A whole decoded datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Common header.
+    pub header: Header,
+    /// Type-specific body.
+    pub body: Body,
+}

@@ -1,0 +1,324 @@
+//! JPEG encoding of OpenCV BGR frames: one [`BgrEncoder`] (turbojpeg straight from BGR), and
+//! [`Encoders`], which runs it inline or on a small pool of threads when one cannot keep up,
+//! output kept in order.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
+use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
+
+use crate::media::Subsampling;
+
+/// Most encoder threads.
+const MAX_ENCODERS: usize = 4;
+
+/// Errors encoding a BGR frame.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The frame is not 8-bit, 3-channel.
+    #[error("frame of OpenCV type {typ} is not 8-bit BGR")]
+    NotBgr {
+        /// `Mat::typ()`.
+        typ: i32,
+    },
+    /// A side is 0 or above 65535.
+    #[error("cannot encode a {width}x{height} frame as JPEG")]
+    Size {
+        /// Width.
+        width: i32,
+        /// Height.
+        height: i32,
+    },
+    /// An OpenCV accessor failed.
+    #[error("cannot read the frame's pixels: {0}")]
+    OpenCv(#[from] opencv::Error),
+    /// turbojpeg failed.
+    #[error("JPEG encoding failed: {0}")]
+    Jpeg(#[from] turbojpeg::Error),
+    /// The quality is outside 1..=100.
+    #[error("JPEG quality {0} is out of range: must be 1..=100")]
+    Quality(u8),
+    /// An encoder thread could not be started.
+    #[error("cannot start an encoder thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Compresses OpenCV BGR frames with turbojpeg, straight from BGR.
+pub struct BgrEncoder {
+    compressor: Compressor,
+    /// Rows of a non-continuous `Mat`, gathered.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for BgrEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BgrEncoder").finish_non_exhaustive()
+    }
+}
+
+impl BgrEncoder {
+    /// An encoder at `quality` (1..=100) and chroma `subsampling`.
+    pub fn new(quality: u8, subsampling: Subsampling) -> Result<BgrEncoder, EncodeError> {
+        if !(1..=100).contains(&quality) {
+            return Err(EncodeError::Quality(quality));
+        }
+        let mut compressor = Compressor::new()?;
+        compressor.set_quality(i32::from(quality))?;
+        compressor.set_subsamp(match subsampling {
+            Subsampling::Yuv444 => Subsamp::None,
+            Subsampling::Yuv422 => Subsamp::Sub2x1,
+            Subsampling::Yuv420 => Subsamp::Sub2x2,
+            Subsampling::Gray => Subsamp::Gray,
+        })?;
+        Ok(BgrEncoder {
+            compressor,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Compresses an 8-bit 3-channel BGR `Mat` (what `VideoCapture` delivers). A continuous
+    /// `Mat` is read in place; otherwise its rows are gathered first.
+    pub fn encode(&mut self, mat: &impl MatTraitConst) -> Result<Vec<u8>, EncodeError> {
+        if mat.typ() != opencv::core::CV_8UC3 {
+            return Err(EncodeError::NotBgr { typ: mat.typ() });
+        }
+        let (w, h) = (mat.cols(), mat.rows());
+        if !(1..=65535).contains(&w) || !(1..=65535).contains(&h) {
+            return Err(EncodeError::Size {
+                width: w,
+                height: h,
+            });
+        }
+        let (w, h) = (w as usize, h as usize);
+        let pixels: &[u8] = if mat.is_continuous() {
+            mat.data_bytes()?
+        } else {
+            self.scratch.clear();
+            for y in 0..h as i32 {
+                self.scratch.extend_from_slice(mat.row(y)?.data_bytes()?);
+            }
+            &self.scratch
+        };
+        let image = Image {
+            pixels,
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: PixelFormat::BGR,
+        };
+        Ok(self.compressor.compress_to_vec(image)?)
+    }
+}
+
+/// One encoded frame out of [`Encoders`].
+#[derive(Debug)]
+pub struct Encoded {
+    /// Its timestamp.
+    pub pts: u64,
+    /// The JPEG, or why there is none.
+    pub jpeg: Result<Vec<u8>, EncodeError>,
+    /// Time spent encoding.
+    pub took: Duration,
+    /// The frame, handed back for reuse.
+    pub mat: Mat,
+}
+
+struct Job {
+    pts: u64,
+    mat: Mat,
+}
+
+struct Worker {
+    jobs: Option<SyncSender<Job>>,
+    /// Each worker has at most one job outstanding (round robin, at most one per worker in
+    /// flight), so its result never waits for room.
+    results: Option<Receiver<Encoded>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// JPEG encoding of a frame sequence: on the calling thread, or on a pool of threads when one
+/// cannot keep up. Frames come out in the order they went in.
+pub enum Encoders {
+    /// One encoder, on the calling thread.
+    Inline {
+        /// The encoder.
+        encoder: Box<BgrEncoder>,
+        /// Encoded, not yet collected.
+        done: VecDeque<Encoded>,
+    },
+    /// Worker threads fed round robin and collected round robin (which keeps the order).
+    Pool {
+        /// The workers.
+        workers: Vec<WorkerHandle>,
+        /// Next worker to feed.
+        next_in: usize,
+        /// Next worker to collect from.
+        next_out: usize,
+        /// Frames submitted, not collected.
+        in_flight: usize,
+    },
+}
+
+/// One thread of an [`Encoders::Pool`].
+pub struct WorkerHandle(Worker);
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.0.jobs = None; // the worker's loop ends
+        self.0.results = None; // and never waits to hand over a result
+        if let Some(h) = self.0.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Encoders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoders")
+            .field("threads", &self.threads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoders {
+    /// One encoder on the calling thread.
+    pub fn inline(quality: u8, subsampling: Subsampling) -> Result<Encoders, EncodeError> {
+        Ok(Encoders::Inline {
+            encoder: Box::new(BgrEncoder::new(quality, subsampling)?),
+            done: VecDeque::new(),
+        })
+    }
+
+    /// `threads` encoder threads (at least 2).
+    pub fn pool(
+        threads: usize,
+        quality: u8,
+        subsampling: Subsampling,
+    ) -> Result<Encoders, EncodeError> {
+        let mut workers = Vec::new();
+        for i in 0..threads.max(2) {
+            let mut encoder = BgrEncoder::new(quality, subsampling)?;
+            let (jobs, job_rx) = sync_channel::<Job>(1);
+            let (done_tx, results) = sync_channel::<Encoded>(2);
+            let handle = std::thread::Builder::new()
+                .name(format!("jpeg-{i}"))
+                .spawn(move || {
+                    for Job { pts, mat } in job_rx {
+                        let t0 = Instant::now();
+                        let jpeg = encoder.encode(&mat);
+                        let took = t0.elapsed();
+                        let out = Encoded {
+                            pts,
+                            jpeg,
+                            took,
+                            mat,
+                        };
+                        if done_tx.send(out).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(EncodeError::Thread)?;
+            workers.push(WorkerHandle(Worker {
+                jobs: Some(jobs),
+                results: Some(results),
+                handle: Some(handle),
+            }));
+        }
+        Ok(Encoders::Pool {
+            workers,
+            next_in: 0,
+            next_out: 0,
+            in_flight: 0,
+        })
+    }
+
+    /// Threads encoding (1 for inline).
+    pub fn threads(&self) -> usize {
+        match self {
+            Encoders::Inline { .. } => 1,
+            Encoders::Pool { workers, .. } => workers.len(),
+        }
+    }
+
+    /// Frames submitted and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Encoders::Inline { done, .. } => done.len(),
+            Encoders::Pool { in_flight, .. } => *in_flight,
+        }
+    }
+
+    /// True when [`submit`](Self::submit) should wait for a [`collect`](Self::collect).
+    pub fn full(&self) -> bool {
+        self.in_flight() >= self.threads()
+    }
+
+    /// Hands a frame over for encoding (inline: encodes it now). Returns the frame back if
+    /// a worker is gone.
+    pub fn submit(&mut self, pts: u64, mat: Mat) -> Result<(), Mat> {
+        match self {
+            Encoders::Inline { encoder, done } => {
+                let t0 = Instant::now();
+                let jpeg = encoder.encode(&mat);
+                done.push_back(Encoded {
+                    pts,
+                    jpeg,
+                    took: t0.elapsed(),
+                    mat,
+                });
+                Ok(())
+            }
+            Encoders::Pool {
+                workers,
+                next_in,
+                in_flight,
+                ..
+            } => {
+                let n = workers.len();
+                let Some(jobs) = workers[*next_in].0.jobs.as_ref() else {
+                    return Err(mat);
+                };
+                jobs.send(Job { pts, mat }).map_err(|e| e.0.mat)?;
+                *next_in = (*next_in + 1) % n;
+                *in_flight += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// The oldest submitted frame, encoded (waits for it); `None` if nothing is in flight or
+    /// a worker died.
+    pub fn collect(&mut self) -> Option<Encoded> {
+        match self {
+            Encoders::Inline { done, .. } => done.pop_front(),
+            Encoders::Pool {
+                workers,
+                next_out,
+                in_flight,
+                ..
+            } => {
+                if *in_flight == 0 {
+                    return None;
+                }
+                let out = workers[*next_out].0.results.as_ref()?.recv().ok()?;
+                *next_out = (*next_out + 1) % workers.len();
+                *in_flight -= 1;
+                Some(out)
+            }
+        }
+    }
+}
+
+/// How many encoder threads it takes to encode at `fps` when one frame takes `mean`.
+pub fn encoders_needed(mean: Duration, frame_interval: Duration) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if mean.as_secs_f64() <= frame_interval.as_secs_f64() * 0.9 {
+        return 1;
+    }
+    let need = (mean.as_secs_f64() / frame_interval.as_secs_f64().max(1e-6)).ceil() as usize + 1;
+    need.clamp(2, MAX_ENCODERS.min(cores.max(2)))
+}

@@ -1,0 +1,194 @@
+//! `serve --source file:PATH`: a video file streamed in real time, with its sound.
+//!
+//! - Video: OpenCV's `VideoCapture` with the ffmpeg backend decodes frames (any container and
+//!   codec that backend reads: MP4/H.264, MKV, AVI/MJPEG, ...), timestamped by the file
+//!   (`CAP_PROP_POS_MSEC`, falling back to index / fps). Each BGR frame goes to turbojpeg as
+//!   BGR: no colour conversion pass and, when the `Mat` is continuous, no copy ([`BgrEncoder`]).
+//!   When one encoder cannot keep up with the frame rate, a small pool of encoder threads
+//!   takes over, output kept in order ([`Encoders`]).
+//! - Audio: the default audio track of the same file, decoded by symphonia to interleaved s16
+//!   at the file's own rate ([`FileAudio`]); more than two channels are downmixed to stereo.
+//!   A file with no audio track, or with a codec symphonia cannot decode (e.g. Opus, AC-3,
+//!   audio in MKV), streams video only after one warning. `--audio FILE.wav` replaces it.
+//! - Pacing: video and audio run on their own threads and send each item when
+//!   `start + pts` comes (see [`super::wav_source`]).
+//! - `--loop`: timestamps keep increasing. With the file's own audio both tracks repeat on
+//!   one period, the longer of the two, so they stay aligned loop after loop (the shorter one
+//!   leaves a gap; audio is padded with silence there).
+//! - Progress: a bar on stderr (indicatif) when stderr is a terminal, else a line every 10 s.
+//!
+//! # Layout
+//!
+//! `open` (probing the file, choosing the audio), `video` (decoding, timestamps, pacing),
+//! `encode` (BGR to JPEG, inline or pooled), `audio` (the file's own sound track), `progress`
+//! (the bar or periodic line); [`FileSource`] and its run, joining both tracks, are here.
+#![cfg(all(feature = "opencv", feature = "jpeg"))]
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use opencv::core::Mat;
+use opencv::videoio::VideoCapture;
+
+use super::Subsampling;
+use super::source::{MediaSink, MediaSource, SourceStats, StreamFormat};
+use super::wav_source::{
+    AudioLoop, PcmReader, WavAudio, forward_items, item_channel, run_audio_pump,
+};
+
+mod audio;
+mod encode;
+mod open;
+mod progress;
+#[cfg(test)]
+mod tests;
+mod video;
+
+pub use audio::FileAudio;
+pub use encode::{BgrEncoder, EncodeError, Encoded, Encoders, WorkerHandle, encoders_needed};
+pub(crate) use open::quiet_opencv;
+pub use video::fps_fraction;
+
+use progress::Progress;
+use video::VideoJob;
+
+/// Errors opening a video file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    /// The file does not exist.
+    #[error("no such file")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// OpenCV cannot open or decode the file.
+    #[error(
+        "OpenCV (ffmpeg backend) cannot read {path}: not a video, or an unsupported container or codec ({detail}); check it with `ffprobe {path}`"
+    )]
+    NotVideo {
+        /// The path given.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An OpenCV call failed.
+    #[error("{path}: OpenCV failed to {what}: {source}")]
+    OpenCv {
+        /// The path given.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+    /// The JPEG encoder could not be set up.
+    #[error(transparent)]
+    Encoder(#[from] EncodeError),
+}
+
+/// Where a file source's audio comes from.
+#[derive(Debug)]
+pub enum FileAudioChoice {
+    /// The file's own audio track (if it has one symphonia decodes).
+    FromFile,
+    /// A WAV file instead (`--audio`).
+    Wav(WavAudio),
+    /// None (`--no-audio`).
+    None,
+}
+
+/// Options of [`FileSource::open`].
+#[derive(Debug)]
+pub struct FileOptions {
+    /// JPEG quality, 1-100.
+    pub quality: u8,
+    /// JPEG chroma subsampling.
+    pub subsampling: Subsampling,
+    /// Repeat the file (`--loop`).
+    pub looping: bool,
+    /// Where the audio comes from.
+    pub audio: FileAudioChoice,
+    /// Show a progress bar on a terminal (a line every 10 s otherwise).
+    pub progress: bool,
+}
+
+/// A video file with its sound, streamed in real time (see the module docs).
+pub struct FileSource {
+    path: PathBuf,
+    cap: VideoCapture,
+    /// The frame read by `open` (proof that the file decodes) and its position in ms.
+    first: Option<(Mat, f64)>,
+    format: StreamFormat,
+    /// Frames in the file, if the container says.
+    frame_count: Option<u64>,
+    audio: Option<Box<dyn PcmReader>>,
+    audio_loop: AudioLoop,
+    block_frames: usize,
+    quality: u8,
+    subsampling: Subsampling,
+    looping: bool,
+    progress: bool,
+    audio_note: Option<String>,
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("frame_count", &self.frame_count)
+            .field("audio_loop", &self.audio_loop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSource for FileSource {
+    fn format(&self) -> &StreamFormat {
+        &self.format
+    }
+
+    fn run(
+        self: Box<Self>,
+        start: Instant,
+        sink: &mut MediaSink<'_>,
+        stop: &AtomicBool,
+    ) -> SourceStats {
+        let this = *self;
+        let duration_s = this
+            .frame_count
+            .map(|n| n as f64 * f64::from(this.format.fps_den) / f64::from(this.format.fps_num));
+        let period = match (this.audio_loop, this.format.audio) {
+            (AudioLoop::Period { frames }, Some(a)) => Some((frames, a.sample_rate)),
+            _ => None,
+        };
+        let job = VideoJob {
+            progress: Progress::new(this.progress, &this.path, duration_s),
+            path: this.path,
+            cap: this.cap,
+            first: this.first,
+            fps_num: this.format.fps_num,
+            fps_den: this.format.fps_den,
+            quality: this.quality,
+            subsampling: this.subsampling,
+            looping: this.looping,
+            period,
+        };
+        let (block, mode) = (this.block_frames, this.audio_loop);
+        let halt = AtomicBool::new(false);
+        let (tx, rx) = item_channel();
+        std::thread::scope(|s| {
+            let halt = &halt;
+            let audio = this.audio.map(|mut a| {
+                let tx = tx.clone();
+                s.spawn(move || run_audio_pump(&mut *a, block, mode, start, &tx, halt))
+            });
+            let video = s.spawn(move || job.run(start, &tx, halt));
+            forward_items(rx, sink, stop, halt);
+            let mut stats = video.join().unwrap_or_default();
+            stats.audio_blocks = audio.map_or(0, |a| a.join().unwrap_or_default());
+            stats
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Opening a video file: OpenCV's ffmpeg backend, a first frame decoded as proof that the
+//! file reads, the frame rate and length, and the choice of audio with its loop mode.
+
+use std::path::Path;
+
+use opencv::core::{Mat, MatTraitConst};
+use opencv::prelude::{VideoCaptureTrait, VideoCaptureTraitConst};
+use opencv::videoio::{self, VideoCapture};
+
+use super::video::fps_fraction;
+use super::{BgrEncoder, FileAudio, FileAudioChoice, FileOptions, FileSource, FileSourceError};
+use crate::media::source::{AudioFormat, StreamFormat, audio_block_frames};
+use crate::media::wav_source::{AudioLoop, PcmReader};
+
+/// Runs `f` with OpenCV's own logging at errors only (it prints warnings for every failed
+/// open, before our clearer message).
+pub(crate) fn quiet_opencv<T>(f: impl FnOnce() -> T) -> T {
+    let prev = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_ERROR).ok();
+    let out = f();
+    if let Some(p) = prev {
+        let _ = opencv::core::set_log_level(p);
+    }
+    out
+}
+
+pub(super) fn open_capture(path: &Path) -> Result<VideoCapture, FileSourceError> {
+    let ocv = |what| {
+        move |source| FileSourceError::OpenCv {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let cap = quiet_opencv(|| VideoCapture::from_file(path, videoio::CAP_FFMPEG))
+        .map_err(ocv("open the file"))?;
+    if !cap.is_opened().map_err(ocv("open the file"))? {
+        return Err(FileSourceError::NotVideo {
+            path: path.to_path_buf(),
+            detail: "it does not open".into(),
+        });
+    }
+    Ok(cap)
+}
+
+impl FileSource {
+    /// Opens `path`, decodes its first frame (so an unreadable file fails here, not later),
+    /// and opens its audio as `opts` says. `max_frames(channels)` bounds the sample frames of
+    /// an audio block (from the datagram size).
+    ///
+    /// A file with no audio track, or one symphonia cannot decode, is not an error: it warns
+    /// once and streams video only (`format().audio` is `None`).
+    pub fn open(
+        path: &Path,
+        opts: FileOptions,
+        max_frames: &dyn Fn(u8) -> usize,
+    ) -> Result<FileSource, FileSourceError> {
+        if !path.exists() {
+            return Err(FileSourceError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let ocv = |what| {
+            move |source| FileSourceError::OpenCv {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let mut cap = open_capture(path)?;
+        let mut first = Mat::default();
+        let got = quiet_opencv(|| cap.read(&mut first)).map_err(ocv("decode the first frame"))?;
+        if !got || first.empty() {
+            return Err(FileSourceError::NotVideo {
+                path: path.to_path_buf(),
+                detail: "no video frame decodes".into(),
+            });
+        }
+        if first.typ() != opencv::core::CV_8UC3 {
+            return Err(FileSourceError::NotVideo {
+                path: path.to_path_buf(),
+                detail: format!("frames come out as OpenCV type {}, not BGR", first.typ()),
+            });
+        }
+        let first_ms = cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0);
+        let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+        let (fps_num, fps_den) = fps_fraction(fps);
+        let frame_count = cap
+            .get(videoio::CAP_PROP_FRAME_COUNT)
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 1.0)
+            .map(|n| n as u64);
+        let mut format = StreamFormat {
+            width: first.cols() as u32,
+            height: first.rows() as u32,
+            fps_num,
+            fps_den,
+            audio: None,
+        };
+        // Make one encoder now: a bad quality fails here.
+        BgrEncoder::new(opts.quality, opts.subsampling)?;
+
+        let mut note = None;
+        let (audio, from_file): (Option<Box<dyn PcmReader>>, bool) = match opts.audio {
+            FileAudioChoice::None => (None, false),
+            FileAudioChoice::Wav(w) => (Some(Box::new(w)), false),
+            FileAudioChoice::FromFile => match FileAudio::open(path) {
+                Ok(Some(a)) => (Some(Box::new(a)), true),
+                Ok(None) => {
+                    note = Some(format!(
+                        "no audio track in {}; streaming video only",
+                        path.display()
+                    ));
+                    (None, false)
+                }
+                Err(e) => {
+                    note = Some(format!("{e}; streaming video only"));
+                    (None, false)
+                }
+            },
+        };
+        if let Some(n) = &note {
+            log::warn!("{n}");
+        }
+        let mut block_frames = 1;
+        let mut audio_loop = AudioLoop::Once;
+        if let Some(a) = &audio {
+            let af = AudioFormat {
+                sample_rate: a.sample_rate(),
+                channels: a.channels(),
+            };
+            block_frames = audio_block_frames(af, max_frames(af.channels));
+            format.audio = Some(af);
+            audio_loop = match (opts.looping, from_file) {
+                (false, _) => AudioLoop::Once,
+                (true, false) => AudioLoop::Natural,
+                (true, true) => {
+                    // One period for both tracks: the longer of the two.
+                    let rate = f64::from(af.sample_rate);
+                    let video = frame_count.map(|n| {
+                        (n as f64 * f64::from(fps_den) / f64::from(fps_num) * rate).ceil() as u64
+                    });
+                    match (video, a.total_frames()) {
+                        (Some(v), Some(a)) => AudioLoop::Period { frames: v.max(a) },
+                        (Some(x), None) | (None, Some(x)) => AudioLoop::Period { frames: x },
+                        (None, None) => {
+                            log::warn!(
+                                "{}: duration unknown; audio and video loop separately and may drift apart",
+                                path.display()
+                            );
+                            AudioLoop::Natural
+                        }
+                    }
+                }
+            };
+        }
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            cap,
+            first: Some((first, first_ms)),
+            format,
+            frame_count,
+            audio,
+            audio_loop,
+            block_frames,
+            quality: opts.quality,
+            subsampling: opts.subsampling,
+            looping: opts.looping,
+            progress: opts.progress,
+            audio_note: note,
+        })
+    }
+
+    /// Why the file streams without its audio, if it does (what `open` warned about).
+    pub fn audio_note(&self) -> Option<&str> {
+        self.audio_note.as_deref()
+    }
+
+    /// How the audio repeats with `--loop` (for tests and diagnostics).
+    pub fn audio_loop(&self) -> AudioLoop {
+        self.audio_loop
+    }
+
+    /// Frames in the file, if the container says.
+    pub fn frame_count(&self) -> Option<u64> {
+        self.frame_count
+    }
+}

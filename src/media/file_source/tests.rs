@@ -1,0 +1,303 @@
+//! Unit tests of the file source: MJPEG AVI and MP4 streaming, looping, `--audio`
+//! replacement, clear errors, the BGR encoder and its pool, frame-rate fractions.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use opencv::core::{Mat, MatTraitConst, Scalar, Size};
+use opencv::prelude::{VideoWriterTrait, VideoWriterTraitConst};
+use opencv::videoio::VideoWriter;
+
+use super::*;
+use crate::media::JpegDecoder;
+use crate::media::source::{AudioFormat, MediaItem, SourceStats};
+
+fn tmp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("framecast-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A 320x240 MJPEG AVI (no audio) of `frames` frames at `fps`, each a flat grey level.
+fn write_avi(path: &Path, frames: u32, fps: f64) {
+    write_video(path, ('M', 'J', 'P', 'G'), frames, fps);
+}
+
+/// A 320x240 video (no audio) in the container `path` names, with codec `fourcc`.
+fn write_video(path: &Path, fourcc: (char, char, char, char), frames: u32, fps: f64) {
+    let fourcc = VideoWriter::fourcc(fourcc.0, fourcc.1, fourcc.2, fourcc.3).unwrap();
+    let mut w = VideoWriter::new(path, fourcc, fps, Size::new(320, 240), true).unwrap();
+    assert!(
+        w.is_opened().unwrap(),
+        "OpenCV cannot write {}",
+        path.display()
+    );
+    for i in 0..frames {
+        let v = f64::from(20 + i * 10);
+        let m = Mat::new_rows_cols_with_default(
+            240,
+            320,
+            opencv::core::CV_8UC3,
+            Scalar::new(v, v, v, 0.0),
+        )
+        .unwrap();
+        w.write(&m).unwrap();
+    }
+    w.release().unwrap();
+}
+
+fn opts() -> FileOptions {
+    FileOptions {
+        quality: 80,
+        subsampling: Subsampling::Yuv420,
+        looping: false,
+        audio: FileAudioChoice::FromFile,
+        progress: false,
+    }
+}
+
+fn collect(src: FileSource, secs: u64) -> (Vec<MediaItem>, SourceStats, Duration) {
+    let mut items = Vec::new();
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let stats = Box::new(src).run(
+        start,
+        &mut |item| {
+            items.push(item);
+            Instant::now() < deadline
+        },
+        &stop,
+    );
+    (items, stats, start.elapsed())
+}
+
+#[test]
+fn mjpeg_avi_frames_and_timestamps() {
+    let path = tmp_dir().join("ten.avi");
+    write_avi(&path, 10, 25.0);
+    let src = FileSource::open(&path, opts(), &|_| 240).unwrap();
+    let f = src.format().clone();
+    assert_eq!((f.width, f.height, f.fps_num, f.fps_den), (320, 240, 25, 1));
+    assert_eq!(f.audio, None, "no audio: video only");
+    // symphonia does not read AVI: said so, and the video goes on.
+    let note = src.audio_note().unwrap();
+    assert!(note.contains("not this container"), "{note}");
+    assert!(note.ends_with("streaming video only"), "{note}");
+    assert_eq!(src.frame_count(), Some(10));
+    let (items, stats, took) = collect(src, 10);
+    assert_eq!(stats.frames, 10);
+    assert_eq!(stats.audio_blocks, 0);
+    let mut dec = JpegDecoder::new().unwrap();
+    let pts: Vec<u64> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            MediaItem::Video { pts, jpeg } => {
+                let frame = dec.decode_rgb_default(jpeg).unwrap();
+                assert_eq!((frame.width, frame.height), (320, 240));
+                // The grey level survives MJPEG -> BGR -> JPEG.
+                let want = 20 + i as i32 * 10;
+                let got = i32::from(frame.pixel(160, 120).unwrap()[0]);
+                assert!((got - want).abs() <= 4, "frame {i}: {got} vs {want}");
+                *pts
+            }
+            MediaItem::Audio { .. } => panic!("audio from a silent file"),
+        })
+        .collect();
+    // 25 fps: 3600 ticks apart, from 0.
+    assert_eq!(pts, (0..10).map(|i| i * 3600).collect::<Vec<_>>());
+    // Paced in real time: the last frame is due at 360 ms.
+    assert!(took >= Duration::from_millis(350), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn mp4_without_audio_warns_and_streams_video() {
+    let path = tmp_dir().join("silent.mp4");
+    write_video(&path, ('m', 'p', '4', 'v'), 6, 30.0);
+    let src = FileSource::open(&path, opts(), &|_| 240).unwrap();
+    assert_eq!(src.format().audio, None);
+    assert_eq!(
+        src.audio_note(),
+        Some(format!("no audio track in {}; streaming video only", path.display()).as_str())
+    );
+    let (items, stats, _) = collect(src, 10);
+    assert_eq!(stats.frames, 6);
+    assert_eq!(items.len(), 6);
+    let pts: Vec<u64> = items
+        .iter()
+        .filter_map(|i| match i {
+            MediaItem::Video { pts, .. } => Some(*pts),
+            MediaItem::Audio { .. } => None,
+        })
+        .collect();
+    assert_eq!(pts, (0..6).map(|i| i * 3000).collect::<Vec<_>>());
+}
+
+#[test]
+fn looping_keeps_timestamps_increasing() {
+    let path = tmp_dir().join("loop.avi");
+    write_avi(&path, 4, 50.0);
+    let src = FileSource::open(
+        &path,
+        FileOptions {
+            looping: true,
+            ..opts()
+        },
+        &|_| 240,
+    )
+    .unwrap();
+    let mut items = Vec::new();
+    let stop = AtomicBool::new(false);
+    Box::new(src).run(
+        Instant::now(),
+        &mut |item| {
+            items.push(item);
+            items.len() < 10
+        },
+        &stop,
+    );
+    let pts: Vec<u64> = items
+        .iter()
+        .filter_map(|i| match i {
+            MediaItem::Video { pts, .. } => Some(*pts),
+            MediaItem::Audio { .. } => None,
+        })
+        .collect();
+    assert_eq!(pts, (0..10).map(|i| i * 1800).collect::<Vec<_>>());
+}
+
+#[test]
+fn wav_replaces_the_audio() {
+    let dir = tmp_dir();
+    let path = dir.join("wav.avi");
+    write_avi(&path, 5, 25.0);
+    let wav_path = dir.join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav_path, spec).unwrap();
+    for i in 0..4800 {
+        w.write_sample((i % 100) as i16).unwrap();
+        w.write_sample(-((i % 100) as i16)).unwrap();
+    }
+    w.finalize().unwrap();
+    let wav = WavAudio::open(&wav_path).unwrap();
+    let src = FileSource::open(
+        &path,
+        FileOptions {
+            audio: FileAudioChoice::Wav(wav),
+            ..opts()
+        },
+        &|_| 240,
+    )
+    .unwrap();
+    assert_eq!(
+        src.format().audio,
+        Some(AudioFormat {
+            sample_rate: 48_000,
+            channels: 2
+        })
+    );
+    let (items, stats, _) = collect(src, 10);
+    assert_eq!(stats.frames, 5);
+    // 100 ms of audio in 5 ms blocks of 240 frames.
+    assert_eq!(stats.audio_blocks, 20);
+    let audio: Vec<(u64, usize)> = items
+        .iter()
+        .filter_map(|i| match i {
+            MediaItem::Audio { pts, samples } => Some((*pts, samples.len())),
+            MediaItem::Video { .. } => None,
+        })
+        .collect();
+    assert_eq!(audio.len(), 20);
+    for (k, (pts, len)) in audio.iter().enumerate() {
+        assert_eq!((*pts, *len), (k as u64 * 450, 480));
+    }
+}
+
+#[test]
+fn missing_and_unreadable_files_are_clear_errors() {
+    let err = FileSource::open(Path::new("/nonexistent/x.mp4"), opts(), &|_| 240).unwrap_err();
+    assert!(matches!(err, FileSourceError::NotFound { .. }));
+    assert_eq!(err.to_string(), "no such file");
+    let junk = tmp_dir().join("junk.mp4");
+    std::fs::write(&junk, b"this is not a video, just some text").unwrap();
+    let err = FileSource::open(&junk, opts(), &|_| 240).unwrap_err();
+    assert!(matches!(err, FileSourceError::NotVideo { .. }), "{err}");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}
+
+#[test]
+fn encoder_reads_bgr_in_place_and_from_a_roi() {
+    let mut m = Mat::new_rows_cols_with_default(
+        64,
+        64,
+        opencv::core::CV_8UC3,
+        Scalar::new(255.0, 0.0, 0.0, 0.0), // blue in BGR
+    )
+    .unwrap();
+    let mut enc = BgrEncoder::new(90, Subsampling::Yuv444).unwrap();
+    let mut dec = JpegDecoder::new().unwrap();
+    let rgb = dec.decode_rgb_default(&enc.encode(&m).unwrap()).unwrap();
+    let [r, g, b] = rgb.pixel(10, 10).unwrap();
+    assert!(b > 240 && r < 15 && g < 15, "{r} {g} {b}");
+    // A region of interest is not continuous: rows are gathered.
+    let roi = Mat::roi(&m, opencv::core::Rect::new(8, 8, 16, 16))
+        .unwrap()
+        .try_clone()
+        .unwrap();
+    assert!(roi.is_continuous());
+    let view = Mat::roi_mut(&mut m, opencv::core::Rect::new(8, 8, 16, 16)).unwrap();
+    assert!(!view.is_continuous());
+    let jpeg = enc.encode(&view).unwrap();
+    assert_eq!(dec.read_header(&jpeg).unwrap().width, 16);
+    let gray =
+        Mat::new_rows_cols_with_default(8, 8, opencv::core::CV_8UC1, Scalar::all(0.0)).unwrap();
+    assert!(matches!(enc.encode(&gray), Err(EncodeError::NotBgr { .. })));
+}
+
+#[test]
+fn pool_keeps_order() {
+    let mut pool = Encoders::pool(3, 80, Subsampling::Yuv420).unwrap();
+    let mut out = Vec::new();
+    for i in 0..10u64 {
+        while pool.full() {
+            out.push(pool.collect().unwrap());
+        }
+        let m = Mat::new_rows_cols_with_default(
+            48,
+            64,
+            opencv::core::CV_8UC3,
+            Scalar::all(i as f64 * 20.0),
+        )
+        .unwrap();
+        pool.submit(i * 10, m).unwrap();
+    }
+    while let Some(e) = pool.collect() {
+        out.push(e);
+    }
+    let pts: Vec<u64> = out.iter().map(|e| e.pts).collect();
+    assert_eq!(pts, (0..10).map(|i| i * 10).collect::<Vec<_>>());
+    assert!(out.iter().all(|e| e.jpeg.is_ok()));
+}
+
+#[test]
+fn fps_fractions() {
+    assert_eq!(fps_fraction(30.0), (30, 1));
+    assert_eq!(fps_fraction(29.97002997), (30000, 1001));
+    assert_eq!(fps_fraction(59.94005994), (60000, 1001));
+    assert_eq!(fps_fraction(12.5), (12500, 1000));
+    assert_eq!(fps_fraction(0.0), (30, 1));
+    assert_eq!(fps_fraction(f64::NAN), (30, 1));
+    assert_eq!(
+        encoders_needed(Duration::from_millis(10), Duration::from_millis(33)),
+        1
+    );
+    assert!(encoders_needed(Duration::from_millis(50), Duration::from_millis(33)) >= 2);
+}

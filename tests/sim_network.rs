@@ -667,6 +667,7 @@ fn unproven_subscriber_gets_nothing_larger_than_its_request() {
             name: "cam1".into(),
             token: vec![],
             max_kbps: 0,
+            latency_ms: 0,
         },
     )
     .encode();
@@ -691,6 +692,7 @@ fn unproven_subscriber_gets_nothing_larger_than_its_request() {
             name: "cam1".into(),
             token: vec![0; 16],
             max_kbps: 0,
+            latency_ms: 0,
         },
     )
     .encode();

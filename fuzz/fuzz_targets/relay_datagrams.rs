@@ -338,6 +338,7 @@ fuzz_target!(|script: Script| {
                         name: NAMES[name as usize % NAMES.len()].into(),
                         token,
                         max_kbps,
+                        latency_ms: 0,
                     },
                 );
                 let mut enc = p.encode().to_vec();

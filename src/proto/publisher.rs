@@ -366,6 +366,7 @@ mod tests {
                 name: "cam1".into(),
                 token,
                 max_kbps: 0,
+                latency_ms: 0,
             },
         )
         .encode()

@@ -1020,6 +1020,7 @@ impl Node for Relay {
                 name,
                 token,
                 max_kbps,
+                ..
             } => {
                 let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
                 self.on_subscribe(now, from, name, token, max_kbps)
@@ -1071,6 +1072,8 @@ impl Node for Relay {
                     self.stats.unknown_sender += 1;
                 }
             }
+            // FEC (§6.7, §6.8) is not handled by the relay yet.
+            Body::Parity(_) | Body::FecRequest { .. } => self.stats.unknown_sender += 1,
         }
     }
 

@@ -35,6 +35,7 @@ pub struct Subscription {
     server: SocketAddr,
     name: String,
     max_kbps: u32,
+    latency_ms: u16,
     token: Option<[u8; TOKEN_LEN]>,
     state: SubState,
     next_send: Option<Instant>,
@@ -54,6 +55,7 @@ impl Subscription {
             server,
             name: name.to_owned(),
             max_kbps,
+            latency_ms: 0,
             token: None,
             state: SubState::Subscribing,
             next_send: None,
@@ -64,6 +66,12 @@ impl Subscription {
             send_now: true,
             closed: false,
         }
+    }
+
+    /// States the subscriber's playout latency (ms) in its SUBSCRIBEs (§6.2), so that the
+    /// relay paces and repairs within it. 0 (the default) states none.
+    pub fn set_latency_ms(&mut self, ms: u16) {
+        self.latency_ms = ms;
     }
 
     /// The server's address.
@@ -177,6 +185,7 @@ impl Subscription {
                         name: self.name.clone(),
                         token: self.token.map(|t| t.to_vec()).unwrap_or_default(),
                         max_kbps: self.max_kbps,
+                        latency_ms: self.latency_ms,
                     },
                     PacketType::Subscribe,
                     SUBSCRIBE_RETRY,

@@ -133,8 +133,10 @@ impl Viewer {
     /// A viewer that starts subscribing at the first poll.
     pub fn new(cfg: ViewerConfig) -> Viewer {
         let ceiling = cfg.latency + Duration::from_secs(1);
+        let mut sub = Subscription::new(cfg.server, &cfg.stream, cfg.max_kbps);
+        sub.set_latency_ms(cfg.latency.as_millis().min(u16::MAX.into()) as u16);
         Viewer {
-            sub: Subscription::new(cfg.server, &cfg.stream, cfg.max_kbps),
+            sub,
             ssrc: None,
             description: None,
             clock: PlayoutClock::new(cfg.latency, ceiling),
@@ -460,6 +462,7 @@ impl Viewer {
             frames_played: s.frames_played as u32,
             frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
             rtt_us: self.sub.rtt().srtt().as_micros() as u32,
+            loss_q16: 0,
         };
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
         Packet::new(

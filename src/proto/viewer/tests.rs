@@ -69,7 +69,8 @@ fn subscribed(t0: Instant) -> Viewer {
         Body::Subscribe {
             name: "cam1".into(),
             token: vec![],
-            max_kbps: 0
+            max_kbps: 0,
+            latency_ms: 100,
         }
     );
     assert_eq!(v.poll_transmit(t0), None);
@@ -83,7 +84,8 @@ fn subscribed(t0: Instant) -> Viewer {
         Body::Subscribe {
             name: "cam1".into(),
             token: TOKEN.to_vec(),
-            max_kbps: 0
+            max_kbps: 0,
+            latency_ms: 100,
         }
     );
     assert_eq!(v.poll_transmit(t0 + MS), None);

@@ -179,6 +179,8 @@ impl Packet {
                 }
                 let token = r.bytes(tlen)?.to_vec();
                 let max_kbps = r.u32()?;
+                // Added in place of padding: absent (0) from a name and token that leave none.
+                let latency_ms = if r.remaining() >= 2 { r.u16()? } else { 0 };
                 if data.len() < MIN_SUBSCRIBE_LEN {
                     return Err(DecodeError::SubscribeNotPadded { len: data.len() });
                 }
@@ -186,6 +188,7 @@ impl Packet {
                     name,
                     token,
                     max_kbps,
+                    latency_ms,
                 }
             }
             PacketType::Retry => {
@@ -238,7 +241,29 @@ impl Packet {
                 frames_played: r.u32()?,
                 frames_dropped: r.u32()?,
                 rtt_us: r.u32()?,
+                // §6.6 extension: older reports end before it.
+                loss_q16: if r.remaining() >= 2 { r.u16()? } else { 0 },
             }),
+            PacketType::Parity => {
+                let body = r.rest();
+                let p = crate::proto::fec::msg::decode_parity(&body)?;
+                let at = crate::proto::fec::msg::PARITY_HEADER_LEN;
+                Body::Parity(ParityChunk {
+                    frame_id: p.frame_id,
+                    pts: p.pts,
+                    width: p.width,
+                    height: p.height,
+                    params: p.params,
+                    index: p.index,
+                    symbol: body.slice(at..),
+                })
+            }
+            PacketType::FecRequest => {
+                let body = r.rest();
+                Body::FecRequest {
+                    entries: crate::proto::fec::msg::decode_fec_request(&body)?,
+                }
+            }
         };
         Ok(Packet { header, body })
     }

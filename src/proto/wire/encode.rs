@@ -73,11 +73,13 @@ impl Packet {
                 name,
                 token,
                 max_kbps,
+                latency_ms,
             } => {
                 put_name(&mut b, name);
                 b.put_u8(token.len() as u8);
                 b.put_slice(token);
                 b.put_u32(*max_kbps);
+                b.put_u16(*latency_ms);
                 // Pad so that the request is never smaller than any answer to it (§6.2).
                 let min = MIN_SUBSCRIBE_LEN - CRC_LEN;
                 if b.len() < min {
@@ -108,6 +110,34 @@ impl Packet {
                 b.put_u32(r.frames_played);
                 b.put_u32(r.frames_dropped);
                 b.put_u32(r.rtt_us);
+                b.put_u16(r.loss_q16);
+                b.put_u16(0);
+            }
+            Body::Parity(p) => {
+                let mut body =
+                    Vec::with_capacity(crate::proto::fec::msg::PARITY_HEADER_LEN + p.symbol.len());
+                crate::proto::fec::msg::encode_parity(
+                    &crate::proto::fec::msg::Parity {
+                        frame_id: p.frame_id,
+                        pts: p.pts,
+                        width: p.width,
+                        height: p.height,
+                        params: p.params,
+                        index: p.index,
+                        symbol: &p.symbol,
+                    },
+                    &mut body,
+                );
+                b.put_slice(&body);
+            }
+            Body::FecRequest { entries } => {
+                let n = entries.len().min(crate::proto::fec::msg::MAX_FEC_REQUESTS);
+                b.put_u8(n as u8);
+                for e in &entries[..n] {
+                    b.put_u32(e.frame_id);
+                    b.put_u16(e.from);
+                    b.put_u16(e.count);
+                }
             }
         }
         let crc = crc32(&b);
@@ -121,6 +151,7 @@ impl Packet {
             + match &self.body {
                 Body::Video(v) => VIDEO_HEADER_LEN + v.payload.len(),
                 Body::Audio(a) => AUDIO_HEADER_LEN + a.payload.len(),
+                Body::Parity(p) => crate::proto::fec::msg::PARITY_HEADER_LEN + p.symbol.len(),
                 _ => MIN_SUBSCRIBE_LEN,
             }
     }

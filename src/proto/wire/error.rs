@@ -27,6 +27,14 @@ pub enum DecodeError {
     /// An unknown packet type (§3).
     #[error("unknown packet type {0}")]
     UnknownType(u8),
+    /// A PARITY or FEC_REQUEST body field out of range or inconsistent (§6.7, §6.8).
+    #[error("invalid field: {field} = {value}")]
+    Fec {
+        /// The field, as proto-spec.md names it.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// A video frame size of zero or over `MAX_FRAME_BYTES` (§5.1).
     #[error("invalid field: frame size {size}")]
     FrameSize {
@@ -250,5 +258,28 @@ impl Serialize for MalformedCounters {
             m.serialize_entry(k, &n)?;
         }
         m.end()
+    }
+}
+
+impl From<crate::proto::fec::msg::MsgError> for DecodeError {
+    fn from(e: crate::proto::fec::msg::MsgError) -> Self {
+        use crate::proto::fec::FecError;
+        use crate::proto::fec::msg::MsgError;
+        let (field, value) = match e {
+            MsgError::Truncated { .. } => return DecodeError::Truncated,
+            MsgError::Invalid { field, value } => (field, value),
+            MsgError::Fec { source } => match source {
+                FecError::DataCount { k, .. } => ("chunk_count", k as u64),
+                FecError::ParityCount { count, .. } => ("parity_count", count as u64),
+                FecError::ChunkLen { chunk_len, .. } => ("chunk_len", chunk_len as u64),
+                FecError::FrameSize { frame_size, .. } => ("frame_size", frame_size),
+                FecError::DataIndex { index, .. } => ("chunk_index", index as u64),
+                FecError::ParityIndex { index, .. } => ("parity_index", index as u64),
+                FecError::SymbolLen { got, .. } => ("symbol", got as u64),
+                FecError::NotEnough { have, .. } => ("symbols", have as u64),
+                FecError::Codec { .. } => ("symbol", 0),
+            },
+        };
+        DecodeError::Fec { field, value }
     }
 }

@@ -11,10 +11,11 @@ pub mod seq;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::proto::fec::msg::SymbolRequest;
 pub use error::{DecodeError, MalformedCounters};
 pub use packet::{
-    AudioBlock, AudioParams, Body, Description, Header, NackRange, Packet, ReceiverReport,
-    RejectReason, SampleFormat, VideoChunk,
+    AudioBlock, AudioParams, Body, Description, Header, NackRange, Packet, ParityChunk,
+    ReceiverReport, RejectReason, SampleFormat, VideoChunk,
 };
 pub use seq::{SeqExtender, SeqNo};
 
@@ -70,6 +71,8 @@ pub enum PacketType {
     Audio = 2,
     /// The stream description.
     Description = 3,
+    /// A parity symbol of a video frame's erasure code (§6.7).
+    Parity = 4,
     /// A viewer asks for a stream.
     Subscribe = 16,
     /// The relay's address-validation challenge.
@@ -86,6 +89,8 @@ pub enum PacketType {
     Nack = 22,
     /// Receiver statistics.
     ReceiverReport = 23,
+    /// A request for more parity symbols of frames (§6.8).
+    FecRequest = 24,
 }
 
 impl PacketType {
@@ -94,6 +99,7 @@ impl PacketType {
             1 => PacketType::Video,
             2 => PacketType::Audio,
             3 => PacketType::Description,
+            4 => PacketType::Parity,
             16 => PacketType::Subscribe,
             17 => PacketType::Retry,
             18 => PacketType::Reject,
@@ -102,6 +108,7 @@ impl PacketType {
             21 => PacketType::Bye,
             22 => PacketType::Nack,
             23 => PacketType::ReceiverReport,
+            24 => PacketType::FecRequest,
             _ => return None,
         })
     }

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 
-use super::{Flow, PacketType, TOKEN_LEN};
+use super::{Flow, PacketType, SymbolRequest, TOKEN_LEN};
+use crate::proto::fec::FecParams;
 
 /// The common header (§3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,26 @@ pub struct VideoChunk {
     pub offset: u32,
     /// The chunk's bytes of the JPEG.
     pub payload: Bytes,
+}
+
+/// One parity symbol of a video frame's erasure code (§6.7). The header's seq is the
+/// sequence number of the frame's chunk 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParityChunk {
+    /// Frame identifier, as in the frame's video chunks.
+    pub frame_id: u32,
+    /// Presentation timestamp on the 90 kHz media clock.
+    pub pts: u64,
+    /// Frame width in pixels.
+    pub width: u16,
+    /// Frame height in pixels.
+    pub height: u16,
+    /// The frame's code: K data chunks of `chunk_len` bytes, R parity symbols, frame size.
+    pub params: FecParams,
+    /// Index of this symbol, below `params.parity_count()`.
+    pub index: u16,
+    /// The symbol: `params.shard_len()` bytes.
+    pub symbol: Bytes,
 }
 
 /// Audio sample formats (§5.2).
@@ -135,6 +156,9 @@ pub struct ReceiverReport {
     pub frames_dropped: u32,
     /// Smoothed RTT in microseconds.
     pub rtt_us: u32,
+    /// Video datagrams seen missing on first transmission in the last report interval, as a
+    /// fraction × 65536 (§6.6; 0 from a sender that does not state it).
+    pub loss_q16: u16,
 }
 
 /// A decoded datagram body.
@@ -154,6 +178,9 @@ pub enum Body {
         token: Vec<u8>,
         /// Most kbit/s the viewer wants (0 = no limit).
         max_kbps: u32,
+        /// The viewer's playout latency in ms (0 = not stated), so that the relay paces
+        /// and repairs within it (§6.2, §7.3).
+        latency_ms: u16,
     },
     /// §6.2
     Retry {
@@ -186,6 +213,13 @@ pub enum Body {
     },
     /// §6.6
     ReceiverReport(ReceiverReport),
+    /// §6.7
+    Parity(ParityChunk),
+    /// §6.8: 1..=`MAX_FEC_REQUESTS` entries.
+    FecRequest {
+        /// The symbols asked for, per frame.
+        entries: Vec<SymbolRequest>,
+    },
 }
 
 /// A whole decoded datagram.

@@ -77,6 +77,7 @@ pub(crate) fn spec_vectors() -> Vec<(&'static str, Packet)> {
                     name: "cam1".into(),
                     token: vec![],
                     max_kbps: 0,
+                    latency_ms: 0,
                 },
             ),
         ),
@@ -294,7 +295,8 @@ fn arb_body() -> impl Strategy<Value = (PacketType, Body)> {
             Body::Subscribe {
                 name,
                 token: if tok { vec![3; TOKEN_LEN] } else { vec![] },
-                max_kbps: kbps
+                max_kbps: kbps,
+                latency_ms: (kbps % 5000) as u16,
             }
         )),
         (

@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, Flow, IoStats};
+use crate::driver::udp::SOCKET_BUFFER;
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
 

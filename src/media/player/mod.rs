@@ -46,8 +46,8 @@ const DECODE_QUEUE: usize = 8;
 const PRESENT_QUEUE: usize = 4;
 /// Audio blocks and notes waiting for the presenter at most (over a second of 5 ms blocks).
 const AUDIO_QUEUE: usize = 256;
-/// Items waiting for the recorder at most (seconds of video and audio).
-const RECORD_QUEUE: usize = 2048;
+/// Items waiting for the recorder at most (about 4 s of 30 fps video and 5 ms audio blocks).
+const RECORD_QUEUE: usize = 1024;
 
 /// What the player may use for output, decided from values passed in rather than read from
 /// the process environment (so the fallbacks are testable).

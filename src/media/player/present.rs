@@ -334,7 +334,7 @@ pub(super) fn spawn(
                     default(timeout) => {}
                 }
             }
-            drop(window); // close the window now
+            let _ = window.take(); // close the window now
             let live = LiveStats {
                 av: p.sync.stats(),
                 audio_underruns: p.audio.as_ref().map_or(0, |o| o.sink.underruns()),

@@ -1,37 +1,27 @@
-//! `framecast play`: subscribes, reassembles, buffers, decodes, and shows, plays and records.
+//! `framecast play`: subscribes, reassembles and buffers on the network thread; decodes,
+//! shows, plays and records on the media side.
 //!
-//! Threads: the event loop (the caller's thread; the main thread in the CLI) runs the
-//! [`Viewer`], owns the OpenCV window and the audio sink, and drives the A/V sync state machine
-//! ([`AvSync`]); a decoder thread turns JPEGs into BGR frames with turbojpeg and hands them
-//! back through a bounded channel, waking the loop. Audio is the master clock: the loop pushes
-//! each released audio block into the sink (through drift correction) and shows each decoded
-//! frame when the sink's clock reaches its timestamp. The recorder, when asked for, writes what
-//! was received as it is released.
-//!
-//! Outputs degrade instead of failing: with no display the video is decoded and counted but
-//! not shown; with no sound device a [`ClockSink`] keeps the audio clock by arithmetic, so sync
-//! (and its statistics) still work. Each is said once, as one warning line.
+//! The event loop (the caller's thread; the main thread in the CLI) runs the [`Viewer`] (whose
+//! jitter buffer releases each frame and audio block at its playout instant) and hands every
+//! event to a [`Player`], which routes it to its own threads through bounded queues: the
+//! loop never decodes, shows or writes to disk, and a slow window or disk cannot stall the
+//! socket (a full queue drops its oldest item, counted). See [`crate::media::player`].
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use serde::Serialize;
 
-use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
-use crate::driver::udp::{BufferSizes, bind_udp, ephemeral_for};
-use crate::media::avsync::{AudioBlock, AudioReading, AvStats, AvSync, AvSyncConfig};
-use crate::media::jpeg::{JpegDecoder, JpegError, MAX_PROGRESSIVE_SCANS};
+use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp, ephemeral_for};
+use crate::media::avsync::AvStats;
+pub use crate::media::player::OutputEnv;
+use crate::media::player::{Player, PlayerConfig, PlayerDrops};
 use crate::media::recorder::{RecordSummary, Recorder};
-use crate::media::{AudioSink, ClockSink, MAX_FRAME_PIXELS};
 use crate::proto::node::Node;
 use crate::proto::viewer::{Viewer, ViewerConfig, ViewerEvent, ViewerStats};
 
@@ -103,34 +93,6 @@ impl PlayArgs {
     }
 }
 
-/// What the player may use for output, decided from values passed in rather than read from
-/// the process environment (so the fallbacks are testable).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutputEnv {
-    /// The value of `DISPLAY`.
-    pub display: Option<OsString>,
-    /// The value of `WAYLAND_DISPLAY`.
-    pub wayland_display: Option<OsString>,
-    /// Try to open the default sound device (false: keep time without one).
-    pub audio_device: bool,
-}
-
-impl OutputEnv {
-    /// This process's environment; sound devices allowed.
-    pub fn from_process() -> Self {
-        Self {
-            display: std::env::var_os("DISPLAY"),
-            wayland_display: std::env::var_os("WAYLAND_DISPLAY"),
-            audio_device: true,
-        }
-    }
-
-    /// No display, no sound device.
-    pub fn headless() -> Self {
-        Self::default()
-    }
-}
-
 /// What `play` reports at exit.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlayReport {
@@ -176,6 +138,8 @@ pub struct PlayReport {
     /// CRC32 of all audio bytes played, concealment excluded (when recording checksums).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_crc: Option<u32>,
+    /// Audio blocks and recorder items dropped because a media thread was behind.
+    pub media_drops: PlayerDrops,
 }
 
 /// A bound player.
@@ -199,245 +163,6 @@ impl std::fmt::Debug for Play {
             .finish_non_exhaustive()
     }
 }
-
-/// Microseconds since the Unix epoch (wall clock, for cross-process latency figures).
-pub fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// A decoded frame on its way from the decoder thread to the window.
-#[derive(Debug)]
-struct Decoded {
-    pts: u64,
-    width: u32,
-    height: u32,
-    bgr: Vec<u8>,
-}
-
-/// turbojpeg straight to packed BGR (what OpenCV shows), with the same guards as
-/// [`JpegDecoder`]: the header is checked against [`MAX_FRAME_PIXELS`] before anything is
-/// allocated, and progressive scans are limited.
-struct BgrDecoder {
-    header: JpegDecoder,
-    dec: turbojpeg::Decompressor,
-}
-
-impl BgrDecoder {
-    fn new() -> Result<Self, JpegError> {
-        let mut dec = turbojpeg::Decompressor::new().map_err(JpegError::Init)?;
-        dec.set_scan_limit(MAX_PROGRESSIVE_SCANS)
-            .map_err(JpegError::Init)?;
-        Ok(Self {
-            header: JpegDecoder::new()?,
-            dec,
-        })
-    }
-
-    /// Decodes into `buf` (reused); returns (width, height).
-    fn decode(&mut self, jpeg: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), JpegError> {
-        let info = self.header.read_header(jpeg)?;
-        if info.pixels() > MAX_FRAME_PIXELS {
-            return Err(JpegError::TooLarge {
-                width: u64::from(info.width),
-                height: u64::from(info.height),
-                pixels: info.pixels(),
-                max_pixels: MAX_FRAME_PIXELS,
-            });
-        }
-        let stride = info.width as usize * 3;
-        buf.resize(stride * info.height as usize, 0);
-        let image = turbojpeg::Image {
-            pixels: &mut buf[..],
-            width: info.width as usize,
-            pitch: stride,
-            height: info.height as usize,
-            format: turbojpeg::PixelFormat::BGR,
-        };
-        self.dec
-            .decompress(jpeg, image)
-            .map_err(|source| JpegError::Decode {
-                width: info.width,
-                height: info.height,
-                source,
-            })?;
-        Ok((info.width, info.height))
-    }
-}
-
-/// Counters the decoder thread shares with the loop.
-#[derive(Debug, Default)]
-struct DecodeCounters {
-    decoded: AtomicU64,
-    errors: AtomicU64,
-}
-
-fn spawn_decoder(
-    rx: Receiver<(u64, Bytes)>,
-    out: SyncSender<Decoded>,
-    spare: Receiver<Vec<u8>>,
-    counters: Arc<DecodeCounters>,
-    waker: Arc<mio::Waker>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("decoder".into())
-        .spawn(move || {
-            let mut dec = match BgrDecoder::new() {
-                Ok(d) => d,
-                Err(e) => {
-                    log::warn!("play: no JPEG decoder ({e}); frames are counted, not decoded");
-                    return;
-                }
-            };
-            let mut handed_back = true;
-            for (pts, jpeg) in rx {
-                let mut bgr = spare.try_recv().unwrap_or_default();
-                match dec.decode(&jpeg, &mut bgr) {
-                    Ok((width, height)) => {
-                        counters.decoded.fetch_add(1, Ordering::Relaxed);
-                        let d = Decoded {
-                            pts,
-                            width,
-                            height,
-                            bgr,
-                        };
-                        // The loop takes every frame it is sent; it stops taking only when it
-                        // ends, and then this thread ends too.
-                        if handed_back && out.send(d).is_err() {
-                            handed_back = false;
-                        }
-                        let _ = waker.wake();
-                    }
-                    Err(e) => {
-                        log::debug!("play: undecodable frame: {e}");
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        })
-}
-
-/// The audio sink in use and what it is called in the report.
-struct AudioOut {
-    sink: Box<dyn AudioSink>,
-    format: (u32, u16),
-}
-
-/// Opens the sound device, or falls back to a [`ClockSink`]; says why once.
-fn open_sink(
-    rate: u32,
-    channels: u16,
-    env: &OutputEnv,
-    label: &mut String,
-    warned: &mut bool,
-) -> Option<AudioOut> {
-    let mut why = String::from("no sound device allowed");
-    #[cfg(feature = "cpal")]
-    if env.audio_device {
-        match crate::media::AudioOutput::open(rate, channels) {
-            Ok(out) => {
-                *label = format!("device {}", out.device_name());
-                return Some(AudioOut {
-                    sink: Box::new(out),
-                    format: (rate, channels),
-                });
-            }
-            Err(e) => why = e.to_string(),
-        }
-    }
-    #[cfg(not(feature = "cpal"))]
-    if env.audio_device {
-        why = "built without audio output (feature cpal)".into();
-    }
-    let capacity = u64::from(rate) * u64::from(crate::media::audio_out::DEFAULT_BUFFER_MS) / 1000;
-    match ClockSink::new(rate, channels, capacity) {
-        Ok(s) => {
-            if !*warned {
-                log::warn!("play: no sound output ({why}); audio is timed but not heard");
-                *warned = true;
-            }
-            *label = format!("clock: {why}");
-            Some(AudioOut {
-                sink: Box::new(s),
-                format: (rate, channels),
-            })
-        }
-        Err(e) => {
-            if !*warned {
-                log::warn!("play: cannot play this audio ({e}); video plays at its own pace");
-                *warned = true;
-            }
-            *label = format!("none: {e}");
-            None
-        }
-    }
-}
-
-/// The window, or nothing when built without OpenCV.
-#[cfg(feature = "opencv")]
-type Win = crate::media::Window;
-#[cfg(not(feature = "opencv"))]
-type Win = NoWindow;
-
-/// Stand-in for the window in a build without OpenCV.
-#[cfg(not(feature = "opencv"))]
-#[derive(Debug)]
-struct NoWindow;
-
-#[cfg(not(feature = "opencv"))]
-impl NoWindow {
-    fn show_bgr(&mut self, _: u32, _: u32, _: &[u8]) -> Result<(), std::convert::Infallible> {
-        Ok(())
-    }
-    fn poll_key(&mut self) -> Option<()> {
-        None
-    }
-}
-
-/// Opens the window if asked and possible; returns it and the report's label.
-fn open_window(args: &PlayArgs, env: &OutputEnv) -> (Option<Win>, String) {
-    if args.no_video {
-        return (None, "off".into());
-    }
-    if args.no_decode {
-        return (None, "none: --no-decode".into());
-    }
-    #[cfg(feature = "opencv")]
-    {
-        let opened = crate::media::Window::open_with_env(
-            &args.stream,
-            env.display.clone(),
-            env.wayland_display.clone(),
-        );
-        match opened {
-            Ok(w) => (Some(w), "window".into()),
-            Err(e) => {
-                log::warn!("play: no video window ({e}); frames are decoded and counted");
-                (None, format!("none: {e}"))
-            }
-        }
-    }
-    #[cfg(not(feature = "opencv"))]
-    {
-        let _ = env;
-        log::warn!("play: built without a video window (feature opencv); frames are counted");
-        (None, "none: built without OpenCV".into())
-    }
-}
-
-#[cfg(feature = "opencv")]
-fn is_quit(k: Option<crate::media::Key>) -> bool {
-    k == Some(crate::media::Key::Quit)
-}
-
-#[cfg(not(feature = "opencv"))]
-fn is_quit(_: Option<()>) -> bool {
-    false
-}
-
-/// The window is pumped at least this often while open.
-const PUMP_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Play {
     /// Checks the options and binds the socket.
@@ -475,111 +200,27 @@ impl Play {
     /// Esc); says BYE, and finishes the recording, on the way out.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<PlayReport> {
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
-        let mut recorder = match &self.args.record {
+        let recorder = match &self.args.record {
             Some(p) => Some(Recorder::create(p).context("--record")?),
             None => None,
         };
-        let counters = Arc::new(DecodeCounters::default());
-        let (tx, rx) = sync_channel::<(u64, Bytes)>(8);
-        let (decoded_tx, decoded_rx) = sync_channel::<Decoded>(4);
-        let frame_times_on = self.args.frame_times;
-        let mut frame_times: Vec<(u64, u64)> = Vec::new();
-        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(4);
-        let decode = !self.args.no_decode;
-        let decoder = spawn_decoder(rx, decoded_tx, spare_rx, counters.clone(), self.lp.waker())
-            .context("cannot start the decoder thread")?;
-
-        let env = self.env.clone();
-        let (mut window, video_output) = open_window(&self.args, &env);
-        let mut audio_output = if self.args.no_audio { "off" } else { "none" }.to_string();
-        let mut audio: Option<AudioOut> = None;
-        let mut audio_warned = false;
-        let mut unplayable: Option<(u32, u16)> = None;
-        let mut sync = AvSync::<Decoded>::new(AvSyncConfig::default());
-        let mut next_pump = Instant::now();
-        let mut show_warned = false;
-        let mut record_error: Option<anyhow::Error> = None;
-        let mut pcm: Vec<i16> = Vec::new();
-
+        let cfg = PlayerConfig {
+            title: self.args.stream.clone(),
+            video: !self.args.no_video,
+            decode: !self.args.no_decode,
+            audio: !self.args.no_audio,
+            frame_times: self.args.frame_times,
+            checksums: self.record_checksums,
+            env: self.env.clone(),
+        };
+        let mut player = Player::start(cfg, recorder, self.lp.waker())
+            .context("cannot start the player's threads")?;
         let mut status = StatusLine::new(self.status);
-        let mut skipped = 0u64;
-        let mut audio_frames = 0u64;
-        let record = self.record_checksums;
-        let mut crcs = Vec::new();
-        let mut audio_hasher = crc32fast::Hasher::new();
         let stream = self.args.stream.clone();
         let latency = self.args.latency;
-        let play_audio = !self.args.no_audio;
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_event() {
                 match e {
-                    ViewerEvent::Frame(f) => {
-                        if record {
-                            crcs.push((f.frame_id, crc32fast::hash(&f.jpeg)));
-                        }
-                        if let Some(r) = &mut recorder {
-                            if let Err(e) = r.video(f.pts, f.width, f.height, &f.jpeg) {
-                                log::error!("play: recording stopped: {e}");
-                                record_error = Some(e.into());
-                                recorder = None;
-                            }
-                        }
-                        if decode {
-                            match tx.try_send((f.pts, f.jpeg)) {
-                                Ok(()) => {}
-                                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => skipped += 1,
-                            }
-                        }
-                    }
-                    ViewerEvent::Audio(a) => {
-                        let channels = u16::from(a.channels);
-                        if !a.concealed {
-                            audio_frames += (a.samples.len() / (2 * usize::from(channels.max(1)))) as u64;
-                            if record {
-                                audio_hasher.update(&a.samples);
-                            }
-                        }
-                        if recorder.is_none() && !play_audio {
-                            continue;
-                        }
-                        pcm.clear();
-                        pcm.extend(a.samples.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
-                        if a.concealed {
-                            pcm.fill(0);
-                        }
-                        if let Some(r) = &mut recorder {
-                            if let Err(e) = r.audio(a.pts, a.sample_rate, channels, &pcm, a.concealed) {
-                                log::error!("play: recording stopped: {e}");
-                                record_error = Some(e.into());
-                                recorder = None;
-                            }
-                        }
-                        if !play_audio {
-                            continue;
-                        }
-                        let format = (a.sample_rate, channels);
-                        if audio.as_ref().is_none_or(|o| o.format != format) && unplayable != Some(format) {
-                            // First block, or the format changed: a new sink counts from zero.
-                            audio = None;
-                            sync.reset_audio();
-                            audio = open_sink(format.0, format.1, &env, &mut audio_output, &mut audio_warned);
-                            unplayable = audio.is_none().then_some(format);
-                        }
-                        if let Some(o) = &mut audio {
-                            let reading = AudioReading {
-                                played_frames: o.sink.played_frames(now),
-                                latency: o.sink.latency(),
-                            };
-                            let block = AudioBlock {
-                                pts: a.pts,
-                                sample_rate: a.sample_rate,
-                                channels,
-                                samples: &pcm,
-                            };
-                            let sink = &mut o.sink;
-                            sync.push_audio(now, block, reading, |s| sink.push(now, s));
-                        }
-                    }
                     ViewerEvent::Description(d) => {
                         log::info!(
                             "play: stream {} {}x{} @ {}/{} fps{}",
@@ -590,66 +231,19 @@ impl Play {
                             d.fps_den,
                             d.audio.map_or(String::new(), |a| format!(", audio {} Hz x{}", a.sample_rate, a.channels))
                         );
-                        sync.set_frame_rate(u32::from(d.fps_num), u32::from(d.fps_den));
-                        if let Some(r) = &mut recorder {
-                            if let Err(e) = r.describe(u32::from(d.fps_num), u32::from(d.fps_den), d.audio.is_some()) {
-                                log::error!("play: recording stopped: {e}");
-                                record_error = Some(e.into());
-                                recorder = None;
-                            }
-                        }
+                        player.handle(ViewerEvent::Description(d));
                     }
-                    ViewerEvent::FrameDropped { .. } => {}
                     ViewerEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),
+                    e => player.handle(e),
                 }
             }
-
-            // Decoded frames into the sync queue; show the one that is due.
-            while let Ok(d) = decoded_rx.try_recv() {
-                if frame_times_on {
-                    frame_times.push((d.pts, unix_micros()));
-                }
-                sync.push_frame(now, d.pts, d);
-            }
-            let reading = audio.as_ref().map(|o| AudioReading {
-                played_frames: o.sink.played_frames(now),
-                latency: o.sink.latency(),
-            });
-            let mut due = None;
-            while let Some(f) = sync.poll_frame(now, reading) {
-                if let Some(old) = due.replace(f) {
-                    let _ = spare_tx.try_send(old.frame.bgr);
-                }
-            }
-            while let Some(d) = sync.poll_discarded() {
-                let _ = spare_tx.try_send(d.bgr);
-            }
-            let mut quit = false;
-            if let Some(w) = &mut window {
-                if let Some(f) = &due {
-                    let d = &f.frame;
-                    if let Err(e) = w.show_bgr(d.width, d.height, &d.bgr) {
-                        if !show_warned {
-                            log::warn!("play: cannot show a frame: {e}");
-                            show_warned = true;
-                        }
-                    }
-                }
-                if due.is_some() || now >= next_pump {
-                    quit = is_quit(w.poll_key());
-                    next_pump = now + PUMP_INTERVAL;
-                }
-            }
-            if let Some(f) = due {
-                let _ = spare_tx.try_send(f.frame.bgr);
-            }
-            if quit {
+            if player.quit_requested() {
                 return LoopControl::Stop;
             }
-
             let s = client.stats();
-            let av = sync.stats();
-            let underruns = audio.as_ref().map_or(0, |o| o.sink.underruns());
+            let live = player.live();
+            let av = live.av;
+            let underruns = live.audio_underruns;
             let lost = s.video.lost + s.audio.lost;
             let detected = s.video.detected + s.audio.detected;
             status.tick(now, &[s.frames_played as f64, s.bytes as f64 * 8.0, av.frames_shown as f64], |r| {
@@ -676,32 +270,14 @@ impl Play {
             if end.is_some_and(|e| now >= e) {
                 return LoopControl::Stop;
             }
-            // Wake for the next frame's show time (not in the past: no busy loop), and pump
-            // the window regularly while it is open.
-            let show_at = sync.poll_timeout().map(|t| t.max(now + Duration::from_micros(500)));
-            let pump_at = window.as_ref().map(|_| next_pump);
-            let wake = [end, status.deadline(), show_at, pump_at].into_iter().flatten().min();
+            let wake = [end, status.deadline()].into_iter().flatten().min();
             LoopControl::Continue(wake)
         });
         status.finish();
         let bye = self.lp.node_mut().bye();
         self.lp.send_now(&bye);
-        drop(tx);
-        drop(decoded_rx);
-        let _ = decoder.join();
-        let _ = window.take(); // close the window now
-        let audio_underruns = audio.as_ref().map_or(0, |o| o.sink.underruns());
-        drop(audio);
-        let record_summary = match recorder.as_mut().map(Recorder::finish) {
-            Some(Ok(s)) => Some(s),
-            Some(Err(e)) => {
-                log::error!("play: finishing the recording failed: {e}");
-                record_error.get_or_insert(e.into());
-                recorder.as_ref().map(|r| r.summary().clone())
-            }
-            None => None,
-        };
-        if let (Some(r), true) = (&record_summary, self.status) {
+        let media = player.finish();
+        if let (Some(r), true) = (&media.record, self.status) {
             let fps = f64::from(r.fps.0) / f64::from(r.fps.1.max(1));
             eprintln!(
                 "play: recorded {} frames ({:.1} s at {fps:.2} fps, {} repeated) to {}{}",
@@ -725,26 +301,27 @@ impl Play {
             local: self.local_addr().to_string(),
             stream: self.args.stream.clone(),
             client: self.lp.node().stats(),
-            frames_decoded: counters.decoded.load(Ordering::Relaxed),
-            frame_times,
-            decode_errors: counters.errors.load(Ordering::Relaxed),
-            decode_skipped: skipped,
-            audio_frames,
-            video_output,
-            audio_output,
-            av: sync.stats(),
-            audio_underruns,
-            record: record_summary,
+            frames_decoded: media.frames_decoded,
+            frame_times: media.frame_times,
+            decode_errors: media.decode_errors,
+            decode_skipped: media.decode_skipped,
+            audio_frames: media.audio_frames,
+            video_output: media.video_output,
+            audio_output: media.audio_output,
+            av: media.av,
+            audio_underruns: media.audio_underruns,
+            record: media.record,
             io: self.lp.io_stats().clone(),
             buffers: self.buffers,
-            frame_crcs: crcs,
-            audio_crc: record.then(|| audio_hasher.finalize()),
+            frame_crcs: media.frame_crcs,
+            audio_crc: media.audio_crc,
+            media_drops: media.drops,
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;
         }
-        if let Some(e) = record_error {
-            return Err(e.context("--record"));
+        if let Some(e) = media.record_error {
+            return Err(anyhow::Error::new(e).context("--record"));
         }
         Ok(report)
     }
@@ -754,6 +331,7 @@ impl Play {
 mod tests {
     use super::*;
     use crate::app::serve::{Serve, ServeArgs};
+    use std::sync::atomic::Ordering;
 
     struct TmpDir(PathBuf);
 

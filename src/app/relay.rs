@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::serve::SOCKET_BUFFER;
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
+use crate::driver::udp::SOCKET_BUFFER;
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
 
@@ -144,7 +144,7 @@ impl RelayRole {
                         s.cache_hits,
                         s.upstream_requests,
                         s.queue_frames_dropped,
-                        s.malformed.total() + s.unknown_sender
+                        s.malformed.values().sum::<u64>() + s.unknown_sender
                     )
                 });
                 if end.is_some_and(|e| now >= e) {

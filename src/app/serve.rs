@@ -14,14 +14,11 @@ use serde::Serialize;
 
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
-use crate::driver::udp::{BufferSizes, bind_udp};
+use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
 use crate::proto::publisher::{Publisher, PublisherConfig, PublisherStats};
 use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
-
-/// Socket buffer asked for by every role (several MB for video, PROTOCOL-NOTES).
-pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// `framecast serve` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -227,7 +224,7 @@ impl Serve {
         let source_stop = Arc::new(AtomicBool::new(false));
         let waker = self.lp.waker();
         let start = Instant::now() + Duration::from_millis(self.args.start_delay_ms);
-        let start_unix_us = super::play::unix_micros() + self.args.start_delay_ms * 1000;
+        let start_unix_us = crate::media::clock::unix_micros() + self.args.start_delay_ms * 1000;
         let st = source_stop.clone();
         let Some(src) = self.source.take() else {
             bail!("serve: the source already ran");

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// Socket buffer (send and receive, bytes) asked for by every role: several MB for video
+/// (PROTOCOL-NOTES); the kernel may clamp it (see [`warn_if_clamped`]).
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
 /// What the kernel granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BufferSizes {

@@ -6,6 +6,8 @@
 //! | module | feature | what |
 //! | --- | --- | --- |
 //! | [`test_source`] | none | synthetic camera ([`TestPattern`]) and microphone ([`ToneSource`]), `test:WxH@FPS` parsing |
+//! | [`clock`] | none | wall-clock helpers (`unix_micros`) |
+//! | `player` | `jpeg` | the player's media side: decode, A/V sync, window, sound, recorder, on their own threads |
 //! | [`audio_out`] | none for [`ClockSink`] and [`AudioSink`]; `cpal` for `AudioOutput` | audio output, the player's master clock |
 //! | `jpeg` | `jpeg` | `JpegEncoder` / `JpegDecoder` (turbojpeg), with a pixel bound for untrusted input |
 //! | `display` | `opencv` | `Window`: an OpenCV highgui window that refuses to open without a display |
@@ -19,11 +21,14 @@
 
 pub mod audio_out;
 pub mod avsync;
+pub mod clock;
 #[cfg(feature = "opencv")]
 pub mod display;
 pub mod file_source;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+#[cfg(feature = "jpeg")]
+pub mod player;
 pub mod recorder;
 #[cfg(feature = "jpeg")]
 pub mod source;

@@ -84,9 +84,10 @@ impl Packetizer {
         self.first_video_seq
     }
 
-    /// Chunk payload bytes per video datagram.
+    /// Chunk payload bytes per video datagram: even, so that a frame's parity symbols
+    /// (§6.7, as long as a chunk) fit the same datagram size.
     pub fn chunk_payload(&self) -> usize {
-        self.max_datagram - HEADER_LEN - VIDEO_HEADER_LEN - CRC_LEN
+        (self.max_datagram - HEADER_LEN - VIDEO_HEADER_LEN - CRC_LEN) & !1
     }
 
     /// The most audio sample frames of `channels` channels that fit one datagram.

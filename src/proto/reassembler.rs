@@ -90,6 +90,36 @@ impl Partial {
     pub fn received(&self) -> usize {
         self.chunks.len()
     }
+
+    /// The chunks received: index and payload, in index order.
+    pub fn chunks(&self) -> impl Iterator<Item = (u16, &Bytes)> + '_ {
+        self.chunks.iter().map(|(&i, (_, data))| (i, data))
+    }
+
+    /// The length every chunk but the last has (§5.1), derived from any chunk held that
+    /// tells it: a non-last chunk's payload, or the last chunk's offset. `None` if unknown.
+    pub fn chunk_len(&self) -> Option<usize> {
+        let last = self.chunk_count.checked_sub(1)?;
+        self.chunks.iter().find_map(|(&i, (off, data))| {
+            if i < last {
+                Some(data.len())
+            } else if i > 0 {
+                Some(*off as usize / i as usize)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Size of the whole frame, bytes.
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    /// Width and height, pixels.
+    pub fn dimensions(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
 }
 
 /// Collects chunks into frames, keyed by frame id.
@@ -212,6 +242,11 @@ impl Reassembler {
         let p = self.frames.remove(&frame_id)?;
         self.bytes -= p.bytes;
         Some(p)
+    }
+
+    /// The frame `frame_id` under reassembly, if any.
+    pub fn get(&self, frame_id: u32) -> Option<&Partial> {
+        self.frames.get(&frame_id)
     }
 
     /// Frames under reassembly.

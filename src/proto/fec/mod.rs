@@ -18,6 +18,7 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 pub mod msg;
 pub mod sizing;
+pub mod source;
 
 #[cfg(test)]
 mod tests;

@@ -20,10 +20,13 @@ use crate::proto::wire::{
     RejectReason, SeqExtender, SeqNo,
 };
 
+mod fec_repair;
+mod repair;
 mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use fec_repair::FecStats;
 pub use stats::{LossCounters, ViewerStats};
 
 /// Viewer tunables.
@@ -120,6 +123,11 @@ pub struct Viewer {
     jitter: f64,
     last_transit: Option<i128>,
     timers: TimerTable<ViewerTimer>,
+    fec: fec_repair::FecRepair,
+    /// Measured first-transmission loss of the video flow, 0..=1 (§6.6 `loss_q16`).
+    loss_estimate: f64,
+    /// Video (detected, reordered, highest seq) at the last report.
+    loss_mark: (u64, u64, u64),
     control: VecDeque<Bytes>,
     events: VecDeque<ViewerEvent>,
     last_now: Option<Instant>,
@@ -152,6 +160,9 @@ impl Viewer {
             jitter: 0.0,
             last_transit: None,
             timers: TimerTable::new(),
+            fec: fec_repair::FecRepair::default(),
+            loss_estimate: 0.0,
+            loss_mark: (0, 0, 0),
             control: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
@@ -178,6 +189,8 @@ impl Viewer {
         let mut s = self.stats.clone();
         s.video = self.video_loss.stats().into();
         s.audio = self.audio_loss.stats().into();
+        s.fec = self.fec.stats();
+        s.loss_estimate = self.loss_estimate;
         s.audio_concealed = self.audio.concealed;
         s.audio_late = self.audio.late;
         s.jitter_ms = self.jitter / 90.0;
@@ -228,6 +241,8 @@ impl Viewer {
         self.done.clear();
         self.first_chunk_at.clear();
         self.last_transit = None;
+        self.fec.clear();
+        self.loss_mark = (0, 0, 0);
     }
 
     /// Media proves the subscription alive; its source must be the stream's (the first one
@@ -277,6 +292,7 @@ impl Viewer {
                 }
                 self.first_chunk_at.remove(&frame_id);
                 self.reasm.remove(frame_id);
+                self.fec.remove(frame_id);
                 self.mark_done(frame_id);
                 self.events.push_back(ViewerEvent::FrameDropped {
                     frame_id,
@@ -323,6 +339,7 @@ impl Viewer {
             ChunkOutcome::Duplicate => return,
             ChunkOutcome::Stored | ChunkOutcome::Complete(_) => {}
         }
+        let stored = outcome == ChunkOutcome::Stored;
         if !self.frames.contains(v.pts) {
             if let Err(reason) = self.frames.admit(now, v.pts, v.frame_id, deadline) {
                 self.reasm.remove(v.frame_id);
@@ -353,6 +370,7 @@ impl Viewer {
         }
         if let ChunkOutcome::Complete(f) = outcome {
             let id = f.frame_id;
+            self.fec.remove(id);
             self.mark_done(id);
             if let Some(out) = self.frames.complete(now, f) {
                 self.emit_frame_out(now, out);
@@ -360,6 +378,10 @@ impl Viewer {
         }
         if self.timers.get(ViewerTimer::Scan).is_none() {
             self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);
+        }
+        if stored {
+            let restored = self.fec.on_data(v.frame_id, v.chunk_index, &v.payload);
+            self.apply_restored(now, v.frame_id, restored);
         }
     }
 
@@ -431,7 +453,10 @@ impl Viewer {
         }
         let ssrc = self.ssrc.unwrap_or(0);
         for (flow, ranges) in [
-            (Flow::Video, self.video_loss.poll_nack(now, self.sub.rtt())),
+            (Flow::Video, {
+                let ranges = self.video_loss.poll_nack(now, self.sub.rtt());
+                self.without_fec_frames(ranges)
+            }),
             (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
         ] {
             for chunk in ranges.chunks(crate::proto::wire::MAX_NACK_RANGES) {
@@ -462,7 +487,7 @@ impl Viewer {
             frames_played: s.frames_played as u32,
             frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
             rtt_us: self.sub.rtt().srtt().as_micros() as u32,
-            loss_q16: 0,
+            loss_q16: self.loss_q16(),
         };
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
         Packet::new(
@@ -523,6 +548,11 @@ impl Node for Viewer {
                     self.on_audio(now, flags, p.header.seq, a);
                 }
             }
+            Body::Parity(pc) => {
+                if self.accept_source(now, p.header.ssrc) {
+                    self.on_parity(now, p.header.seq, pc);
+                }
+            }
             _ => self.stats.unknown_sender += 1,
         }
         self.drain_buffers(now);
@@ -535,6 +565,7 @@ impl Node for Viewer {
             self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);
         }
         self.drain_buffers(now);
+        self.queue_fec_requests(now);
         self.queue_nacks(now);
         if self
             .timers
@@ -559,6 +590,7 @@ impl Node for Viewer {
             t = soonest(t, self.audio_loss.poll_timeout());
         }
         t = soonest(t, self.timers.get(ViewerTimer::Report));
+        t = soonest(t, self.fec_timeout());
         soonest(t, self.scan_due())
     }
 

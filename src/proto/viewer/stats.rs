@@ -52,6 +52,12 @@ pub struct ViewerStats {
     pub max_frame_delay_ms: f64,
     /// Times the stream's source changed.
     pub source_changes: u64,
+    /// FEC repair counters (§7.6).
+    pub fec: super::FecStats,
+    /// FEC_REQUEST datagrams sent (each copy counted once).
+    pub fec_requests_sent: u64,
+    /// Measured first-transmission loss of the video flow, 0..=1 (reported as `loss_q16`).
+    pub loss_estimate: f64,
 }
 
 /// Loss figures of one flow.

@@ -1,0 +1,170 @@
+//! How the viewer repairs video (proto-spec.md §7.2, §7.6): parity symbols and restored
+//! chunks go through the same path as arriving chunks; once the sender speaks FEC, a frame's
+//! missing chunks are asked for as fresh parity symbols (FEC_REQUEST), everything else as
+//! NACKs; and the loss it measured goes back in receiver reports to size the sender's parity.
+
+use std::time::Instant;
+
+use crate::proto::fec::sizing::{REPAIR_TARGET, request_copies};
+use crate::proto::wire::{
+    Body, FLAG_RETRANSMIT, NackRange, Packet, PacketType, ParityChunk, VideoChunk,
+};
+
+use super::Viewer;
+use super::fec_repair::Restored;
+
+/// How strongly each report interval's loss figure moves the estimate.
+const LOSS_GAIN: f64 = 0.5;
+
+impl Viewer {
+    /// A PARITY datagram of the stream's source (§6.7).
+    pub(super) fn on_parity(&mut self, now: Instant, seq: u32, p: ParityChunk) {
+        let done = self.done.contains(&p.frame_id);
+        let restored = self
+            .fec
+            .on_parity(seq, &p, self.reasm.get(p.frame_id), done);
+        self.apply_restored(now, p.frame_id, restored);
+    }
+
+    /// Hands chunks the erasure code restored to the reassembler as if they had arrived
+    /// (as repairs: they fill gaps the loss tracker holds).
+    pub(super) fn apply_restored(&mut self, now: Instant, frame_id: u32, restored: Vec<Restored>) {
+        if restored.is_empty() {
+            return;
+        }
+        let Some(p) = self.reasm.get(frame_id) else {
+            return;
+        };
+        let (pts, frame_size, (width, height), chunk_count) =
+            (p.pts, p.frame_size(), p.dimensions(), p.chunk_count());
+        for r in restored {
+            let chunk = VideoChunk {
+                frame_id,
+                pts,
+                frame_size,
+                width,
+                height,
+                chunk_index: r.index,
+                chunk_count,
+                offset: r.offset,
+                payload: r.payload,
+            };
+            self.on_video(now, FLAG_RETRANSMIT, r.seq, chunk);
+        }
+    }
+
+    /// Drops from NACK ranges the sequence numbers whose frames are repaired with FEC
+    /// requests instead.
+    pub(super) fn without_fec_frames(&self, ranges: Vec<NackRange>) -> Vec<NackRange> {
+        if !self.fec.is_active() {
+            return ranges;
+        }
+        let frames: Vec<(u64, u64)> = self
+            .reasm
+            .partials()
+            .filter(|(id, p)| self.fec.covers(**id, p))
+            .filter_map(|(_, p)| {
+                let first = p.first_seq?;
+                Some((first.0, first.0 + u64::from(p.chunk_count())))
+            })
+            .collect();
+        if frames.is_empty() {
+            return ranges;
+        }
+        let Some(highest) = self.video_loss.highest() else {
+            return ranges;
+        };
+        let covered = |wire: u32| {
+            let s = highest.extend(wire).0;
+            frames.iter().any(|&(a, b)| s >= a && s < b)
+        };
+        let mut out: Vec<NackRange> = Vec::new();
+        for r in ranges {
+            for i in 0..u32::from(r.len) {
+                let wire = r.start.wrapping_add(i);
+                if covered(wire) {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some(last)
+                        if last.start.wrapping_add(u32::from(last.len)) == wire
+                            && last.len < u16::MAX =>
+                    {
+                        last.len += 1
+                    }
+                    _ => out.push(NackRange {
+                        start: wire,
+                        len: 1,
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues the FEC_REQUESTs of the repair rounds due at `now`, each sent as many times
+    /// as the measured loss calls for (§7.6).
+    pub(super) fn queue_fec_requests(&mut self, now: Instant) {
+        if !self.cfg.nack {
+            return;
+        }
+        let rtt = self.sub.rtt();
+        let retry = rtt.retry_interval(self.cfg.loss.min_retry_interval);
+        let srtt = rtt.srtt();
+        let hold = self.reorder_hold();
+        let frames = &self.frames;
+        let entries = self.fec.poll_requests(
+            now,
+            self.reasm.partials(),
+            |pts| frames.deadline(pts),
+            hold,
+            retry,
+            srtt,
+            self.loss_estimate,
+        );
+        let copies = request_copies(self.loss_estimate, 1.0 - REPAIR_TARGET);
+        let ssrc = self.ssrc.unwrap_or(0);
+        for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
+            self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+            let p = Packet::new(
+                PacketType::FecRequest,
+                ssrc,
+                self.ctrl_seq,
+                Body::FecRequest {
+                    entries: chunk.to_vec(),
+                },
+            )
+            .encode();
+            for _ in 0..copies.max(1) {
+                self.control.push_back(p.clone());
+            }
+            self.stats.fec_requests_sent += 1;
+        }
+    }
+
+    /// The soonest FEC repair round.
+    pub(super) fn fec_timeout(&self) -> Option<Instant> {
+        if !self.cfg.nack {
+            return None;
+        }
+        self.fec
+            .poll_timeout(self.reasm.partials(), self.reorder_hold())
+    }
+
+    /// Updates the loss estimate from the video flow's gaps since the last report and
+    /// returns it as `loss_q16` (§6.6): first-transmission losses (gaps not filled by
+    /// reordering) over the sequence numbers the interval covered.
+    pub(super) fn loss_q16(&mut self) -> u16 {
+        let s = self.video_loss.stats();
+        let highest = self.video_loss.highest().map_or(0, |h| h.0);
+        let (d0, r0, h0) = self.loss_mark;
+        let lost = (s.detected.saturating_sub(d0)).saturating_sub(s.reordered.saturating_sub(r0));
+        let span = highest.saturating_sub(h0);
+        if h0 != 0 && span > 0 {
+            let p = (lost as f64 / span as f64).clamp(0.0, 1.0);
+            self.loss_estimate += (p - self.loss_estimate) * LOSS_GAIN;
+        }
+        self.loss_mark = (s.detected, s.reordered, highest);
+        (self.loss_estimate * 65536.0).round().clamp(0.0, 65535.0) as u16
+    }
+}

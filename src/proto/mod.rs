@@ -21,6 +21,7 @@ pub mod relay;
 pub mod rtt;
 pub mod rtx_cache;
 pub mod subscription;
+pub mod timer;
 pub mod token;
 pub mod viewer;
 pub mod wire;

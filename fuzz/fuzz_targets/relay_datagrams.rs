@@ -422,7 +422,7 @@ fuzz_target!(|script: Script| {
                     s,
                     Body::Video(video(frame, index, count, len)),
                 );
-                h.relay.ingest_local(h.now, "cam1", p.encode());
+                h.relay.ingest_local(h.now, "cam1", Packetized::new(p));
                 h.after_input();
             }
             Op::KeepAlive { from, echo } => h.send_packet(

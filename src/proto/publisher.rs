@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::pacer::Pacer;
-use crate::proto::packetizer::{PacketizeError, Packetizer};
+use crate::proto::packetizer::{PacketizeError, Packetized, Packetizer};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats};
 use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
 
@@ -103,9 +103,9 @@ pub struct PublisherStats {
 pub struct Publisher {
     cfg: PublisherConfig,
     packetizer: Packetizer,
-    pacer: Pacer,
+    pacer: Pacer<Packetized>,
     relay: Relay,
-    description: Bytes,
+    description: Packetized,
     next_description: Option<Instant>,
     started: bool,
     stats: PublisherStats,
@@ -117,7 +117,7 @@ impl Publisher {
         let packetizer = Packetizer::new(cfg.ssrc, cfg.max_datagram, cfg.video_seq, cfg.audio_seq);
         let mut relay = Relay::new(cfg.relay.clone());
         relay.add_local_stream(&cfg.name);
-        let description = Packet::new(
+        let description = Packetized::new(Packet::new(
             PacketType::Description,
             cfg.ssrc,
             0,
@@ -130,8 +130,7 @@ impl Publisher {
                 audio: cfg.audio,
                 video_seq_base: cfg.video_seq,
             }),
-        )
-        .encode();
+        ));
         Publisher {
             pacer: Pacer::new(cfg.frame_interval() * 2),
             packetizer,
@@ -203,7 +202,7 @@ impl Publisher {
             .mul_f64(self.cfg.pace_fraction.clamp(0.0, 1.0));
         self.pacer.push_frame(
             now,
-            chunks.into_iter().map(|c| c.datagram).collect(),
+            chunks.into_iter().map(|c| c.into_packetized()).collect(),
             window,
         );
         Ok(id)
@@ -224,7 +223,7 @@ impl Publisher {
             .packetizer
             .packetize_audio(pts, a.sample_rate, a.channels, samples)?;
         self.stats.audio_blocks += 1;
-        self.pacer.push_urgent(c.datagram);
+        self.pacer.push_urgent(c.into_packetized());
         Ok(())
     }
 }

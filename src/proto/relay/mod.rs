@@ -1,24 +1,34 @@
 //! The relay (proto-spec.md §6–§7.3): a subscriber table, a per-stream packet cache and
 //! fan-out through bounded per-subscriber queues. The `serve` role embeds the same relay for
 //! its own (local) stream, so viewers may subscribe to a server directly.
+//!
+//! This file holds the [`Relay`] itself: its settings, counters, events and timers, and the
+//! dispatch of each datagram by packet type. The parts live beside it:
+//! `streams` (the stream table and publisher claims), `fanout` (per-subscriber queues and
+//! their schedule) and `repair` (NACKs answered from the cache or forwarded upstream).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod fanout;
+mod repair;
+mod streams;
+mod subscribers;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::proto::loss::{LossConfig, LossTracker};
 use crate::proto::node::{Node, Transmit, soonest};
-use crate::proto::rtt::RttEstimator;
-use crate::proto::rtx_cache::{Inserted, RtxCache};
-use crate::proto::subscription::Subscription;
+use crate::proto::packetizer::Packetized;
+use crate::proto::rtx_cache::Inserted;
+use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
-use crate::proto::wire::{
-    self, Body, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, ReceiverReport,
-    RejectReason, SeqExtender, SeqNo,
-};
+use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType};
+
+use fanout::{Fanout, Queued};
+pub use repair::ranges_of;
+use streams::{Claim, Origin, StreamTable};
 
 /// Relay tunables.
 #[derive(Debug, Clone)]
@@ -114,193 +124,6 @@ pub struct RelayStats {
     pub origin_budget_exceeded: u64,
 }
 
-#[derive(Debug)]
-enum Origin {
-    Local,
-    Publisher(SocketAddr),
-    Upstream(Box<Subscription>),
-}
-
-impl Origin {
-    fn addr(&self) -> Option<SocketAddr> {
-        match self {
-            Origin::Local => None,
-            Origin::Publisher(a) => Some(*a),
-            Origin::Upstream(s) => Some(s.server()),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct FrameTracker {
-    building: BTreeMap<u32, (u16, Vec<Option<Bytes>>, usize)>,
-    latest: Option<(u32, Vec<Bytes>)>,
-}
-
-impl FrameTracker {
-    fn add(&mut self, frame_id: u32, index: u16, count: u16, datagram: &Bytes) {
-        if let Some((latest, _)) = &self.latest {
-            if !wire::seq::wire_newer(frame_id, *latest) {
-                return;
-            }
-        }
-        let e = self
-            .building
-            .entry(frame_id)
-            .or_insert_with(|| (count, vec![None; count as usize], 0));
-        if e.0 != count || index >= count {
-            return;
-        }
-        let slot = &mut e.1[index as usize];
-        if slot.is_none() {
-            *slot = Some(datagram.clone());
-            e.2 += 1;
-        }
-        if e.2 == count as usize {
-            if let Some((_, (_, chunks, _))) = self.building.remove_entry(&frame_id) {
-                self.latest = Some((frame_id, chunks.into_iter().flatten().collect()));
-            }
-            // Anything older than the latest complete frame is no use to a late joiner.
-            self.building
-                .retain(|&id, _| wire::seq::wire_newer(id, frame_id));
-        }
-        while self.building.len() > 4 {
-            let oldest = self
-                .building
-                .keys()
-                .copied()
-                .reduce(|a, b| if wire::seq::wire_newer(a, b) { b } else { a });
-            if let Some(o) = oldest {
-                self.building.remove(&o);
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct PendingRtx {
-    asked_at: Instant,
-    who: Vec<SocketAddr>,
-}
-
-#[derive(Debug)]
-struct Stream {
-    name: String,
-    ssrc: Option<u32>,
-    description: Option<Bytes>,
-    origin: Origin,
-    last_heard: Option<Instant>,
-    video: RtxCache,
-    audio: RtxCache,
-    video_ext: SeqExtender,
-    audio_ext: SeqExtender,
-    frames: FrameTracker,
-    /// The relay's own loss detection on the path from its origin: it asks upstream for
-    /// what it lacks before its subscribers do (§7.3).
-    video_loss: LossTracker,
-    audio_loss: LossTracker,
-    pending: HashMap<(Flow, SeqNo), PendingRtx>,
-    members: Vec<SocketAddr>,
-    idle_since: Option<Instant>,
-    /// Bytes received from a pushing publisher and NACK bytes sent to it: a publisher's
-    /// address is never validated, so the relay sends it no more than it received (§8).
-    origin_in: u64,
-    origin_out: u64,
-}
-
-impl Stream {
-    fn new(name: &str, origin: Origin, cfg: &RelayConfig) -> Stream {
-        Stream {
-            name: name.to_owned(),
-            ssrc: None,
-            description: None,
-            origin,
-            last_heard: None,
-            video: RtxCache::new(cfg.cache_packets, cfg.cache_age),
-            audio: RtxCache::new(cfg.cache_packets, cfg.cache_age),
-            video_ext: SeqExtender::default(),
-            audio_ext: SeqExtender::default(),
-            frames: FrameTracker::default(),
-            video_loss: LossTracker::new(LossConfig::default()),
-            audio_loss: LossTracker::new(LossConfig::default()),
-            pending: HashMap::new(),
-            members: Vec::new(),
-            idle_since: None,
-            origin_in: 0,
-            origin_out: 0,
-        }
-    }
-
-    fn reset_source(&mut self, ssrc: u32) {
-        self.ssrc = Some(ssrc);
-        self.video.clear();
-        self.audio.clear();
-        self.video_ext.reset();
-        self.audio_ext.reset();
-        self.frames = FrameTracker::default();
-        self.pending.clear();
-        self.video_loss.reset();
-        self.audio_loss.reset();
-    }
-
-    /// Whether `len` more bytes may go to the origin: always for an upstream the relay
-    /// subscribed to itself, within what it received for a pushing publisher.
-    fn may_send_origin(&mut self, len: usize) -> bool {
-        match self.origin {
-            Origin::Publisher(_) => {
-                if self.origin_out + len as u64 > self.origin_in {
-                    return false;
-                }
-                self.origin_out += len as u64;
-                true
-            }
-            _ => true,
-        }
-    }
-
-    fn rtt(&self) -> RttEstimator {
-        match &self.origin {
-            Origin::Upstream(sub) => *sub.rtt(),
-            _ => RttEstimator::new(Duration::from_millis(5)),
-        }
-    }
-
-    fn cache(&mut self, flow: Flow) -> (&mut RtxCache, &mut SeqExtender) {
-        match flow {
-            Flow::Video => (&mut self.video, &mut self.video_ext),
-            Flow::Audio => (&mut self.audio, &mut self.audio_ext),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Queued {
-    datagram: Bytes,
-    frame: Option<u32>,
-}
-
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-#[derive(Debug)]
-struct Subscriber {
-    stream: String,
-    queue: VecDeque<Queued>,
-    queued_bytes: usize,
-    last_heard: Instant,
-    permanent: bool,
-    in_ready: bool,
-    bucket: Option<TokenBucket>,
-    skip_frame: Option<u32>,
-    report: Option<ReceiverReport>,
-    frames_dropped: u64,
-}
-
 /// Per-subscriber figures for statistics.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriberInfo {
@@ -316,27 +139,82 @@ pub struct SubscriberInfo {
     pub frames_played: Option<u32>,
 }
 
+/// Why a subscriber left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// Not heard from for `subscriber_timeout` (§6.4).
+    Timeout,
+    /// It said BYE.
+    Bye,
+    /// It subscribed to another stream from the same address.
+    Replaced,
+}
+
+/// Something that happened in the relay, pulled with [`Relay::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A subscriber was accepted (or added by the operator).
+    SubscriberJoined {
+        /// Its address.
+        addr: SocketAddr,
+        /// The stream.
+        stream: String,
+    },
+    /// A subscriber is gone.
+    SubscriberEvicted {
+        /// Its address.
+        addr: SocketAddr,
+        /// The stream it watched.
+        stream: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A publisher got a stream name (§6.1), possibly from a silent one.
+    StreamClaimed {
+        /// The stream.
+        stream: String,
+        /// The publisher.
+        publisher: SocketAddr,
+        /// The silent publisher it displaced.
+        displaced: Option<SocketAddr>,
+    },
+    /// A publisher's description was refused: someone else feeds the name, or the relay
+    /// is at `max_streams`.
+    StreamRefused {
+        /// The stream.
+        stream: String,
+        /// The refused sender.
+        from: SocketAddr,
+    },
+}
+
+/// The relay's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTimer {
+    /// Eviction of silent subscribers, release of idle streams, expiry of requests.
+    Housekeeping,
+    /// A rate-limited subscriber may send again.
+    RateWake,
+    /// The relay's own loss detection towards a remote origin has a NACK to send.
+    UpstreamNack,
+    /// A subscription to the upstream has a SUBSCRIBE or keep-alive due.
+    UpstreamControl,
+}
+
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-const RELAY_REORDER_HOLD: Duration = Duration::from_millis(3);
-const UPSTREAM_REASK: Duration = Duration::from_millis(10);
-const PENDING_MAX_AGE: Duration = Duration::from_secs(1);
-const MAX_NACK_SEQS: u64 = 1024;
-/// How far past the newest datagram it has a relay still forwards a request: the tail of
-/// a frame lost upstream is asked for before the next frame reveals the gap.
-const MAX_AHEAD: u64 = 4096;
-const MAX_PENDING: usize = 16384;
+/// Events kept for [`Relay::poll_event`] when nobody pulls them; the oldest go first.
+const MAX_EVENTS: usize = 1024;
 
 /// The relay state machine.
 #[derive(Debug)]
 pub struct Relay {
     cfg: RelayConfig,
     tokens: TokenKey,
-    streams: Vec<Stream>,
-    subs: HashMap<SocketAddr, Subscriber>,
-    ready: VecDeque<SocketAddr>,
-    blocked: Vec<(Instant, SocketAddr)>,
+    streams: StreamTable,
+    fanout: Fanout,
     control: VecDeque<Transmit>,
-    next_housekeeping: Option<Instant>,
+    events: VecDeque<RelayEvent>,
+    timers: TimerTable<RelayTimer>,
     last_now: Option<Instant>,
     ctrl_seq: u32,
     stats: RelayStats,
@@ -347,13 +225,12 @@ impl Relay {
     pub fn new(cfg: RelayConfig) -> Relay {
         Relay {
             tokens: TokenKey::new(cfg.token_key, cfg.token_lifetime),
+            fanout: Fanout::new(cfg.queue_bytes),
             cfg,
-            streams: Vec::new(),
-            subs: HashMap::new(),
-            ready: VecDeque::new(),
-            blocked: Vec::new(),
+            streams: StreamTable::default(),
             control: VecDeque::new(),
-            next_housekeeping: None,
+            events: VecDeque::new(),
+            timers: TimerTable::new(),
             last_now: None,
             ctrl_seq: 0,
             stats: RelayStats::default(),
@@ -363,19 +240,33 @@ impl Relay {
     /// Counters.
     pub fn stats(&self) -> RelayStats {
         let mut s = self.stats.clone();
-        s.subscribers = self.subs.len() as u64;
+        s.subscribers = self.fanout.len() as u64;
+        s.queue_frames_dropped = self.fanout.drops.frames;
+        s.queue_datagrams_dropped = self.fanout.drops.datagrams;
         s
+    }
+
+    /// The next event, oldest first. Unpulled events are bounded (the oldest are dropped).
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    fn event(&mut self, e: RelayEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
     }
 
     /// Figures per subscriber.
     pub fn subscribers(&self) -> Vec<SubscriberInfo> {
         let mut v: Vec<SubscriberInfo> = self
-            .subs
+            .fanout
             .iter()
             .map(|(a, s)| SubscriberInfo {
                 addr: a.to_string(),
                 stream: s.stream.clone(),
-                queued: s.queue.len(),
+                queued: s.queued(),
                 frames_dropped: s.frames_dropped,
                 frames_played: s.report.map(|r| r.frames_played),
             })
@@ -391,31 +282,52 @@ impl Relay {
             .iter()
             .map(|s| s.video.bytes() + s.audio.bytes())
             .sum();
-        let queues: usize = self.subs.values().map(|s| s.queued_bytes).sum();
-        caches + queues
+        caches + self.fanout.queued_bytes()
     }
 
     /// Bytes queued for one subscriber.
     pub fn queued_bytes(&self, addr: &SocketAddr) -> Option<usize> {
-        self.subs.get(addr).map(|s| s.queued_bytes)
+        self.fanout.get(addr).map(|s| s.queued_bytes())
     }
 
+    /// Clamps `now` so that time never goes backwards inside the relay, and starts the
+    /// housekeeping timer on the first input.
     fn now(&mut self, now: Instant) -> Instant {
-        // Time never goes backwards inside the relay.
         let now = self.last_now.map_or(now, |l| l.max(now));
         self.last_now = Some(now);
-        if self.next_housekeeping.is_none() {
-            self.next_housekeeping = Some(now + HOUSEKEEPING);
+        if self.timers.get(RelayTimer::Housekeeping).is_none() {
+            self.timers
+                .set(RelayTimer::Housekeeping, now + HOUSEKEEPING);
         }
         now
     }
 
+    /// After every input: collects the upstream subscriptions' control datagrams and
+    /// re-arms the timers that follow the state.
+    fn after_input(&mut self, now: Instant) {
+        let mut next_control = None;
+        for s in self.streams.iter_mut() {
+            if let Origin::Upstream(sub) = &mut s.origin {
+                if let Some(payload) = sub.poll_transmit(now) {
+                    self.control.push_back(Transmit {
+                        dest: sub.server(),
+                        payload,
+                    });
+                }
+                next_control = soonest(next_control, sub.poll_timeout());
+            }
+        }
+        self.timers
+            .set_or_stop(RelayTimer::UpstreamControl, next_control);
+        let nack = self.upstream_nack_deadline();
+        self.timers.set_or_stop(RelayTimer::UpstreamNack, nack);
+        self.timers
+            .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
+    }
+
     /// Creates (or takes over) a local stream: the `serve` role's own source.
     pub fn add_local_stream(&mut self, name: &str) {
-        if !self.streams.iter().any(|s| s.name == name) {
-            let s = Stream::new(name, Origin::Local, &self.cfg);
-            self.streams.push(s);
-        }
+        self.streams.add_local(name, &self.cfg);
     }
 
     /// Adds a subscriber that needs no handshake and never times out: the relay a server
@@ -423,23 +335,19 @@ impl Relay {
     pub fn add_permanent_subscriber(&mut self, now: Instant, addr: SocketAddr, stream: &str) {
         let now = self.now(now);
         self.insert_subscriber(now, addr, stream, 0, true);
+        self.after_input(now);
     }
 
-    /// Feeds a datagram of a local stream (already encoded by the server's packetizer).
-    pub fn ingest_local(&mut self, now: Instant, stream: &str, datagram: Bytes) {
+    /// Feeds a packet of the local stream `stream`, as built by this process's packetizer:
+    /// taken as it is, without decoding it again. Ignored unless `stream` is a local stream
+    /// (see [`Relay::add_local_stream`]).
+    pub fn ingest_local(&mut self, now: Instant, stream: &str, packet: Packetized) {
         let now = self.now(now);
-        // Only a stream this relay's own source feeds (not one a publisher pushes).
-        let Some(idx) = self
-            .streams
-            .iter()
-            .position(|s| s.name == stream && matches!(s.origin, Origin::Local))
-        else {
-            return;
-        };
-        match Packet::decode(&datagram) {
-            Ok(p) => self.on_media(now, idx, p, datagram),
-            Err(e) => *self.stats.malformed.entry(e.reason().into()).or_default() += 1,
+        if let Some(idx) = self.streams.local(stream) {
+            let (p, datagram) = packet.into_parts();
+            self.on_media(now, idx, p, datagram);
         }
+        self.after_input(now);
     }
 
     fn send_control(&mut self, dest: SocketAddr, payload: Bytes) {
@@ -451,145 +359,16 @@ impl Relay {
         self.ctrl_seq
     }
 
-    fn insert_subscriber(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-        stream: &str,
-        max_kbps: u32,
-        permanent: bool,
-    ) {
-        if let Some(old) = self.subs.remove(&addr) {
-            self.remove_member(&old.stream, &addr);
-        }
-        let bucket = (max_kbps > 0).then(|| {
-            let rate = max_kbps as f64 * 1000.0 / 8.0;
-            TokenBucket {
-                rate,
-                burst: (rate / 10.0).max(16_000.0),
-                tokens: (rate / 10.0).max(16_000.0),
-                last: now,
-            }
-        });
-        self.subs.insert(
-            addr,
-            Subscriber {
-                stream: stream.to_owned(),
-                queue: VecDeque::new(),
-                queued_bytes: 0,
-                last_heard: now,
-                permanent,
-                in_ready: false,
-                bucket,
-                skip_frame: None,
-                report: None,
-                frames_dropped: 0,
-            },
-        );
-        self.stats.subscribed += 1;
-        let Some(idx) = self.streams.iter().position(|s| s.name == stream) else {
-            return;
-        };
-        let s = &mut self.streams[idx];
-        s.members.push(addr);
-        s.idle_since = None;
-        // Late join (§7.4): the description and the latest complete frame, at once.
-        let mut first: Vec<Queued> = Vec::new();
-        if let Some(d) = &s.description {
-            first.push(Queued {
-                datagram: d.clone(),
-                frame: None,
-            });
-        }
-        if let Some((id, chunks)) = &s.frames.latest {
-            for c in chunks {
-                if let Some(d) = wire::with_flags(c, FLAG_REPLAY) {
-                    first.push(Queued {
-                        datagram: d,
-                        frame: Some(*id),
-                    });
-                }
-            }
-            self.stats.late_join_frames += 1;
-        }
-        for q in first {
-            self.enqueue(addr, q, false);
-        }
-    }
-
-    fn remove_member(&mut self, stream: &str, addr: &SocketAddr) {
-        if let Some(s) = self.streams.iter_mut().find(|s| s.name == stream) {
-            s.members.retain(|a| a != addr);
-        }
-    }
-
-    fn remove_subscriber(&mut self, addr: &SocketAddr) {
-        if let Some(old) = self.subs.remove(addr) {
-            self.remove_member(&old.stream, addr);
-        }
-    }
-
-    /// Queues a datagram for one subscriber; on overflow drops the oldest whole frames
-    /// for that subscriber only (§7.3).
-    fn enqueue(&mut self, addr: SocketAddr, q: Queued, front: bool) {
-        let cap = self.cfg.queue_bytes;
-        let Some(sub) = self.subs.get_mut(&addr) else {
-            return;
-        };
-        if q.frame.is_some() && q.frame == sub.skip_frame {
-            self.stats.queue_datagrams_dropped += 1;
-            return;
-        }
-        while sub.queued_bytes + q.datagram.len() > cap {
-            let Some(old) = sub.queue.pop_front() else {
-                break;
-            };
-            sub.queued_bytes -= old.datagram.len();
-            self.stats.queue_datagrams_dropped += 1;
-            if let Some(f) = old.frame {
-                let before = sub.queue.len();
-                sub.queue.retain(|e| e.frame != Some(f));
-                self.stats.queue_datagrams_dropped += (before - sub.queue.len()) as u64;
-                sub.queued_bytes = sub.queue.iter().map(|e| e.datagram.len()).sum();
-                sub.skip_frame = Some(f);
-                sub.frames_dropped += 1;
-                self.stats.queue_frames_dropped += 1;
-            }
-        }
-        if q.frame.is_some() && q.frame == sub.skip_frame {
-            self.stats.queue_datagrams_dropped += 1;
-            return;
-        }
-        sub.queued_bytes += q.datagram.len();
-        if front {
-            sub.queue.push_front(q);
-        } else {
-            sub.queue.push_back(q);
-        }
-        if !sub.in_ready {
-            sub.in_ready = true;
-            self.ready.push_back(addr);
-        }
-    }
-
     fn broadcast(&mut self, idx: usize, datagram: &Bytes, frame: Option<u32>) {
-        let members = std::mem::take(&mut self.streams[idx].members);
-        for m in &members {
-            self.enqueue(
-                *m,
-                Queued {
-                    datagram: datagram.clone(),
-                    frame,
-                },
-                false,
-            );
-        }
-        self.streams[idx].members = members;
+        let s = self.streams.get_mut(idx);
+        let members = std::mem::take(&mut s.members);
+        self.fanout.broadcast(&members, datagram, frame);
+        self.streams.get_mut(idx).members = members;
     }
 
     fn on_media(&mut self, now: Instant, idx: usize, p: Packet, datagram: Bytes) {
         let retransmit = p.header.flags & FLAG_RETRANSMIT != 0;
-        let s = &mut self.streams[idx];
+        let s = self.streams.get_mut(idx);
         s.last_heard = Some(now);
         s.origin_in += datagram.len() as u64;
         match p.body {
@@ -612,28 +391,19 @@ impl Relay {
                     self.stats.unknown_sender += 1;
                     return;
                 }
-                let (flow, frame) = match &p.body {
-                    Body::Video(v) => (
-                        Flow::Video,
-                        Some((v.frame_id, v.chunk_index, v.chunk_count)),
-                    ),
+                let (flow, video) = match &p.body {
+                    Body::Video(v) => (Flow::Video, Some(v)),
                     _ => (Flow::Audio, None),
                 };
                 let remote = s.origin.addr().is_some();
                 let (cache, ext) = s.cache(flow);
                 let seq = ext.extend(p.header.seq);
                 let inserted = cache.insert(now, seq, datagram.clone());
-                if remote {
-                    let tracker = match flow {
-                        Flow::Video => &mut s.video_loss,
-                        Flow::Audio => &mut s.audio_loss,
-                    };
-                    tracker.on_arrival(now, seq, RELAY_REORDER_HOLD, None);
+                let asked = s.repair.on_arrival(now, flow, seq, remote);
+                if let Some(v) = video {
+                    s.late.add(now, seq, v, &datagram);
                 }
-                if let Some((id, index, count)) = frame {
-                    s.frames.add(id, index, count, &datagram);
-                }
-                let pending = s.pending.remove(&(flow, seq));
+                let frame = video.map(|v| v.frame_id);
                 if retransmit && inserted == Inserted::New {
                     // Something the relay never had: none of its subscribers had it either.
                     self.stats.media_in += 1;
@@ -642,18 +412,10 @@ impl Relay {
                 }
                 if retransmit {
                     // An answer to a forwarded request: only to those who asked.
-                    if let Some(p) = pending {
-                        for who in p.who {
-                            self.stats.retransmits_sent += 1;
-                            self.enqueue(
-                                who,
-                                Queued {
-                                    datagram: datagram.clone(),
-                                    frame: None,
-                                },
-                                true,
-                            );
-                        }
+                    for who in asked.unwrap_or_default() {
+                        self.stats.retransmits_sent += 1;
+                        self.fanout
+                            .enqueue(who, Queued::single(datagram.clone()), true);
                     }
                     return;
                 }
@@ -662,287 +424,61 @@ impl Relay {
                     return;
                 }
                 self.stats.media_in += 1;
-                self.broadcast(idx, &datagram, frame.map(|f| f.0));
+                self.broadcast(idx, &datagram, frame);
             }
             _ => {}
         }
     }
 
-    fn on_subscribe(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        name: String,
-        token: Vec<u8>,
-        max_kbps: u32,
-    ) {
-        if let Some(sub) = self.subs.get_mut(&from) {
-            if sub.stream == name {
-                sub.last_heard = now;
-                return;
-            }
-        }
-        let known = self.streams.iter().any(|s| s.name == name);
-        let can_pull = self.cfg.upstream.is_some()
-            && !self
-                .streams
-                .iter()
-                .any(|s| matches!(s.origin, Origin::Upstream(_)) && s.name != name);
-        if !known && !can_pull {
-            self.reject(from, RejectReason::UnknownStream);
-            return;
-        }
-        if token.is_empty() || !self.tokens.check(now, &token, &from, &name) {
-            // Never more bytes than the request (the SUBSCRIBE is padded to 64 bytes, a
-            // RETRY is 37): §6.2.
-            let t = self.tokens.mint(now, &from, &name);
-            let seq = self.next_ctrl_seq();
-            self.send_control(
-                from,
-                Packet::new(PacketType::Retry, 0, seq, Body::Retry { token: t }).encode(),
-            );
-            self.stats.retries_sent += 1;
-            return;
-        }
-        if self.subs.len() >= self.cfg.max_subscribers {
-            self.reject(from, RejectReason::Full);
-            return;
-        }
-        if !known {
-            if self.streams.len() >= self.cfg.max_streams {
-                self.reject(from, RejectReason::Full);
-                return;
-            }
-            let Some(up) = self.cfg.upstream else { return };
-            let s = Stream::new(
-                &name,
-                Origin::Upstream(Box::new(Subscription::new(up, &name, 0))),
-                &self.cfg,
-            );
-            self.streams.push(s);
-        }
-        self.insert_subscriber(now, from, &name, max_kbps, false);
-    }
-
-    fn reject(&mut self, to: SocketAddr, reason: RejectReason) {
-        let seq = self.next_ctrl_seq();
-        self.send_control(
-            to,
-            Packet::new(PacketType::Reject, 0, seq, Body::Reject { reason }).encode(),
-        );
-        self.stats.rejects_sent += 1;
-    }
-
-    fn on_nack(&mut self, now: Instant, from: SocketAddr, flow: Flow, ranges: &[NackRange]) {
-        let Some(sub) = self.subs.get(&from) else {
-            self.stats.unknown_sender += 1;
+    /// A DESCRIPTION from `from`: its own stream's, or a publisher claiming a name.
+    fn on_description(&mut self, now: Instant, from: SocketAddr, p: Packet, datagram: Bytes) {
+        let Body::Description(d) = &p.body else {
             return;
         };
-        let Some(idx) = self.streams.iter().position(|s| s.name == sub.stream) else {
-            return;
+        let idx = match self
+            .streams
+            .claim(now, from, p.header.ssrc, &d.name, &self.cfg)
+        {
+            Claim::Owner(i) => i,
+            Claim::Created(i) => {
+                self.event(RelayEvent::StreamClaimed {
+                    stream: d.name.clone(),
+                    publisher: from,
+                    displaced: None,
+                });
+                i
+            }
+            Claim::TookOver { idx, previous } => {
+                self.event(RelayEvent::StreamClaimed {
+                    stream: d.name.clone(),
+                    publisher: from,
+                    displaced: Some(previous),
+                });
+                idx
+            }
+            Claim::Refused => {
+                self.stats.unknown_sender += 1;
+                self.event(RelayEvent::StreamRefused {
+                    stream: d.name.clone(),
+                    from,
+                });
+                return;
+            }
         };
-        let mut hits: Vec<Bytes> = Vec::new();
-        let mut ask: Vec<SeqNo> = Vec::new();
-        let mut misses = 0;
-        let s = &mut self.streams[idx];
-        let origin_remote = s.origin.addr().is_some();
-        let (cache, ext) = s.cache(flow);
-        let Some(last) = ext.last() else { return };
-        let mut budget = MAX_NACK_SEQS;
-        for r in ranges {
-            let start = last.extend(r.start);
-            for i in 0..r.len as u64 {
-                if budget == 0 {
-                    break;
-                }
-                budget -= 1;
-                let seq = start.plus(i);
-                if let Some(d) = cache.get(now, seq) {
-                    if let Some(d) = wire::with_flags(d, FLAG_RETRANSMIT) {
-                        hits.push(d);
-                    }
-                } else if origin_remote && seq.0 <= last.0 + MAX_AHEAD {
-                    ask.push(seq);
-                } else {
-                    misses += 1;
-                }
-            }
+        if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
+            sub.on_traffic(now);
         }
-        self.stats.cache_misses += misses;
-        let mut forward: Vec<SeqNo> = Vec::new();
-        let s = &mut self.streams[idx];
-        for seq in ask {
-            if s.pending.len() >= MAX_PENDING && !s.pending.contains_key(&(flow, seq)) {
-                self.stats.cache_misses += 1;
-                continue;
-            }
-            let e = s.pending.entry((flow, seq)).or_insert(PendingRtx {
-                asked_at: now,
-                who: Vec::new(),
-            });
-            if !e.who.contains(&from) {
-                e.who.push(from);
-            }
-            if e.who.len() == 1 || now.saturating_duration_since(e.asked_at) >= UPSTREAM_REASK {
-                e.asked_at = now;
-                forward.push(seq);
-            }
-        }
-        if let (false, Some(origin)) = (forward.is_empty(), s.origin.addr()) {
-            let ssrc = s.ssrc.unwrap_or(0);
-            self.stats.upstream_requests += forward.len() as u64;
-            for chunk in ranges_of(&forward).chunks(wire::MAX_NACK_RANGES) {
-                let seq = self.next_ctrl_seq();
-                let p = Packet::new(
-                    PacketType::Nack,
-                    ssrc,
-                    seq,
-                    Body::Nack {
-                        flow,
-                        ranges: chunk.to_vec(),
-                    },
-                );
-                let d = p.encode();
-                if self.streams[idx].may_send_origin(d.len()) {
-                    self.send_control(origin, d);
-                } else {
-                    self.stats.origin_budget_exceeded += 1;
-                }
-            }
-        }
-        self.stats.cache_hits += hits.len() as u64;
-        self.stats.retransmits_sent += hits.len() as u64;
-        for d in hits.into_iter().rev() {
-            self.enqueue(
-                from,
-                Queued {
-                    datagram: d,
-                    frame: None,
-                },
-                true,
-            );
-        }
+        self.on_media(now, idx, p, datagram)
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        // Evict silent subscribers (§6.4).
-        let timeout = self.cfg.subscriber_timeout;
-        let gone: Vec<SocketAddr> = self
-            .subs
-            .iter()
-            .filter(|(_, s)| !s.permanent && now.saturating_duration_since(s.last_heard) > timeout)
-            .map(|(a, _)| *a)
-            .collect();
-        for a in gone {
-            self.remove_subscriber(&a);
-            self.stats.evicted += 1;
-        }
-        let ptimeout = self.cfg.publisher_timeout;
-        let mut byes = Vec::new();
-        self.streams.retain_mut(|s| {
-            s.pending
-                .retain(|_, p| now.saturating_duration_since(p.asked_at) < PENDING_MAX_AGE);
-            if s.members.is_empty() {
-                let since = *s.idle_since.get_or_insert(now);
-                if let Origin::Upstream(sub) = &mut s.origin {
-                    if now.saturating_duration_since(since) > timeout {
-                        byes.push((sub.server(), sub.bye()));
-                        return false;
-                    }
-                }
-                if let Origin::Publisher(_) = s.origin {
-                    // A stream nobody publishes or watches any more.
-                    if s.last_heard
-                        .is_none_or(|t| now.saturating_duration_since(t) > ptimeout)
-                        && now.saturating_duration_since(since) > timeout
-                    {
-                        return false;
-                    }
-                }
-            }
-            true
-        });
-        for (to, b) in byes {
-            self.send_control(to, b);
-        }
-    }
-
-    fn poll_own_nacks(&mut self, now: Instant) {
-        let mut out = Vec::new();
-        for (idx, s) in self.streams.iter_mut().enumerate() {
-            let Some(origin) = s.origin.addr() else {
-                continue;
-            };
-            let rtt = s.rtt();
-            let ssrc = s.ssrc.unwrap_or(0);
-            for flow in [Flow::Video, Flow::Audio] {
-                let tracker = match flow {
-                    Flow::Video => &mut s.video_loss,
-                    Flow::Audio => &mut s.audio_loss,
-                };
-                let ranges = tracker.poll_nack(now, &rtt);
-                for chunk in ranges.chunks(wire::MAX_NACK_RANGES) {
-                    out.push((idx, origin, ssrc, flow, chunk.to_vec()));
-                }
-            }
-        }
-        for (idx, origin, ssrc, flow, ranges) in out {
-            let n = ranges.iter().map(|r| r.len as u64).sum::<u64>();
-            let seq = self.next_ctrl_seq();
-            let d = Packet::new(PacketType::Nack, ssrc, seq, Body::Nack { flow, ranges }).encode();
-            if self.streams[idx].may_send_origin(d.len()) {
-                self.stats.upstream_requests += n;
-                self.send_control(origin, d);
-            } else {
-                self.stats.origin_budget_exceeded += 1;
+        self.evict_silent(now);
+        for r in self.streams.release_idle(now, &self.cfg) {
+            if let Some((to, bye)) = r.bye {
+                self.send_control(to, bye);
             }
         }
     }
-
-    fn wake_blocked(&mut self, now: Instant) {
-        // Wake rate-limited subscribers whose tokens refilled.
-        let mut still = Vec::new();
-        for (t, a) in std::mem::take(&mut self.blocked) {
-            if t <= now {
-                if let Some(s) = self.subs.get_mut(&a) {
-                    if !s.in_ready && !s.queue.is_empty() {
-                        s.in_ready = true;
-                        self.ready.push_back(a);
-                    }
-                }
-            } else {
-                still.push((t, a));
-            }
-        }
-        self.blocked = still;
-    }
-
-    fn find_origin(&self, from: SocketAddr, ssrc: u32, name: Option<&str>) -> Option<usize> {
-        self.streams.iter().position(|s| {
-            s.origin.addr() == Some(from)
-                && match name {
-                    Some(n) => s.name == n,
-                    None => s.ssrc.is_none() || s.ssrc == Some(ssrc),
-                }
-        })
-    }
-}
-
-/// Compresses sorted sequence numbers into NACK ranges.
-pub fn ranges_of(seqs: &[SeqNo]) -> Vec<NackRange> {
-    let mut out: Vec<NackRange> = Vec::new();
-    let mut prev: Option<SeqNo> = None;
-    for &s in seqs {
-        match (out.last_mut(), prev) {
-            (Some(r), Some(p)) if p.next() == s && r.len < u16::MAX => r.len += 1,
-            _ => out.push(NackRange {
-                start: s.wire(),
-                len: 1,
-            }),
-        }
-        prev = Some(s);
-    }
-    out
 }
 
 impl Node for Relay {
@@ -951,71 +487,69 @@ impl Node for Relay {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
         let datagram = Bytes::copy_from_slice(datagram);
-        let p = match Packet::decode(&datagram) {
-            Ok(p) => p,
-            Err(e) => {
-                *self.stats.malformed.entry(e.reason().into()).or_default() += 1;
-                return;
+        match Packet::decode(&datagram) {
+            Ok(p) => self.dispatch(now, from, p, datagram),
+            Err(e) => *self.stats.malformed.entry(e.reason().into()).or_default() += 1,
+        }
+        self.after_input(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.now(now);
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                RelayTimer::Housekeeping => {
+                    self.timers
+                        .set(RelayTimer::Housekeeping, now + HOUSEKEEPING);
+                    self.housekeeping(now);
+                }
+                RelayTimer::RateWake => self.fanout.wake(now),
+                RelayTimer::UpstreamNack => self.poll_own_nacks(now),
+                // Collected by `after_input` below.
+                RelayTimer::UpstreamControl => {}
+            }
+        }
+        self.after_input(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let now = self.now(now);
+        let t = match self.control.pop_front() {
+            Some(t) => t,
+            None => {
+                let t = self.fanout.pop(now);
+                if self.fanout.has_blocked() {
+                    self.timers
+                        .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
+                }
+                t?
             }
         };
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += t.payload.len() as u64;
+        Some(t)
+    }
+}
+
+impl Relay {
+    /// Routes one decoded datagram by packet type.
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, p: Packet, datagram: Bytes) {
         let ssrc = p.header.ssrc;
         match &p.body {
-            Body::Video(_) | Body::Audio(_) => match self.find_origin(from, ssrc, None) {
+            Body::Video(_) | Body::Audio(_) => match self.streams.find_origin(from, ssrc, None) {
                 Some(idx) => {
-                    if let Origin::Upstream(sub) = &mut self.streams[idx].origin {
+                    if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
                         sub.on_traffic(now);
                     }
                     self.on_media(now, idx, p, datagram)
                 }
                 None => self.stats.unknown_sender += 1,
             },
-            Body::Description(d) => {
-                let idx = match self.find_origin(from, ssrc, Some(&d.name)) {
-                    Some(i) => Some(i),
-                    None => {
-                        // A push publisher announcing (or taking over a stale) stream.
-                        let ptimeout = self.cfg.publisher_timeout;
-                        match self.streams.iter().position(|s| s.name == d.name) {
-                            Some(i) => {
-                                let s = &mut self.streams[i];
-                                let stale = match s.origin {
-                                    Origin::Publisher(_) => s.last_heard.is_none_or(|t| {
-                                        now.saturating_duration_since(t) > ptimeout
-                                    }),
-                                    _ => false,
-                                };
-                                if stale {
-                                    s.origin = Origin::Publisher(from);
-                                    // The new address earns its own byte budget (§8).
-                                    s.origin_in = 0;
-                                    s.origin_out = 0;
-                                    Some(i)
-                                } else {
-                                    None
-                                }
-                            }
-                            None if self.streams.len() < self.cfg.max_streams => {
-                                self.streams.push(Stream::new(
-                                    &d.name,
-                                    Origin::Publisher(from),
-                                    &self.cfg,
-                                ));
-                                Some(self.streams.len() - 1)
-                            }
-                            None => None,
-                        }
-                    }
-                };
-                match idx {
-                    Some(i) => {
-                        if let Origin::Upstream(sub) = &mut self.streams[i].origin {
-                            sub.on_traffic(now);
-                        }
-                        self.on_media(now, i, p, datagram)
-                    }
-                    None => self.stats.unknown_sender += 1,
-                }
-            }
+            Body::Description(_) => self.on_description(now, from, p, datagram),
             Body::Subscribe {
                 name,
                 token,
@@ -1024,7 +558,7 @@ impl Node for Relay {
                 let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
                 self.on_subscribe(now, from, name, token, max_kbps)
             }
-            Body::KeepAlive { echo_us } => match self.subs.get_mut(&from) {
+            Body::KeepAlive { echo_us } => match self.fanout.get_mut(&from) {
                 Some(s) => {
                     s.last_heard = now;
                     let seq = self.next_ctrl_seq();
@@ -1039,8 +573,8 @@ impl Node for Relay {
                 None => self.stats.unknown_sender += 1,
             },
             Body::Bye => {
-                if self.subs.get(&from).is_some_and(|s| !s.permanent) {
-                    self.remove_subscriber(&from);
+                if self.fanout.get(&from).is_some_and(|s| !s.permanent) {
+                    self.remove_subscriber(&from, LeaveReason::Bye);
                     self.stats.byes += 1;
                 } else {
                     self.stats.unknown_sender += 1;
@@ -1050,7 +584,7 @@ impl Node for Relay {
                 let (flow, ranges) = (*flow, ranges.clone());
                 self.on_nack(now, from, flow, &ranges)
             }
-            Body::ReceiverReport(r) => match self.subs.get_mut(&from) {
+            Body::ReceiverReport(r) => match self.fanout.get_mut(&from) {
                 Some(s) => {
                     s.last_heard = now;
                     s.report = Some(*r);
@@ -1060,7 +594,7 @@ impl Node for Relay {
             },
             Body::Retry { .. } | Body::Reject { .. } | Body::KeepAliveAck { .. } => {
                 let mut handled = false;
-                for s in &mut self.streams {
+                for s in self.streams.iter_mut() {
                     if let Origin::Upstream(sub) = &mut s.origin {
                         if sub.server() == from {
                             handled |= sub.handle_control(now, &p);
@@ -1073,96 +607,10 @@ impl Node for Relay {
             }
         }
     }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        let now = self.now(now);
-        self.wake_blocked(now);
-        self.poll_own_nacks(now);
-        if self.next_housekeeping.is_some_and(|t| t <= now) {
-            self.next_housekeeping = Some(now + HOUSEKEEPING);
-            self.housekeeping(now);
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_housekeeping;
-        for s in &self.streams {
-            if let Origin::Upstream(sub) = &s.origin {
-                t = soonest(t, sub.poll_timeout());
-            }
-        }
-        for (b, _) in &self.blocked {
-            t = soonest(t, Some(*b));
-        }
-        for s in &self.streams {
-            if s.origin.addr().is_some() {
-                t = soonest(t, s.video_loss.poll_timeout());
-                t = soonest(t, s.audio_loss.poll_timeout());
-            }
-        }
-        t
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let now = self.now(now);
-        // Upstream subscriptions' own control traffic.
-        for s in &mut self.streams {
-            if let Origin::Upstream(sub) = &mut s.origin {
-                if let Some(payload) = sub.poll_transmit(now) {
-                    self.control.push_back(Transmit {
-                        dest: sub.server(),
-                        payload,
-                    });
-                }
-            }
-        }
-        let t = if let Some(t) = self.control.pop_front() {
-            t
-        } else {
-            let mut found = None;
-            for _ in 0..self.ready.len() {
-                let addr = self.ready.pop_front()?;
-                let Some(sub) = self.subs.get_mut(&addr) else {
-                    continue;
-                };
-                let Some(front_len) = sub.queue.front().map(|q| q.datagram.len()) else {
-                    sub.in_ready = false;
-                    continue;
-                };
-                if let Some(b) = &mut sub.bucket {
-                    let dt = now.saturating_duration_since(b.last).as_secs_f64();
-                    b.tokens = (b.tokens + dt * b.rate).min(b.burst);
-                    b.last = now;
-                    // The bucket may go into debt by one datagram; it sends again once
-                    // the debt is repaid, so the long-run rate is exact.
-                    if b.tokens <= 0.0 {
-                        let wait = Duration::from_secs_f64(-b.tokens / b.rate)
-                            .max(Duration::from_micros(100));
-                        sub.in_ready = false;
-                        self.blocked.push((now + wait, addr));
-                        continue;
-                    }
-                    b.tokens -= front_len as f64;
-                }
-                let Some(q) = sub.queue.pop_front() else {
-                    continue;
-                };
-                sub.queued_bytes -= q.datagram.len();
-                if sub.queue.is_empty() {
-                    sub.in_ready = false;
-                } else {
-                    self.ready.push_back(addr);
-                }
-                found = Some(Transmit {
-                    dest: addr,
-                    payload: q.datagram,
-                });
-                break;
-            }
-            found?
-        };
-        self.stats.datagrams_out += 1;
-        self.stats.bytes_out += t.payload.len() as u64;
-        Some(t)
-    }
 }
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+#[cfg(test)]
+mod tests;

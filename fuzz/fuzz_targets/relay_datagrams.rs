@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use framecast::proto::node::Node;
+use framecast::proto::packetizer::Packetized;
 use framecast::proto::relay::{Relay, RelayConfig};
 use framecast::proto::wire::{
     AudioBlock, Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, MAX_DATAGRAM, NackRange,

@@ -7,6 +7,7 @@
 //! `streams` (the stream table and publisher claims), `fanout` (per-subscriber queues and
 //! their schedule) and `repair` (NACKs answered from the cache or forwarded upstream).
 
+mod events;
 mod fanout;
 mod repair;
 mod streams;
@@ -26,6 +27,7 @@ use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
 use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType};
 
+pub use events::{LeaveReason, RelayEvent};
 use fanout::{Fanout, Queued};
 pub use repair::ranges_of;
 use streams::{Claim, Origin, StreamTable};
@@ -137,55 +139,6 @@ pub struct SubscriberInfo {
     pub frames_dropped: u64,
     /// Frames played, from its last receiver report.
     pub frames_played: Option<u32>,
-}
-
-/// Why a subscriber left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaveReason {
-    /// Not heard from for `subscriber_timeout` (§6.4).
-    Timeout,
-    /// It said BYE.
-    Bye,
-    /// It subscribed to another stream from the same address.
-    Replaced,
-}
-
-/// Something that happened in the relay, pulled with [`Relay::poll_event`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayEvent {
-    /// A subscriber was accepted (or added by the operator).
-    SubscriberJoined {
-        /// Its address.
-        addr: SocketAddr,
-        /// The stream.
-        stream: String,
-    },
-    /// A subscriber is gone.
-    SubscriberEvicted {
-        /// Its address.
-        addr: SocketAddr,
-        /// The stream it watched.
-        stream: String,
-        /// Why.
-        reason: LeaveReason,
-    },
-    /// A publisher got a stream name (§6.1), possibly from a silent one.
-    StreamClaimed {
-        /// The stream.
-        stream: String,
-        /// The publisher.
-        publisher: SocketAddr,
-        /// The silent publisher it displaced.
-        displaced: Option<SocketAddr>,
-    },
-    /// A publisher's description was refused: someone else feeds the name, or the relay
-    /// is at `max_streams`.
-    StreamRefused {
-        /// The stream.
-        stream: String,
-        /// The refused sender.
-        from: SocketAddr,
-    },
 }
 
 /// The relay's timers.

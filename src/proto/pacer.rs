@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+/// The longest a [`TokenBucket`] asks to wait at a time.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
 /// A byte-rate limiter. It may go into debt by one datagram: a datagram is allowed while
 /// any tokens are left, and the next one waits until the debt is repaid, so the long-run
 /// rate is exact whatever the datagram sizes.
@@ -46,8 +49,10 @@ impl TokenBucket {
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         self.last = self.last.max(now);
         if self.tokens <= 0.0 {
-            let wait = Duration::from_secs_f64(-self.tokens / self.rate.max(f64::MIN_POSITIVE))
-                .max(Duration::from_micros(100));
+            // A zero or absurd rate waits at most an hour at a time, never overflows.
+            let wait = Duration::try_from_secs_f64(-self.tokens / self.rate)
+                .unwrap_or(MAX_WAIT)
+                .clamp(Duration::from_micros(100), MAX_WAIT);
             return Err(now + wait);
         }
         self.tokens -= bytes as f64;
@@ -218,6 +223,8 @@ mod tests {
         assert_eq!(b.take(t0 + ms(251), 50), Ok(()));
         assert!(b.take(t0 + ms(251), 1).is_err());
         assert_eq!(TokenBucket::for_kbps(t0, 8).take(t0, 16_000), Ok(()));
+        let mut zero = TokenBucket::new(t0, 0.0, 0.0);
+        assert_eq!(zero.take(t0, 1), Err(t0 + MAX_WAIT));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! fan-out through bounded per-subscriber queues. The `serve` role embeds the same relay for
 //! its own (local) stream, so viewers may subscribe to a server directly.
 //!
-//! This file holds the [`Relay`] itself: its settings, counters, events and timers, and the
-//! dispatch of each datagram by packet type. The parts live beside it:
-//! `streams` (the stream table and publisher claims), `fanout` (per-subscriber queues and
-//! their schedule) and `repair` (NACKs answered from the cache or forwarded upstream).
+//! This file holds the [`Relay`] itself: its settings, counters and timers, media intake
+//! and the dispatch of each datagram by packet type. The parts live beside it: `streams`
+//! (the stream table, publisher claims, late-join frame), `fanout` (per-subscriber queues
+//! and their schedule), `repair` (NACKs answered from the cache or forwarded upstream, the
+//! relay's own loss detection), `subscribers` (handshake, admission, eviction) and
+//! `events` ([`RelayEvent`]).
 
 mod events;
 mod fanout;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use framecast::proto::node::Node;
+use framecast::proto::packetizer::Packetized;
 use framecast::proto::relay::{Relay, RelayConfig};
 use framecast::proto::wire::{
     AudioBlock, Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, MAX_DATAGRAM, NackRange,
@@ -423,7 +424,7 @@ fuzz_target!(|script: Script| {
                     s,
                     Body::Video(video(frame, index, count, len)),
                 );
-                h.relay.ingest_local(h.now, "cam1", p.encode());
+                h.relay.ingest_local(h.now, "cam1", Packetized::new(p));
                 h.after_input();
             }
             Op::KeepAlive { from, echo } => h.send_packet(

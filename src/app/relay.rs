@@ -133,6 +133,9 @@ impl RelayRole {
         let mut status = StatusLine::new(self.status);
         self.lp
             .run(stop, |relay, now| {
+                while let Some(e) = relay.poll_event() {
+                    log::debug!("relay: {e:?}");
+                }
                 let s = relay.stats();
                 status.tick(now, &[s.datagrams_in as f64, s.datagrams_out as f64, s.bytes_out as f64 * 8.0], |r| {
                     format!(
@@ -144,7 +147,7 @@ impl RelayRole {
                         s.cache_hits,
                         s.upstream_requests,
                         s.queue_frames_dropped,
-                        s.malformed.values().sum::<u64>() + s.unknown_sender
+                        s.malformed.total() + s.unknown_sender
                     )
                 });
                 if end.is_some_and(|e| now >= e) {

@@ -156,6 +156,26 @@ impl LossTracker {
         self.highest
     }
 
+    /// Records a missing number restored locally (by the erasure code, §7.6) rather than
+    /// received: counted as recovered, and never taken for reordering. Anything else is
+    /// handled as [`LossTracker::on_arrival`].
+    pub fn on_restored(
+        &mut self,
+        now: Instant,
+        seq: SeqNo,
+        hold: Duration,
+        deadline: Option<Instant>,
+    ) -> Arrival {
+        if let Some(m) = self.missing.remove(&seq) {
+            self.stats.recovered += 1;
+            if m.gave_up {
+                self.stats.given_up = self.stats.given_up.saturating_sub(1);
+            }
+            return Arrival::Filled { requested: true };
+        }
+        self.on_arrival(now, seq, hold, deadline)
+    }
+
     /// Records an arrival. A gap it opens is marked missing, askable after `hold` (the
     /// reorder hold; with [`LossConfig::adaptive_hold`], at least the learned one), with
     /// `deadline` (after which asking is pointless). A gap that fills without a repair teaches

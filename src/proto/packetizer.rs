@@ -47,6 +47,59 @@ pub struct Chunk {
     pub seq: u32,
     /// The encoded datagram.
     pub datagram: Bytes,
+    /// The packet it encodes (header and body as written), so that a local consumer such
+    /// as the publisher's embedded relay need not decode it again.
+    pub packet: Packet,
+}
+
+impl Chunk {
+    /// The packet together with its bytes, for [`crate::proto::relay::Relay::ingest_local`].
+    pub fn into_packetized(self) -> Packetized {
+        Packetized {
+            packet: self.packet,
+            bytes: self.datagram,
+        }
+    }
+}
+
+/// A packet this process built, with its encoded bytes: handed from the packetizer to the
+/// embedded relay without decoding or CRC-checking it again. Invariant: `bytes` is
+/// `packet.encode()` (guaranteed by the constructors).
+#[derive(Debug, Clone)]
+pub struct Packetized {
+    packet: Packet,
+    bytes: Bytes,
+}
+
+impl Packetized {
+    /// Encodes `packet`.
+    pub fn new(packet: Packet) -> Packetized {
+        Packetized {
+            bytes: packet.encode(),
+            packet,
+        }
+    }
+
+    /// The packet's header and body as written.
+    pub fn packet(&self) -> &Packet {
+        &self.packet
+    }
+
+    /// The encoded datagram.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Packet, Bytes) {
+        (self.packet, self.bytes)
+    }
+}
+
+impl crate::proto::pacer::Paced for Packetized {
+    fn wire_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Stamps sequence numbers and frame ids on one source's media (§4.1, §5).
@@ -146,6 +199,7 @@ impl Packetizer {
             out.push(Chunk {
                 seq,
                 datagram: p.encode(),
+                packet: p,
             });
         }
         Ok((frame_id, out))
@@ -190,6 +244,7 @@ impl Packetizer {
         Ok(Chunk {
             seq,
             datagram: p.encode(),
+            packet: p,
         })
     }
 }

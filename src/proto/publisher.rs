@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::pacer::Pacer;
-use crate::proto::packetizer::{PacketizeError, Packetizer};
+use crate::proto::packetizer::{PacketizeError, Packetized, Packetizer};
 use crate::proto::relay::{Relay, RelayConfig, RelayStats};
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
@@ -131,9 +131,9 @@ pub enum PublisherTimer {
 pub struct Publisher {
     cfg: PublisherConfig,
     packetizer: Packetizer,
-    pacer: Pacer,
+    pacer: Pacer<Packetized>,
     relay: Relay,
-    description: Bytes,
+    description: Packetized,
     timers: TimerTable<PublisherTimer>,
     started: bool,
     viewers: BTreeSet<SocketAddr>,
@@ -147,7 +147,7 @@ impl Publisher {
         let packetizer = Packetizer::new(cfg.ssrc, cfg.max_datagram, cfg.video_seq, cfg.audio_seq);
         let mut relay = Relay::new(cfg.relay.clone());
         relay.add_local_stream(&cfg.name);
-        let description = Packet::new(
+        let description = Packetized::new(Packet::new(
             PacketType::Description,
             cfg.ssrc,
             0,
@@ -160,8 +160,7 @@ impl Publisher {
                 audio: cfg.audio,
                 video_seq_base: cfg.video_seq,
             }),
-        )
-        .encode();
+        ));
         Publisher {
             pacer: Pacer::new(cfg.frame_interval() * 2),
             packetizer,
@@ -283,7 +282,7 @@ impl Publisher {
             .mul_f64(self.cfg.pace_fraction.clamp(0.0, 1.0));
         self.pacer.push_frame(
             now,
-            chunks.into_iter().map(|c| c.datagram).collect(),
+            chunks.into_iter().map(|c| c.into_packetized()).collect(),
             window,
         );
         self.run_due(now);
@@ -305,7 +304,7 @@ impl Publisher {
             .packetizer
             .packetize_audio(pts, a.sample_rate, a.channels, samples)?;
         self.stats.audio_blocks += 1;
-        self.pacer.push_urgent(c.datagram);
+        self.pacer.push_urgent(c.into_packetized());
         self.run_due(now);
         Ok(())
     }

@@ -66,6 +66,9 @@ pub struct Partial {
     height: u16,
     chunk_count: u16,
     chunks: BTreeMap<u16, (u32, Bytes)>,
+    /// The whole datagrams of the chunks, by index, when the caller keeps them
+    /// ([`Reassembler::insert_datagram`]).
+    datagrams: BTreeMap<u16, Bytes>,
     bytes: usize,
     /// Sequence number of chunk 0, derived from any chunk (§5.1), when known.
     pub first_seq: Option<SeqNo>,
@@ -143,6 +146,30 @@ impl Reassembler {
 
     /// Inserts one chunk whose extended sequence number is `seq`.
     pub fn insert(&mut self, now: Instant, seq: SeqNo, c: &VideoChunk) -> ChunkOutcome {
+        self.insert_inner(now, seq, c, None).0
+    }
+
+    /// Like [`Reassembler::insert`], also keeping the chunk's whole `datagram` (sharing
+    /// its bytes, not copying them): a completed frame comes with all its datagrams in
+    /// chunk order, as a relay replays them to late joiners (§7.4).
+    pub fn insert_datagram(
+        &mut self,
+        now: Instant,
+        seq: SeqNo,
+        c: &VideoChunk,
+        datagram: &Bytes,
+    ) -> (ChunkOutcome, Vec<Bytes>) {
+        self.insert_inner(now, seq, c, Some(datagram))
+    }
+
+    fn insert_inner(
+        &mut self,
+        now: Instant,
+        seq: SeqNo,
+        c: &VideoChunk,
+        datagram: Option<&Bytes>,
+    ) -> (ChunkOutcome, Vec<Bytes>) {
+        let outcome = |o: ChunkOutcome| (o, Vec::new());
         let first_seq =
             (seq.0 >= c.chunk_index as u64).then(|| SeqNo(seq.0 - c.chunk_index as u64));
         if !self.frames.contains_key(&c.frame_id) {
@@ -156,6 +183,7 @@ impl Reassembler {
                     height: c.height,
                     chunk_count: c.chunk_count,
                     chunks: BTreeMap::new(),
+                    datagrams: BTreeMap::new(),
                     bytes: 0,
                     first_seq,
                     last_arrival: now,
@@ -164,7 +192,7 @@ impl Reassembler {
             );
         }
         let Some(p) = self.frames.get_mut(&c.frame_id) else {
-            return ChunkOutcome::Inconsistent;
+            return outcome(ChunkOutcome::Inconsistent);
         };
         if p.pts != c.pts
             || p.frame_size != c.frame_size
@@ -173,54 +201,61 @@ impl Reassembler {
             || p.chunk_count != c.chunk_count
             || (p.first_seq.is_some() && first_seq.is_some() && p.first_seq != first_seq)
         {
-            return ChunkOutcome::Inconsistent;
+            return outcome(ChunkOutcome::Inconsistent);
         }
         if p.chunks.contains_key(&c.chunk_index) {
-            return ChunkOutcome::Duplicate;
+            return outcome(ChunkOutcome::Duplicate);
         }
         // Offsets must line up with the neighbours already held (no overlap, no gap).
         let end = c.offset as u64 + c.payload.len() as u64;
         if let Some((_, (off, data))) = p.chunks.range(..c.chunk_index).next_back() {
             if *off as u64 + data.len() as u64 > c.offset as u64 {
-                return ChunkOutcome::Inconsistent;
+                return outcome(ChunkOutcome::Inconsistent);
             }
         }
         if let Some((_, (off, _))) = p.chunks.range(c.chunk_index + 1..).next() {
             if end > *off as u64 {
-                return ChunkOutcome::Inconsistent;
+                return outcome(ChunkOutcome::Inconsistent);
             }
         }
         p.chunks
             .insert(c.chunk_index, (c.offset, c.payload.clone()));
+        if let Some(d) = datagram {
+            p.datagrams.insert(c.chunk_index, d.clone());
+        }
         p.bytes += c.payload.len();
         p.last_arrival = now;
         self.bytes += c.payload.len();
         if p.chunks.len() < p.chunk_count as usize {
-            return ChunkOutcome::Stored;
+            return outcome(ChunkOutcome::Stored);
         }
         let Some(p) = self.frames.remove(&c.frame_id) else {
-            return ChunkOutcome::Inconsistent;
+            return outcome(ChunkOutcome::Inconsistent);
         };
         self.bytes -= p.bytes;
         if p.bytes != p.frame_size as usize {
-            return ChunkOutcome::Inconsistent;
+            return outcome(ChunkOutcome::Inconsistent);
         }
         let mut jpeg = BytesMut::with_capacity(p.bytes);
         let mut expected = 0u64;
         for (off, data) in p.chunks.values() {
             if *off as u64 != expected {
-                return ChunkOutcome::Inconsistent;
+                return outcome(ChunkOutcome::Inconsistent);
             }
             jpeg.extend_from_slice(data);
             expected += data.len() as u64;
         }
-        ChunkOutcome::Complete(Frame {
+        let frame = Frame {
             frame_id: c.frame_id,
             pts: p.pts,
             width: p.width,
             height: p.height,
             jpeg: jpeg.freeze(),
-        })
+        };
+        (
+            ChunkOutcome::Complete(frame),
+            p.datagrams.into_values().collect(),
+        )
     }
 
     fn make_room(&mut self, incoming: usize) {

@@ -205,3 +205,127 @@ impl Subscription {
         Packet::new(PacketType::Bye, 0, self.ctrl_seq, Body::Bye).encode()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4000))
+    }
+
+    fn kind(d: &Bytes) -> Body {
+        Packet::decode(d).expect("valid").body
+    }
+
+    /// A subscription accepted at `t0`: SUBSCRIBE, RETRY, SUBSCRIBE with token, media.
+    fn active(t0: Instant) -> Subscription {
+        let mut s = Subscription::new(server(), "cam", 0);
+        assert!(
+            matches!(kind(&s.poll_transmit(t0).unwrap()), Body::Subscribe { token, .. } if token.is_empty())
+        );
+        let retry = Packet::new(
+            PacketType::Retry,
+            0,
+            1,
+            Body::Retry {
+                token: [7; TOKEN_LEN],
+            },
+        );
+        assert!(s.handle_control(t0, &retry));
+        assert_eq!(s.poll_timeout(), Some(t0));
+        match kind(&s.poll_transmit(t0).unwrap()) {
+            Body::Subscribe { token, name, .. } => {
+                assert_eq!(token, vec![7; TOKEN_LEN]);
+                assert_eq!(name, "cam");
+            }
+            b => panic!("{b:?}"),
+        }
+        s.on_traffic(t0);
+        assert_eq!(s.state(), SubState::Active);
+        s
+    }
+
+    #[test]
+    fn an_unanswered_subscribe_is_repeated() {
+        let t0 = Instant::now();
+        let mut s = Subscription::new(server(), "cam", 0);
+        assert_eq!(s.poll_timeout(), None);
+        assert!(s.poll_transmit(t0).is_some());
+        assert_eq!(s.poll_timeout(), Some(t0 + SUBSCRIBE_RETRY));
+        assert!(
+            s.poll_transmit(t0 + SUBSCRIBE_RETRY - Duration::from_millis(1))
+                .is_none()
+        );
+        assert!(matches!(
+            kind(&s.poll_transmit(t0 + SUBSCRIBE_RETRY).unwrap()),
+            Body::Subscribe { .. }
+        ));
+    }
+
+    #[test]
+    fn an_active_subscription_is_refreshed_by_keepalives() {
+        let t0 = Instant::now();
+        let mut s = active(t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + KEEPALIVE_INTERVAL));
+        assert!(s.poll_transmit(t0 + Duration::from_millis(999)).is_none());
+        let t1 = t0 + KEEPALIVE_INTERVAL;
+        assert!(matches!(
+            kind(&s.poll_transmit(t1).unwrap()),
+            Body::KeepAlive { .. }
+        ));
+        assert_eq!(s.poll_timeout(), Some(t1 + KEEPALIVE_INTERVAL));
+        // Traffic keeps it alive: still keep-alives, never a new SUBSCRIBE.
+        for i in 2..=6u32 {
+            s.on_traffic(t0 + KEEPALIVE_INTERVAL * i - Duration::from_millis(1));
+            let p = s.poll_transmit(t0 + KEEPALIVE_INTERVAL * i).unwrap();
+            assert!(matches!(kind(&p), Body::KeepAlive { .. }), "{i}");
+        }
+        assert_eq!(s.state(), SubState::Active);
+    }
+
+    #[test]
+    fn silence_expires_the_subscription_and_it_starts_over_without_token() {
+        let t0 = Instant::now();
+        let mut s = active(t0);
+        // Keep-alives go out but nothing comes back.
+        for i in 1..=3u32 {
+            assert!(s.poll_transmit(t0 + KEEPALIVE_INTERVAL * i).is_some());
+            assert_eq!(s.state(), SubState::Active);
+        }
+        let expired = t0 + RESUBSCRIBE_AFTER + Duration::from_millis(1);
+        match kind(&s.poll_transmit(expired).unwrap()) {
+            Body::Subscribe { token, .. } => assert!(token.is_empty()),
+            b => panic!("{b:?}"),
+        }
+        assert_eq!(s.state(), SubState::Subscribing);
+        assert_eq!(s.poll_timeout(), Some(expired + SUBSCRIBE_RETRY));
+    }
+
+    #[test]
+    fn a_reject_is_retried_later_and_bye_ends_everything() {
+        let t0 = Instant::now();
+        let mut s = active(t0);
+        let rej = Packet::new(
+            PacketType::Reject,
+            0,
+            2,
+            Body::Reject {
+                reason: RejectReason::Full,
+            },
+        );
+        assert!(s.handle_control(t0, &rej));
+        assert_eq!(s.state(), SubState::Rejected(RejectReason::Full));
+        assert_eq!(s.poll_timeout(), Some(t0 + REJECT_RETRY));
+        assert!(matches!(
+            kind(&s.poll_transmit(t0 + REJECT_RETRY).unwrap()),
+            Body::Subscribe { .. }
+        ));
+        assert!(matches!(kind(&s.bye()), Body::Bye));
+        assert!(s.is_closed());
+        assert_eq!(s.poll_timeout(), None);
+        assert!(s.poll_transmit(t0 + Duration::from_secs(60)).is_none());
+        // Not a control packet of a subscription.
+        assert!(!s.handle_control(t0, &Packet::new(PacketType::Bye, 0, 3, Body::Bye)));
+    }
+}

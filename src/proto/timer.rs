@@ -39,6 +39,14 @@ impl<T: Copy + Eq> TimerTable<T> {
         }
     }
 
+    /// Arms `timer` at `at`, or disarms it when `at` is `None`.
+    pub fn set_or_stop(&mut self, timer: T, at: Option<Instant>) {
+        match at {
+            Some(at) => self.set(timer, at),
+            None => self.stop(timer),
+        }
+    }
+
     /// Disarms `timer` (harmless if it was not armed).
     pub fn stop(&mut self, timer: T) {
         self.entries.retain(|(t, _)| *t != timer);

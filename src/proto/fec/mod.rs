@@ -30,14 +30,15 @@ pub const MAX_PARITY: usize = 1024;
 /// Largest shard: a chunk payload of the largest datagram (`MAX_DATAGRAM` − 48), even.
 pub const MAX_SHARD_LEN: usize = 8952;
 /// Smallest parity space a sender gives a frame (see [`parity_space`]).
-pub const MIN_PARITY_SPACE: usize = 16;
+pub const MIN_PARITY_SPACE: usize = 32;
 
 /// The number of parity symbols a sender defines for a frame of `k` data chunks:
-/// `clamp(k, MIN_PARITY_SPACE, MAX_PARITY)`. Enough for the proactive share plus every repair
-/// round at any loss rate the targets cover (the receiver can still fall back to NACKs of data
-/// chunks when a frame's parity is used up).
+/// `clamp(2k, MIN_PARITY_SPACE, MAX_PARITY)`. Every round asks for fresh indexes, so the
+/// space must cover the proactive share plus several rounds whose answers a loss burst took
+/// (with R = k, bursts of 4 at 10 % used it up); the receiver falls back to NACKs of data
+/// chunks when a frame's parity is used up.
 pub fn parity_space(k: usize) -> usize {
-    k.clamp(MIN_PARITY_SPACE, MAX_PARITY)
+    (2 * k).clamp(MIN_PARITY_SPACE, MAX_PARITY)
 }
 
 /// Why a frame cannot be coded or a symbol is refused.

@@ -22,6 +22,10 @@ pub const MAX_FRAMES: usize = 96;
 /// Playout budget at or above which a viewer's path is given few proactive symbols (it has
 /// time for several repair rounds); below it, more.
 const ROUNDS_FOR_LEAN: f64 = 4.0;
+/// Chance that proactive parity alone restores a frame when there is time for repair rounds:
+/// low, since a round asks for exactly what is missing and proactive symbols that arrive
+/// beyond a frame's need are wasted.
+const LEAN_TARGET: f64 = 0.3;
 
 #[derive(Debug)]
 struct FrameChunks {
@@ -48,7 +52,7 @@ pub struct ParitySource {
 /// it reports (0..=1) and how many repair rounds its playout latency leaves at its RTT. With
 /// many rounds, half the frames may need one; with few, proactive symbols must do more.
 pub fn proactive_for(k: usize, loss: f64, latency_ms: u16, rtt_ms: f64) -> usize {
-    if !(loss > 0.0) {
+    if loss.is_nan() || loss <= 0.0 {
         return 0;
     }
     let rtt = rtt_ms.max(1.0);
@@ -59,9 +63,9 @@ pub fn proactive_for(k: usize, loss: f64, latency_ms: u16, rtt_ms: f64) -> usize
     };
     let rounds = ((latency - rtt) / (rtt + 5.0)).max(0.0);
     let target = if rounds >= ROUNDS_FOR_LEAN {
-        0.5
+        LEAN_TARGET
     } else if rounds >= 2.0 {
-        0.8
+        0.7
     } else {
         0.95
     };

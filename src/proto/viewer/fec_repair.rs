@@ -68,6 +68,10 @@ pub(super) struct Restored {
 #[derive(Debug, Default)]
 pub(super) struct FecRepair {
     frames: BTreeMap<u32, FrameFec>,
+    /// When each recent frame's last original (not repaired) datagram arrived: a frame
+    /// settles on its originals, so that late repairs from a relay's own recovery do not
+    /// keep postponing its rounds.
+    last_original: BTreeMap<u32, Instant>,
     /// True once the stream's sender was seen sending parity: from then on video repair
     /// goes through FEC requests.
     active: bool,
@@ -87,12 +91,29 @@ impl FecRepair {
     /// Forgets everything (a new source).
     pub fn clear(&mut self) {
         self.frames.clear();
+        self.last_original.clear();
         self.active = false;
     }
 
     /// Forgets a frame that completed or was dropped.
     pub fn remove(&mut self, frame_id: u32) {
         self.frames.remove(&frame_id);
+        self.last_original.remove(&frame_id);
+    }
+
+    /// An original (not retransmitted) datagram of `frame_id` arrived at `now`.
+    pub fn note_original(&mut self, frame_id: u32, now: Instant) {
+        if self.last_original.len() >= MAX_FRAMES && !self.last_original.contains_key(&frame_id) {
+            self.last_original.pop_first();
+        }
+        self.last_original.insert(frame_id, now);
+    }
+
+    fn settled_from(&self, frame_id: u32, p: &Partial) -> Instant {
+        self.last_original
+            .get(&frame_id)
+            .copied()
+            .unwrap_or(p.last_arrival)
     }
 
     /// The frame's decoder, made from what the reassembler holds when there is none yet.
@@ -239,7 +260,7 @@ impl FecRepair {
             if !self.covers(frame_id, p) {
                 continue;
             }
-            if now.saturating_duration_since(p.last_arrival) < hold {
+            if now.saturating_duration_since(self.settled_from(frame_id, p)) < hold {
                 continue;
             }
             let Some(first_seq) = p.first_seq else {
@@ -265,9 +286,23 @@ impl FecRepair {
             }
             let needed = f.decoder.needed();
             let left = params.parity_count().saturating_sub(f.next_index);
-            let n = repair_count(needed, loss, REPAIR_TARGET).min(left);
-            // An answer must arrive before the playout deadline: one SRTT (§7.6).
-            let in_time = deadline(p.pts).is_some_and(|d| d.saturating_duration_since(now) >= srtt);
+            // Before the first estimate (the first report interval), the frame's own losses
+            // stand in for it, so that the first rounds are not starved.
+            let seen = (params.k() - p.received().min(params.k())) as f64 / params.k() as f64;
+            let loss = if loss > 0.0 { loss } else { seen };
+            // An answer must arrive before the playout deadline: one SRTT (§7.6). With
+            // rounds to spare after this one, each may fail more often for fewer bytes.
+            let left_time = deadline(p.pts).map(|d| d.saturating_duration_since(now));
+            let in_time = left_time.is_some_and(|t| t >= srtt);
+            let rounds_after = left_time.map_or(0, |t| {
+                (t.saturating_sub(srtt).as_secs_f64() / retry.as_secs_f64().max(1e-3)) as u32
+            });
+            let target = match rounds_after {
+                0 => REPAIR_TARGET,
+                1 => 0.95,
+                _ => 0.85,
+            };
+            let n = repair_count(needed, loss, target).min(left);
             if needed == 0 || n == 0 || !in_time {
                 f.gave_up = true;
                 continue;
@@ -298,7 +333,7 @@ impl FecRepair {
         partials
             .filter(|(id, p)| self.covers(**id, p))
             .filter_map(|(id, p)| {
-                let settle = p.last_arrival + hold;
+                let settle = self.settled_from(*id, p) + hold;
                 match self.frames.get(id) {
                     Some(f) if f.gave_up => None,
                     Some(f) => Some(f.next_round.map_or(settle, |t| t.max(settle))),

@@ -58,10 +58,14 @@ impl ViewerConfig {
             stream: stream.into(),
             latency: Duration::from_millis(100),
             max_kbps: 0,
-            loss: LossConfig::default(),
+            // Gaps wait for the reordering measured on the path (§7.2).
+            loss: LossConfig {
+                adaptive_hold: true,
+                ..LossConfig::default()
+            },
             nack: true,
             tail_hold: Duration::from_millis(10),
-            report_interval: Duration::from_secs(1),
+            report_interval: Duration::from_millis(250),
         }
     }
 }
@@ -303,12 +307,14 @@ impl Viewer {
         }
     }
 
+    /// A video chunk: received (`restored` false) or restored by the erasure code.
     fn on_video(
         &mut self,
         now: Instant,
         flags: u8,
         seq_wire: u32,
         v: crate::proto::wire::VideoChunk,
+        restored: bool,
     ) {
         let replay = flags & FLAG_REPLAY != 0;
         let rtx = flags & FLAG_RETRANSMIT != 0;
@@ -320,7 +326,12 @@ impl Viewer {
         let deadline = self.clock.playout(v.pts);
         if !replay {
             let hold = self.reorder_hold();
-            if self.video_loss.on_arrival(now, seq, hold, deadline) == Arrival::Duplicate {
+            let arrival = if restored {
+                self.video_loss.on_restored(now, seq, hold, deadline)
+            } else {
+                self.video_loss.on_arrival(now, seq, hold, deadline)
+            };
+            if arrival == Arrival::Duplicate {
                 return;
             }
         }
@@ -367,6 +378,8 @@ impl Viewer {
             if let Some(e) = self.first_chunk_at.get_mut(&v.frame_id) {
                 e.1 = true;
             }
+        } else {
+            self.fec.note_original(v.frame_id, now);
         }
         if let ChunkOutcome::Complete(f) = outcome {
             let id = f.frame_id;
@@ -540,7 +553,7 @@ impl Node for Viewer {
             }
             Body::Video(v) => {
                 if self.accept_source(now, p.header.ssrc) {
-                    self.on_video(now, flags, p.header.seq, v);
+                    self.on_video(now, flags, p.header.seq, v, false);
                 }
             }
             Body::Audio(a) => {

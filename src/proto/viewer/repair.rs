@@ -3,7 +3,7 @@
 //! missing chunks are asked for as fresh parity symbols (FEC_REQUEST), everything else as
 //! NACKs; and the loss it measured goes back in receiver reports to size the sender's parity.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::proto::fec::sizing::{REPAIR_TARGET, request_copies};
 use crate::proto::wire::{
@@ -14,7 +14,9 @@ use super::Viewer;
 use super::fec_repair::Restored;
 
 /// How strongly each report interval's loss figure moves the estimate.
-const LOSS_GAIN: f64 = 0.5;
+const LOSS_GAIN: f64 = 0.3;
+/// Loss assumed when sizing request copies, so that a request goes at least twice.
+const MIN_COPY_LOSS: f64 = 0.05;
 
 impl Viewer {
     /// A PARITY datagram of the stream's source (§6.7).
@@ -49,7 +51,7 @@ impl Viewer {
                 offset: r.offset,
                 payload: r.payload,
             };
-            self.on_video(now, FLAG_RETRANSMIT, r.seq, chunk);
+            self.on_video(now, FLAG_RETRANSMIT, r.seq, chunk, true);
         }
     }
 
@@ -109,9 +111,13 @@ impl Viewer {
             return;
         }
         let rtt = self.sub.rtt();
-        let retry = rtt.retry_interval(self.cfg.loss.min_retry_interval);
+        // A round is repeated once its answers are due: SRTT plus a margin for jitter, but
+        // never so late that an early, noisy RTTVAR costs the frame its second round.
         let srtt = rtt.srtt();
-        let hold = self.reorder_hold();
+        let retry = rtt
+            .retry_interval(self.cfg.loss.min_retry_interval)
+            .min(srtt + srtt / 2 + Duration::from_millis(2));
+        let hold = self.fec_hold(now);
         let frames = &self.frames;
         let entries = self.fec.poll_requests(
             now,
@@ -122,7 +128,9 @@ impl Viewer {
             srtt,
             self.loss_estimate,
         );
-        let copies = request_copies(self.loss_estimate, 1.0 - REPAIR_TARGET);
+        // Copies: a request is small and idempotent (the sender answers one copy), and a
+        // lost request costs a whole round.
+        let copies = request_copies(self.loss_estimate.max(MIN_COPY_LOSS), REPAIR_TARGET);
         let ssrc = self.ssrc.unwrap_or(0);
         for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
             self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
@@ -147,8 +155,20 @@ impl Viewer {
         if !self.cfg.nack {
             return None;
         }
+        let now = self.last_now?;
         self.fec
-            .poll_timeout(self.reasm.partials(), self.reorder_hold())
+            .poll_timeout(self.reasm.partials(), self.fec_hold(now))
+    }
+
+    /// How long a frame must be quiet before a repair round asks for it: the reorder hold,
+    /// with the learned one when the configuration asks for it (§7.2).
+    fn fec_hold(&self, now: Instant) -> Duration {
+        let learned = if self.cfg.loss.adaptive_hold {
+            self.video_loss.reorder_hold(now)
+        } else {
+            Duration::ZERO
+        };
+        self.reorder_hold().max(learned)
     }
 
     /// Updates the loss estimate from the video flow's gaps since the last report and

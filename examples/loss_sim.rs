@@ -1,0 +1,161 @@
+//! The loss-recovery figures of the protocol in the simulated network, in virtual time:
+//! a publisher and one viewer (or a relay between them, `--hops 2`), random or burst loss in
+//! both directions, a fixed delay each way; prints frames intact on time and the wire
+//! overhead (UDP payload bytes both ways ÷ media bytes).
+//!
+//! `cargo run --release --example loss_sim -- --loss 20 --delay 10 --latency 120 --frames 3000`
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use framecast::proto::publisher::{Publisher, PublisherConfig};
+use framecast::proto::relay::{Relay, RelayConfig};
+use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
+use framecast::sim::World;
+use framecast::sim::netem::LinkConfig;
+
+#[derive(Debug)]
+struct Args {
+    loss: f64,
+    burst: Option<f64>,
+    delay_ms: u64,
+    latency_ms: u64,
+    frames: u64,
+    frame_bytes: usize,
+    hops: u8,
+    seed: u64,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        loss: 10.0,
+        burst: None,
+        delay_ms: 10,
+        latency_ms: 120,
+        frames: 3000,
+        frame_bytes: 65_000,
+        hops: 1,
+        seed: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--loss" => a.loss = v.parse().expect("--loss percent"),
+            "--burst" => a.burst = Some(v.parse().expect("--burst mean length")),
+            "--delay" => a.delay_ms = v.parse().expect("--delay ms"),
+            "--latency" => a.latency_ms = v.parse().expect("--latency ms"),
+            "--frames" => a.frames = v.parse().expect("--frames"),
+            "--frame-bytes" => a.frame_bytes = v.parse().expect("--frame-bytes"),
+            "--hops" => a.hops = v.parse().expect("--hops 1 or 2"),
+            "--seed" => a.seed = v.parse().expect("--seed"),
+            _ => panic!("unknown option {k}"),
+        }
+    }
+    a
+}
+
+fn main() {
+    let a = parse();
+    let start = Instant::now();
+    let mut world = World::new(start, a.seed);
+    let mut link = match a.burst {
+        Some(b) => LinkConfig::bursty(a.loss, b),
+        None => LinkConfig::lossy(a.loss),
+    };
+    link.delay = Duration::from_millis(a.delay_ms);
+    world.set_default_link(link);
+    let publisher: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let relay: SocketAddr = "127.0.0.2:5000".parse().expect("addr");
+    let viewer: SocketAddr = "127.0.1.1:6000".parse().expect("addr");
+    let mut cfg = PublisherConfig::new("cam1", 960, 540, 30);
+    cfg.randomize(&mut fastrand::Rng::with_seed(a.seed));
+    world.add_node(publisher, Publisher::new(cfg));
+    let from = if a.hops >= 2 {
+        world.add_node(
+            relay,
+            Relay::new(RelayConfig {
+                upstream: Some(publisher),
+                ..RelayConfig::default()
+            }),
+        );
+        relay
+    } else {
+        publisher
+    };
+    let mut vcfg = ViewerConfig::new(from, "cam1");
+    vcfg.latency = Duration::from_millis(a.latency_ms);
+    world.add_node(viewer, Viewer::new(vcfg));
+    world.run_for(Duration::from_millis(300));
+    let t0 = world.now();
+    let frame = Bytes::from(
+        (0..a.frame_bytes)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let mut drops: Vec<u32> = Vec::new();
+    for i in 0..a.frames {
+        world.run_until(t0 + Duration::from_nanos(i * 1_000_000_000 / 30));
+        let now = world.now();
+        world
+            .node_mut::<Publisher>(publisher)
+            .push_frame(now, 90_000 + i * 3000, &frame)
+            .expect("frame fits");
+        while let Some(e) = world.node_mut::<Viewer>(viewer).poll_event() {
+            note_drop(&e, &mut drops);
+        }
+    }
+    world.run_for(Duration::from_millis(a.latency_ms + 1000));
+    while let Some(e) = world.node_mut::<Viewer>(viewer).poll_event() {
+        note_drop(&e, &mut drops);
+    }
+    let v = world.node::<Viewer>(viewer).stats();
+    let p = world.node::<Publisher>(publisher).stats();
+    let mut wire = p.relay.bytes_out + p.relay.bytes_in;
+    if a.hops >= 2 {
+        let r = world.node::<Relay>(relay).stats();
+        wire += r.bytes_out + r.bytes_in;
+    }
+    let media = a.frames as f64 * a.frame_bytes as f64 * f64::from(a.hops.max(1));
+    println!(
+        "loss {}%{} | {} ms each way | latency {} ms | hops {} | seed {}",
+        a.loss,
+        a.burst
+            .map_or(String::new(), |b| format!(" (bursts of {b})")),
+        a.delay_ms,
+        a.latency_ms,
+        a.hops,
+        a.seed
+    );
+    println!(
+        "intact {:.3}% ({} of {}) | late {} | incomplete {} | overhead {:.3} | rtt {:.1} ms | loss est {:.3}",
+        100.0 * v.frames_played as f64 / a.frames as f64,
+        v.frames_played,
+        a.frames,
+        v.frames_late,
+        v.frames_incomplete,
+        wire as f64 / media,
+        v.rtt_ms,
+        v.loss_estimate
+    );
+    if !drops.is_empty() {
+        println!("frames dropped: {drops:?}");
+    }
+    println!(
+        "fec: {:?} | requests {} | nacks {} | publisher parity sent {} answered {} | nack-recovered {} | lost {}",
+        v.fec,
+        v.fec_requests_sent,
+        v.nacks_sent,
+        p.relay.parity_sent,
+        p.relay.parity_answered,
+        v.video.recovered,
+        v.video.lost
+    );
+}
+
+fn note_drop(e: &ViewerEvent, drops: &mut Vec<u32>) {
+    if let ViewerEvent::FrameDropped { frame_id, .. } = e {
+        drops.push(*frame_id);
+    }
+}

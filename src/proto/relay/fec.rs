@@ -1,0 +1,133 @@
+//! The relay's forward error correction (proto-spec.md §6.7, §6.8, §7.6): each subscriber
+//! gets, after every whole frame, as many parity symbols as the loss it reports calls for,
+//! and fresh symbols when it asks for them. The frame is coded once, from the chunks the
+//! relay already holds, whoever needs it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Relay;
+use super::fanout::Queued;
+use crate::proto::fec::sizing::loss_from_q16;
+use crate::proto::fec::source::proactive_for;
+use crate::proto::wire::{Packet, SymbolRequest};
+
+/// Requests waiting for their frame to become whole here, per stream; the oldest go first.
+const MAX_PENDING: usize = 256;
+/// A waiting request older than this is dropped (its frame is long past playout).
+const PENDING_MAX_AGE: Duration = Duration::from_secs(1);
+/// Requests remembered per stream to recognise copies (several per frame at 30 fps).
+const MAX_ANSWERED: usize = 512;
+
+impl Relay {
+    /// After a video chunk: if it made frame `whole` whole here, sends each subscriber its
+    /// proactive parity and answers the requests that waited for the frame.
+    pub(super) fn on_frame_whole(&mut self, now: Instant, idx: usize, whole: Option<u32>) {
+        let Some(frame_id) = whole else { return };
+        let s = self.streams.get_mut(idx);
+        let Some(k) = s.parity.chunk_count(frame_id) else {
+            return;
+        };
+        let mut plan: Vec<(SocketAddr, usize)> = Vec::new();
+        for m in &s.members {
+            let Some(sub) = self.fanout.get(m) else {
+                continue;
+            };
+            let Some(report) = sub.report else { continue };
+            let r = proactive_for(
+                k,
+                loss_from_q16(report.loss_q16),
+                sub.latency_ms,
+                f64::from(report.rtt_us) / 1000.0,
+            );
+            if r > 0 {
+                plan.push((*m, r));
+            }
+        }
+        let most = plan.iter().map(|(_, r)| *r).max().unwrap_or(0);
+        if most > 0 {
+            let symbols = s.parity.parity(frame_id, 0, most, false);
+            for (m, r) in plan {
+                for d in symbols.iter().take(r) {
+                    self.stats.parity_sent += 1;
+                    let q = Queued {
+                        datagram: d.clone(),
+                        frame: Some(frame_id),
+                    };
+                    self.fanout.enqueue(m, q, false);
+                }
+            }
+        }
+        let s = self.streams.get_mut(idx);
+        let mut waiting = Vec::new();
+        s.fec_pending.retain(|(at, who, r)| {
+            if r.frame_id == frame_id {
+                waiting.push((*who, *r));
+                false
+            } else {
+                now.saturating_duration_since(*at) < PENDING_MAX_AGE
+            }
+        });
+        for (who, r) in waiting {
+            let answers = self.streams.get_mut(idx).parity.answer(&r);
+            self.send_answers(who, answers);
+        }
+    }
+
+    /// A FEC_REQUEST from a subscriber (§6.8): answered from the frame's code if the frame
+    /// is whole here, else once it is (the relay's own repair towards its origin fills it).
+    pub(super) fn on_fec_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        entries: &[SymbolRequest],
+    ) {
+        let Some(sub) = self.fanout.get_mut(&from) else {
+            self.stats.unknown_sender += 1;
+            return;
+        };
+        sub.last_heard = now;
+        let Some(idx) = self.streams.position(&sub.stream.clone()) else {
+            return;
+        };
+        for r in entries {
+            self.stats.fec_requests += 1;
+            let s = self.streams.get_mut(idx);
+            if s.fec_answered.contains(&(from, *r))
+                || s.fec_pending.iter().any(|(_, w, p)| *w == from && p == r)
+            {
+                self.stats.fec_request_copies += 1;
+                continue;
+            }
+            if s.fec_answered.len() >= MAX_ANSWERED {
+                s.fec_answered.pop_front();
+            }
+            s.fec_answered.push_back((from, *r));
+            if s.parity.is_whole(r.frame_id) {
+                let answers = s.parity.answer(r);
+                self.send_answers(from, answers);
+            } else {
+                if s.fec_pending.len() >= MAX_PENDING {
+                    s.fec_pending.remove(0);
+                }
+                s.fec_pending.push((now, from, *r));
+            }
+        }
+    }
+
+    fn send_answers(&mut self, to: SocketAddr, answers: Vec<Bytes>) {
+        for d in answers {
+            self.stats.parity_answered += 1;
+            self.fanout.enqueue(to, Queued::single(d), true);
+        }
+    }
+
+    /// Parity from the stream's origin. The relay sizes and codes parity for its own
+    /// subscribers from the whole frames it holds, so an origin's symbols are not
+    /// forwarded; they are counted.
+    pub(super) fn on_origin_parity(&mut self, _now: Instant, _idx: usize, _p: Packet, _d: Bytes) {
+        self.stats.parity_from_origin += 1;
+    }
+}

@@ -1,0 +1,603 @@
+//! The relay (proto-spec.md §6–§7.3): a subscriber table, a per-stream packet cache and
+//! fan-out through bounded per-subscriber queues. The `serve` role embeds the same relay for
+//! its own (local) stream, so viewers may subscribe to a server directly.
+//!
+//! This file holds the [`Relay`] itself: its settings, counters and timers, media intake
+//! and the dispatch of each datagram by packet type. The parts live beside it: `streams`
+//! (the stream table, publisher claims, late-join frame), `fanout` (per-subscriber queues
+//! and their schedule), `repair` (NACKs answered from the cache or forwarded upstream, the
+//! relay's own loss detection), `subscribers` (handshake, admission, eviction) and
+//! `events` ([`RelayEvent`]).
+
+mod events;
+mod fanout;
+mod fec;
+mod repair;
+mod streams;
+mod subscribers;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::proto::node::{Node, Transmit, soonest};
+use crate::proto::packetizer::Packetized;
+use crate::proto::rtx_cache::Inserted;
+use crate::proto::timer::TimerTable;
+use crate::proto::token::TokenKey;
+use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, MalformedCounters, Packet, PacketType};
+
+pub use events::{LeaveReason, RelayEvent};
+use fanout::{Fanout, Queued};
+pub use repair::ranges_of;
+use streams::{Claim, Origin, StreamTable};
+
+/// Relay tunables.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Secret for address-validation tokens (§6.2). Random per process in production.
+    pub token_key: [u8; 16],
+    /// How long a token stays valid.
+    pub token_lifetime: Duration,
+    /// Most subscribers at once.
+    pub max_subscribers: usize,
+    /// Most streams at once.
+    pub max_streams: usize,
+    /// A subscriber not heard from for this long is evicted (§6.4).
+    pub subscriber_timeout: Duration,
+    /// A publisher not heard from for this long gives up its stream name.
+    pub publisher_timeout: Duration,
+    /// Bytes queued per subscriber before whole frames are dropped for it (§7.3).
+    pub queue_bytes: usize,
+    /// Datagrams cached per flow (§7.3).
+    pub cache_packets: usize,
+    /// Oldest datagram the cache answers with.
+    pub cache_age: Duration,
+    /// Where to pull streams from that nobody pushes here.
+    pub upstream: Option<SocketAddr>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            token_key: [0x5a; 16],
+            token_lifetime: Duration::from_secs(30),
+            max_subscribers: 1024,
+            max_streams: 64,
+            subscriber_timeout: Duration::from_secs(5),
+            publisher_timeout: Duration::from_secs(5),
+            queue_bytes: 4 * 1024 * 1024,
+            cache_packets: 8192,
+            cache_age: Duration::from_secs(3),
+            upstream: None,
+        }
+    }
+}
+
+/// Relay counters (also what `--stats-json` writes for the relay role).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelayStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Malformed datagrams dropped, by reason.
+    pub malformed: MalformedCounters,
+    /// Datagrams from addresses with no business sending them.
+    pub unknown_sender: u64,
+    /// Subscribers now.
+    pub subscribers: u64,
+    /// Subscriptions accepted in all.
+    pub subscribed: u64,
+    /// Subscribers evicted for silence.
+    pub evicted: u64,
+    /// Subscribers that said bye.
+    pub byes: u64,
+    /// RETRY challenges sent.
+    pub retries_sent: u64,
+    /// REJECTs sent.
+    pub rejects_sent: u64,
+    /// Retransmission requests answered from the cache.
+    pub cache_hits: u64,
+    /// Retransmission requests forwarded upstream (once per sequence number).
+    pub upstream_requests: u64,
+    /// Requests for datagrams nobody can supply any more.
+    pub cache_misses: u64,
+    /// Retransmissions sent to subscribers.
+    pub retransmits_sent: u64,
+    /// Media datagrams received from the origin (first copies).
+    pub media_in: u64,
+    /// Duplicate media from the origin, dropped.
+    pub duplicates: u64,
+    /// Whole frames dropped from slow subscribers' queues.
+    pub queue_frames_dropped: u64,
+    /// Datagrams dropped from slow subscribers' queues.
+    pub queue_datagrams_dropped: u64,
+    /// Latest frames replayed to late joiners.
+    pub late_join_frames: u64,
+    /// Receiver reports received, latest per subscriber summed.
+    pub reports: u64,
+    /// Requests not sent to a pushing publisher because they would have exceeded the bytes
+    /// it sent (anti-amplification, §8).
+    pub origin_budget_exceeded: u64,
+    /// Parity symbols sent with frames, sized per subscriber from its reports (§7.6).
+    pub parity_sent: u64,
+    /// Parity symbols sent in answer to FEC requests (§6.8).
+    pub parity_answered: u64,
+    /// FEC request entries received.
+    pub fec_requests: u64,
+    /// Of those, copies of a request already answered or waiting (not answered again).
+    pub fec_request_copies: u64,
+    /// Frames coded for parity (each at most once).
+    pub frames_coded: u64,
+    /// Parity symbols received from the origin (not forwarded: the relay codes its own).
+    pub parity_from_origin: u64,
+}
+
+/// Per-subscriber figures for statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberInfo {
+    /// Address.
+    pub addr: String,
+    /// Stream name.
+    pub stream: String,
+    /// Datagrams queued now.
+    pub queued: usize,
+    /// Whole frames dropped for this subscriber.
+    pub frames_dropped: u64,
+    /// Frames played, from its last receiver report.
+    pub frames_played: Option<u32>,
+}
+
+/// The relay's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTimer {
+    /// Eviction of silent subscribers, release of idle streams, expiry of requests.
+    Housekeeping,
+    /// A rate-limited subscriber may send again.
+    RateWake,
+    /// The relay's own loss detection towards a remote origin has a NACK to send.
+    UpstreamNack,
+    /// A subscription to the upstream has a SUBSCRIBE or keep-alive due.
+    UpstreamControl,
+}
+
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Events kept for [`Relay::poll_event`] when nobody pulls them; the oldest go first.
+const MAX_EVENTS: usize = 1024;
+
+/// The relay state machine.
+#[derive(Debug)]
+pub struct Relay {
+    cfg: RelayConfig,
+    tokens: TokenKey,
+    streams: StreamTable,
+    fanout: Fanout,
+    control: VecDeque<Transmit>,
+    events: VecDeque<RelayEvent>,
+    timers: TimerTable<RelayTimer>,
+    last_now: Option<Instant>,
+    ctrl_seq: u32,
+    stats: RelayStats,
+}
+
+impl Relay {
+    /// A relay with the given configuration.
+    pub fn new(cfg: RelayConfig) -> Relay {
+        Relay {
+            tokens: TokenKey::new(cfg.token_key, cfg.token_lifetime),
+            fanout: Fanout::new(cfg.queue_bytes),
+            cfg,
+            streams: StreamTable::default(),
+            control: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: TimerTable::new(),
+            last_now: None,
+            ctrl_seq: 0,
+            stats: RelayStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RelayStats {
+        let mut s = self.stats.clone();
+        s.subscribers = self.fanout.len() as u64;
+        s.queue_frames_dropped = self.fanout.drops.frames;
+        s.queue_datagrams_dropped = self.fanout.drops.datagrams;
+        s.frames_coded = self.streams.iter().map(|st| st.parity.frames_coded).sum();
+        s
+    }
+
+    /// The next event, oldest first. Unpulled events are bounded (the oldest are dropped).
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    fn event(&mut self, e: RelayEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// Figures per subscriber.
+    pub fn subscribers(&self) -> Vec<SubscriberInfo> {
+        let mut v: Vec<SubscriberInfo> = self
+            .fanout
+            .iter()
+            .map(|(a, s)| SubscriberInfo {
+                addr: a.to_string(),
+                stream: s.stream.clone(),
+                queued: s.queued(),
+                frames_dropped: s.frames_dropped,
+                frames_played: s.report.map(|r| r.frames_played),
+            })
+            .collect();
+        v.sort_by(|a, b| a.addr.cmp(&b.addr));
+        v
+    }
+
+    /// Bytes held in caches and queues (for memory-bound assertions).
+    pub fn memory_bytes(&self) -> usize {
+        let caches: usize = self
+            .streams
+            .iter()
+            .map(|s| s.video.bytes() + s.audio.bytes())
+            .sum();
+        caches + self.fanout.queued_bytes()
+    }
+
+    /// Bytes queued for one subscriber.
+    pub fn queued_bytes(&self, addr: &SocketAddr) -> Option<usize> {
+        self.fanout.get(addr).map(|s| s.queued_bytes())
+    }
+
+    /// Clamps `now` so that time never goes backwards inside the relay, and starts the
+    /// housekeeping timer on the first input.
+    fn now(&mut self, now: Instant) -> Instant {
+        let now = self.last_now.map_or(now, |l| l.max(now));
+        self.last_now = Some(now);
+        if self.timers.get(RelayTimer::Housekeeping).is_none() {
+            self.timers
+                .set(RelayTimer::Housekeeping, now + HOUSEKEEPING);
+        }
+        now
+    }
+
+    /// After every input: collects the upstream subscriptions' control datagrams and
+    /// re-arms the timers that follow the state.
+    fn after_input(&mut self, now: Instant) {
+        let mut next_control = None;
+        for s in self.streams.iter_mut() {
+            if let Origin::Upstream(sub) = &mut s.origin {
+                if let Some(payload) = sub.poll_transmit(now) {
+                    self.control.push_back(Transmit {
+                        dest: sub.server(),
+                        payload,
+                    });
+                }
+                next_control = soonest(next_control, sub.poll_timeout());
+            }
+        }
+        self.timers
+            .set_or_stop(RelayTimer::UpstreamControl, next_control);
+        let nack = self.upstream_nack_deadline();
+        self.timers.set_or_stop(RelayTimer::UpstreamNack, nack);
+        self.timers
+            .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
+    }
+
+    /// Creates (or takes over) a local stream: the `serve` role's own source.
+    pub fn add_local_stream(&mut self, name: &str) {
+        self.streams.add_local(name, &self.cfg);
+    }
+
+    /// Adds a subscriber that needs no handshake and never times out: the relay a server
+    /// pushes its stream into (`serve --relay`), configured by the operator.
+    pub fn add_permanent_subscriber(&mut self, now: Instant, addr: SocketAddr, stream: &str) {
+        let now = self.now(now);
+        self.insert_subscriber(now, addr, stream, 0, true);
+        self.after_input(now);
+    }
+
+    /// Feeds a packet of the local stream `stream`, as built by this process's packetizer:
+    /// taken as it is, without decoding it again. Ignored unless `stream` is a local stream
+    /// (see [`Relay::add_local_stream`]).
+    pub fn ingest_local(&mut self, now: Instant, stream: &str, packet: Packetized) {
+        let now = self.now(now);
+        if let Some(idx) = self.streams.local(stream) {
+            let (p, datagram) = packet.into_parts();
+            self.on_media(now, idx, p, datagram);
+        }
+        self.after_input(now);
+    }
+
+    fn send_control(&mut self, dest: SocketAddr, payload: Bytes) {
+        self.control.push_back(Transmit { dest, payload });
+    }
+
+    fn next_ctrl_seq(&mut self) -> u32 {
+        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+        self.ctrl_seq
+    }
+
+    fn broadcast(&mut self, idx: usize, datagram: &Bytes, frame: Option<u32>) {
+        let s = self.streams.get_mut(idx);
+        let members = std::mem::take(&mut s.members);
+        self.fanout.broadcast(&members, datagram, frame);
+        self.streams.get_mut(idx).members = members;
+    }
+
+    fn on_media(&mut self, now: Instant, idx: usize, p: Packet, datagram: Bytes) {
+        let retransmit = p.header.flags & FLAG_RETRANSMIT != 0;
+        let s = self.streams.get_mut(idx);
+        s.last_heard = Some(now);
+        s.origin_in += datagram.len() as u64;
+        match p.body {
+            Body::Description(d) => {
+                if d.name != s.name {
+                    self.stats.unknown_sender += 1;
+                    return;
+                }
+                if s.ssrc != Some(p.header.ssrc) {
+                    s.reset_source(p.header.ssrc);
+                }
+                s.description = Some(datagram.clone());
+                self.broadcast(idx, &datagram, None);
+            }
+            Body::Video(_) | Body::Audio(_) => {
+                if s.ssrc.is_none() {
+                    s.reset_source(p.header.ssrc);
+                }
+                if s.ssrc != Some(p.header.ssrc) {
+                    self.stats.unknown_sender += 1;
+                    return;
+                }
+                let (flow, video) = match &p.body {
+                    Body::Video(v) => (Flow::Video, Some(v)),
+                    _ => (Flow::Audio, None),
+                };
+                let remote = s.origin.addr().is_some();
+                let (cache, ext) = s.cache(flow);
+                let seq = ext.extend(p.header.seq);
+                let inserted = cache.insert(now, seq, datagram.clone());
+                let asked = s.repair.on_arrival(now, flow, seq, remote);
+                let whole = match video {
+                    Some(v) => {
+                        s.late.add(now, seq, v, &datagram);
+                        s.parity.on_video(p.header.ssrc, p.header.seq, v)
+                    }
+                    None => None,
+                };
+                let frame = video.map(|v| v.frame_id);
+                if retransmit && inserted == Inserted::New {
+                    // Something the relay never had: none of its subscribers had it either.
+                    self.stats.media_in += 1;
+                    self.broadcast(idx, &datagram, None);
+                    self.on_frame_whole(now, idx, whole);
+                    return;
+                }
+                if retransmit {
+                    // An answer to a forwarded request: only to those who asked.
+                    for who in asked.unwrap_or_default() {
+                        self.stats.retransmits_sent += 1;
+                        self.fanout
+                            .enqueue(who, Queued::single(datagram.clone()), true);
+                    }
+                    return;
+                }
+                if inserted == Inserted::Duplicate {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                self.stats.media_in += 1;
+                self.broadcast(idx, &datagram, frame);
+                self.on_frame_whole(now, idx, whole);
+            }
+            _ => {}
+        }
+    }
+
+    /// A DESCRIPTION from `from`: its own stream's, or a publisher claiming a name.
+    fn on_description(&mut self, now: Instant, from: SocketAddr, p: Packet, datagram: Bytes) {
+        let Body::Description(d) = &p.body else {
+            return;
+        };
+        let idx = match self
+            .streams
+            .claim(now, from, p.header.ssrc, &d.name, &self.cfg)
+        {
+            Claim::Owner(i) => i,
+            Claim::Created(i) => {
+                self.event(RelayEvent::StreamClaimed {
+                    stream: d.name.clone(),
+                    publisher: from,
+                    displaced: None,
+                });
+                i
+            }
+            Claim::TookOver { idx, previous } => {
+                self.event(RelayEvent::StreamClaimed {
+                    stream: d.name.clone(),
+                    publisher: from,
+                    displaced: Some(previous),
+                });
+                idx
+            }
+            Claim::Refused => {
+                self.stats.unknown_sender += 1;
+                self.event(RelayEvent::StreamRefused {
+                    stream: d.name.clone(),
+                    from,
+                });
+                return;
+            }
+        };
+        if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
+            sub.on_traffic(now);
+        }
+        self.on_media(now, idx, p, datagram)
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.evict_silent(now);
+        for r in self.streams.release_idle(now, &self.cfg) {
+            if let Some((to, bye)) = r.bye {
+                self.send_control(to, bye);
+            }
+        }
+    }
+}
+
+impl Node for Relay {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let now = self.now(now);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        let datagram = Bytes::copy_from_slice(datagram);
+        match Packet::decode(&datagram) {
+            Ok(p) => self.dispatch(now, from, p, datagram),
+            Err(e) => self.stats.malformed.record(&e),
+        }
+        self.after_input(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.now(now);
+        while let Some(t) = self.timers.next_expired(now) {
+            match t {
+                RelayTimer::Housekeeping => {
+                    self.timers
+                        .set(RelayTimer::Housekeeping, now + HOUSEKEEPING);
+                    self.housekeeping(now);
+                }
+                RelayTimer::RateWake => self.fanout.wake(now),
+                RelayTimer::UpstreamNack => self.poll_own_nacks(now),
+                // Collected by `after_input` below.
+                RelayTimer::UpstreamControl => {}
+            }
+        }
+        self.after_input(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let now = self.now(now);
+        let t = match self.control.pop_front() {
+            Some(t) => t,
+            None => {
+                let t = self.fanout.pop(now);
+                if self.fanout.has_blocked() {
+                    self.timers
+                        .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
+                }
+                t?
+            }
+        };
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += t.payload.len() as u64;
+        Some(t)
+    }
+}
+
+impl Relay {
+    /// Routes one decoded datagram by packet type.
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, p: Packet, datagram: Bytes) {
+        let ssrc = p.header.ssrc;
+        match &p.body {
+            Body::Video(_) | Body::Audio(_) => match self.streams.find_origin(from, ssrc, None) {
+                Some(idx) => {
+                    if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
+                        sub.on_traffic(now);
+                    }
+                    self.on_media(now, idx, p, datagram)
+                }
+                None => self.stats.unknown_sender += 1,
+            },
+            Body::Description(_) => self.on_description(now, from, p, datagram),
+            Body::Subscribe {
+                name,
+                token,
+                max_kbps,
+                latency_ms,
+            } => {
+                let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
+                self.on_subscribe(now, from, name, token, max_kbps);
+                if let Some(s) = self.fanout.get_mut(&from) {
+                    s.latency_ms = *latency_ms;
+                }
+            }
+            Body::FecRequest { entries } => {
+                let entries = entries.clone();
+                self.on_fec_request(now, from, &entries)
+            }
+            Body::Parity(_) => match self.streams.find_origin(from, ssrc, None) {
+                Some(idx) => self.on_origin_parity(now, idx, p, datagram),
+                None => self.stats.unknown_sender += 1,
+            },
+            Body::KeepAlive { echo_us } => match self.fanout.get_mut(&from) {
+                Some(s) => {
+                    s.last_heard = now;
+                    let seq = self.next_ctrl_seq();
+                    let ack = Packet::new(
+                        PacketType::KeepAliveAck,
+                        0,
+                        seq,
+                        Body::KeepAliveAck { echo_us: *echo_us },
+                    );
+                    self.send_control(from, ack.encode());
+                }
+                None => self.stats.unknown_sender += 1,
+            },
+            Body::Bye => {
+                if self.fanout.get(&from).is_some_and(|s| !s.permanent) {
+                    self.remove_subscriber(&from, LeaveReason::Bye);
+                    self.stats.byes += 1;
+                } else {
+                    self.stats.unknown_sender += 1;
+                }
+            }
+            Body::Nack { flow, ranges } => {
+                let (flow, ranges) = (*flow, ranges.clone());
+                self.on_nack(now, from, flow, &ranges)
+            }
+            Body::ReceiverReport(r) => match self.fanout.get_mut(&from) {
+                Some(s) => {
+                    s.last_heard = now;
+                    s.report = Some(*r);
+                    self.stats.reports += 1;
+                }
+                None => self.stats.unknown_sender += 1,
+            },
+            Body::Retry { .. } | Body::Reject { .. } | Body::KeepAliveAck { .. } => {
+                let mut handled = false;
+                for s in self.streams.iter_mut() {
+                    if let Origin::Upstream(sub) = &mut s.origin {
+                        if sub.server() == from {
+                            handled |= sub.handle_control(now, &p);
+                        }
+                    }
+                }
+                if !handled {
+                    self.stats.unknown_sender += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+#[cfg(test)]
+mod tests;

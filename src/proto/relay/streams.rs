@@ -1,0 +1,399 @@
+//! The relay's stream table (proto-spec.md §6.1, §7.3): who feeds each stream name (the
+//! local source, a pushing publisher or the relay's own upstream subscription), its caches
+//! and the latest complete frame for late joiners. A publisher claims a name, or takes it
+//! over from a silent one, in one operation ([`StreamTable::claim`]); idle names are
+//! released in one operation too ([`StreamTable::release_idle`]).
+
+use crate::proto::fec::source::ParitySource;
+use crate::proto::wire::SymbolRequest;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::RelayConfig;
+use super::repair::UpstreamRepair;
+use crate::proto::reassembler::{ChunkOutcome, Reassembler, ReassemblyLimits};
+use crate::proto::rtt::RttEstimator;
+use crate::proto::rtx_cache::RtxCache;
+use crate::proto::subscription::Subscription;
+use crate::proto::wire::{self, Flow, SeqExtender, SeqNo, VideoChunk};
+
+/// Who feeds a stream.
+#[derive(Debug)]
+pub(super) enum Origin {
+    /// The embedding publisher's own source.
+    Local,
+    /// A publisher pushing to this relay from that address.
+    Publisher(SocketAddr),
+    /// The relay's own subscription to its upstream.
+    Upstream(Box<Subscription>),
+}
+
+impl Origin {
+    /// The origin's address, if it is remote.
+    pub(super) fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Origin::Local => None,
+            Origin::Publisher(a) => Some(*a),
+            Origin::Upstream(s) => Some(s.server()),
+        }
+    }
+}
+
+/// The latest complete frame, for late joiners (§7.4), found by the shared [`Reassembler`]
+/// (which also refuses chunks inconsistent with their frame).
+#[derive(Debug)]
+pub(super) struct LateJoin {
+    reassembler: Reassembler,
+    /// Frame id and datagrams of the latest complete frame.
+    pub(super) latest: Option<(u32, Vec<Bytes>)>,
+}
+
+impl Default for LateJoin {
+    fn default() -> Self {
+        LateJoin {
+            reassembler: Reassembler::new(ReassemblyLimits {
+                max_frames: 4,
+                max_bytes: 16 * 1024 * 1024,
+            }),
+            latest: None,
+        }
+    }
+}
+
+impl LateJoin {
+    /// Notes a video chunk (extended sequence number `seq`) and its datagram.
+    pub(super) fn add(&mut self, now: Instant, seq: SeqNo, v: &VideoChunk, datagram: &Bytes) {
+        if let Some((latest, _)) = &self.latest {
+            if !wire::seq::wire_newer(v.frame_id, *latest) {
+                return;
+            }
+        }
+        let (ChunkOutcome::Complete(_), chunks) =
+            self.reassembler.insert_datagram(now, seq, v, datagram)
+        else {
+            return;
+        };
+        self.latest = Some((v.frame_id, chunks));
+        // Anything older than the latest complete frame is no use to a late joiner.
+        let old: Vec<u32> = self
+            .reassembler
+            .partials()
+            .map(|(id, _)| *id)
+            .filter(|id| !wire::seq::wire_newer(*id, v.frame_id))
+            .collect();
+        for id in old {
+            self.reassembler.remove(id);
+        }
+    }
+}
+
+/// One stream name and everything the relay keeps for it.
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) name: String,
+    pub(super) ssrc: Option<u32>,
+    pub(super) description: Option<Bytes>,
+    pub(super) origin: Origin,
+    pub(super) last_heard: Option<Instant>,
+    pub(super) video: RtxCache,
+    pub(super) audio: RtxCache,
+    pub(super) video_ext: SeqExtender,
+    pub(super) audio_ext: SeqExtender,
+    pub(super) late: LateJoin,
+    /// Loss detection towards the origin and forwarded requests (§7.3).
+    pub(super) repair: UpstreamRepair,
+    pub(super) members: Vec<SocketAddr>,
+    pub(super) idle_since: Option<Instant>,
+    /// Bytes received from a pushing publisher and NACK bytes sent to it: a publisher's
+    /// address is never validated, so the relay sends it no more than it received (§8).
+    pub(super) origin_in: u64,
+    pub(super) origin_out: u64,
+    /// Recent frames' chunks, coded on demand for parity (§7.6).
+    pub(super) parity: ParitySource,
+    /// FEC requests for frames not yet whole here: answered when they are (§6.8).
+    pub(super) fec_pending: Vec<(Instant, SocketAddr, SymbolRequest)>,
+    /// Requests answered lately: a copy of one is not answered again (§6.8).
+    pub(super) fec_answered: std::collections::VecDeque<(SocketAddr, SymbolRequest)>,
+}
+
+impl Stream {
+    fn new(name: &str, origin: Origin, cfg: &RelayConfig) -> Stream {
+        Stream {
+            name: name.to_owned(),
+            ssrc: None,
+            description: None,
+            origin,
+            last_heard: None,
+            video: RtxCache::new(cfg.cache_packets, cfg.cache_age),
+            audio: RtxCache::new(cfg.cache_packets, cfg.cache_age),
+            video_ext: SeqExtender::default(),
+            audio_ext: SeqExtender::default(),
+            late: LateJoin::default(),
+            repair: UpstreamRepair::default(),
+            members: Vec::new(),
+            idle_since: None,
+            origin_in: 0,
+            origin_out: 0,
+            parity: ParitySource::default(),
+            fec_pending: Vec::new(),
+            fec_answered: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// A new source (ssrc) took the stream over: forget everything of the old one.
+    pub(super) fn reset_source(&mut self, ssrc: u32) {
+        self.ssrc = Some(ssrc);
+        self.video.clear();
+        self.audio.clear();
+        self.video_ext.reset();
+        self.audio_ext.reset();
+        self.late = LateJoin::default();
+        self.repair.reset();
+        self.parity.clear();
+        self.fec_pending.clear();
+        self.fec_answered.clear();
+    }
+
+    /// Whether `len` more bytes may go to the origin: always for an upstream the relay
+    /// subscribed to itself, within what it received for a pushing publisher.
+    pub(super) fn may_send_origin(&mut self, len: usize) -> bool {
+        match self.origin {
+            Origin::Publisher(_) => {
+                if self.origin_out + len as u64 > self.origin_in {
+                    return false;
+                }
+                self.origin_out += len as u64;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// The round-trip time to the origin.
+    pub(super) fn rtt(&self) -> RttEstimator {
+        match &self.origin {
+            Origin::Upstream(sub) => *sub.rtt(),
+            _ => RttEstimator::new(Duration::from_millis(5)),
+        }
+    }
+
+    /// The cache and sequence extender of one flow.
+    pub(super) fn cache(&mut self, flow: Flow) -> (&mut RtxCache, &mut SeqExtender) {
+        match flow {
+            Flow::Video => (&mut self.video, &mut self.video_ext),
+            Flow::Audio => (&mut self.audio, &mut self.audio_ext),
+        }
+    }
+}
+
+/// The outcome of a publisher's claim on a stream name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// The sender already feeds this stream (a pushing publisher or the upstream).
+    Owner(usize),
+    /// The name was free: a new stream.
+    Created(usize),
+    /// The name's publisher had gone silent: the sender took it over from `previous`.
+    TookOver {
+        /// The stream.
+        idx: usize,
+        /// The silent publisher displaced.
+        previous: SocketAddr,
+    },
+    /// Someone else feeds the name, or the table is full.
+    Refused,
+}
+
+/// A stream name given up by [`StreamTable::release_idle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Released {
+    /// The name.
+    pub(super) name: String,
+    /// For a pulled stream, the BYE to send upstream.
+    pub(super) bye: Option<(SocketAddr, Bytes)>,
+}
+
+/// All streams, at most `max_streams`.
+#[derive(Debug, Default)]
+pub(super) struct StreamTable {
+    list: Vec<Stream>,
+}
+
+impl StreamTable {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Stream> {
+        self.list.iter()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Stream> {
+        self.list.iter_mut()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(super) fn get_mut(&mut self, idx: usize) -> &mut Stream {
+        &mut self.list[idx]
+    }
+
+    /// The index of the stream called `name`.
+    pub(super) fn position(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|s| s.name == name)
+    }
+
+    /// The index of the stream `from` feeds: the one called `name` if given, else the one
+    /// whose source is `ssrc` (or not yet known).
+    pub(super) fn find_origin(
+        &self,
+        from: SocketAddr,
+        ssrc: u32,
+        name: Option<&str>,
+    ) -> Option<usize> {
+        self.list.iter().position(|s| {
+            s.origin.addr() == Some(from)
+                && match name {
+                    Some(n) => s.name == n,
+                    None => s.ssrc.is_none() || s.ssrc == Some(ssrc),
+                }
+        })
+    }
+
+    /// The index of the local stream called `name` (not one a publisher pushes).
+    pub(super) fn local(&self, name: &str) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|s| s.name == name && matches!(s.origin, Origin::Local))
+    }
+
+    /// Creates the local stream `name` unless the name exists.
+    pub(super) fn add_local(&mut self, name: &str, cfg: &RelayConfig) {
+        if self.position(name).is_none() {
+            self.list.push(Stream::new(name, Origin::Local, cfg));
+        }
+    }
+
+    /// Whether the relay pulls some stream other than `name` from its upstream.
+    pub(super) fn pulls_other_than(&self, name: &str) -> bool {
+        self.list
+            .iter()
+            .any(|s| matches!(s.origin, Origin::Upstream(_)) && s.name != name)
+    }
+
+    /// Starts pulling `name` from `upstream`. False when the table is full.
+    pub(super) fn add_upstream(
+        &mut self,
+        name: &str,
+        upstream: SocketAddr,
+        cfg: &RelayConfig,
+    ) -> bool {
+        if self.len() >= cfg.max_streams {
+            return false;
+        }
+        let sub = Subscription::new(upstream, name, 0);
+        self.list
+            .push(Stream::new(name, Origin::Upstream(Box::new(sub)), cfg));
+        true
+    }
+
+    /// `from`, which announces stream `name` from source `ssrc`, claims the name: it keeps
+    /// a name it already feeds, gets a free one (within `max_streams`), or takes over one
+    /// whose publisher was silent for longer than `publisher_timeout` (the new address then
+    /// earns its own byte budget, §8). A local or pulled stream is never taken over.
+    pub(super) fn claim(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        ssrc: u32,
+        name: &str,
+        cfg: &RelayConfig,
+    ) -> Claim {
+        if let Some(i) = self.find_origin(from, ssrc, Some(name)) {
+            return Claim::Owner(i);
+        }
+        match self.position(name) {
+            Some(idx) => {
+                let s = &mut self.list[idx];
+                let Origin::Publisher(previous) = s.origin else {
+                    return Claim::Refused;
+                };
+                let stale = s
+                    .last_heard
+                    .is_none_or(|t| now.saturating_duration_since(t) > cfg.publisher_timeout);
+                if !stale {
+                    return Claim::Refused;
+                }
+                s.origin = Origin::Publisher(from);
+                s.origin_in = 0;
+                s.origin_out = 0;
+                Claim::TookOver { idx, previous }
+            }
+            None if self.list.len() < cfg.max_streams => {
+                self.list
+                    .push(Stream::new(name, Origin::Publisher(from), cfg));
+                Claim::Created(self.list.len() - 1)
+            }
+            None => Claim::Refused,
+        }
+    }
+
+    /// Releases the names nobody watches any more: a pulled stream unwatched for longer
+    /// than `subscriber_timeout` (its BYE is returned), and a pushed stream whose publisher
+    /// is also silent for longer than `publisher_timeout`. Also expires forwarded requests.
+    pub(super) fn release_idle(&mut self, now: Instant, cfg: &RelayConfig) -> Vec<Released> {
+        let timeout = cfg.subscriber_timeout;
+        let ptimeout = cfg.publisher_timeout;
+        let mut released = Vec::new();
+        self.list.retain_mut(|s| {
+            s.repair.expire(now);
+            if !s.members.is_empty() {
+                return true;
+            }
+            let since = *s.idle_since.get_or_insert(now);
+            let idle = now.saturating_duration_since(since) > timeout;
+            match &mut s.origin {
+                Origin::Upstream(sub) if idle => {
+                    released.push(Released {
+                        name: s.name.clone(),
+                        bye: Some((sub.server(), sub.bye())),
+                    });
+                    false
+                }
+                Origin::Publisher(_)
+                    if idle
+                        && s.last_heard
+                            .is_none_or(|t| now.saturating_duration_since(t) > ptimeout) =>
+                {
+                    released.push(Released {
+                        name: s.name.clone(),
+                        bye: None,
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+        released
+    }
+
+    /// Adds `addr` to the members of `name`; returns the stream's index if it exists.
+    pub(super) fn join(&mut self, name: &str, addr: SocketAddr) -> Option<usize> {
+        let idx = self.position(name)?;
+        let s = &mut self.list[idx];
+        s.members.push(addr);
+        s.idle_since = None;
+        Some(idx)
+    }
+
+    /// Removes `addr` from the members of `name`.
+    pub(super) fn leave(&mut self, name: &str, addr: &SocketAddr) {
+        if let Some(s) = self.list.iter_mut().find(|s| s.name == name) {
+            s.members.retain(|a| a != addr);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "streams_tests.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+//! The relay as a whole: events, timers, late join and the local source, in virtual time.
+
+use std::time::{Duration, Instant};
+
+use super::test_util::{addr, description, drain, send, subscribe, video};
+use super::*;
+use crate::proto::wire::FLAG_REPLAY;
+
+const SSRC: u32 = 0xfeed;
+
+fn events(r: &mut Relay) -> Vec<RelayEvent> {
+    std::iter::from_fn(|| r.poll_event()).collect()
+}
+
+#[test]
+fn events_tell_who_came_and_went() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let cfg = RelayConfig::default();
+    let timeout = cfg.subscriber_timeout;
+    let mut r = Relay::new(cfg);
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    // Someone else announcing the live name is refused.
+    send(&mut r, t0, addr(9), &description(SSRC + 1, "cam"));
+    subscribe(&mut r, t0, addr(2), "cam");
+    subscribe(&mut r, t0, addr(3), "cam");
+    send(
+        &mut r,
+        t0 + s(1),
+        addr(2),
+        &Packet::new(PacketType::Bye, 0, 1, Body::Bye),
+    );
+    let cam = || "cam".to_string();
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RelayEvent::StreamClaimed {
+                stream: cam(),
+                publisher: addr(1),
+                displaced: None
+            },
+            RelayEvent::StreamRefused {
+                stream: cam(),
+                from: addr(9)
+            },
+            RelayEvent::SubscriberJoined {
+                addr: addr(2),
+                stream: cam()
+            },
+            RelayEvent::SubscriberJoined {
+                addr: addr(3),
+                stream: cam()
+            },
+            RelayEvent::SubscriberEvicted {
+                addr: addr(2),
+                stream: cam(),
+                reason: LeaveReason::Bye
+            },
+        ]
+    );
+    // Housekeeping runs every 100 ms from the first input: the first run after the
+    // timeout evicts addr(3).
+    let mut now = t0;
+    while r.stats().evicted == 0 {
+        now = r.poll_timeout().expect("housekeeping is armed");
+        assert!(now <= t0 + timeout + s(1));
+        r.handle_timeout(now);
+    }
+    assert_eq!(now, t0 + timeout + Duration::from_millis(100));
+    assert_eq!(
+        events(&mut r),
+        vec![RelayEvent::SubscriberEvicted {
+            addr: addr(3),
+            stream: cam(),
+            reason: LeaveReason::Timeout
+        }]
+    );
+    assert_eq!(r.stats().evicted, 1);
+    assert_eq!(r.stats().byes, 1);
+}
+
+#[test]
+fn timers_are_named_and_poll_transmit_runs_none() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut r = Relay::new(RelayConfig::default());
+    assert_eq!(r.poll_timeout(), None);
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    assert_eq!(r.timers.get(RelayTimer::Housekeeping), Some(t0 + ms(100)));
+    assert_eq!(r.poll_timeout(), Some(t0 + ms(100)));
+    // A gap from the origin arms the relay's own loss detection.
+    send(&mut r, t0, addr(1), &video(SSRC, 10, 0, 0, 1));
+    send(&mut r, t0, addr(1), &video(SSRC, 12, 1, 0, 1));
+    let nack_at = r.timers.get(RelayTimer::UpstreamNack).expect("armed");
+    assert!(nack_at > t0 && nack_at < t0 + ms(100));
+    // Polling for datagrams past the deadline does not fire it.
+    assert!(drain(&mut r, nack_at).is_empty());
+    assert_eq!(r.timers.get(RelayTimer::UpstreamNack), Some(nack_at));
+    r.handle_timeout(nack_at);
+    let out = drain(&mut r, nack_at);
+    assert_eq!(out.len(), 1);
+    match &out[0].1.body {
+        Body::Nack { ranges, .. } => assert_eq!((ranges[0].start, ranges[0].len), (11, 1)),
+        b => panic!("{b:?}"),
+    }
+    assert_eq!(out[0].0, addr(1));
+}
+
+#[test]
+fn a_late_joiner_gets_the_description_and_the_latest_complete_frame() {
+    let t0 = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    // Frame 0 complete (10, 11), frame 1 incomplete (12 of 13, 14).
+    send(&mut r, t0, addr(1), &video(SSRC, 11, 0, 1, 2));
+    send(&mut r, t0, addr(1), &video(SSRC, 10, 0, 0, 2));
+    send(&mut r, t0, addr(1), &video(SSRC, 12, 1, 0, 2));
+    let out = subscribe(&mut r, t0, addr(2), "cam");
+    let got: Vec<(PacketType, u32, u8)> = out
+        .iter()
+        .map(|(_, p)| (p.header.ptype, p.header.seq, p.header.flags))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (PacketType::Description, 0, 0),
+            (PacketType::Video, 10, FLAG_REPLAY),
+            (PacketType::Video, 11, FLAG_REPLAY),
+        ]
+    );
+    assert_eq!(r.stats().late_join_frames, 1);
+    // Frame 1 completes: the next joiner gets it, not frame 0.
+    send(&mut r, t0, addr(1), &video(SSRC, 13, 1, 1, 2));
+    drain(&mut r, t0);
+    let out = subscribe(&mut r, t0, addr(3), "cam");
+    let seqs: Vec<u32> = out.iter().map(|(_, p)| p.header.seq).collect();
+    assert_eq!(seqs, vec![0, 12, 13]);
+    assert_eq!(
+        r.streams.get_mut(0).late.latest.as_ref().map(|l| l.0),
+        Some(1)
+    );
+}
+
+#[test]
+fn local_packets_are_taken_as_built() {
+    let t0 = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    r.add_local_stream("cam");
+    subscribe(&mut r, t0, addr(2), "cam");
+    let p = video(7, 5, 0, 0, 1);
+    // The relay trusts the packetizer: it files the packet by its fields and forwards
+    // the bytes untouched.
+    let built = Packetized::new(p.clone());
+    let bytes = built.bytes().clone();
+    r.ingest_local(t0, "cam", built);
+    let t = r.poll_transmit(t0).expect("forwarded");
+    assert_eq!((t.dest, t.payload), (addr(2), bytes));
+    // Not a local stream: ignored.
+    r.ingest_local(t0, "other", Packetized::new(p));
+    assert_eq!(r.poll_transmit(t0), None);
+    assert_eq!(r.stats().media_in, 1);
+}

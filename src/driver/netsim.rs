@@ -203,6 +203,9 @@ pub struct NetsimStats {
     pub datagrams_in: u64,
     /// Datagrams written to the sockets.
     pub datagrams_out: u64,
+    /// UDP payload bytes of the datagrams counted in `datagrams_in` (both directions): what
+    /// the endpoints put on the wire, before any loss.
+    pub bytes_in: u64,
     /// Viewer mappings created.
     pub clients: u64,
     /// Viewer mappings removed after [`CLIENT_IDLE_TIMEOUT`].
@@ -425,6 +428,7 @@ impl Netsim {
                 continue;
             }
             self.stats.datagrams_in += 1;
+            self.stats.bytes_in += len as u64;
             let payload = Bytes::copy_from_slice(&self.buf[..len]);
             self.up.send(now, (from, payload), len);
         }
@@ -504,6 +508,7 @@ impl Netsim {
             }
             c.last_seen = now;
             self.stats.datagrams_in += 1;
+            self.stats.bytes_in += len as u64;
             let payload = Bytes::copy_from_slice(&self.buf[..len]);
             self.down.send(now, (client, payload), len);
         }

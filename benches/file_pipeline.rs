@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod support;
+use support::{framecast_release_bin, free_port, percentile, target_dir};
+
 fn rusage_cpu(ru: &libc::rusage) -> Duration {
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
@@ -31,14 +34,6 @@ fn wait_cpu(child: std::process::Child) -> (i32, Duration) {
     unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     std::mem::forget(child);
     (status, rusage_cpu(&ru))
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
@@ -81,14 +76,6 @@ fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
         assert!(status.success(), "ffmpeg failed");
     }
     clip
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
 }
 
 struct Side {
@@ -419,16 +406,9 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .expect("--seconds S");
     }
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    let dir = target.join("bench-media");
+    let dir = target_dir().join("bench-media");
     let clip = ensure_clip(&dir, seconds);
-    let bin = target.join("release").join("framecast");
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "framecast"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let bin = framecast_release_bin();
     let fc = run_framecast(&bin, &clip, seconds, &dir);
     let mut gst = run_gstreamer(&clip, seconds);
     if let (Some(g), Some((p50, p99))) = (gst.as_mut(), gstreamer_latency(&clip)) {

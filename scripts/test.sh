@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check in one command: installs what is missing, then formatting, lints, the test
 # suites (with and without the OpenCV/ALSA features), examples, benchmarks (built, and the
-# fan-out bench run briefly) and each fuzz target for FUZZ_SECONDS (default 30).
+# fan-out and loss-sweep benches run briefly) and each fuzz target for FUZZ_SECONDS (default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -21,6 +21,8 @@ step "examples and benchmarks build"
 cargo build --examples --benches --release --quiet
 step "relay fan-out smoke run (50 viewers, 3 s)"
 cargo bench --quiet --bench relay_fanout -- --subscribers 50 --seconds 3
+step "loss sweep smoke run (framecast and SRT through netsim, 5% loss, 3 s each)"
+cargo bench --quiet --bench loss_sweep -- --seconds 3 --points 5
 step "fuzz targets (${FUZZ_SECONDS:-30} s each)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet

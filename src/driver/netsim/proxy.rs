@@ -56,6 +56,7 @@ impl Netsim {
                 continue;
             }
             self.stats.datagrams_in += 1;
+            self.stats.bytes_in += len as u64;
             let payload = Bytes::copy_from_slice(&self.buf[..len]);
             self.up.send(now, (from, payload), len);
         }
@@ -135,6 +136,7 @@ impl Netsim {
             }
             c.last_seen = now;
             self.stats.datagrams_in += 1;
+            self.stats.bytes_in += len as u64;
             let payload = Bytes::copy_from_slice(&self.buf[..len]);
             self.down.send(now, (client, payload), len);
         }

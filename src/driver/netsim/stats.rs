@@ -27,6 +27,9 @@ pub struct NetsimStats {
     pub datagrams_in: u64,
     /// Datagrams written to the sockets.
     pub datagrams_out: u64,
+    /// UDP payload bytes of the datagrams counted in `datagrams_in` (both directions): what
+    /// the endpoints put on the wire, before any loss.
+    pub bytes_in: u64,
     /// Viewer mappings created.
     pub clients: u64,
     /// Viewer mappings removed after [`CLIENT_IDLE_TIMEOUT`](super::CLIENT_IDLE_TIMEOUT).

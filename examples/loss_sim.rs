@@ -139,6 +139,18 @@ fn main() {
         v.rtt_ms,
         v.loss_estimate
     );
+    if a.hops >= 2 {
+        let r = world.node::<Relay>(relay).stats();
+        println!(
+            "relay: parity from origin {} | chunks restored {} | parity sent {} answered {} | upstream requests {} | cache hits {}",
+            r.parity_from_origin,
+            r.chunks_restored,
+            r.parity_sent,
+            r.parity_answered,
+            r.upstream_requests,
+            r.cache_hits
+        );
+    }
     if !drops.is_empty() {
         println!("frames dropped: {drops:?}");
     }

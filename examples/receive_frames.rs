@@ -49,6 +49,9 @@ fn main() -> anyhow::Result<()> {
                 ViewerEvent::Description(d) => {
                     eprintln!("stream {}: {}x{}", d.name, d.width, d.height)
                 }
+                ViewerEvent::LatencyRaised { to, .. } => {
+                    eprintln!("latency raised to {} ms", to.as_millis())
+                }
                 ViewerEvent::Audio(_) | ViewerEvent::Rejected(_) => {}
             }
         }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo in one command: installs what is missing, builds, then runs serve + relay + two
-# players on loopback through a 5 % loss impairment proxy and prints the summary.
+# players on loopback through a simulated network (5 % loss, 5 ms each way) and prints the summary.
 # Extra arguments go to `framecast demo` (e.g. --duration 30 --loss 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -57,6 +57,7 @@ struct Seen {
     audio: Vec<(u64, Bytes, bool)>,
     descriptions: usize,
     first_frame_at: Option<Instant>,
+    latency_raises: usize,
 }
 
 struct Net {
@@ -219,6 +220,7 @@ impl Net {
                     ViewerEvent::Audio(a) => seen.audio.push((a.pts, a.samples, a.concealed)),
                     ViewerEvent::Description(_) => seen.descriptions += 1,
                     ViewerEvent::Rejected(r) => panic!("rejected: {r:?}"),
+                    ViewerEvent::LatencyRaised { .. } => seen.latency_raises += 1,
                 }
             }
         }
@@ -285,6 +287,7 @@ fn lossless_delivery_is_byte_exact_with_constant_latency() {
                 .collect();
             assert_eq!(samples.as_ref(), &want[..]);
         }
+        assert_eq!(s.latency_raises, 0, "the latency fits a clean path");
         let st = net.client(a).stats();
         assert_eq!(st.video.detected, 0);
         assert_eq!(st.nacks_sent, 0);

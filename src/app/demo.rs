@@ -28,16 +28,18 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2)]
     pub players: usize,
     /// Packet loss in percent on each hop (serve to relay, relay to players), through netsim.
-    #[arg(long, default_value_t = 0.0)]
+    /// The default is a realistic network, not a perfect loopback; `--loss 0 --delay 0
+    /// --jitter 0` turns the impairment off.
+    #[arg(long, default_value_t = 1.0)]
     pub loss: f64,
     /// Mean loss-burst length (Gilbert-Elliott) instead of independent losses.
     #[arg(long)]
     pub burst: Option<f64>,
     /// One-way delay in milliseconds added on each hop.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 5)]
     pub delay: u64,
     /// Delay jitter in milliseconds on each hop.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     pub jitter: u64,
     /// Player jitter-buffer latency in milliseconds.
     #[arg(long, default_value_t = 100)]
@@ -138,7 +140,7 @@ pub fn run_demo(a: &DemoArgs, stop: &AtomicBool) -> anyhow::Result<DemoReport> {
         a.players,
         if impaired {
             format!(
-                " through netsim on both hops (loss {}%, delay {} ms, jitter {} ms)",
+                " through a simulated network on both hops: {}% loss, {} ms ± {} ms each way (--loss 0 --delay 0 --jitter 0 for a perfect loopback)",
                 a.loss, a.delay, a.jitter
             )
         } else {

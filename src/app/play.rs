@@ -234,6 +234,12 @@ impl Play {
                         player.handle(ViewerEvent::Description(d));
                     }
                     ViewerEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),
+                    ViewerEvent::LatencyRaised { from, to, need } => eprintln!(
+                        "play: --latency {} ms is below what this stream needs (its frames take up to {:.1} ms to arrive whole): playing at {} ms",
+                        from.as_millis(),
+                        need.as_secs_f64() * 1000.0,
+                        to.as_millis()
+                    ),
                     e => player.handle(e),
                 }
             }

@@ -58,6 +58,12 @@ impl PlayoutClock {
         self.latency
     }
 
+    /// Changes the latency for what is played from now on (already scheduled frames keep
+    /// their playout times).
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
     fn offset(&self, now: Instant, pts: u64) -> i128 {
         let (e, p0) = self.epoch.unwrap_or((now, pts));
         now.saturating_duration_since(e).as_nanos() as i128

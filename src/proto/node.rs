@@ -1,4 +1,4 @@
-//! The interface every sans-IO protocol node (server, relay, client) offers to its driver.
+//! The interface every sans-IO protocol node (publisher, relay, viewer) offers to its driver.
 //!
 //! The pattern follows quinn-proto and str0m: the driver feeds datagrams and the current
 //! time in, then drains outputs until `None`, then sleeps until `poll_timeout`. Nothing in a

@@ -16,6 +16,9 @@ use crate::proto::relay::{Relay, RelayConfig, RelayStats};
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
 
+/// The pacing window is at most this fraction (1/n) of the smallest latency a viewer stated.
+const PACING_SHARE_OF_LATENCY: u32 = 4;
+
 /// Publisher tunables.
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -276,10 +279,15 @@ impl Publisher {
         self.stats.frames_sent += 1;
         self.stats.frame_bytes += jpeg.len() as u64;
         self.stats.video_datagrams += chunks.len() as u64;
-        let window = self
+        // The window fits the tightest latency a viewer stated (§7.1): a quarter of it, so
+        // that a frame is whole well before its playout time.
+        let mut window = self
             .cfg
             .frame_interval()
             .mul_f64(self.cfg.pace_fraction.clamp(0.0, 1.0));
+        if let Some(l) = self.relay.min_viewer_latency(&self.cfg.name) {
+            window = window.min(l / PACING_SHARE_OF_LATENCY);
+        }
         self.pacer.push_frame(
             now,
             chunks.into_iter().map(|c| c.into_packetized()).collect(),

@@ -1,5 +1,5 @@
-//! The subscriber side of the handshake (proto-spec.md §6.2–§6.4), shared by the viewer
-//! client and by a relay that pulls a stream from its upstream.
+//! The subscriber side of the handshake (proto-spec.md §6.2–§6.4), shared by the
+//! viewer and by a relay that pulls a stream from its upstream.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ pub enum SubState {
     Rejected(RejectReason),
 }
 
-/// One subscription to one stream at one server.
+/// One subscription to one stream at one publisher or relay.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     server: SocketAddr,

@@ -228,8 +228,8 @@ impl Player {
     }
 
     /// Routes one of the viewer's events to the media threads. Never blocks: a full queue
-    /// drops its oldest item. [`ViewerEvent::Rejected`] and [`ViewerEvent::FrameDropped`] are
-    /// the caller's to report.
+    /// drops its oldest item. [`ViewerEvent::Rejected`], [`ViewerEvent::FrameDropped`] and
+    /// [`ViewerEvent::LatencyRaised`] are the caller's to report.
     pub fn handle(&mut self, event: ViewerEvent) {
         match event {
             ViewerEvent::Frame(f) => {
@@ -274,7 +274,9 @@ impl Player {
                     });
                 }
             }
-            ViewerEvent::FrameDropped { .. } | ViewerEvent::Rejected(_) => {}
+            ViewerEvent::FrameDropped { .. }
+            | ViewerEvent::Rejected(_)
+            | ViewerEvent::LatencyRaised { .. } => {}
         }
     }
 

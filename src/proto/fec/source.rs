@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::proto::fec::sizing::proactive_parity;
-use crate::proto::fec::{FecEncoder, MAX_FEC_DATA, parity_space};
+use crate::proto::fec::{FecDecoder, FecEncoder, MAX_FEC_DATA, parity_space};
 use crate::proto::wire::{
     Body, FLAG_RETRANSMIT, Packet, PacketType, ParityChunk, SymbolRequest, VideoChunk,
 };
@@ -19,9 +19,9 @@ use crate::proto::wire::{
 /// Frames remembered (about 3 s at 30 fps); the oldest frame id goes first.
 pub const MAX_FRAMES: usize = 96;
 
-/// Playout budget at or above which a viewer's path is given few proactive symbols (it has
+/// Repair rounds the latency leaves at or above which a viewer's path is given few proactive symbols (it has
 /// time for several repair rounds); below it, more.
-const ROUNDS_FOR_LEAN: f64 = 4.0;
+const ROUNDS_FOR_LEAN: f64 = 3.0;
 /// Chance that proactive parity alone restores a frame when there is time for repair rounds:
 /// low, since a round asks for exactly what is missing and proactive symbols that arrive
 /// beyond a frame's need are wasted.
@@ -38,6 +38,8 @@ struct FrameChunks {
     chunks: Vec<Option<Bytes>>,
     held: usize,
     encoder: Option<FecEncoder>,
+    /// Set once the origin's parity for this frame arrived (a relay restoring its own losses).
+    decoder: Option<FecDecoder>,
 }
 
 /// Recent frames' chunks, and their parity once asked for.
@@ -103,6 +105,7 @@ impl ParitySource {
                     chunks: vec![None; k],
                     held: 0,
                     encoder: None,
+                    decoder: None,
                 },
             );
         }
@@ -113,7 +116,93 @@ impl ParitySource {
         }
         *slot = Some(v.payload.clone());
         f.held += 1;
+        if let Some(d) = &mut f.decoder {
+            let _ = d.add_data(v.chunk_index.into(), &v.payload);
+        }
         (f.held == k).then_some(v.frame_id)
+    }
+
+    /// A parity symbol from upstream (§6.7) whose header seq is `seq`: restores the frame's
+    /// missing chunks once enough symbols are in. Returns them as `(wire seq, chunk)`, to be
+    /// handled as if they had arrived (they were, by the origin, byte for byte). A symbol
+    /// that contradicts the frame's chunks is ignored.
+    pub fn on_parity(&mut self, ssrc: u32, seq: u32, p: &ParityChunk) -> Vec<(u32, VideoChunk)> {
+        let k = p.params.k();
+        if !self.frames.contains_key(&p.frame_id) {
+            while self.frames.len() >= MAX_FRAMES {
+                self.frames.pop_first();
+            }
+            self.frames.insert(
+                p.frame_id,
+                FrameChunks {
+                    ssrc,
+                    first_seq: seq,
+                    pts: p.pts,
+                    width: p.width,
+                    height: p.height,
+                    frame_size: p.params.frame_size() as u32,
+                    chunks: vec![None; k],
+                    held: 0,
+                    encoder: None,
+                    decoder: None,
+                },
+            );
+        }
+        let Some(f) = self.frames.get_mut(&p.frame_id) else {
+            return Vec::new();
+        };
+        let consistent = f.ssrc == ssrc
+            && f.first_seq == seq
+            && f.pts == p.pts
+            && f.chunks.len() == k
+            && u64::from(f.frame_size) == p.params.frame_size();
+        if !consistent || f.held == k {
+            return Vec::new();
+        }
+        if f.decoder.is_none() {
+            let mut d = FecDecoder::new(p.params);
+            for (i, c) in f.chunks.iter().enumerate() {
+                if let Some(c) = c {
+                    let _ = d.add_data(i, c);
+                }
+            }
+            f.decoder = Some(d);
+        }
+        let Some(d) = f.decoder.as_mut() else {
+            return Vec::new();
+        };
+        if d.params() != p.params || d.add_parity(p.index.into(), &p.symbol).is_err() {
+            return Vec::new();
+        }
+        if d.needed() > 0 {
+            return Vec::new();
+        }
+        let Ok(restored) = d.recover() else {
+            return Vec::new();
+        };
+        let c = p.params.chunk_len();
+        let out: Vec<(u32, VideoChunk)> = restored
+            .into_iter()
+            .filter_map(|i| {
+                let payload = Bytes::copy_from_slice(d.data(i)?);
+                Some((
+                    f.first_seq.wrapping_add(i as u32),
+                    VideoChunk {
+                        frame_id: p.frame_id,
+                        pts: f.pts,
+                        frame_size: f.frame_size,
+                        width: f.width,
+                        height: f.height,
+                        chunk_index: i as u16,
+                        chunk_count: k as u16,
+                        offset: (i * c) as u32,
+                        payload,
+                    },
+                ))
+            })
+            .collect();
+        f.decoder = None;
+        out
     }
 
     /// Whether frame `frame_id` is held whole.
@@ -220,7 +309,7 @@ impl ParitySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::fec::{FecDecoder, FecParams};
+    use crate::proto::fec::FecParams;
     use crate::proto::packetizer::Packetizer;
 
     fn frame_chunks(size: usize) -> Vec<(u32, VideoChunk)> {

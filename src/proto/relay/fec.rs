@@ -10,9 +10,15 @@ use bytes::Bytes;
 
 use super::Relay;
 use super::fanout::Queued;
+use super::streams::Origin;
 use crate::proto::fec::sizing::loss_from_q16;
 use crate::proto::fec::source::proactive_for;
-use crate::proto::wire::{Packet, SymbolRequest};
+use crate::proto::wire::{
+    Body, FLAG_RETRANSMIT, Packet, PacketType, ReceiverReport, SymbolRequest,
+};
+
+/// How often a relay reports to its upstream (§6.6).
+pub(super) const REPORT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Requests waiting for their frame to become whole here, per stream; the oldest go first.
 const MAX_PENDING: usize = 256;
@@ -124,10 +130,62 @@ impl Relay {
         }
     }
 
-    /// Parity from the stream's origin. The relay sizes and codes parity for its own
-    /// subscribers from the whole frames it holds, so an origin's symbols are not
-    /// forwarded; they are counted.
-    pub(super) fn on_origin_parity(&mut self, _now: Instant, _idx: usize, _p: Packet, _d: Bytes) {
+    /// Parity from the stream's origin: restores the relay's own losses (the chunks go on
+    /// as retransmissions, to every subscriber). The relay sizes and codes parity for its
+    /// own subscribers from the whole frames it holds, so an origin's symbols are not
+    /// forwarded.
+    pub(super) fn on_origin_parity(&mut self, now: Instant, idx: usize, p: Packet, _d: Bytes) {
         self.stats.parity_from_origin += 1;
+        let Body::Parity(pc) = &p.body else { return };
+        let s = self.streams.get_mut(idx);
+        if s.ssrc != Some(p.header.ssrc) {
+            return;
+        }
+        s.last_heard = Some(now);
+        let restored = s.parity.on_parity(p.header.ssrc, p.header.seq, pc);
+        for (seq, chunk) in restored {
+            self.stats.chunks_restored += 1;
+            let mut packet = Packet::new(PacketType::Video, p.header.ssrc, seq, Body::Video(chunk));
+            packet.header.flags = FLAG_RETRANSMIT;
+            let datagram = packet.encode();
+            let len = datagram.len() as u64;
+            let s = self.streams.get_mut(idx);
+            let ext = s.video_ext.extend(seq);
+            s.repair.on_restored(now, ext);
+            self.on_media(now, idx, packet, datagram);
+            // Made here, not received: it earns a pushing publisher no byte budget (§8).
+            let s = self.streams.get_mut(idx);
+            s.origin_in = s.origin_in.saturating_sub(len);
+        }
+    }
+
+    /// Sends each upstream the relay pulls from a receiver report with the loss it measured
+    /// (§6.6), so that the upstream sizes its parity for this hop (§7.6).
+    pub(super) fn report_upstream(&mut self, now: Instant) {
+        self.timers
+            .set(super::RelayTimer::UpstreamReport, now + REPORT_INTERVAL);
+        let mut out = Vec::new();
+        for s in self.streams.iter_mut() {
+            let (Some(ssrc), Origin::Upstream(sub)) = (s.ssrc, &s.origin) else {
+                continue;
+            };
+            let (server, rtt) = (sub.server(), sub.rtt().srtt());
+            let r = ReceiverReport {
+                rtt_us: rtt.as_micros().min(u32::MAX.into()) as u32,
+                loss_q16: s.repair.loss_q16(),
+                ..ReceiverReport::default()
+            };
+            out.push((server, ssrc, r));
+        }
+        for (server, ssrc, r) in out {
+            let seq = self.next_ctrl_seq();
+            let p = Packet::new(
+                PacketType::ReceiverReport,
+                ssrc,
+                seq,
+                Body::ReceiverReport(r),
+            );
+            self.send_control(server, p.encode());
+        }
     }
 }

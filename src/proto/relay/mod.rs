@@ -13,6 +13,7 @@ mod events;
 mod fanout;
 mod fec;
 mod repair;
+mod stats;
 mod streams;
 mod subscribers;
 
@@ -21,18 +22,18 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
 
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::packetizer::Packetized;
 use crate::proto::rtx_cache::Inserted;
 use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
-use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, MalformedCounters, Packet, PacketType};
+use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType};
 
 pub use events::{LeaveReason, RelayEvent};
 use fanout::{Fanout, Queued};
 pub use repair::ranges_of;
+pub use stats::{RelayStats, SubscriberInfo};
 use streams::{Claim, Origin, StreamTable};
 
 /// Relay tunables.
@@ -77,85 +78,6 @@ impl Default for RelayConfig {
     }
 }
 
-/// Relay counters (also what `--stats-json` writes for the relay role).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RelayStats {
-    /// Datagrams received.
-    pub datagrams_in: u64,
-    /// Datagrams sent.
-    pub datagrams_out: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes sent.
-    pub bytes_out: u64,
-    /// Malformed datagrams dropped, by reason.
-    pub malformed: MalformedCounters,
-    /// Datagrams from addresses with no business sending them.
-    pub unknown_sender: u64,
-    /// Subscribers now.
-    pub subscribers: u64,
-    /// Subscriptions accepted in all.
-    pub subscribed: u64,
-    /// Subscribers evicted for silence.
-    pub evicted: u64,
-    /// Subscribers that said bye.
-    pub byes: u64,
-    /// RETRY challenges sent.
-    pub retries_sent: u64,
-    /// REJECTs sent.
-    pub rejects_sent: u64,
-    /// Retransmission requests answered from the cache.
-    pub cache_hits: u64,
-    /// Retransmission requests forwarded upstream (once per sequence number).
-    pub upstream_requests: u64,
-    /// Requests for datagrams nobody can supply any more.
-    pub cache_misses: u64,
-    /// Retransmissions sent to subscribers.
-    pub retransmits_sent: u64,
-    /// Media datagrams received from the origin (first copies).
-    pub media_in: u64,
-    /// Duplicate media from the origin, dropped.
-    pub duplicates: u64,
-    /// Whole frames dropped from slow subscribers' queues.
-    pub queue_frames_dropped: u64,
-    /// Datagrams dropped from slow subscribers' queues.
-    pub queue_datagrams_dropped: u64,
-    /// Latest frames replayed to late joiners.
-    pub late_join_frames: u64,
-    /// Receiver reports received, latest per subscriber summed.
-    pub reports: u64,
-    /// Requests not sent to a pushing publisher because they would have exceeded the bytes
-    /// it sent (anti-amplification, §8).
-    pub origin_budget_exceeded: u64,
-    /// Parity symbols sent with frames, sized per subscriber from its reports (§7.6).
-    pub parity_sent: u64,
-    /// Parity symbols sent in answer to FEC requests (§6.8).
-    pub parity_answered: u64,
-    /// FEC request entries received.
-    pub fec_requests: u64,
-    /// Of those, copies of a request already answered or waiting (not answered again).
-    pub fec_request_copies: u64,
-    /// Frames coded for parity (each at most once).
-    pub frames_coded: u64,
-    /// Parity symbols received from the origin (not forwarded: the relay codes its own).
-    pub parity_from_origin: u64,
-}
-
-/// Per-subscriber figures for statistics.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubscriberInfo {
-    /// Address.
-    pub addr: String,
-    /// Stream name.
-    pub stream: String,
-    /// Datagrams queued now.
-    pub queued: usize,
-    /// Whole frames dropped for this subscriber.
-    pub frames_dropped: u64,
-    /// Frames played, from its last receiver report.
-    pub frames_played: Option<u32>,
-}
-
 /// The relay's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayTimer {
@@ -167,6 +89,8 @@ pub enum RelayTimer {
     UpstreamNack,
     /// A subscription to the upstream has a SUBSCRIBE or keep-alive due.
     UpstreamControl,
+    /// The next receiver report to the upstream (§6.6), so that it sizes parity for us.
+    UpstreamReport,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
@@ -254,6 +178,16 @@ impl Relay {
         caches + self.fanout.queued_bytes()
     }
 
+    /// The smallest playout latency a subscriber of `stream` stated in its SUBSCRIBE (§6.2),
+    /// if any did: a publisher paces within it (§7.1).
+    pub fn min_viewer_latency(&self, stream: &str) -> Option<Duration> {
+        self.fanout
+            .iter()
+            .filter(|(_, s)| s.stream == stream && s.latency_ms > 0)
+            .map(|(_, s)| Duration::from_millis(s.latency_ms.into()))
+            .min()
+    }
+
     /// Bytes queued for one subscriber.
     pub fn queued_bytes(&self, addr: &SocketAddr) -> Option<usize> {
         self.fanout.get(addr).map(|s| s.queued_bytes())
@@ -288,6 +222,10 @@ impl Relay {
         }
         self.timers
             .set_or_stop(RelayTimer::UpstreamControl, next_control);
+        if next_control.is_some() && self.timers.get(RelayTimer::UpstreamReport).is_none() {
+            self.timers
+                .set(RelayTimer::UpstreamReport, now + fec::REPORT_INTERVAL);
+        }
         let nack = self.upstream_nack_deadline();
         self.timers.set_or_stop(RelayTimer::UpstreamNack, nack);
         self.timers
@@ -482,6 +420,7 @@ impl Node for Relay {
                 RelayTimer::UpstreamNack => self.poll_own_nacks(now),
                 // Collected by `after_input` below.
                 RelayTimer::UpstreamControl => {}
+                RelayTimer::UpstreamReport => self.report_upstream(now),
             }
         }
         self.after_input(now);
@@ -532,9 +471,18 @@ impl Relay {
                 latency_ms,
             } => {
                 let (name, token, max_kbps) = (name.clone(), token.clone(), *max_kbps);
-                self.on_subscribe(now, from, name, token, max_kbps);
+                self.on_subscribe(now, from, name.clone(), token, max_kbps);
                 if let Some(s) = self.fanout.get_mut(&from) {
                     s.latency_ms = *latency_ms;
+                }
+                // A relay that pulls the stream states its tightest viewer's latency
+                // upstream, so that the origin paces within it too.
+                let tightest = self.min_viewer_latency(&name);
+                if let Some(idx) = self.streams.position(&name) {
+                    if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
+                        let ms = tightest.map_or(0, |l| l.as_millis().min(u16::MAX.into()) as u16);
+                        sub.set_latency_ms(ms);
+                    }
                 }
             }
             Body::FecRequest { entries } => {

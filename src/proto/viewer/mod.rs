@@ -16,11 +16,11 @@ use crate::proto::reassembler::{ChunkOutcome, Frame, Reassembler, ReassemblyLimi
 use crate::proto::subscription::Subscription;
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{
-    Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Flow, Packet, PacketType, ReceiverReport,
-    RejectReason, SeqExtender, SeqNo,
+    Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Packet, RejectReason, SeqExtender,
 };
 
 mod fec_repair;
+mod latency;
 mod repair;
 mod stats;
 #[cfg(test)]
@@ -90,6 +90,16 @@ pub enum ViewerEvent {
     Audio(AudioOut),
     /// The relay refused the subscription (the viewer keeps asking).
     Rejected(RejectReason),
+    /// Most recent frames were not whole by their playout time: the latency was raised to
+    /// what they need (§7.2). Said once per raise.
+    LatencyRaised {
+        /// The latency before.
+        from: Duration,
+        /// The latency now.
+        to: Duration,
+        /// The longest a recent frame took to be whole, from its zero-latency playout time.
+        need: Duration,
+    },
 }
 
 const SCAN_INTERVAL: Duration = Duration::from_millis(2);
@@ -128,6 +138,7 @@ pub struct Viewer {
     last_transit: Option<i128>,
     timers: TimerTable<ViewerTimer>,
     fec: fec_repair::FecRepair,
+    latency_guard: latency::LatencyGuard,
     /// Measured first-transmission loss of the video flow, 0..=1 (§6.6 `loss_q16`).
     loss_estimate: f64,
     /// Video (detected, reordered, highest seq) at the last report.
@@ -165,6 +176,7 @@ impl Viewer {
             last_transit: None,
             timers: TimerTable::new(),
             fec: fec_repair::FecRepair::default(),
+            latency_guard: latency::LatencyGuard::default(),
             loss_estimate: 0.0,
             loss_mark: (0, 0, 0),
             control: VecDeque::new(),
@@ -194,6 +206,8 @@ impl Viewer {
         s.video = self.video_loss.stats().into();
         s.audio = self.audio_loss.stats().into();
         s.fec = self.fec.stats();
+        s.latency_raises = self.latency_guard.raises;
+        s.latency_ms = self.clock.latency().as_secs_f64() * 1000.0;
         s.loss_estimate = self.loss_estimate;
         s.audio_concealed = self.audio.concealed;
         s.audio_late = self.audio.late;
@@ -274,6 +288,7 @@ impl Viewer {
         match out {
             FrameOut::Play(f) => {
                 self.stats.frames_played += 1;
+                self.judge_latency(now, f.frame_id, f.pts, false);
                 if let Some((t, rtx)) = self.first_chunk_at.remove(&f.frame_id) {
                     let d = now.saturating_duration_since(t).as_secs_f64() * 1000.0;
                     self.delay_sum += d;
@@ -289,6 +304,9 @@ impl Viewer {
                 pts,
                 reason,
             } => {
+                if matches!(reason, DropReason::Incomplete | DropReason::Late) {
+                    self.judge_latency(now, frame_id, pts, true);
+                }
                 match reason {
                     DropReason::Incomplete => self.stats.frames_incomplete += 1,
                     DropReason::Late => self.stats.frames_late += 1,
@@ -429,87 +447,6 @@ impl Viewer {
         }
         self.audio
             .insert(a.pts, a.sample_rate, a.channels, a.frames, a.payload);
-    }
-
-    /// Asks for the missing chunks of frames that have gone quiet (head and tail losses
-    /// that no later sequence number reveals), §7.2.
-    fn scan_incomplete(&mut self, now: Instant) {
-        let hold = self.cfg.tail_hold;
-        let mut marks: Vec<(SeqNo, Option<Instant>)> = Vec::new();
-        for (_, p) in self.reasm.partials() {
-            if now.saturating_duration_since(p.last_arrival) < hold {
-                continue;
-            }
-            let Some(first) = p.first_seq else { continue };
-            let deadline = self.frames.deadline(p.pts);
-            for idx in p.missing() {
-                let seq = first.plus(idx as u64);
-                if !self.video_loss.is_pending(seq) {
-                    marks.push((seq, deadline));
-                }
-            }
-        }
-        for (seq, deadline) in marks {
-            self.video_loss.mark_missing(now, seq, deadline);
-        }
-    }
-
-    fn scan_due(&self) -> Option<Instant> {
-        let oldest = self.reasm.partials().map(|(_, p)| p.last_arrival).min()?;
-        let floor = self.timers.get(ViewerTimer::Scan).unwrap_or(oldest);
-        Some((oldest + self.cfg.tail_hold).max(floor))
-    }
-
-    fn queue_nacks(&mut self, now: Instant) {
-        if !self.cfg.nack {
-            return;
-        }
-        let ssrc = self.ssrc.unwrap_or(0);
-        for (flow, ranges) in [
-            (Flow::Video, {
-                let ranges = self.video_loss.poll_nack(now, self.sub.rtt());
-                self.without_fec_frames(ranges)
-            }),
-            (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
-        ] {
-            for chunk in ranges.chunks(crate::proto::wire::MAX_NACK_RANGES) {
-                self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
-                let p = Packet::new(
-                    PacketType::Nack,
-                    ssrc,
-                    self.ctrl_seq,
-                    Body::Nack {
-                        flow,
-                        ranges: chunk.to_vec(),
-                    },
-                );
-                self.control.push_back(p.encode());
-                self.stats.nacks_sent += 1;
-            }
-        }
-    }
-
-    fn report(&mut self) -> Bytes {
-        let s = self.stats();
-        let lost = s.video.lost + s.audio.lost;
-        let r = ReceiverReport {
-            received: s.datagrams as u32,
-            lost: lost as u32,
-            recovered: (s.video.recovered + s.audio.recovered) as u32,
-            jitter: self.jitter as u32,
-            frames_played: s.frames_played as u32,
-            frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
-            rtt_us: self.sub.rtt().srtt().as_micros() as u32,
-            loss_q16: self.loss_q16(),
-        };
-        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
-        Packet::new(
-            PacketType::ReceiverReport,
-            self.ssrc.unwrap_or(0),
-            self.ctrl_seq,
-            Body::ReceiverReport(r),
-        )
-        .encode()
     }
 }
 

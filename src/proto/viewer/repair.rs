@@ -6,12 +6,15 @@
 use std::time::{Duration, Instant};
 
 use crate::proto::fec::sizing::{REPAIR_TARGET, request_copies};
+use bytes::Bytes;
+
 use crate::proto::wire::{
-    Body, FLAG_RETRANSMIT, NackRange, Packet, PacketType, ParityChunk, VideoChunk,
+    Body, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, ParityChunk, ReceiverReport, SeqNo,
+    VideoChunk,
 };
 
-use super::Viewer;
 use super::fec_repair::Restored;
+use super::{Viewer, ViewerTimer};
 
 /// How strongly each report interval's loss figure moves the estimate.
 const LOSS_GAIN: f64 = 0.3;
@@ -186,5 +189,86 @@ impl Viewer {
         }
         self.loss_mark = (s.detected, s.reordered, highest);
         (self.loss_estimate * 65536.0).round().clamp(0.0, 65535.0) as u16
+    }
+
+    /// Asks for the missing chunks of frames that have gone quiet (head and tail losses
+    /// that no later sequence number reveals), §7.2.
+    pub(super) fn scan_incomplete(&mut self, now: Instant) {
+        let hold = self.cfg.tail_hold;
+        let mut marks: Vec<(SeqNo, Option<Instant>)> = Vec::new();
+        for (_, p) in self.reasm.partials() {
+            if now.saturating_duration_since(p.last_arrival) < hold {
+                continue;
+            }
+            let Some(first) = p.first_seq else { continue };
+            let deadline = self.frames.deadline(p.pts);
+            for idx in p.missing() {
+                let seq = first.plus(idx as u64);
+                if !self.video_loss.is_pending(seq) {
+                    marks.push((seq, deadline));
+                }
+            }
+        }
+        for (seq, deadline) in marks {
+            self.video_loss.mark_missing(now, seq, deadline);
+        }
+    }
+
+    pub(super) fn scan_due(&self) -> Option<Instant> {
+        let oldest = self.reasm.partials().map(|(_, p)| p.last_arrival).min()?;
+        let floor = self.timers.get(ViewerTimer::Scan).unwrap_or(oldest);
+        Some((oldest + self.cfg.tail_hold).max(floor))
+    }
+
+    pub(super) fn queue_nacks(&mut self, now: Instant) {
+        if !self.cfg.nack {
+            return;
+        }
+        let ssrc = self.ssrc.unwrap_or(0);
+        for (flow, ranges) in [
+            (Flow::Video, {
+                let ranges = self.video_loss.poll_nack(now, self.sub.rtt());
+                self.without_fec_frames(ranges)
+            }),
+            (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
+        ] {
+            for chunk in ranges.chunks(crate::proto::wire::MAX_NACK_RANGES) {
+                self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+                let p = Packet::new(
+                    PacketType::Nack,
+                    ssrc,
+                    self.ctrl_seq,
+                    Body::Nack {
+                        flow,
+                        ranges: chunk.to_vec(),
+                    },
+                );
+                self.control.push_back(p.encode());
+                self.stats.nacks_sent += 1;
+            }
+        }
+    }
+
+    pub(super) fn report(&mut self) -> Bytes {
+        let s = self.stats();
+        let lost = s.video.lost + s.audio.lost;
+        let r = ReceiverReport {
+            received: s.datagrams as u32,
+            lost: lost as u32,
+            recovered: (s.video.recovered + s.audio.recovered) as u32,
+            jitter: self.jitter as u32,
+            frames_played: s.frames_played as u32,
+            frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
+            rtt_us: self.sub.rtt().srtt().as_micros() as u32,
+            loss_q16: self.loss_q16(),
+        };
+        self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
+        Packet::new(
+            PacketType::ReceiverReport,
+            self.ssrc.unwrap_or(0),
+            self.ctrl_seq,
+            Body::ReceiverReport(r),
+        )
+        .encode()
     }
 }

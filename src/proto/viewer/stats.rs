@@ -52,6 +52,10 @@ pub struct ViewerStats {
     pub max_frame_delay_ms: f64,
     /// Times the stream's source changed.
     pub source_changes: u64,
+    /// Times the latency was raised because frames could not be whole in time (§7.2).
+    pub latency_raises: u64,
+    /// The playout latency in force, ms.
+    pub latency_ms: f64,
     /// FEC repair counters (§7.6).
     pub fec: super::FecStats,
     /// FEC_REQUEST datagrams sent (each copy counted once).

@@ -1,0 +1,87 @@
+//! The relay's counters and per-subscriber figures (what `--stats-json` writes for the
+//! relay role).
+
+use serde::Serialize;
+
+use crate::proto::wire::MalformedCounters;
+
+/// Relay counters (also what `--stats-json` writes for the relay role).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelayStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Malformed datagrams dropped, by reason.
+    pub malformed: MalformedCounters,
+    /// Datagrams from addresses with no business sending them.
+    pub unknown_sender: u64,
+    /// Subscribers now.
+    pub subscribers: u64,
+    /// Subscriptions accepted in all.
+    pub subscribed: u64,
+    /// Subscribers evicted for silence.
+    pub evicted: u64,
+    /// Subscribers that said bye.
+    pub byes: u64,
+    /// RETRY challenges sent.
+    pub retries_sent: u64,
+    /// REJECTs sent.
+    pub rejects_sent: u64,
+    /// Retransmission requests answered from the cache.
+    pub cache_hits: u64,
+    /// Retransmission requests forwarded upstream (once per sequence number).
+    pub upstream_requests: u64,
+    /// Requests for datagrams nobody can supply any more.
+    pub cache_misses: u64,
+    /// Retransmissions sent to subscribers.
+    pub retransmits_sent: u64,
+    /// Media datagrams received from the origin (first copies).
+    pub media_in: u64,
+    /// Duplicate media from the origin, dropped.
+    pub duplicates: u64,
+    /// Whole frames dropped from slow subscribers' queues.
+    pub queue_frames_dropped: u64,
+    /// Datagrams dropped from slow subscribers' queues.
+    pub queue_datagrams_dropped: u64,
+    /// Latest frames replayed to late joiners.
+    pub late_join_frames: u64,
+    /// Receiver reports received, latest per subscriber summed.
+    pub reports: u64,
+    /// Requests not sent to a pushing publisher because they would have exceeded the bytes
+    /// it sent (anti-amplification, §8).
+    pub origin_budget_exceeded: u64,
+    /// Parity symbols sent with frames, sized per subscriber from its reports (§7.6).
+    pub parity_sent: u64,
+    /// Parity symbols sent in answer to FEC requests (§6.8).
+    pub parity_answered: u64,
+    /// FEC request entries received.
+    pub fec_requests: u64,
+    /// Of those, copies of a request already answered or waiting (not answered again).
+    pub fec_request_copies: u64,
+    /// Frames coded for parity (each at most once).
+    pub frames_coded: u64,
+    /// Parity symbols received from the origin (not forwarded: the relay codes its own).
+    pub parity_from_origin: u64,
+    /// Chunks the relay restored from its origin's parity.
+    pub chunks_restored: u64,
+}
+
+/// Per-subscriber figures for statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberInfo {
+    /// Address.
+    pub addr: String,
+    /// Stream name.
+    pub stream: String,
+    /// Datagrams queued now.
+    pub queued: usize,
+    /// Whole frames dropped for this subscriber.
+    pub frames_dropped: u64,
+    /// Frames played, from its last receiver report.
+    pub frames_played: Option<u32>,
+}

@@ -1,0 +1,90 @@
+//! A playout latency the stream cannot meet (proto-spec.md §7.2): when many recent frames are
+//! dropped because they were not whole by their playout time, the viewer raises its latency
+//! to what the frames measurably need and says so once ([`ViewerEvent::LatencyRaised`]),
+//! instead of playing nothing.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{Viewer, ViewerEvent};
+use crate::proto::reassembler::Partial;
+
+/// Frames judged together.
+const WINDOW: usize = 30;
+/// Misses among them that call for a raise: more than 1 in 8 frames, far above what loss
+/// leaves once repaired (a few per thousand).
+const MISSES: usize = 4;
+/// Margin over the largest need measured.
+const MARGIN: Duration = Duration::from_millis(2);
+
+/// Outcomes of recent frames and what the missed ones needed.
+#[derive(Debug, Default)]
+pub(super) struct LatencyGuard {
+    /// Recent frames: `Some(need)` for a frame not whole by its playout time, `None` for one
+    /// played.
+    recent: VecDeque<Option<Duration>>,
+    /// Raises so far.
+    pub raises: u64,
+}
+
+impl LatencyGuard {
+    fn note(&mut self, outcome: Option<Duration>) -> Option<Duration> {
+        if self.recent.len() >= WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(outcome);
+        let misses: Vec<Duration> = self.recent.iter().flatten().copied().collect();
+        if misses.len() < MISSES {
+            return None;
+        }
+        self.recent.clear();
+        misses.into_iter().max()
+    }
+}
+
+/// How long after its zero-latency playout time a frame would have been whole: its chunks so
+/// far extrapolated to all of them (an incomplete frame), from `zero` (playout time minus the
+/// latency).
+fn need_of(p: &Partial, zero: Instant) -> Duration {
+    let span = p.last_arrival.saturating_duration_since(p.first_arrival);
+    let received = p.received().max(1) as u32;
+    let whole = span * u32::from(p.chunk_count()) / received;
+    p.first_arrival.saturating_duration_since(zero) + whole
+}
+
+impl Viewer {
+    /// A frame was played (`need` None) or dropped for not being whole in time; raises the
+    /// latency when most recent frames were.
+    pub(super) fn judge_latency(&mut self, now: Instant, frame_id: u32, pts: u64, late: bool) {
+        let need = if late {
+            let zero = self.clock.playout(pts).map(|t| t - self.clock.latency());
+            match (self.reasm.get(frame_id), zero) {
+                (Some(p), Some(zero)) => Some(need_of(p, zero)),
+                // Completed after its time: it needed until now.
+                (None, Some(zero)) => Some(now.saturating_duration_since(zero)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let Some(worst) = self.latency_guard.note(if late { need } else { None }) else {
+            return;
+        };
+        let from = self.clock.latency();
+        let to = (worst + MARGIN).max(from + Duration::from_millis(1));
+        // Whole milliseconds, as users state it.
+        let to = Duration::from_millis(to.as_millis() as u64 + 1);
+        if to <= from || to > from + Duration::from_secs(2) {
+            return;
+        }
+        self.clock.set_latency(to);
+        self.latency_guard.raises += 1;
+        self.sub
+            .set_latency_ms(to.as_millis().min(u16::MAX.into()) as u16);
+        self.events.push_back(ViewerEvent::LatencyRaised {
+            from,
+            to,
+            need: worst,
+        });
+    }
+}

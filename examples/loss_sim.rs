@@ -112,10 +112,13 @@ fn main() {
     }
     let v = world.node::<Viewer>(viewer).stats();
     let p = world.node::<Publisher>(publisher).stats();
+    // UDP payload bytes both ways on the first hop; on a second, what the relay sent plus
+    // what the viewer sent it (the relay's intake minus what came from the publisher).
     let mut wire = p.relay.bytes_out + p.relay.bytes_in;
     if a.hops >= 2 {
         let r = world.node::<Relay>(relay).stats();
-        wire += r.bytes_out + r.bytes_in;
+        let from_publisher = p.relay.bytes_out as f64 * (1.0 - a.loss / 100.0);
+        wire += r.bytes_out + (r.bytes_in as f64 - from_publisher).max(0.0) as u64;
     }
     let media = a.frames as f64 * a.frame_bytes as f64 * f64::from(a.hops.max(1));
     println!(
@@ -129,7 +132,7 @@ fn main() {
         a.seed
     );
     println!(
-        "intact {:.3}% ({} of {}) | late {} | incomplete {} | overhead {:.3} | rtt {:.1} ms | loss est {:.3}",
+        "intact {:.3}% ({} of {}) | late {} | incomplete {} | overhead {:.3} per hop | rtt {:.1} ms | loss est {:.3}",
         100.0 * v.frames_played as f64 / a.frames as f64,
         v.frames_played,
         a.frames,

@@ -93,6 +93,8 @@ pub enum RelayTimer {
     UpstreamReport,
 }
 
+/// A pulling relay states 1/n of its tightest viewer's latency upstream.
+const UPSTREAM_LATENCY_SHARE: u128 = 3;
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Events kept for [`Relay::poll_event`] when nobody pulls them; the oldest go first.
 const MAX_EVENTS: usize = 1024;
@@ -475,12 +477,17 @@ impl Relay {
                 if let Some(s) = self.fanout.get_mut(&from) {
                     s.latency_ms = *latency_ms;
                 }
-                // A relay that pulls the stream states its tightest viewer's latency
-                // upstream, so that the origin paces within it too.
+                // A relay that pulls the stream states upstream a share of its tightest
+                // viewer's latency: the origin paces within it, and sizes parity for this
+                // hop to restore frames without a round (the relay repairs its own losses
+                // with NACKs, and its viewers need the rest of the budget), §7.6.
                 let tightest = self.min_viewer_latency(&name);
                 if let Some(idx) = self.streams.position(&name) {
                     if let Origin::Upstream(sub) = &mut self.streams.get_mut(idx).origin {
-                        let ms = tightest.map_or(0, |l| l.as_millis().min(u16::MAX.into()) as u16);
+                        let ms = tightest.map_or(0, |l| {
+                            (l.as_millis() / UPSTREAM_LATENCY_SHARE).clamp(1, u16::MAX.into())
+                                as u16
+                        });
                         sub.set_latency_ms(ms);
                     }
                 }

@@ -265,6 +265,9 @@ impl Model {
                     assert!(ok, "audio at pts {} was never received", a.pts);
                 }
             }
+            ViewerEvent::LatencyRaised { from, to, .. } => {
+                assert!(to > from, "latency 'raised' from {from:?} to {to:?}");
+            }
             ViewerEvent::Description(_) | ViewerEvent::Rejected(_) => {}
         }
     }

@@ -264,29 +264,7 @@ fn hostile_message_bodies_never_panic() {
 
 // ---- proto-spec.md §9 vectors -------------------------------------------------------------
 
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The hex bytes of vector `name` in proto-spec.md (as `wire/tests.rs` reads them).
-fn spec_hex(spec: &str, name: &str) -> Option<Vec<u8>> {
-    let mut lines = spec.lines();
-    lines.find(|l| l.trim() == format!("vector {name}"))?;
-    let mut out = Vec::new();
-    for l in lines {
-        let l = l.trim();
-        if l.starts_with("```") || l.starts_with("vector ") {
-            break;
-        }
-        for tok in l.split_whitespace() {
-            out.push(u8::from_str_radix(tok, 16).ok()?);
-        }
-    }
-    Some(out)
-}
+use crate::proto::wire::tests::{hex, spec_hex};
 
 /// Header + body + CRC, as §3 lays them out (until these messages join `wire/`).
 fn seal(ptype: u8, flags: u8, ssrc: u32, seq: u32, body: &[u8]) -> Vec<u8> {

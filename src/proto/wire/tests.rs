@@ -117,7 +117,8 @@ pub(crate) fn spec_vectors() -> Vec<(&'static str, Packet)> {
     ]
 }
 
-fn hex(b: &[u8]) -> String {
+/// Bytes as spaced lower-case hex, as proto-spec.md §9 prints them.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter()
         .map(|x| format!("{x:02x}"))
         .collect::<Vec<_>>()
@@ -126,7 +127,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Extracts the hex bytes of vector `name` from proto-spec.md: the lines after a line
 /// `vector NAME` up to the closing code fence.
-fn spec_hex(spec: &str, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn spec_hex(spec: &str, name: &str) -> Option<Vec<u8>> {
     let mut lines = spec.lines();
     lines.find(|l| l.trim() == format!("vector {name}"))?;
     let mut out = Vec::new();

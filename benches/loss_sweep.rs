@@ -39,13 +39,18 @@
 //! process has its own `--duration`/`-t:` and is killed if it outlives it.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "support/procs.rs"]
+mod procs;
+#[path = "support/srt.rs"]
+mod srt;
 mod support;
+use procs::{Procs, netsim_figures, read_json};
+use srt::{srt_receive, srt_send};
 use support::{framecast_release_bin, free_port, percentile, target_dir};
 
 const FPS: f64 = 30.0;
@@ -170,78 +175,6 @@ struct Outcome {
 }
 
 /// A shell-ready rendering of a command line.
-fn show(c: &Command) -> String {
-    let quote = |s: &str| {
-        if s.chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-_./:=@,".contains(ch))
-        {
-            s.to_string()
-        } else {
-            format!("'{s}'")
-        }
-    };
-    std::iter::once(c.get_program())
-        .chain(c.get_args())
-        .map(|a| quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The processes of one run: spawned with stderr to a log file, waited for with a
-/// deadline, killed past it.
-struct Procs<'a> {
-    dir: PathBuf,
-    log: &'a mut Vec<String>,
-    children: Vec<(String, Child)>,
-}
-
-impl Procs<'_> {
-    fn spawn(&mut self, name: &str, mut c: Command) {
-        self.log.push(show(&c));
-        let err = File::create(self.dir.join(format!("{name}.log"))).unwrap();
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", show(&c)));
-        self.children.push((name.to_string(), child));
-    }
-
-    /// Lets the children run until `deadline`, then interrupts those still running (SIGINT:
-    /// framecast writes its `--stats-json` then), and kills any that are still there 3 s
-    /// later. Each child also has its own time limit, so none outlives the bench.
-    fn finish(self, deadline: Instant) {
-        if let Some(w) = deadline.checked_duration_since(Instant::now()) {
-            std::thread::sleep(w);
-        }
-        for (_, child) in &self.children {
-            // SAFETY: signalling our own child (it may have exited: then nothing happens, as
-            // it is not reaped yet, its pid is still ours).
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        }
-        let hard = Instant::now() + Duration::from_secs(3);
-        for (name, mut child) in self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < hard => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        println!("  ({name} ignored SIGINT: killed)");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn netsim(
     bin: &Path,
     p: &Point,
@@ -267,27 +200,6 @@ fn netsim(
     .args(["--duration", &format!("{secs:.1}"), "--stats-json"])
     .arg(json);
     c
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Payload bytes into netsim (both ways) and measured loss forward/reverse, percent.
-/// `media_up`: the media flows client → `--forward` (SRT) rather than back (framecast).
-fn netsim_figures(j: &serde_json::Value, media_up: bool) -> (f64, f64, f64) {
-    let loss = |d: &serde_json::Value| {
-        let lost = d["lost"].as_f64().unwrap_or(0.0) + d["burst_lost"].as_f64().unwrap_or(0.0);
-        100.0 * lost / d["sent"].as_f64().unwrap_or(0.0).max(1.0)
-    };
-    let (up, down) = (loss(&j["upstream"]), loss(&j["downstream"]));
-    let (fwd, rev) = if media_up { (up, down) } else { (down, up) };
-    (
-        j["bytes_in"].as_f64().expect("netsim stats lack bytes_in"),
-        fwd,
-        rev,
-    )
 }
 
 /// Judges frames `k` of the window from (k, capture→arrival µs).
@@ -409,66 +321,6 @@ fn run_framecast(
         println!("  (the serve source dropped {dropped} frames: the host was too busy)");
     }
     out
-}
-
-fn now_us(origin: Instant) -> u64 {
-    origin.elapsed().as_micros() as u64
-}
-
-/// Sends `frames` frames of `size` bytes at FPS from `first` on, each chunked and spread
-/// over half a frame interval. Returns the number of frames sent.
-fn srt_send(to: u16, size: usize, frames: u64, origin: Instant, first: Instant) -> u64 {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let per = SRT_DATAGRAM - HEADER;
-    let count = size.div_ceil(per);
-    let mut buf = vec![0x5au8; SRT_DATAGRAM];
-    let spread = Duration::from_secs_f64(0.5 / FPS) / count as u32;
-    for k in 0..frames {
-        let capture = first + Duration::from_secs_f64(k as f64 / FPS);
-        let capture_us = capture.duration_since(origin).as_micros() as u64;
-        for i in 0..count {
-            let due = capture + spread * i as u32;
-            if let Some(w) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(w);
-            }
-            let len = HEADER + per.min(size - i * per);
-            buf[0..4].copy_from_slice(&(k as u32).to_be_bytes());
-            buf[4..6].copy_from_slice(&(i as u16).to_be_bytes());
-            buf[6..8].copy_from_slice(&(count as u16).to_be_bytes());
-            buf[8..16].copy_from_slice(&capture_us.to_be_bytes());
-            let _ = sock.send_to(&buf[..len], ("127.0.0.1", to));
-        }
-    }
-    frames
-}
-
-/// Receives until `until`; returns frame → capture→completion µs for complete frames.
-fn srt_receive(sock: UdpSocket, origin: Instant, until: Instant) -> HashMap<u64, f64> {
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut parts: HashMap<u32, (Vec<bool>, usize)> = HashMap::new();
-    let mut done = HashMap::new();
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        let Ok(n) = sock.recv(&mut buf) else { continue };
-        let at = now_us(origin);
-        if n < HEADER {
-            continue;
-        }
-        let k = u32::from_be_bytes(buf[0..4].try_into().unwrap());
-        let i = u16::from_be_bytes(buf[4..6].try_into().unwrap()) as usize;
-        let count = u16::from_be_bytes(buf[6..8].try_into().unwrap()) as usize;
-        let capture = u64::from_be_bytes(buf[8..16].try_into().unwrap());
-        let (seen, got) = parts.entry(k).or_insert_with(|| (vec![false; count], 0));
-        if i < seen.len() && !seen[i] {
-            seen[i] = true;
-            *got += 1;
-            if *got == seen.len() {
-                done.insert(u64::from(k), at as f64 - capture as f64);
-            }
-        }
-    }
-    done
 }
 
 fn run_srt(

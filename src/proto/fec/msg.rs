@@ -1,7 +1,8 @@
 //! Bodies of the FEC messages, PARITY (type 4) and FEC_REQUEST (type 24), proto-spec.md §6.7
-//! and §6.8: the bytes between the 16-byte common header and the CRC trailer. Free functions
-//! over those bytes until they join `wire/`; decoding never panics and allocates nothing but
-//! the returned entries (bounded by [`MAX_FEC_REQUESTS`]).
+//! and §6.8: the bytes between the 16-byte common header and the CRC trailer, as free functions
+//! that `wire/` encodes and decodes through (`Body::Parity`, `Body::FecRequest`); decoding
+//! never panics and allocates nothing but the returned entries (bounded by
+//! [`MAX_FEC_REQUESTS`]).
 
 use crate::proto::fec::{FecError, FecParams};
 use crate::proto::wire::{MAX_DIMENSION, MAX_FRAME_BYTES};

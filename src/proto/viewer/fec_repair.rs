@@ -109,6 +109,11 @@ impl FecRepair {
         self.last_original.insert(frame_id, now);
     }
 
+    /// When the last original (not repaired) datagram of `frame_id` arrived, if noted.
+    pub fn last_original(&self, frame_id: u32) -> Option<Instant> {
+        self.last_original.get(&frame_id).copied()
+    }
+
     fn settled_from(&self, frame_id: u32, p: &Partial) -> Instant {
         self.last_original
             .get(&frame_id)

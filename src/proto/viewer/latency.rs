@@ -53,21 +53,27 @@ fn need_of(p: &Partial, zero: Instant) -> Duration {
 }
 
 impl Viewer {
-    /// A frame was played (`need` None) or dropped for not being whole in time; raises the
-    /// latency when most recent frames were.
-    pub(super) fn judge_latency(&mut self, now: Instant, frame_id: u32, pts: u64, late: bool) {
-        let need = if late {
-            let zero = self.clock.playout(pts).map(|t| t - self.clock.latency());
+    /// A frame was played (`missed` false) or dropped at or after its playout time (`missed`
+    /// true); raises the latency when many recent frames were still arriving at theirs.
+    pub(super) fn judge_latency(&mut self, frame_id: u32, pts: u64, missed: bool) {
+        let latency = self.clock.latency();
+        let need = if missed {
+            let zero = self.clock.playout(pts).map(|t| t - latency);
             match (self.reasm.get(frame_id), zero) {
-                (Some(p), Some(zero)) => Some(need_of(p, zero)),
-                // Completed after its time: it needed until now.
-                (None, Some(zero)) => Some(now.saturating_duration_since(zero)),
+                // Only a frame whose own chunks were still coming in at its playout time
+                // needed more time; one whose chunks stopped early lost some (repair's
+                // business, not the latency's).
+                (Some(p), Some(zero)) => {
+                    let last = self.fec.last_original(frame_id).unwrap_or(p.last_arrival);
+                    let still_arriving = last + latency / 4 >= zero + latency;
+                    still_arriving.then(|| need_of(p, zero))
+                }
                 _ => None,
             }
         } else {
             None
         };
-        let Some(worst) = self.latency_guard.note(if late { need } else { None }) else {
+        let Some(worst) = self.latency_guard.note(need) else {
             return;
         };
         let from = self.clock.latency();

@@ -288,7 +288,7 @@ impl Viewer {
         match out {
             FrameOut::Play(f) => {
                 self.stats.frames_played += 1;
-                self.judge_latency(now, f.frame_id, f.pts, false);
+                self.judge_latency(f.frame_id, f.pts, false);
                 if let Some((t, rtx)) = self.first_chunk_at.remove(&f.frame_id) {
                     let d = now.saturating_duration_since(t).as_secs_f64() * 1000.0;
                     self.delay_sum += d;
@@ -305,7 +305,7 @@ impl Viewer {
                 reason,
             } => {
                 if matches!(reason, DropReason::Incomplete | DropReason::Late) {
-                    self.judge_latency(now, frame_id, pts, true);
+                    self.judge_latency(frame_id, pts, true);
                 }
                 match reason {
                     DropReason::Incomplete => self.stats.frames_incomplete += 1,

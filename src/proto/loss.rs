@@ -18,6 +18,9 @@ use crate::proto::reorder::{ReorderConfig, ReorderEstimator};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::wire::{NackRange, SeqNo};
 
+/// How strongly one interval's loss figure moves [`LossTracker::loss_rate`].
+pub const LOSS_RATE_GAIN: f64 = 0.3;
+
 /// What an arriving sequence number was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -116,6 +119,10 @@ pub struct LossTracker {
     highest: Option<SeqNo>,
     missing: BTreeMap<SeqNo, Missing>,
     stats: LossStats,
+    /// Smoothed first-transmission loss rate, 0..=1 ([`LossTracker::sample_loss_rate`]).
+    loss_rate: f64,
+    /// (detected, reordered, highest) at the last sample.
+    rate_mark: (u64, u64, u64),
     reorder: ReorderEstimator,
     /// SRTT at the last NACK poll (tells a repair from a reordered original).
     last_srtt: Duration,
@@ -131,6 +138,8 @@ impl LossTracker {
             highest: None,
             missing: BTreeMap::new(),
             stats: LossStats::default(),
+            loss_rate: 0.0,
+            rate_mark: (0, 0, 0),
             reorder: ReorderEstimator::new(cfg.reorder),
             last_srtt: Duration::ZERO,
         }
@@ -396,8 +405,35 @@ impl LossTracker {
         self.missing.get(&seq).is_some_and(|m| !m.gave_up)
     }
 
-    /// Forgets everything (a new source).
+    /// Updates and returns the smoothed first-transmission loss rate (0..=1): gaps seen since
+    /// the last sample that reordering did not fill, over the sequence numbers the interval
+    /// covered (§6.6 `loss_q16`), moved towards by [`LOSS_RATE_GAIN`]. Call once per report
+    /// interval.
+    pub fn sample_loss_rate(&mut self) -> f64 {
+        let s = self.stats;
+        let highest = self.highest.map_or(0, |h| h.0);
+        let (d0, r0, h0) = self.rate_mark;
+        let lost = s
+            .detected
+            .saturating_sub(d0)
+            .saturating_sub(s.reordered.saturating_sub(r0));
+        let span = highest.saturating_sub(h0);
+        if h0 != 0 && span > 0 {
+            let p = (lost as f64 / span as f64).clamp(0.0, 1.0);
+            self.loss_rate += (p - self.loss_rate) * LOSS_RATE_GAIN;
+        }
+        self.rate_mark = (s.detected, s.reordered, highest);
+        self.loss_rate
+    }
+
+    /// The loss rate as of the last [`LossTracker::sample_loss_rate`].
+    pub fn loss_rate(&self) -> f64 {
+        self.loss_rate
+    }
+
+    /// Forgets everything (a new source). The loss rate, a property of the path, stays.
     pub fn reset(&mut self) {
+        self.rate_mark = (0, 0, 0);
         self.floor = None;
         self.floor_raised = false;
         self.highest = None;

@@ -2,7 +2,6 @@
 //! stream (proto-spec.md §7.1). Viewers may subscribe to it directly; with a push target it
 //! also feeds a relay (`serve --relay`).
 
-use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use serde::Serialize;
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::pacer::Pacer;
 use crate::proto::packetizer::{PacketizeError, Packetized, Packetizer};
-use crate::proto::relay::{Relay, RelayConfig, RelayStats};
+use crate::proto::relay::{Relay, RelayConfig, RelayEvent, RelayStats};
 use crate::proto::timer::TimerTable;
 use crate::proto::wire::{AudioParams, Body, Description, Packet, PacketType};
 
@@ -139,8 +138,6 @@ pub struct Publisher {
     description: Packetized,
     timers: TimerTable<PublisherTimer>,
     started: bool,
-    viewers: BTreeSet<SocketAddr>,
-    events: VecDeque<PublisherEvent>,
     stats: PublisherStats,
 }
 
@@ -171,8 +168,6 @@ impl Publisher {
             description,
             timers: TimerTable::new(),
             started: false,
-            viewers: BTreeSet::new(),
-            events: VecDeque::new(),
             stats: PublisherStats::default(),
             cfg,
         }
@@ -180,7 +175,19 @@ impl Publisher {
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<PublisherEvent> {
-        self.events.pop_front()
+        // The embedded relay's subscriber table is the one source of these events.
+        while let Some(e) = self.relay.poll_event() {
+            match e {
+                RelayEvent::SubscriberJoined { addr, .. } => {
+                    return Some(PublisherEvent::ViewerJoined { addr });
+                }
+                RelayEvent::SubscriberEvicted { addr, .. } => {
+                    return Some(PublisherEvent::ViewerEvicted { addr });
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// The configuration.
@@ -211,7 +218,6 @@ impl Publisher {
             self.timers.set(PublisherTimer::Description, now);
             if let Some(to) = self.cfg.push_to {
                 self.relay.add_permanent_subscriber(now, to, &self.cfg.name);
-                self.sync_viewers(Some(to));
             }
         }
     }
@@ -233,27 +239,6 @@ impl Publisher {
         }
         while let Some(d) = self.pacer.pop(now) {
             self.relay.ingest_local(now, &self.cfg.name, d);
-        }
-    }
-
-    /// Emits join events for `joined` (if it is now subscribed) and eviction events for
-    /// known viewers the relay no longer holds.
-    fn sync_viewers(&mut self, joined: Option<SocketAddr>) {
-        let gone: Vec<SocketAddr> = self
-            .viewers
-            .iter()
-            .filter(|a| self.relay.queued_bytes(a).is_none())
-            .copied()
-            .collect();
-        for addr in gone {
-            self.viewers.remove(&addr);
-            self.events
-                .push_back(PublisherEvent::ViewerEvicted { addr });
-        }
-        if let Some(addr) = joined {
-            if self.relay.queued_bytes(&addr).is_some() && self.viewers.insert(addr) {
-                self.events.push_back(PublisherEvent::ViewerJoined { addr });
-            }
         }
     }
 
@@ -322,14 +307,12 @@ impl Node for Publisher {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.start(now);
         self.relay.handle_datagram(now, from, datagram);
-        self.sync_viewers(Some(from));
         self.run_due(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
         self.relay.handle_timeout(now);
-        self.sync_viewers(None);
         self.run_due(now);
     }
 

@@ -28,6 +28,11 @@ pub fn loss_from_q16(q: u16) -> f64 {
     f64::from(q) / 65536.0
 }
 
+/// A loss fraction (0..=1) as `loss_q16` (§6.6), saturating at 65535.
+pub fn loss_to_q16(loss: f64) -> u16 {
+    (loss * 65536.0).round().clamp(0.0, 65535.0) as u16
+}
+
 /// P(X ≤ x) for X ~ Binomial(n, p), summed term by term in f64 (n is bounded by the callers).
 pub fn binomial_cdf(n: usize, p: f64, x: usize) -> f64 {
     if x >= n {

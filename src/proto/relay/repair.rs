@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::Relay;
 use super::fanout::Queued;
+use crate::proto::fec::sizing::loss_to_q16;
 use crate::proto::loss::{LossConfig, LossTracker};
 use crate::proto::wire::{self, Body, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, SeqNo};
 
@@ -41,10 +42,6 @@ pub(super) struct UpstreamRepair {
     video_loss: LossTracker,
     audio_loss: LossTracker,
     pending: HashMap<(Flow, SeqNo), PendingRtx>,
-    /// Measured first-transmission loss of the video from the origin, 0..=1.
-    loss_estimate: f64,
-    /// Video (detected, reordered, highest seq) at the last report.
-    loss_mark: (u64, u64, u64),
 }
 
 impl Default for UpstreamRepair {
@@ -53,8 +50,6 @@ impl Default for UpstreamRepair {
             video_loss: LossTracker::new(LossConfig::default()),
             audio_loss: LossTracker::new(LossConfig::default()),
             pending: HashMap::new(),
-            loss_estimate: 0.0,
-            loss_mark: (0, 0, 0),
         }
     }
 }
@@ -67,23 +62,10 @@ impl UpstreamRepair {
         }
     }
 
-    /// The loss measured on the path from the origin since the last call, smoothed, as
-    /// `loss_q16` (§6.6): what a relay reports upstream so that its origin sizes parity for it.
+    /// Samples the loss measured on the path from the origin (§6.6 `loss_q16`): what a relay
+    /// reports upstream so that its origin sizes parity for it.
     pub(super) fn loss_q16(&mut self) -> u16 {
-        let s = self.video_loss.stats();
-        let highest = self.video_loss.highest().map_or(0, |h| h.0);
-        let (d0, r0, h0) = self.loss_mark;
-        let lost = s
-            .detected
-            .saturating_sub(d0)
-            .saturating_sub(s.reordered.saturating_sub(r0));
-        let span = highest.saturating_sub(h0);
-        if h0 != 0 && span > 0 {
-            let p = (lost as f64 / span as f64).clamp(0.0, 1.0);
-            self.loss_estimate += (p - self.loss_estimate) * 0.3;
-        }
-        self.loss_mark = (s.detected, s.reordered, highest);
-        (self.loss_estimate * 65536.0).round().clamp(0.0, 65535.0) as u16
+        loss_to_q16(self.video_loss.sample_loss_rate())
     }
 
     /// Notes a chunk the relay restored from its origin's parity (§7.6): it fills its gap as
@@ -96,7 +78,6 @@ impl UpstreamRepair {
     /// Forgets everything (a new source).
     pub(super) fn reset(&mut self) {
         self.pending.clear();
-        self.loss_mark = (0, 0, 0);
         self.video_loss.reset();
         self.audio_loss.reset();
     }

@@ -139,10 +139,6 @@ pub struct Viewer {
     timers: TimerTable<ViewerTimer>,
     fec: fec_repair::FecRepair,
     latency_guard: latency::LatencyGuard,
-    /// Measured first-transmission loss of the video flow, 0..=1 (§6.6 `loss_q16`).
-    loss_estimate: f64,
-    /// Video (detected, reordered, highest seq) at the last report.
-    loss_mark: (u64, u64, u64),
     control: VecDeque<Bytes>,
     events: VecDeque<ViewerEvent>,
     last_now: Option<Instant>,
@@ -177,8 +173,6 @@ impl Viewer {
             timers: TimerTable::new(),
             fec: fec_repair::FecRepair::default(),
             latency_guard: latency::LatencyGuard::default(),
-            loss_estimate: 0.0,
-            loss_mark: (0, 0, 0),
             control: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
@@ -208,7 +202,7 @@ impl Viewer {
         s.fec = self.fec.stats();
         s.latency_raises = self.latency_guard.raises;
         s.latency_ms = self.clock.latency().as_secs_f64() * 1000.0;
-        s.loss_estimate = self.loss_estimate;
+        s.loss_estimate = self.video_loss.loss_rate();
         s.audio_concealed = self.audio.concealed;
         s.audio_late = self.audio.late;
         s.jitter_ms = self.jitter / 90.0;
@@ -260,7 +254,6 @@ impl Viewer {
         self.first_chunk_at.clear();
         self.last_transit = None;
         self.fec.clear();
-        self.loss_mark = (0, 0, 0);
     }
 
     /// Media proves the subscription alive; its source must be the stream's (the first one

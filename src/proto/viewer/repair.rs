@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proto::fec::sizing::{REPAIR_TARGET, request_copies};
+use crate::proto::fec::sizing::{REPAIR_TARGET, loss_to_q16, request_copies};
 use bytes::Bytes;
 
 use crate::proto::wire::{
@@ -16,8 +16,6 @@ use crate::proto::wire::{
 use super::fec_repair::Restored;
 use super::{Viewer, ViewerTimer};
 
-/// How strongly each report interval's loss figure moves the estimate.
-const LOSS_GAIN: f64 = 0.3;
 /// Loss assumed when sizing request copies, so that a request goes at least twice.
 const MIN_COPY_LOSS: f64 = 0.05;
 
@@ -129,11 +127,14 @@ impl Viewer {
             hold,
             retry,
             srtt,
-            self.loss_estimate,
+            self.video_loss.loss_rate(),
         );
         // Copies: a request is small and idempotent (the sender answers one copy), and a
         // lost request costs a whole round.
-        let copies = request_copies(self.loss_estimate.max(MIN_COPY_LOSS), REPAIR_TARGET);
+        let copies = request_copies(
+            self.video_loss.loss_rate().max(MIN_COPY_LOSS),
+            REPAIR_TARGET,
+        );
         let ssrc = self.ssrc.unwrap_or(0);
         for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
             self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
@@ -172,23 +173,6 @@ impl Viewer {
             Duration::ZERO
         };
         self.reorder_hold().max(learned)
-    }
-
-    /// Updates the loss estimate from the video flow's gaps since the last report and
-    /// returns it as `loss_q16` (§6.6): first-transmission losses (gaps not filled by
-    /// reordering) over the sequence numbers the interval covered.
-    pub(super) fn loss_q16(&mut self) -> u16 {
-        let s = self.video_loss.stats();
-        let highest = self.video_loss.highest().map_or(0, |h| h.0);
-        let (d0, r0, h0) = self.loss_mark;
-        let lost = (s.detected.saturating_sub(d0)).saturating_sub(s.reordered.saturating_sub(r0));
-        let span = highest.saturating_sub(h0);
-        if h0 != 0 && span > 0 {
-            let p = (lost as f64 / span as f64).clamp(0.0, 1.0);
-            self.loss_estimate += (p - self.loss_estimate) * LOSS_GAIN;
-        }
-        self.loss_mark = (s.detected, s.reordered, highest);
-        (self.loss_estimate * 65536.0).round().clamp(0.0, 65535.0) as u16
     }
 
     /// Asks for the missing chunks of frames that have gone quiet (head and tail losses
@@ -260,7 +244,7 @@ impl Viewer {
             frames_played: s.frames_played as u32,
             frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
             rtt_us: self.sub.rtt().srtt().as_micros() as u32,
-            loss_q16: self.loss_q16(),
+            loss_q16: loss_to_q16(self.video_loss.sample_loss_rate()),
         };
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
         Packet::new(

@@ -113,6 +113,23 @@ fn twenty_percent_loss_each_way_at_20_ms_rtt_keeps_995_per_mille() {
 }
 
 #[test]
+fn ten_percent_burst_loss_each_way_at_20_ms_rtt_keeps_999_per_mille() {
+    // Gilbert-Elliott bursts of mean 4 in both directions: requests travel back on a sparse
+    // flow that one burst can silence for several round trips, and answers sent back to
+    // back are lost together. Copies spread over the RTT and burst-aware sizing cover both.
+    let link = LinkConfig {
+        delay: Duration::from_millis(10),
+        ..LinkConfig::bursty(10.0, 4.0)
+    };
+    let o = run(link, 120, 10_000, 13);
+    assert_eq!(o.corrupted, 0);
+    assert_eq!(o.played + o.dropped, 10_000, "every frame accounted for");
+    assert!(o.played >= 9_990, "played {}: {:?}", o.played, o.stats);
+    assert!(o.stats.fec.request_copies > 0, "{:?}", o.stats.fec);
+    assert!(o.overhead <= 1.22, "overhead {:.3}", o.overhead);
+}
+
+#[test]
 fn no_loss_costs_no_parity() {
     let o = run(lossy(0.0), 120, 600, 13);
     assert_eq!(o.played, 600);

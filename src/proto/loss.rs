@@ -18,6 +18,8 @@ use crate::proto::reorder::{ReorderConfig, ReorderEstimator};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::wire::{NackRange, SeqNo};
 
+/// Sequence numbers the first loss measurement must cover (about two 65 kB frames).
+pub const FIRST_ESTIMATE_SPAN: u64 = 96;
 /// How strongly one interval's loss figure moves [`LossTracker::loss_rate`].
 pub const LOSS_RATE_GAIN: f64 = 0.3;
 
@@ -91,6 +93,8 @@ impl Default for LossConfig {
 pub struct LossStats {
     /// Sequence numbers seen missing (gaps).
     pub detected: u64,
+    /// Gaps: runs of consecutive missing numbers, each opened by one arrival.
+    pub gaps: u64,
     /// Missing numbers that later arrived after a NACK.
     pub recovered: u64,
     /// Missing numbers that arrived without being asked for (reordering).
@@ -121,8 +125,13 @@ pub struct LossTracker {
     stats: LossStats,
     /// Smoothed first-transmission loss rate, 0..=1 ([`LossTracker::sample_loss_rate`]).
     loss_rate: f64,
-    /// (detected, reordered, highest) at the last sample.
-    rate_mark: (u64, u64, u64),
+    /// Whether `loss_rate` holds a measurement yet (the first one is taken as it is).
+    estimated: bool,
+    /// Smoothed mean length of a gap (≥ 1): how bursty losses are; `None` before a gap.
+    burst_len: Option<f64>,
+    /// (detected, reordered, highest, gaps) at the last sample; highest is `None` before
+    /// the first sample since the start or a reset.
+    rate_mark: (u64, u64, Option<u64>, u64),
     reorder: ReorderEstimator,
     /// SRTT at the last NACK poll (tells a repair from a reordered original).
     last_srtt: Duration,
@@ -139,7 +148,9 @@ impl LossTracker {
             missing: BTreeMap::new(),
             stats: LossStats::default(),
             loss_rate: 0.0,
-            rate_mark: (0, 0, 0),
+            estimated: false,
+            burst_len: None,
+            rate_mark: (0, 0, None, 0),
             reorder: ReorderEstimator::new(cfg.reorder),
             last_srtt: Duration::ZERO,
         }
@@ -207,6 +218,9 @@ impl LossTracker {
             return Arrival::New;
         };
         if seq > highest {
+            if seq > highest.next() {
+                self.stats.gaps += 1;
+            }
             self.add_missing(highest.next(), seq, now, now + hold, deadline);
             self.highest = Some(seq);
             return Arrival::New;
@@ -407,23 +421,52 @@ impl LossTracker {
 
     /// Updates and returns the smoothed first-transmission loss rate (0..=1): gaps seen since
     /// the last sample that reordering did not fill, over the sequence numbers the interval
-    /// covered (§6.6 `loss_q16`), moved towards by [`LOSS_RATE_GAIN`]. Call once per report
-    /// interval.
+    /// covered (§6.6 `loss_q16`), moved towards by [`LOSS_RATE_GAIN`]. The first measurement
+    /// (over at least [`FIRST_ESTIMATE_SPAN`] numbers since the first arrival) is taken as
+    /// it is, so that a lossy path is known as such from the first report. Call once per
+    /// report interval.
     pub fn sample_loss_rate(&mut self) -> f64 {
         let s = self.stats;
-        let highest = self.highest.map_or(0, |h| h.0);
-        let (d0, r0, h0) = self.rate_mark;
+        let Some(highest) = self.highest.map(|h| h.0) else {
+            return self.loss_rate;
+        };
+        let (d0, r0, h0, g0) = self.rate_mark;
+        // The first interval starts just below the first number seen.
+        let h0 = h0.unwrap_or_else(|| self.floor.map_or(highest, |f| f.0.saturating_sub(1)));
+        let span = highest.saturating_sub(h0);
+        if !self.estimated && span < FIRST_ESTIMATE_SPAN {
+            return self.loss_rate;
+        }
         let lost = s
             .detected
             .saturating_sub(d0)
             .saturating_sub(s.reordered.saturating_sub(r0));
-        let span = highest.saturating_sub(h0);
-        if h0 != 0 && span > 0 {
+        if span > 0 {
             let p = (lost as f64 / span as f64).clamp(0.0, 1.0);
-            self.loss_rate += (p - self.loss_rate) * LOSS_RATE_GAIN;
+            if self.estimated {
+                self.loss_rate += (p - self.loss_rate) * LOSS_RATE_GAIN;
+            } else {
+                self.loss_rate = p;
+                self.estimated = true;
+            }
         }
-        self.rate_mark = (s.detected, s.reordered, highest);
+        let gaps = s.gaps.saturating_sub(g0);
+        if gaps > 0 {
+            let run = (s.detected.saturating_sub(d0) as f64 / gaps as f64).max(1.0);
+            self.burst_len = Some(match self.burst_len {
+                Some(b) => b + (run - b) * LOSS_RATE_GAIN,
+                None => run,
+            });
+        }
+        self.rate_mark = (s.detected, s.reordered, Some(highest), s.gaps);
         self.loss_rate
+    }
+
+    /// The smoothed mean length of a gap (≥ 1; 1 when losses are independent), as of the
+    /// last [`LossTracker::sample_loss_rate`]; infinite before any gap was measured, so that
+    /// callers sizing for bursts assume the worst.
+    pub fn mean_burst(&self) -> f64 {
+        self.burst_len.unwrap_or(f64::INFINITY)
     }
 
     /// The loss rate as of the last [`LossTracker::sample_loss_rate`].
@@ -433,7 +476,12 @@ impl LossTracker {
 
     /// Forgets everything (a new source). The loss rate, a property of the path, stays.
     pub fn reset(&mut self) {
-        self.rate_mark = (0, 0, 0);
+        self.rate_mark = (
+            self.stats.detected,
+            self.stats.reordered,
+            None,
+            self.stats.gaps,
+        );
         self.floor = None;
         self.floor_raised = false;
         self.highest = None;
@@ -487,6 +535,49 @@ mod tests {
         assert_eq!(asked, 10);
         assert_eq!(l.stats().given_up, 2);
         assert_eq!(l.stats().recovered, 1);
+    }
+
+    #[test]
+    fn the_first_loss_measurement_is_taken_as_it_is_and_bursts_are_measured() {
+        let t0 = Instant::now();
+        let mut l = LossTracker::new(LossConfig::default());
+        assert_eq!(l.mean_burst(), f64::INFINITY, "unknown before any gap");
+        // Numbers 0..=199 with runs of 3 lost after every 17 that arrive.
+        let lost = |n: u64| n % 20 >= 17;
+        for n in (0..200).filter(|n| !lost(*n)) {
+            l.on_arrival(t0, SeqNo(n), MS, None);
+        }
+        let rate = l.sample_loss_rate();
+        // Up to the highest number seen (196), 9 runs of 3 are known: 27 of 196 numbers.
+        assert!((rate - 27.0 / 196.0).abs() < 1e-9, "{rate}");
+        assert!((l.mean_burst() - 3.0).abs() < 1e-9);
+        // Later measurements are smoothed. The next interval (197..=399) holds only the
+        // run 197..=199, seen when 200 arrives.
+        for n in 200..400 {
+            l.on_arrival(t0, SeqNo(n), MS, None);
+        }
+        let next = l.sample_loss_rate();
+        let p = 3.0 / 203.0;
+        assert!(
+            (next - (rate + (p - rate) * LOSS_RATE_GAIN)).abs() < 1e-9,
+            "{next}"
+        );
+        assert!((l.mean_burst() - 3.0).abs() < 1e-9);
+
+        // A first interval shorter than FIRST_ESTIMATE_SPAN gives no measurement yet.
+        let mut short = LossTracker::new(LossConfig::default());
+        for n in [0, 1, 5, 6] {
+            short.on_arrival(t0, SeqNo(n), MS, None);
+        }
+        assert_eq!(short.sample_loss_rate(), 0.0);
+        for n in 7..=FIRST_ESTIMATE_SPAN + 1 {
+            short.on_arrival(t0, SeqNo(n), MS, None);
+        }
+        let first = short.sample_loss_rate();
+        assert!(
+            (first - 3.0 / (FIRST_ESTIMATE_SPAN + 1) as f64).abs() < 1e-9,
+            "{first}"
+        );
     }
 
     #[test]

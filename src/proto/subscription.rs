@@ -43,6 +43,9 @@ pub struct Subscription {
     epoch: Option<Instant>,
     ctrl_seq: u32,
     rtt: RttEstimator,
+    /// When the first SUBSCRIBE without a token of this attempt went, and how many went:
+    /// its RETRY is the first RTT sample, taken only when one went (RFC 6298's Karn rule).
+    handshake: Option<(Instant, u32)>,
     /// True until the first SUBSCRIBE went out (no deadline exists before the first `now`).
     send_now: bool,
     closed: bool,
@@ -63,6 +66,7 @@ impl Subscription {
             epoch: None,
             ctrl_seq: 0,
             rtt: RttEstimator::new(Duration::from_millis(5)),
+            handshake: None,
             send_now: true,
             closed: false,
         }
@@ -94,7 +98,8 @@ impl Subscription {
         self.state
     }
 
-    /// The RTT estimate from keep-alive echoes.
+    /// The RTT estimate: the handshake's round trip (SUBSCRIBE to RETRY), then keep-alive
+    /// echoes (§6.4).
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
     }
@@ -118,6 +123,11 @@ impl Subscription {
     pub fn handle_control(&mut self, now: Instant, p: &Packet) -> bool {
         match &p.body {
             Body::Retry { token } => {
+                if let Some((sent, 1)) = self.handshake.take() {
+                    if !self.rtt.has_sample() {
+                        self.rtt.sample(now.saturating_duration_since(sent));
+                    }
+                }
                 self.token = Some(*token);
                 self.next_send = Some(now);
                 true
@@ -179,6 +189,10 @@ impl Subscription {
             SubState::Subscribing | SubState::Rejected(_) => {
                 if let SubState::Rejected(_) = self.state {
                     self.state = SubState::Subscribing;
+                }
+                if self.token.is_none() {
+                    let (first, n) = self.handshake.unwrap_or((now, 0));
+                    self.handshake = Some((first, n + 1));
                 }
                 (
                     Body::Subscribe {
@@ -244,6 +258,34 @@ mod tests {
         s.on_traffic(t0);
         assert_eq!(s.state(), SubState::Active);
         s
+    }
+
+    fn retry() -> Packet {
+        Packet::new(
+            PacketType::Retry,
+            0,
+            1,
+            Body::Retry {
+                token: [7; TOKEN_LEN],
+            },
+        )
+    }
+
+    #[test]
+    fn the_handshake_gives_the_first_rtt_sample_unless_the_subscribe_was_repeated() {
+        let t0 = Instant::now();
+        let mut s = Subscription::new(server(), "cam", 0);
+        s.poll_transmit(t0).expect("subscribe");
+        assert!(!s.rtt().has_sample());
+        assert!(s.handle_control(t0 + Duration::from_millis(20), &retry()));
+        assert_eq!(s.rtt().srtt(), Duration::from_millis(20));
+
+        // Two SUBSCRIBEs before the RETRY: which one it answers is unknown, so no sample.
+        let mut s = Subscription::new(server(), "cam", 0);
+        s.poll_transmit(t0).expect("subscribe");
+        s.poll_transmit(t0 + SUBSCRIBE_RETRY).expect("again");
+        assert!(s.handle_control(t0 + SUBSCRIBE_RETRY + Duration::from_millis(3), &retry()));
+        assert!(!s.rtt().has_sample());
     }
 
     #[test]

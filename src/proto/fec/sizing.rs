@@ -73,27 +73,85 @@ pub fn proactive_parity(k: usize, loss: f64, target: f64) -> usize {
         .unwrap_or(space)
 }
 
+/// Longest mean burst the sizing believes (longer measurements are clamped).
+pub const MAX_BURST: f64 = 16.0;
+
 /// Symbols to ask for (and to send) in one repair round for a frame that lacks `missing`
-/// symbols: the smallest n ≥ missing such that ≥ `missing` of n symbols arrive with
-/// probability ≥ `target`; at most [`MAX_PARITY`]. 0 when nothing is missing.
-pub fn repair_count(missing: usize, loss: f64, target: f64) -> usize {
-    let loss = clamp_loss(loss);
+/// symbols: the smallest n ≥ missing such that ≥ `missing` of n symbols sent back to back
+/// arrive with probability ≥ `target`; at most [`MAX_PARITY`]. 0 when nothing is missing.
+///
+/// Losses follow a two-state (Gilbert) channel with mean loss `loss` and mean burst length
+/// `mean_burst`: a datagram is lost with probability 1 − 1/b after a lost one and
+/// p / (b (1 − p)) after one that arrived. b = 1/(1 − p), what independent losses show, is
+/// the binomial model; a measured b below it, or an unknown (infinite or NaN) one, is taken
+/// as that, and b is at most [`MAX_BURST`].
+pub fn repair_count(missing: usize, loss: f64, mean_burst: f64, target: f64) -> usize {
+    let p = clamp_loss(loss);
     let missing = missing.min(MAX_PARITY);
     if missing == 0 {
         return 0;
     }
-    (missing..=MAX_PARITY)
-        .find(|&n| binomial_cdf(n, loss, n - missing) >= target)
-        .unwrap_or(MAX_PARITY)
+    if p == 0.0 {
+        return missing;
+    }
+    let independent = 1.0 / (1.0 - p);
+    let b = if mean_burst.is_finite() {
+        mean_burst.clamp(independent, MAX_BURST.max(independent))
+    } else {
+        independent
+    };
+    let lost_after_lost = 1.0 - 1.0 / b;
+    let lost_after_arrived = (p / (b * (1.0 - p))).min(1.0);
+    // after_lost[k], after_arrived[k]: probability that k symbols arrived so far (capped at
+    // `missing`) and the last one was lost / arrived. Before the first, the state is
+    // stationary.
+    let mut after_lost = vec![0.0; missing + 1];
+    let mut after_arrived = vec![0.0; missing + 1];
+    after_lost[0] = p;
+    after_arrived[0] = 1.0 - p;
+    for n in 1..=MAX_PARITY {
+        let mut lost = vec![0.0; missing + 1];
+        let mut arrived = vec![0.0; missing + 1];
+        for k in 0..=missing {
+            let (l, a) = (after_lost[k], after_arrived[k]);
+            lost[k] += l * lost_after_lost + a * lost_after_arrived;
+            let up = (k + 1).min(missing);
+            arrived[up] += l * (1.0 - lost_after_lost) + a * (1.0 - lost_after_arrived);
+        }
+        after_lost = lost;
+        after_arrived = arrived;
+        if n >= missing && after_lost[missing] + after_arrived[missing] >= target {
+            return n;
+        }
+    }
+    MAX_PARITY
 }
 
-/// How many copies of a request to send so that at least one arrives with probability
-/// ≥ `target`: the smallest c in 1..=4 with loss^c ≤ 1 − target.
-pub fn request_copies(loss: f64, target: f64) -> usize {
-    let loss = clamp_loss(loss);
-    (1..=4)
-        .find(|&c| loss.powi(c as i32) <= 1.0 - target)
-        .unwrap_or(4)
+/// Most copies of one request ([`request_copies`]).
+pub const MAX_REQUEST_COPIES: u8 = 8;
+/// Loss assumed when sizing request copies, so that a request goes at least twice.
+const MIN_COPY_LOSS: f64 = 0.05;
+/// Accepted chance that every copy of a request is lost.
+const REQUEST_LOSS_TARGET: f64 = 0.005;
+
+/// How many copies of a request to send, spread over one round trip, so that all are lost
+/// with probability ≤ 0.5 %: the smallest c in 1..=[`MAX_REQUEST_COPIES`] with
+/// p · q^(c−1) ≤ 0.005, where p = max(`loss`, 0.05) and q = max(p, 1 − 1/`mean_burst`) is the
+/// chance that a copy is lost after the one before it was (a burst of mean length b goes on
+/// with probability 1 − 1/b; an infinite `mean_burst`, burstiness not yet measured, gives
+/// the most copies).
+pub fn request_copies(loss: f64, mean_burst: f64) -> u8 {
+    let p = clamp_loss(loss).max(MIN_COPY_LOSS);
+    // Unknown burstiness (infinite) is the worst case; nonsense (NaN) counts as none.
+    let burst = if mean_burst.is_nan() {
+        1.0
+    } else {
+        mean_burst.max(1.0)
+    };
+    let q = p.max(1.0 - 1.0 / burst);
+    (1..=MAX_REQUEST_COPIES)
+        .find(|&c| p * q.powi(i32::from(c) - 1) <= REQUEST_LOSS_TARGET)
+        .unwrap_or(MAX_REQUEST_COPIES)
 }
 
 #[cfg(test)]
@@ -130,15 +188,36 @@ mod tests {
 
     #[test]
     fn repairs_and_copies() {
-        assert_eq!(repair_count(0, 0.2, REPAIR_TARGET), 0);
-        assert_eq!(repair_count(3, 0.0, REPAIR_TARGET), 3);
-        let n = repair_count(3, 0.2, REPAIR_TARGET);
-        assert!(n > 3 && binomial_cdf(n, 0.2, n - 3) >= REPAIR_TARGET);
-        assert!(binomial_cdf(n - 1, 0.2, n - 4) < REPAIR_TARGET);
-        assert_eq!(repair_count(5000, 0.5, 1.0), MAX_PARITY);
-        assert_eq!(request_copies(0.0, 0.99), 1);
-        assert_eq!(request_copies(0.05, 0.99), 2);
-        assert_eq!(request_copies(0.2, 0.99), 3);
-        assert_eq!(request_copies(f64::NAN, 0.99), 1);
+        assert_eq!(repair_count(0, 0.2, 1.25, REPAIR_TARGET), 0);
+        assert_eq!(repair_count(3, 0.0, 4.0, REPAIR_TARGET), 3);
+        // Independent losses (b = 1/(1 − p)): the binomial answer.
+        for missing in [1, 3, 10] {
+            let n = repair_count(missing, 0.2, 1.25, REPAIR_TARGET);
+            assert!(n > missing && binomial_cdf(n, 0.2, n - missing) >= REPAIR_TARGET);
+            assert!(binomial_cdf(n - 1, 0.2, n - 1 - missing) < REPAIR_TARGET);
+            // Unknown burstiness is taken as independent.
+            assert_eq!(repair_count(missing, 0.2, f64::INFINITY, REPAIR_TARGET), n);
+            assert_eq!(repair_count(missing, 0.2, f64::NAN, REPAIR_TARGET), n);
+        }
+        // Bursts of mean 4 at 10 %: one symbol needs more copies than independent loss
+        // (0.1³ would do there; here a lost symbol is followed by a lost one 75 % of the time).
+        assert_eq!(repair_count(1, 0.1, 1.0 / 0.9, REPAIR_TARGET), 2);
+        let bursty = repair_count(1, 0.1, 4.0, REPAIR_TARGET);
+        assert!(bursty > 2, "{bursty}");
+        assert!(
+            repair_count(10, 0.1, 4.0, REPAIR_TARGET) > repair_count(10, 0.1, 1.1, REPAIR_TARGET)
+        );
+        assert_eq!(repair_count(5000, 0.5, 2.0, 1.0), MAX_PARITY);
+        // Independent losses: 0.05² ≤ 0.005; 0.1³; 0.2 · 0.2³.
+        assert_eq!(request_copies(0.0, 1.0), 2);
+        assert_eq!(request_copies(0.05, 1.0), 2);
+        assert_eq!(request_copies(0.1, 1.0), 3);
+        assert_eq!(request_copies(0.2, 1.0), 4);
+        // Bursts of mean 2 at 10 %: 0.1 · 0.5^5 ≤ 0.005 < 0.1 · 0.5^4.
+        assert_eq!(request_copies(0.1, 2.0), 6);
+        // Longer bursts: as many as allowed.
+        assert_eq!(request_copies(0.1, 4.0), MAX_REQUEST_COPIES);
+        assert_eq!(request_copies(f64::NAN, f64::NAN), 2);
+        assert_eq!(request_copies(1.0, f64::INFINITY), MAX_REQUEST_COPIES);
     }
 }

@@ -25,7 +25,7 @@ const ROUNDS_FOR_LEAN: f64 = 3.0;
 /// Chance that proactive parity alone restores a frame when there is time for repair rounds:
 /// low, since a round asks for exactly what is missing and proactive symbols that arrive
 /// beyond a frame's need are wasted.
-const LEAN_TARGET: f64 = 0.3;
+const LEAN_TARGET: f64 = 0.15;
 
 #[derive(Debug)]
 struct FrameChunks {

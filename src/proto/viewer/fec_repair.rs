@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::proto::fec::sizing::{REPAIR_TARGET, repair_count};
 use crate::proto::fec::{FecDecoder, FecParams, MAX_FEC_DATA, parity_space};
 use crate::proto::reassembler::Partial;
-use crate::proto::wire::{ParityChunk, SymbolRequest};
+use crate::proto::wire::{ParityChunk, SeqNo, SymbolRequest};
 
 /// Frames with a decoder at once; the oldest frame id goes first.
 const MAX_FRAMES: usize = 64;
@@ -35,6 +35,41 @@ pub struct FecStats {
     pub rounds: u64,
     /// Parity symbols asked for.
     pub symbols_requested: u64,
+    /// Repeated copies of requests not yet answered.
+    pub request_copies: u64,
+}
+
+/// The timing a viewer's repair rounds follow (proto-spec.md §7.6).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RoundTiming {
+    /// How long a frame must be quiet once something beyond its last chunk has arrived
+    /// (the reorder hold).
+    pub hold: Duration,
+    /// How long a frame must be quiet while nothing beyond its last chunk has arrived: its
+    /// paced tail may still be on the way.
+    pub tail_hold: Duration,
+    /// When a round that is still short repeats.
+    pub retry: Duration,
+    /// The smoothed RTT: an answer must be able to arrive before the playout deadline.
+    pub srtt: Duration,
+    /// The interval between copies of a request that no answer has acknowledged yet.
+    pub resend: Duration,
+    /// How many times a round's request is sent (the first included) while no symbol of
+    /// its answer arrives: 1..=[`crate::proto::fec::sizing::MAX_REQUEST_COPIES`].
+    pub copies: u8,
+    /// The measured loss fraction of the video flow (0..=1).
+    pub loss: f64,
+    /// The measured mean length of its gaps ([`crate::proto::loss::LossTracker::mean_burst`]).
+    pub mean_burst: f64,
+}
+
+/// A request no symbol of which has arrived yet: sent again every `resend`, so that a
+/// burst of losses on the way back does not take all of its copies.
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    request: SymbolRequest,
+    next_copy: Instant,
+    copies_left: u8,
 }
 
 /// One frame's decoder and repair state.
@@ -47,6 +82,10 @@ struct FrameFec {
     next_index: usize,
     /// When the next repair round may run.
     next_round: Option<Instant>,
+    /// The last round's request while no symbol of it has arrived.
+    outstanding: Option<Outstanding>,
+    /// A parity symbol of the frame arrived: its data chunks were all sent before it.
+    parity_seen: bool,
     /// No more rounds: the deadline is too near, or nothing can be asked for.
     gave_up: bool,
 }
@@ -72,9 +111,6 @@ pub(super) struct FecRepair {
     /// settles on its originals, so that late repairs from a relay's own recovery do not
     /// keep postponing its rounds.
     last_original: BTreeMap<u32, Instant>,
-    /// True once the stream's sender was seen sending parity: from then on video repair
-    /// goes through FEC requests.
-    active: bool,
     stats: FecStats,
 }
 
@@ -83,16 +119,10 @@ impl FecRepair {
         self.stats
     }
 
-    /// Whether the sender speaks FEC (a parity symbol arrived on this stream).
-    pub fn is_active(&self) -> bool {
-        self.active
-    }
-
     /// Forgets everything (a new source).
     pub fn clear(&mut self) {
         self.frames.clear();
         self.last_original.clear();
-        self.active = false;
     }
 
     /// Forgets a frame that completed or was dropped.
@@ -119,6 +149,28 @@ impl FecRepair {
             .get(&frame_id)
             .copied()
             .unwrap_or(p.last_arrival)
+    }
+
+    /// When the frame counts as settled (§7.6): quiet for the reorder hold once something
+    /// beyond its last chunk arrived (a later sequence number of the video flow, whose
+    /// `highest` is given, or one of its parity symbols), otherwise quiet for the tail hold,
+    /// since a gap inside a paced frame would else start a round while the rest is coming.
+    fn settle_time(
+        &self,
+        frame_id: u32,
+        p: &Partial,
+        highest: Option<SeqNo>,
+        t: &RoundTiming,
+    ) -> Instant {
+        let last = u64::from(p.chunk_count()).saturating_sub(1);
+        let passed = self.frames.get(&frame_id).is_some_and(|f| f.parity_seen)
+            || matches!((p.first_seq, highest), (Some(first), Some(h)) if h >= first.plus(last));
+        let hold = if passed {
+            t.hold
+        } else {
+            t.hold.max(t.tail_hold)
+        };
+        self.settled_from(frame_id, p) + hold
     }
 
     /// The frame's decoder, made from what the reassembler holds when there is none yet.
@@ -148,6 +200,8 @@ impl FecRepair {
                     first_seq,
                     next_index: 0,
                     next_round: None,
+                    outstanding: None,
+                    parity_seen: false,
                     gave_up: false,
                 },
             );
@@ -166,7 +220,6 @@ impl FecRepair {
         partial: Option<&Partial>,
         done: bool,
     ) -> Vec<Restored> {
-        self.active = true;
         self.stats.parity_received += 1;
         if done {
             self.stats.parity_discarded += 1;
@@ -177,6 +230,13 @@ impl FecRepair {
             return Vec::new();
         };
         f.next_index = f.next_index.max(usize::from(p.index) + 1);
+        f.parity_seen = true;
+        if f.outstanding.is_some_and(|o| {
+            let r = o.request;
+            (r.from..r.from.saturating_add(r.count)).contains(&p.index)
+        }) {
+            f.outstanding = None;
+        }
         if f.decoder.add_parity(p.index.into(), &p.symbol).is_err() {
             self.stats.parity_discarded += 1;
             return Vec::new();
@@ -228,10 +288,10 @@ impl FecRepair {
     }
 
     /// Whether the repair of `frame_id` goes through FEC requests (so its chunks are not
-    /// NACKed): the sender speaks FEC, the frame is small enough to be coded, and its
+    /// NACKed): the frame is small enough to be coded, and its
     /// parity indexes are not used up.
     pub fn covers(&self, frame_id: u32, partial: &Partial) -> bool {
-        if !self.active || usize::from(partial.chunk_count()) > MAX_FEC_DATA {
+        if usize::from(partial.chunk_count()) > MAX_FEC_DATA {
             return false;
         }
         match self.frames.get(&frame_id) {
@@ -240,32 +300,30 @@ impl FecRepair {
         }
     }
 
-    /// Repair rounds due at `now` for the frames under reassembly.
+    /// Repair rounds due at `now` for the frames under reassembly, and copies of requests
+    /// still unanswered.
     ///
-    /// A frame is asked for once it has settled (nothing of it arrived for `hold`, so its
-    /// paced chunks and proactive parity are in), then again every `retry` while it is
-    /// still short and its playout `deadline(pts)` is at least `srtt` away (§7.6). `loss`
-    /// is the measured loss fraction, which sizes each request.
-    #[allow(clippy::too_many_arguments)]
+    /// A frame is asked for once it has settled ([`FecRepair::settle_time`]: its paced
+    /// chunks and proactive parity are in), then again every `t.retry` while it is still
+    /// short and its playout `deadline(pts)` is at least `t.srtt` away (§7.6). Until a
+    /// symbol of a round arrives, its request goes again every `t.resend`, `t.copies` times
+    /// in all. `t.loss` and `t.mean_burst` size each request; `highest` is the video flow's
+    /// highest sequence number received.
     pub fn poll_requests<'a>(
         &mut self,
         now: Instant,
         partials: impl Iterator<Item = (&'a u32, &'a Partial)>,
         deadline: impl Fn(u64) -> Option<Instant>,
-        hold: Duration,
-        retry: Duration,
-        srtt: Duration,
-        loss: f64,
+        highest: Option<SeqNo>,
+        t: &RoundTiming,
     ) -> Vec<SymbolRequest> {
+        let (retry, srtt, loss, mean_burst) = (t.retry, t.srtt, t.loss, t.mean_burst);
         let mut out = Vec::new();
-        if !self.active {
-            return out;
-        }
         for (&frame_id, p) in partials {
             if !self.covers(frame_id, p) {
                 continue;
             }
-            if now.saturating_duration_since(self.settled_from(frame_id, p)) < hold {
+            if now < self.settle_time(frame_id, p, highest, t) {
                 continue;
             }
             let Some(first_seq) = p.first_seq else {
@@ -286,7 +344,19 @@ impl FecRepair {
             let Some(f) = self.entry(frame_id, params, first_seq.wire(), Some(p)) else {
                 continue;
             };
-            if f.gave_up || f.next_round.is_some_and(|t| t > now) {
+            if f.gave_up {
+                continue;
+            }
+            if f.next_round.is_some_and(|t| t > now) {
+                if let Some(o) = f.outstanding.as_mut().filter(|o| o.next_copy <= now) {
+                    out.push(o.request);
+                    o.copies_left -= 1;
+                    o.next_copy = now + t.resend;
+                    if o.copies_left == 0 {
+                        f.outstanding = None;
+                    }
+                    self.stats.request_copies += 1;
+                }
                 continue;
             }
             let needed = f.decoder.needed();
@@ -305,17 +375,23 @@ impl FecRepair {
             let target = match rounds_after {
                 0 => REPAIR_TARGET,
                 1 => 0.95,
-                _ => 0.85,
+                _ => 0.5,
             };
-            let n = repair_count(needed, loss, target).min(left);
+            let n = repair_count(needed, loss, mean_burst, target).min(left);
             if needed == 0 || n == 0 || !in_time {
                 f.gave_up = true;
                 continue;
             }
-            out.push(SymbolRequest {
+            let request = SymbolRequest {
                 frame_id,
                 from: f.next_index as u16,
                 count: n as u16,
+            };
+            out.push(request);
+            f.outstanding = (t.copies > 1).then(|| Outstanding {
+                request,
+                next_copy: now + t.resend,
+                copies_left: t.copies - 1,
             });
             f.next_index += n;
             f.next_round = Some(now + retry);
@@ -325,23 +401,25 @@ impl FecRepair {
         out
     }
 
-    /// The soonest instant a repair round may become due: a frame settling after `hold`,
-    /// or a round's retry time.
+    /// The soonest instant a repair round or a request's copy may become due: a frame
+    /// settling, a round's retry time, or the next copy of an unanswered request.
     pub fn poll_timeout<'a>(
         &self,
         partials: impl Iterator<Item = (&'a u32, &'a Partial)>,
-        hold: Duration,
+        highest: Option<SeqNo>,
+        t: &RoundTiming,
     ) -> Option<Instant> {
-        if !self.active {
-            return None;
-        }
         partials
             .filter(|(id, p)| self.covers(**id, p))
             .filter_map(|(id, p)| {
-                let settle = self.settled_from(*id, p) + hold;
+                let settle = self.settle_time(*id, p, highest, t);
                 match self.frames.get(id) {
                     Some(f) if f.gave_up => None,
-                    Some(f) => Some(f.next_round.map_or(settle, |t| t.max(settle))),
+                    Some(f) => {
+                        let round = f.next_round.map_or(settle, |r| r.max(settle));
+                        let copy = f.outstanding.map(|o| o.next_copy.max(settle));
+                        Some(copy.map_or(round, |c| c.min(round)))
+                    }
                     None => Some(settle),
                 }
             })

@@ -1,11 +1,11 @@
 //! How the viewer repairs video (proto-spec.md §7.2, §7.6): parity symbols and restored
-//! chunks go through the same path as arriving chunks; once the sender speaks FEC, a frame's
+//! chunks go through the same path as arriving chunks; a frame's
 //! missing chunks are asked for as fresh parity symbols (FEC_REQUEST), everything else as
 //! NACKs; and the loss it measured goes back in receiver reports to size the sender's parity.
 
 use std::time::{Duration, Instant};
 
-use crate::proto::fec::sizing::{REPAIR_TARGET, loss_to_q16, request_copies};
+use crate::proto::fec::sizing::{loss_to_q16, request_copies};
 use bytes::Bytes;
 
 use crate::proto::wire::{
@@ -13,11 +13,11 @@ use crate::proto::wire::{
     VideoChunk,
 };
 
-use super::fec_repair::Restored;
+use super::fec_repair::{Restored, RoundTiming};
 use super::{Viewer, ViewerTimer};
 
-/// Loss assumed when sizing request copies, so that a request goes at least twice.
-const MIN_COPY_LOSS: f64 = 0.05;
+/// Shortest interval between two copies of an unanswered FEC_REQUEST.
+const MIN_RESEND: Duration = Duration::from_millis(2);
 
 impl Viewer {
     /// A PARITY datagram of the stream's source (§6.7).
@@ -59,9 +59,6 @@ impl Viewer {
     /// Drops from NACK ranges the sequence numbers whose frames are repaired with FEC
     /// requests instead.
     pub(super) fn without_fec_frames(&self, ranges: Vec<NackRange>) -> Vec<NackRange> {
-        if !self.fec.is_active() {
-            return ranges;
-        }
         let frames: Vec<(u64, u64)> = self
             .reasm
             .partials()
@@ -105,35 +102,46 @@ impl Viewer {
         out
     }
 
-    /// Queues the FEC_REQUESTs of the repair rounds due at `now`, each sent as many times
-    /// as the measured loss calls for (§7.6).
+    /// The timing of repair rounds at `now` (§7.6).
+    fn round_timing(&self, now: Instant) -> RoundTiming {
+        let rtt = self.sub.rtt();
+        let srtt = rtt.srtt();
+        let copies = request_copies(self.video_loss.loss_rate(), self.video_loss.mean_burst());
+        RoundTiming {
+            hold: self.fec_hold(now),
+            tail_hold: self.cfg.tail_hold,
+            // A round is repeated once its answers are due: SRTT plus a margin for jitter
+            // and for the answer's own datagrams (at least SRTT/4, so that a steady path
+            // with no RTT variation does not start a round as the last answer arrives), but
+            // never so late that an early, noisy RTTVAR costs the frame its second round.
+            retry: (srtt + (rtt.rttvar() * 2).max(srtt / 4))
+                .max(self.cfg.loss.min_retry_interval)
+                .min(srtt + srtt / 2 + Duration::from_millis(2)),
+            srtt,
+            // Copies of an unanswered request, spread over the round trip: a request is small
+            // and idempotent (the sender answers one copy), a lost one costs a whole round,
+            // and losses come in bursts that would take copies sent back to back together.
+            resend: (srtt / u32::from(copies)).max(MIN_RESEND),
+            copies,
+            loss: self.video_loss.loss_rate(),
+            mean_burst: self.video_loss.mean_burst(),
+        }
+    }
+
+    /// Queues the FEC_REQUESTs of the repair rounds due at `now`, and copies of those still
+    /// unanswered (§7.6).
     pub(super) fn queue_fec_requests(&mut self, now: Instant) {
         if !self.cfg.nack {
             return;
         }
-        let rtt = self.sub.rtt();
-        // A round is repeated once its answers are due: SRTT plus a margin for jitter, but
-        // never so late that an early, noisy RTTVAR costs the frame its second round.
-        let srtt = rtt.srtt();
-        let retry = rtt
-            .retry_interval(self.cfg.loss.min_retry_interval)
-            .min(srtt + srtt / 2 + Duration::from_millis(2));
-        let hold = self.fec_hold(now);
+        let timing = self.round_timing(now);
         let frames = &self.frames;
         let entries = self.fec.poll_requests(
             now,
             self.reasm.partials(),
             |pts| frames.deadline(pts),
-            hold,
-            retry,
-            srtt,
-            self.video_loss.loss_rate(),
-        );
-        // Copies: a request is small and idempotent (the sender answers one copy), and a
-        // lost request costs a whole round.
-        let copies = request_copies(
-            self.video_loss.loss_rate().max(MIN_COPY_LOSS),
-            REPAIR_TARGET,
+            self.video_loss.highest(),
+            &timing,
         );
         let ssrc = self.ssrc.unwrap_or(0);
         for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
@@ -147,9 +155,7 @@ impl Viewer {
                 },
             )
             .encode();
-            for _ in 0..copies.max(1) {
-                self.control.push_back(p.clone());
-            }
+            self.control.push_back(p);
             self.stats.fec_requests_sent += 1;
         }
     }
@@ -160,8 +166,11 @@ impl Viewer {
             return None;
         }
         let now = self.last_now?;
-        self.fec
-            .poll_timeout(self.reasm.partials(), self.fec_hold(now))
+        self.fec.poll_timeout(
+            self.reasm.partials(),
+            self.video_loss.highest(),
+            &self.round_timing(now),
+        )
     }
 
     /// How long a frame must be quiet before a repair round asks for it: the reorder hold,

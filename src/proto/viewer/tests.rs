@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::proto::packetizer::{Chunk, Packetizer};
-use crate::proto::wire::{Flow, NackRange, PacketType, TOKEN_LEN, with_flags};
+use crate::proto::wire::{PacketType, SymbolRequest, TOKEN_LEN};
 
 const SERVER: &str = "127.0.0.1:5000";
 const SSRC: u32 = 0x0102_0304;
@@ -12,6 +12,10 @@ const TOKEN: [u8; TOKEN_LEN] = [7; TOKEN_LEN];
 
 fn server() -> SocketAddr {
     SERVER.parse().unwrap()
+}
+
+fn decode_bytes(d: &Bytes) -> Packet {
+    Packet::decode(d).expect("a valid datagram")
 }
 
 fn decode(t: &Transmit) -> Packet {
@@ -160,7 +164,7 @@ fn reassembles_a_frame_and_plays_it_after_the_latency() {
 }
 
 #[test]
-fn nacks_a_gap_after_the_reorder_hold_and_plays_the_recovered_frame() {
+fn asks_for_parity_after_the_reorder_hold_repeats_until_answered_and_plays_the_restored_frame() {
     let t0 = Instant::now();
     let mut v = subscribed(t0);
     let mut p = packetizer();
@@ -171,32 +175,50 @@ fn nacks_a_gap_after_the_reorder_hold_and_plays_the_recovered_frame() {
             v.handle_datagram(t1, server(), &c.datagram);
         }
     }
-    // No jitter measured yet: the reorder hold is its 2 ms floor.
+    // The last chunk arrived, so the frame settles after the reorder hold (its 2 ms floor).
     v.handle_timeout(t1 + MS);
     assert_eq!(v.poll_transmit(t1 + MS), None);
     v.handle_timeout(t1 + 2 * MS);
-    let nack = v
+    let request = v
         .poll_transmit(t1 + 2 * MS)
-        .expect("a NACK once the hold is over");
-    assert_eq!(nack.dest, server());
-    let nack = decode(&nack);
-    assert_eq!(nack.header.ptype, PacketType::Nack);
-    assert_eq!(nack.header.ssrc, SSRC);
+        .expect("a FEC request once the hold is over");
+    assert_eq!(request.dest, server());
+    let request = decode(&request);
+    assert_eq!(request.header.ptype, PacketType::FecRequest);
+    assert_eq!(request.header.ssrc, SSRC);
+    // One chunk of five missing, no loss measured yet: the frame's own 20 % stands in, and
+    // with rounds to spare one symbol is asked for.
+    let wanted = SymbolRequest {
+        frame_id: id,
+        from: 0,
+        count: 1,
+    };
     assert_eq!(
-        nack.body,
-        Body::Nack {
-            flow: Flow::Video,
-            ranges: vec![NackRange {
-                start: chunks[2].seq,
-                len: 1
-            }],
+        request.body,
+        Body::FecRequest {
+            entries: vec![wanted]
         }
     );
     assert_eq!(v.poll_transmit(t1 + 2 * MS), None);
-    assert_eq!(v.stats().nacks_sent, 1);
-    // The retransmission completes the frame, which still plays on time.
-    let rtx = with_flags(&chunks[2].datagram, FLAG_RETRANSMIT).unwrap();
-    v.handle_datagram(t1 + 4 * MS, server(), &rtx);
+    // Unanswered, it goes again after the resend interval (burstiness unknown: most copies,
+    // spread over the 1 ms handshake RTT, at least 2 ms apart).
+    v.handle_timeout(t1 + 4 * MS);
+    let copy = decode(&v.poll_transmit(t1 + 4 * MS).expect("a copy"));
+    assert_eq!(copy.body, request.body);
+    // The answer: parity symbol 0, coded by the sender's side of FEC.
+    let mut source = crate::proto::fec::source::ParitySource::default();
+    for c in &chunks {
+        let Body::Video(chunk) = decode_bytes(&c.datagram).body else {
+            unreachable!()
+        };
+        source.on_video(SSRC, c.seq, &chunk);
+    }
+    let answer = source.answer(&wanted);
+    assert_eq!(answer.len(), 1);
+    v.handle_datagram(t1 + 5 * MS, server(), &answer[0]);
+    // Answered: no more copies.
+    v.handle_timeout(t1 + 6 * MS);
+    assert_eq!(v.poll_transmit(t1 + 6 * MS), None);
     v.handle_timeout(t1 + 100 * MS);
     assert_eq!(
         events(&mut v),
@@ -209,12 +231,47 @@ fn nacks_a_gap_after_the_reorder_hold_and_plays_the_recovered_frame() {
         })]
     );
     let s = v.stats();
-    assert_eq!(s.retransmits_received, 1);
-    assert_eq!(s.frames_recovered, 1);
-    assert_eq!(s.video.detected, 1);
-    assert_eq!(s.video.requested, 1);
-    assert_eq!(s.video.recovered, 1);
+    assert_eq!(s.fec.rounds, 1);
+    assert_eq!(s.fec.request_copies, 1);
+    assert_eq!(s.fec.frames_repaired, 1);
+    assert_eq!(s.fec.chunks_restored, 1);
+    assert_eq!(s.nacks_sent, 0);
+    assert_eq!(s.frames_played, 1);
     assert_eq!(s.video.lost, 0);
+}
+
+#[test]
+fn a_gap_inside_a_frame_whose_tail_has_not_come_waits_for_the_tail_hold() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id, _, chunks) = frame(&mut p, 90_000, 0x33);
+    let t1 = t0 + 10 * MS;
+    // Chunks 0, 1 and 3 of 5: the rest may still be on its way (paced).
+    for i in [0, 1, 3] {
+        v.handle_datagram(t1, server(), &chunks[i].datagram);
+    }
+    v.handle_timeout(t1 + 2 * MS);
+    assert_eq!(
+        v.poll_transmit(t1 + 2 * MS),
+        None,
+        "not settled after the reorder hold"
+    );
+    v.handle_timeout(t1 + 9 * MS);
+    assert_eq!(
+        v.poll_transmit(t1 + 9 * MS),
+        None,
+        "nor before the tail hold"
+    );
+    assert!(v.poll_timeout().is_some_and(|t| t <= t1 + 10 * MS));
+    v.handle_timeout(t1 + 10 * MS);
+    let request = decode(&v.poll_transmit(t1 + 10 * MS).expect("a request"));
+    let Body::FecRequest { entries } = request.body else {
+        panic!("{request:?}")
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].frame_id, entries[0].from), (id, 0));
+    assert!(entries[0].count >= 2, "two chunks are missing: {entries:?}");
 }
 
 #[test]

@@ -19,15 +19,16 @@
 //! it reaches the receiving application no later than `capture + D + L + one frame
 //! interval`, where capture is the instant the source scheduled it, D the path's one-way
 //! delay (netsim `--delay` times the hops) and L the configured latency. "Reaches" means
-//! decoded by `play` (its `--frame-times`) for framecast, the last chunk delivered to the
-//! bench's socket for SRT. D is in the rule because both tools add their latency on top of
+//! played by `play` (released by its jitter buffer at the frame's playout time, the
+//! `playout_times` of its `--frame-times`) for framecast, the last chunk delivered to the
+//! bench's socket for SRT (which delivers at its playout time). D is in the rule because both tools add their latency on top of
 //! the path: framecast plays a frame L after its first chunk arrived, SRT delivers each
 //! packet L after it was sent plus the one-way delay it measured at connection; without D
 //! (strict%, also reported) SRT at 10 ms each way sits right on the boundary and the figure
 //! measures the delay, not loss recovery. The ratios are over the frames captured in the
 //! measured window (start-up and tail excluded); p50/p99 latency is capture → that instant,
-//! over the frames of the window that arrived whole (late ones included). framecast's
-//! figure includes JPEG decoding (a few ms), SRT's none. Wire overhead = UDP payload bytes
+//! over the frames of the window that arrived whole (late ones included); neither includes
+//! decoding. Wire overhead = UDP payload bytes
 //! the endpoints put into netsim, both directions, per hop ÷ media bytes (JPEG bytes for
 //! framecast, frame bytes for SRT, whose 16-byte bench header counts as overhead) over the
 //! whole run.
@@ -294,7 +295,7 @@ fn run_framecast(
     let start_us = s["start_unix_us"].as_f64().unwrap();
     // Capture of frame k is start + k / FPS; pts is in 90 kHz units.
     let mut arrivals = HashMap::new();
-    for e in pl["frame_times"].as_array().into_iter().flatten() {
+    for e in pl["playout_times"].as_array().into_iter().flatten() {
         let (Some(pts), Some(at)) = (e[0].as_u64(), e[1].as_f64()) else {
             continue;
         };

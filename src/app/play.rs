@@ -109,6 +109,10 @@ pub struct PlayReport {
     /// (pts, µs since the Unix epoch) of each decoded frame, with `--frame-times`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub frame_times: Vec<(u64, u64)>,
+    /// (pts, µs since the Unix epoch) of each frame at its playout time (released by the
+    /// jitter buffer, before decoding), with `--frame-times`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub playout_times: Vec<(u64, u64)>,
     /// Frames that failed to decode.
     pub decode_errors: u64,
     /// Frames not decoded because the decoder was behind.
@@ -309,6 +313,7 @@ impl Play {
             client: self.lp.node().stats(),
             frames_decoded: media.frames_decoded,
             frame_times: media.frame_times,
+            playout_times: media.playout_times,
             decode_errors: media.decode_errors,
             decode_skipped: media.decode_skipped,
             audio_frames: media.audio_frames,

@@ -112,6 +112,9 @@ pub struct PlayerReport {
     pub frames_decoded: u64,
     /// (pts, µs since the Unix epoch) of each decoded frame, with `frame_times`.
     pub frame_times: Vec<(u64, u64)>,
+    /// (pts, µs since the Unix epoch) of each frame at its playout time (when the jitter
+    /// buffer released it, before decoding), with `frame_times`.
+    pub playout_times: Vec<(u64, u64)>,
     /// Frames that failed to decode.
     pub decode_errors: u64,
     /// Frames not decoded because the decoder was behind (or missing).
@@ -150,6 +153,7 @@ pub struct Player {
     shared: Arc<Shared>,
     audio_frames: u64,
     frame_crcs: Vec<(u32, u32)>,
+    playout_times: Vec<(u64, u64)>,
     audio_hasher: crc32fast::Hasher,
 }
 
@@ -223,6 +227,7 @@ impl Player {
             shared,
             audio_frames: 0,
             frame_crcs: Vec::new(),
+            playout_times: Vec::new(),
             audio_hasher: crc32fast::Hasher::new(),
         })
     }
@@ -235,6 +240,10 @@ impl Player {
             ViewerEvent::Frame(f) => {
                 if self.cfg.checksums {
                     self.frame_crcs.push((f.frame_id, crc32fast::hash(&f.jpeg)));
+                }
+                if self.cfg.frame_times {
+                    self.playout_times
+                        .push((f.pts, crate::media::clock::unix_micros()));
                 }
                 if let Some(r) = &self.to_recorder {
                     r.push(RecordItem::Video {
@@ -304,6 +313,7 @@ impl Player {
             recorder,
             audio_frames,
             frame_crcs,
+            playout_times,
             audio_hasher,
             ..
         } = self;
@@ -321,6 +331,7 @@ impl Player {
         PlayerReport {
             frames_decoded: dec.decoded,
             frame_times: dec.frame_times,
+            playout_times,
             decode_errors: dec.errors,
             decode_skipped: skipped_queue + dec.skipped,
             audio_frames,

@@ -9,11 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::SOCKET_BUFFER;
 use crate::driver::udp::{BufferSizes, bind_udp};
-use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use crate::proto::node::soonest;
 use crate::proto::relay::{Relay, RelayConfig, RelayEvent, RelayStats, SubscriberInfo};
 

@@ -59,7 +59,8 @@ impl RtpOutput {
             );
         }
         let domain = Domain::for_address(dest);
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("--rtp-out socket")?;
+        let s =
+            Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).context("--rtp-out socket")?;
         if dest.ip().is_multicast() {
             if dest.is_ipv4() {
                 s.set_multicast_ttl_v4(args.ttl.into())?;
@@ -124,7 +125,8 @@ impl RtpOutput {
         });
         // Written whole under a temporary name first, so a player never reads half a file.
         let tmp = self.args.sdp.with_extension("sdp.tmp");
-        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.args.sdp));
+        let written =
+            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.args.sdp));
         if let Err(e) = written {
             eprintln!(
                 "rtp-out: cannot write the SDP file {}: {e}; check the directory exists and is writable",
@@ -166,6 +168,12 @@ impl RtpOutput {
                 self.send_errors += 1;
             }
         }
+    }
+
+    /// Says BYE on both flows (players end the stream) and sends what is left.
+    pub fn close(&mut self, now: Instant) {
+        self.session.bye(now);
+        self.flush(now);
     }
 
     /// When [`RtpOutput::flush`] wants to run next.

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
-use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use crate::proto::node::soonest;
 use crate::proto::publisher::{Publisher, PublisherConfig, PublisherStats};
 use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};

@@ -30,7 +30,8 @@ pub(crate) fn spawn(
     stream: String,
     rtp: Option<RtpOutArgs>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let (socket, _) = bind_udp(ephemeral_for(hub.server), TAP_SOCKET_BUFFER).context("tap socket")?;
+    let (socket, _) =
+        bind_udp(ephemeral_for(hub.server), TAP_SOCKET_BUFFER).context("tap socket")?;
     let rtp = match rtp {
         Some(a) => Some(RtpOutput::open(a, &format!("framecast-{stream}"))?),
         None => None,
@@ -105,6 +106,9 @@ fn run(hub: Arc<Hub>, stream: String, mut lp: EventLoop<Viewer>, mut rtp: Option
     });
     if let Err(e) = result {
         log::warn!("tap {stream}: network loop failed: {e}");
+    }
+    if let Some(r) = rtp.as_mut() {
+        r.close(Instant::now());
     }
     let rtp_stats = rtp.as_ref().map(|r| r.stats());
     hub.with_stream(&stream, |s| s.rtp = rtp_stats);

@@ -56,10 +56,16 @@ pub struct RtpJpeg {
 
 /// (bits per code length, number of values, CRC-32 of the values) of the JPEG standard's
 /// Huffman tables (ITU T.81 Annex K.3), which RFC 2435 receivers assume.
-const STD_DC_LUMA: ([u8; 16], usize, u32) =
-    ([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 12, 0x9270_c965);
-const STD_DC_CHROMA: ([u8; 16], usize, u32) =
-    ([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], 12, 0x9270_c965);
+const STD_DC_LUMA: ([u8; 16], usize, u32) = (
+    [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+    12,
+    0x9270_c965,
+);
+const STD_DC_CHROMA: ([u8; 16], usize, u32) = (
+    [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    12,
+    0x9270_c965,
+);
 const STD_AC_LUMA: ([u8; 16], usize, u32) = (
     [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 125],
     162,
@@ -105,7 +111,9 @@ impl RtpJpeg {
             while jpeg.get(at) == Some(&0xFF) {
                 at += 1;
             }
-            let code = *jpeg.get(at).ok_or(JpegError::Malformed("ends in a marker"))?;
+            let code = *jpeg
+                .get(at)
+                .ok_or(JpegError::Malformed("ends in a marker"))?;
             at += 1;
             if code == 0x01 || (0xD0..=0xD7).contains(&code) {
                 continue; // standalone markers
@@ -210,7 +218,11 @@ fn check_huffman(body: &[u8]) -> Result<(), JpegError> {
             (0, 1) => STD_DC_CHROMA,
             (1, 0) => STD_AC_LUMA,
             (1, 1) => STD_AC_CHROMA,
-            _ => return Err(JpegError::Unsupported("Huffman tables beyond slots 0 and 1")),
+            _ => {
+                return Err(JpegError::Unsupported(
+                    "Huffman tables beyond slots 0 and 1",
+                ));
+            }
         };
         if bits != std.0 || n != std.1 || crc32fast::hash(vals) != std.2 {
             return Err(JpegError::Unsupported(
@@ -273,11 +285,14 @@ fn finish(
     let mut qtables = Vec::with_capacity(256);
     let mut precision = 0;
     for (i, tq) in [c[0].tq, c[1].tq].into_iter().enumerate() {
-        let (wide, range) = tables
-            .get(tq as usize)
-            .cloned()
-            .flatten()
-            .ok_or(JpegError::Malformed("a component's quantization table is missing"))?;
+        let (wide, range) =
+            tables
+                .get(tq as usize)
+                .cloned()
+                .flatten()
+                .ok_or(JpegError::Malformed(
+                    "a component's quantization table is missing",
+                ))?;
         precision |= u8::from(wide) << i;
         qtables.extend_from_slice(&jpeg[range]);
     }

@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn l16_swaps_to_network_order() {
-        assert_eq!(l16_from_s16le(&[0x01, 0x02, 0x03, 0x04, 9]), vec![2, 1, 4, 3]);
+        assert_eq!(
+            l16_from_s16le(&[0x01, 0x02, 0x03, 0x04, 9]),
+            vec![2, 1, 4, 3]
+        );
         assert_eq!(l16_frames_per_packet(2, 1200), 300);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rtcp_types::{
-    CompoundBuilder, RtcpPacketWriter, RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
+    Bye, CompoundBuilder, RtcpPacketWriter, RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
     SenderReport,
 };
 use rtp_types::RtpPacketBuilder;
@@ -196,9 +196,19 @@ impl RtpSession {
 
     fn rtp(&mut self, video: bool, marker: bool, ts: u32, payload: &[u8]) {
         let (flow, pt, ssrc, channel) = if video {
-            (&mut self.video, PT_JPEG, self.cfg.video_ssrc, RtpChannel::VideoRtp)
+            (
+                &mut self.video,
+                PT_JPEG,
+                self.cfg.video_ssrc,
+                RtpChannel::VideoRtp,
+            )
         } else {
-            (&mut self.audio, PT_L16, self.cfg.audio_ssrc, RtpChannel::AudioRtp)
+            (
+                &mut self.audio,
+                PT_L16,
+                self.cfg.audio_ssrc,
+                RtpChannel::AudioRtp,
+            )
         };
         let packet = RtpPacketBuilder::<&[u8], &[u8]>::new()
             .payload_type(pt)
@@ -274,8 +284,24 @@ impl RtpSession {
         self.stats.audio_frames += (l16.len() / bytes_per_frame) as u64;
     }
 
+    /// Ends both flows: a last sender report with a BYE for each SSRC that sent (RFC 3550
+    /// §6.6), which tells players the stream is over (ffmpeg ends its input on it).
+    pub fn bye(&mut self, now: Instant) {
+        for video in [true, false] {
+            let flow = if video { &self.video } else { &self.audio };
+            if flow.started {
+                self.report_with(now, video, true);
+            }
+        }
+        self.next_report = None;
+    }
+
     /// A compound SR + SDES(CNAME) for one SSRC (RFC 3550 §6.1, §6.4.1).
     fn report(&mut self, now: Instant, video: bool) {
+        self.report_with(now, video, false);
+    }
+
+    fn report_with(&mut self, now: Instant, video: bool, bye: bool) {
         let Some(pts) = self.pts_at(now) else { return };
         let ntp = self
             .wall
@@ -298,7 +324,10 @@ impl RtpSession {
             SdesChunk::builder(ssrc)
                 .add_item(SdesItem::builder(SdesItem::CNAME, self.cfg.cname.as_str())),
         );
-        let compound = CompoundBuilder::default().add_packet(sr).add_packet(sdes);
+        let mut compound = CompoundBuilder::default().add_packet(sr).add_packet(sdes);
+        if bye {
+            compound = compound.add_packet(Bye::builder().add_source(ssrc));
+        }
         let Ok(size) = compound.calculate_size() else {
             return;
         };
@@ -310,7 +339,7 @@ impl RtpSession {
             });
             self.stats.sender_reports += 1;
         }
-        if self.next_report.is_none() {
+        if self.next_report.is_none() && !bye {
             self.next_report = Some(now + self.cfg.report_interval);
         }
     }
@@ -366,11 +395,24 @@ mod tests {
         let mut s = RtpSession::new(c.clone(), t0, 1 << 40);
         let j = crate::rtp::jpeg::tests_support::jpeg(3000);
         s.push_frame(t0, 9_000, &j).unwrap();
-        s.push_audio(t0 + Duration::from_millis(10), 9_900, 48_000, 2, &[0u8; 4 * 480]);
+        s.push_audio(
+            t0 + Duration::from_millis(10),
+            9_900,
+            48_000,
+            2,
+            &[0u8; 4 * 480],
+        );
         let out: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
-        assert_eq!(out[0].channel, RtpChannel::VideoRtcp, "a report before the first RTP");
+        assert_eq!(
+            out[0].channel,
+            RtpChannel::VideoRtcp,
+            "a report before the first RTP"
+        );
         let (ssrc, ntp_v, ts_v) = sr_of(&out[0]);
-        assert_eq!((ssrc, ntp_v, ts_v), (c.video_ssrc, 1 << 40, c.video_ts_offset + 9_000));
+        assert_eq!(
+            (ssrc, ntp_v, ts_v),
+            (c.video_ssrc, 1 << 40, c.video_ts_offset + 9_000)
+        );
         let video: Vec<_> = out
             .iter()
             .filter(|t| t.channel == RtpChannel::VideoRtp)
@@ -378,12 +420,21 @@ mod tests {
             .collect();
         assert!(video.len() >= 3 && video[..video.len() - 1].iter().all(|m| !m));
         assert!(video[video.len() - 1], "marker on the frame's last packet");
-        let a = out.iter().find(|t| t.channel == RtpChannel::AudioRtcp).unwrap();
+        let a = out
+            .iter()
+            .find(|t| t.channel == RtpChannel::AudioRtcp)
+            .unwrap();
         let (_, ntp_a, ts_a) = sr_of(a);
         // 10 ms later on the wall clock, 900 ticks later in pts = 480 samples at 48 kHz.
         assert_eq!(ntp_a - ntp_v, ntp_of(Duration::from_millis(10)));
-        assert_eq!(ts_a, c.audio_ts_offset.wrapping_add(9_900 * 48_000 / 90_000));
-        let rtp_a = out.iter().find(|t| t.channel == RtpChannel::AudioRtp).unwrap();
+        assert_eq!(
+            ts_a,
+            c.audio_ts_offset.wrapping_add(9_900 * 48_000 / 90_000)
+        );
+        let rtp_a = out
+            .iter()
+            .find(|t| t.channel == RtpChannel::AudioRtp)
+            .unwrap();
         let p = RtpPacket::parse(&rtp_a.payload[..]).unwrap();
         assert_eq!((p.payload_type(), p.timestamp()), (PT_L16, ts_a));
         // Reports repeat every interval.
@@ -391,6 +442,17 @@ mod tests {
         s.handle_timeout(t0 + c.report_interval);
         assert_eq!(std::iter::from_fn(|| s.poll_transmit()).count(), 2);
         assert_eq!(s.stats().sender_reports, 4);
+        s.bye(t0 + c.report_interval);
+        let byes: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        assert_eq!(byes.len(), 2);
+        for b in &byes {
+            let kinds: Vec<_> = Compound::parse(&b.payload)
+                .unwrap()
+                .map(|p| matches!(p.unwrap(), Packet::Bye(_)))
+                .collect();
+            assert_eq!(kinds, [false, false, true], "SR, SDES, BYE");
+        }
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]

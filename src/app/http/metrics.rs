@@ -45,13 +45,41 @@ pub fn render(hub: &Hub) -> String {
     let v = hub.view();
     // Per stream: the figures under their own names.
     let fps = gauge_family(&mut r, "framecast_stream_fps", "Frames played per second");
-    let mbit = gauge_family(&mut r, "framecast_stream_mbit_per_s", "Received bitrate, Mbit/s");
-    let viewers = gauge_family(&mut r, "framecast_stream_viewers", "framecast viewers of the stream");
-    let loss = gauge_family(&mut r, "framecast_stream_loss_percent", "Datagrams seen missing, percent of those expected");
-    let recovered = counter_family(&mut r, "framecast_stream_recovered", "Datagrams repaired by retransmission or parity");
-    let late = counter_family(&mut r, "framecast_stream_late", "Frames not whole by their playout time");
-    let frames = counter_family(&mut r, "framecast_stream_frames", "Frames received by the HTTP/RTP tap");
-    let http = gauge_family(&mut r, "framecast_http_clients", "HTTP MJPEG clients of the stream");
+    let mbit = gauge_family(
+        &mut r,
+        "framecast_stream_mbit_per_s",
+        "Received bitrate, Mbit/s",
+    );
+    let viewers = gauge_family(
+        &mut r,
+        "framecast_stream_viewers",
+        "framecast viewers of the stream",
+    );
+    let loss = gauge_family(
+        &mut r,
+        "framecast_stream_loss_percent",
+        "Datagrams seen missing, percent of those expected",
+    );
+    let recovered = counter_family(
+        &mut r,
+        "framecast_stream_recovered",
+        "Datagrams repaired by retransmission or parity",
+    );
+    let late = counter_family(
+        &mut r,
+        "framecast_stream_late",
+        "Frames not whole by their playout time",
+    );
+    let frames = counter_family(
+        &mut r,
+        "framecast_stream_frames",
+        "Frames received by the HTTP/RTP tap",
+    );
+    let http = gauge_family(
+        &mut r,
+        "framecast_http_clients",
+        "HTTP MJPEG clients of the stream",
+    );
     for (name, e) in v.streams() {
         let l: Labels = vec![("stream", name.clone())];
         fps.get_or_create(&l).set(e.figures.fps);
@@ -65,26 +93,94 @@ pub fn render(hub: &Hub) -> String {
     }
     // The relay as a whole.
     let s = &v.relay().relay;
-    counter(&mut r, "framecast_relay_datagrams_in", "Datagrams received", s.datagrams_in);
-    counter(&mut r, "framecast_relay_datagrams_out", "Datagrams sent", s.datagrams_out);
-    counter(&mut r, "framecast_relay_bytes_in", "Bytes received", s.bytes_in);
-    counter(&mut r, "framecast_relay_bytes_out", "Bytes sent", s.bytes_out);
-    counter(&mut r, "framecast_relay_cache_hits", "Retransmission requests answered from the cache", s.cache_hits);
-    counter(&mut r, "framecast_relay_retransmits_sent", "Retransmissions sent to subscribers", s.retransmits_sent);
-    counter(&mut r, "framecast_relay_parity_sent", "Parity symbols sent", s.parity_sent);
-    counter(&mut r, "framecast_relay_queue_frames_dropped", "Whole frames dropped from slow subscribers' queues", s.queue_frames_dropped);
-    counter(&mut r, "framecast_relay_chunks_restored", "Chunks restored from the origin's parity", s.chunks_restored);
+    counter(
+        &mut r,
+        "framecast_relay_datagrams_in",
+        "Datagrams received",
+        s.datagrams_in,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_datagrams_out",
+        "Datagrams sent",
+        s.datagrams_out,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_bytes_in",
+        "Bytes received",
+        s.bytes_in,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_bytes_out",
+        "Bytes sent",
+        s.bytes_out,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_cache_hits",
+        "Retransmission requests answered from the cache",
+        s.cache_hits,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_retransmits_sent",
+        "Retransmissions sent to subscribers",
+        s.retransmits_sent,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_parity_sent",
+        "Parity symbols sent",
+        s.parity_sent,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_queue_frames_dropped",
+        "Whole frames dropped from slow subscribers' queues",
+        s.queue_frames_dropped,
+    );
+    counter(
+        &mut r,
+        "framecast_relay_chunks_restored",
+        "Chunks restored from the origin's parity",
+        s.chunks_restored,
+    );
     let g = Gauge::<f64, AtomicU64>::default();
     g.set(v.relay().subscribers.len() as f64);
-    r.register("framecast_relay_subscribers", "framecast subscribers now (taps excluded)", g);
+    r.register(
+        "framecast_relay_subscribers",
+        "framecast subscribers now (taps excluded)",
+        g,
+    );
     // Per subscriber, bounded.
-    let queued = gauge_family(&mut r, "framecast_subscriber_queued_datagrams", "Datagrams queued for the subscriber");
-    let dropped = counter_family(&mut r, "framecast_subscriber_frames_dropped", "Whole frames dropped for the subscriber");
-    let played = gauge_family(&mut r, "framecast_subscriber_frames_played", "Frames played, from its last receiver report");
+    let queued = gauge_family(
+        &mut r,
+        "framecast_subscriber_queued_datagrams",
+        "Datagrams queued for the subscriber",
+    );
+    let dropped = counter_family(
+        &mut r,
+        "framecast_subscriber_frames_dropped",
+        "Whole frames dropped for the subscriber",
+    );
+    let played = gauge_family(
+        &mut r,
+        "framecast_subscriber_frames_played",
+        "Frames played, from its last receiver report",
+    );
     let mut subs: Vec<_> = v.relay().subscribers.iter().collect();
-    subs.sort_by(|a, b| b.frames_dropped.cmp(&a.frames_dropped).then(a.addr.cmp(&b.addr)));
+    subs.sort_by(|a, b| {
+        b.frames_dropped
+            .cmp(&a.frames_dropped)
+            .then(a.addr.cmp(&b.addr))
+    });
     for sub in subs.iter().take(MAX_SUBSCRIBER_SERIES) {
-        let l: Labels = vec![("stream", sub.stream.clone()), ("subscriber", sub.addr.clone())];
+        let l: Labels = vec![
+            ("stream", sub.stream.clone()),
+            ("subscriber", sub.addr.clone()),
+        ];
         queued.get_or_create(&l).set(sub.queued as f64);
         dropped.get_or_create(&l).inc_by(sub.frames_dropped);
         if let Some(p) = sub.frames_played {
@@ -93,7 +189,11 @@ pub fn render(hub: &Hub) -> String {
     }
     let omitted = Gauge::<f64, AtomicU64>::default();
     omitted.set(subs.len().saturating_sub(MAX_SUBSCRIBER_SERIES) as f64);
-    r.register("framecast_subscriber_series_omitted", "Subscribers without their own series (beyond the bound)", omitted);
+    r.register(
+        "framecast_subscriber_series_omitted",
+        "Subscribers without their own series (beyond the bound)",
+        omitted,
+    );
     drop(v);
     let mut out = String::new();
     let _ = encode(&mut out, &r);

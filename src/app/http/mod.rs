@@ -170,8 +170,9 @@ struct ClientSlot {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.hub.clients.fetch_sub(1, Ordering::Relaxed);
-        self.hub
-            .with_stream(&self.stream, |e| e.http_clients = e.http_clients.saturating_sub(1));
+        self.hub.with_stream(&self.stream, |e| {
+            e.http_clients = e.http_clients.saturating_sub(1)
+        });
     }
 }
 

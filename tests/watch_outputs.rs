@@ -41,7 +41,7 @@ fn free_rtp_base() -> u16 {
     for _ in 0..200 {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = s.local_addr().unwrap().port() & !1;
-        if p < 1024 || p > 65_000 {
+        if !(1024..=65_000).contains(&p) {
             continue;
         }
         drop(s);

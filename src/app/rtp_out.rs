@@ -181,3 +181,50 @@ impl RtpOutput {
         self.session.poll_timeout()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn description(width: u16, height: u16) -> Description {
+        Description {
+            name: "cam1".into(),
+            width,
+            height,
+            fps_num: 30,
+            fps_den: 1,
+            audio: None,
+            video_seq_base: 0,
+        }
+    }
+
+    /// A stream too large for RFC 2435 gets no SDP and no RTP; one that fits gets its SDP.
+    #[test]
+    fn a_stream_wider_than_2040_pixels_is_refused_not_sent() {
+        let dir = std::env::temp_dir().join(format!("framecast-rtpout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sdp = dir.join("s.sdp");
+        let args = RtpOutArgs {
+            dest: "127.0.0.1:9".parse().unwrap(),
+            sdp: sdp.clone(),
+            ttl: 1,
+        };
+        let mut out = RtpOutput::open(args, "test").unwrap();
+        out.describe(&description(2048, 1080));
+        assert!(out.refused && !sdp.exists());
+        let frame = Frame {
+            frame_id: 1,
+            pts: 0,
+            width: 2048,
+            height: 1080,
+            jpeg: bytes::Bytes::from_static(b"\xff\xd8"),
+        };
+        out.frame(Instant::now(), &frame);
+        assert_eq!(out.stats().frames + out.stats().frames_refused, 0);
+        out.describe(&description(1920, 1080));
+        assert!(!out.refused);
+        let text = std::fs::read_to_string(&sdp).unwrap();
+        assert!(text.contains("m=video 9 RTP/AVP 26"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

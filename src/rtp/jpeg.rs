@@ -394,6 +394,29 @@ mod tests {
         assert!(check_huffman(&[0x00, 1]).is_err(), "truncated");
     }
 
+    /// What libjpeg-turbo writes (as `serve` does) is accepted for 4:2:0 and 4:2:2 with the
+    /// right type, and 4:4:4 and greyscale are refused.
+    #[cfg(feature = "jpeg")]
+    #[test]
+    fn turbojpeg_output_is_accepted_or_refused_by_subsampling() {
+        use crate::media::{JpegEncoder, Subsampling, VideoFrameRgb};
+        let frame = VideoFrameRgb::black(100, 60);
+        for (sub, want) in [
+            (Subsampling::Yuv420, Some(1)),
+            (Subsampling::Yuv422, Some(0)),
+            (Subsampling::Yuv444, None),
+            (Subsampling::Gray, None),
+        ] {
+            let j = JpegEncoder::new(80, sub).unwrap().encode_rgb(&frame).unwrap();
+            let got = RtpJpeg::parse(&j);
+            assert_eq!(got.as_ref().ok().map(|r| r.type_), want, "{sub:?}: {got:?}");
+            if let Ok(r) = got {
+                assert_eq!((r.width, r.height, r.qtables.len()), (100, 60, 128));
+                assert_eq!(j[r.scan.end..], [0xFF, 0xD9]);
+            }
+        }
+    }
+
     #[test]
     fn truncated_or_garbage_input_is_an_error_not_a_panic() {
         let j = skeleton(320, 240, 2, 2, None);

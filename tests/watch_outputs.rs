@@ -475,14 +475,20 @@ fn av_offsets(file: &Path) -> Vec<f64> {
 // ---------------------------------------------------------------------------------------
 // HTTP
 
-/// serve -> relay (with --http) -> play. An MJPEG client of the relay gets the same JPEG
-/// bytes the publisher sent and `play` received; `/STREAM.jpg` gives a sent frame; the
-/// page's figures count the viewer; unknown streams are a 404.
+/// serve -> relay (with --http and --rtp-out) -> play. An MJPEG client of the relay gets the
+/// same JPEG bytes the publisher sent and `play` received; `/STREAM.jpg` gives a sent frame;
+/// the page's figures count the viewer; unknown streams are a 404; the relay's RTP output
+/// wrote its SDP and sent frames.
 #[test]
 fn relay_mjpeg_is_byte_identical_with_what_play_receives() {
+    let dir = tmp("relay");
+    let sdp = dir.0.join("relay.sdp");
     let mut r = RelayArgs::new(lo());
     r.duration = Some(5.0);
     r.outputs.http = Some(lo());
+    r.outputs.rtp_out = Some(SocketAddr::from(([127, 0, 0, 1], free_rtp_base())));
+    r.outputs.sdp = Some(sdp.clone());
+    r.outputs.rtp_stream = Some("cam1".into());
     let mut relay = RelayRole::bind(r).unwrap();
     relay.status = false;
     let http = relay.http_addr().unwrap();
@@ -517,7 +523,10 @@ fn relay_mjpeg_is_byte_identical_with_what_play_receives() {
             || stats(http)["streams"][0]["figures"]["viewers"] == 1,
         );
         let sent = serve_t.join().unwrap();
-        relay_t.join().unwrap();
+        let relayed = relay_t.join().unwrap();
+        let rtp = relayed.outputs.rtp.expect("the relay's RTP counters");
+        assert!(rtp.frames >= 60 && rtp.frames_refused == 0, "{rtp:?}");
+        assert!(std::fs::read_to_string(&sdp).unwrap().contains("m=video"));
         (sent, play_t.join().unwrap(), parts, snapshot)
     });
     let sent: std::collections::HashMap<u32, u32> = sent.frame_crcs.into_iter().collect();
@@ -548,13 +557,15 @@ fn relay_mjpeg_is_byte_identical_with_what_play_receives() {
 }
 
 /// A client that stops reading holds its connection and nothing else: a reading client
-/// keeps getting (nearly) every frame meanwhile, and clients beyond `--http-max-clients`
-/// are refused with 503.
+/// keeps getting (nearly) every frame meanwhile, clients beyond `--http-max-clients` are
+/// refused with 503, and the stalled client is cut off after `--http-stall-timeout`, which
+/// frees its slot.
 #[test]
 fn a_stalled_http_client_affects_no_one_else() {
-    let mut a = serve_args("test:640x360@30", 6.0);
+    let mut a = serve_args("test:640x360@30", 12.0);
     a.outputs.http = Some(lo());
     a.outputs.http_max_clients = 3;
+    a.outputs.http_stall_timeout = 3.0;
     let serve = bind_serve(a);
     let http = serve.http_addr().unwrap();
     let stop = AtomicBool::new(false);
@@ -573,13 +584,16 @@ fn a_stalled_http_client_affects_no_one_else() {
             write!(s, "GET /cam1.mjpg HTTP/1.0\r\n\r\n").unwrap();
             s
         };
+        let stalled_at = Instant::now();
         let mut reader = Mjpeg::open(http, "/cam1.mjpg");
-        wait_for("two MJPEG clients", Duration::from_secs(3), || {
-            stream_figure(http, "http_clients") == 2
-        });
         let holder = Mjpeg::open(http, "/cam1.mjpg");
         let (status, _, body) = http_get(http, "/cam1.mjpg");
         assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            stalled_at.elapsed() < Duration::from_secs(2),
+            "the checks took too long"
+        );
+        assert_eq!(stream_figure(http, "http_clients"), 3);
         drop(holder);
         // Two seconds of reading while the stalled client's buffers are full.
         let before = stream_figure(http, "frames");
@@ -589,15 +603,22 @@ fn a_stalled_http_client_affects_no_one_else() {
             got.insert(reader.next().0);
         }
         let published = stream_figure(http, "frames") - before;
-        stop.store(true, Ordering::Relaxed);
-        t.join().unwrap();
-        drop(stalled);
         assert!(published >= 45, "{published} frames in 2 s");
         assert!(
             got.len() as u64 * 10 >= published * 9,
             "the reading client got {} of {published} frames",
             got.len()
         );
+        // The stalled client is cut off; the reader goes on.
+        wait_for("the stalled client cut off", Duration::from_secs(8), || {
+            stream_figure(http, "http_clients") == 1
+        });
+        assert!(stalled_at.elapsed() >= Duration::from_secs(3));
+        let n = reader.next().0;
+        assert!(got.iter().all(|&g| g < n));
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        drop(stalled);
     });
 }
 

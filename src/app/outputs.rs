@@ -29,6 +29,9 @@ pub struct OutputArgs {
     /// Most HTTP MJPEG viewers at once.
     #[arg(long, default_value_t = 64)]
     pub http_max_clients: usize,
+    /// Seconds an HTTP client may take nothing before it is cut off.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub http_stall_timeout: f64,
     /// Send a stream as RTP/JPEG (RFC 2435) at this address's port and L16 audio two ports up,
     /// RTCP on the odd ports; unicast or multicast. Needs --sdp.
     #[arg(long, value_name = "ADDR:PORT", requires = "sdp")]
@@ -50,6 +53,7 @@ impl Default for OutputArgs {
         OutputArgs {
             http: None,
             http_max_clients: 64,
+            http_stall_timeout: super::http::STALL_TIMEOUT.as_secs_f64(),
             rtp_out: None,
             sdp: None,
             rtp_stream: None,
@@ -94,6 +98,8 @@ impl Outputs {
         if args.http_max_clients == 0 {
             anyhow::bail!("--http-max-clients must be positive");
         }
+        let stall = super::duration_arg("http-stall-timeout", Some(args.http_stall_timeout))?
+            .unwrap_or(super::http::STALL_TIMEOUT);
         let rtp = match (args.rtp_out, &args.sdp) {
             (Some(dest), Some(sdp)) => {
                 let stream = match (own_stream, &args.rtp_stream) {
@@ -123,7 +129,7 @@ impl Outputs {
         };
         let hub = Hub::new(role, listen, on_demand, args.http_max_clients, rtp);
         let http = match args.http {
-            Some(a) => Some(HttpServer::start(a, hub.clone())?),
+            Some(a) => Some(HttpServer::start(a, hub.clone(), stall)?),
             None => None,
         };
         if let Some(s) = hub.rtp_stream().map(str::to_string) {

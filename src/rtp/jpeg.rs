@@ -407,7 +407,10 @@ mod tests {
             (Subsampling::Yuv444, None),
             (Subsampling::Gray, None),
         ] {
-            let j = JpegEncoder::new(80, sub).unwrap().encode_rgb(&frame).unwrap();
+            let j = JpegEncoder::new(80, sub)
+                .unwrap()
+                .encode_rgb(&frame)
+                .unwrap();
             let got = RtpJpeg::parse(&j);
             assert_eq!(got.as_ref().ok().map(|r| r.type_), want, "{sub:?}: {got:?}");
             if let Ok(r) = got {

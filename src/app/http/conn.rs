@@ -1,6 +1,7 @@
 //! The HTTP server's connections: at most a fixed number at once (more are closed on
-//! accept), and a client that takes nothing for [`STALL_TIMEOUT`] is cut off, so a stalled
-//! browser holds its slot and its buffers for a bounded time only.
+//! accept), and a client that takes nothing for a stall timeout (`--http-stall-timeout`,
+//! default [`STALL_TIMEOUT`]) is cut off, so a stalled browser holds its slot and its buffers
+//! for a bounded time only.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-/// A connection whose writes have waited this long is closed.
+/// A connection whose writes have waited this long is closed (the default).
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listener that bounds its connections.
@@ -23,15 +24,17 @@ pub struct BoundedListener {
     inner: TcpListener,
     open: Arc<AtomicUsize>,
     max: usize,
+    stall: Duration,
 }
 
 impl BoundedListener {
-    /// At most `max` connections open at once.
-    pub fn new(inner: TcpListener, max: usize) -> BoundedListener {
+    /// At most `max` connections open at once; writes that wait `stall` fail.
+    pub fn new(inner: TcpListener, max: usize, stall: Duration) -> BoundedListener {
         BoundedListener {
             inner,
             open: Arc::new(AtomicUsize::new(0)),
             max,
+            stall,
         }
     }
 }
@@ -54,6 +57,7 @@ impl axum::serve::Listener for BoundedListener {
                         Conn {
                             s,
                             open: self.open.clone(),
+                            stall_after: self.stall,
                             stall: None,
                         },
                         a,
@@ -75,6 +79,7 @@ impl axum::serve::Listener for BoundedListener {
 pub struct Conn {
     s: TcpStream,
     open: Arc<AtomicUsize>,
+    stall_after: Duration,
     stall: Option<Pin<Box<Sleep>>>,
 }
 
@@ -87,9 +92,10 @@ impl Drop for Conn {
 impl Conn {
     /// Arms the stall timer while a write waits; an expired timer fails the write.
     fn waited(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let after = self.stall_after;
         let t = self
             .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALL_TIMEOUT)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
         match t.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,

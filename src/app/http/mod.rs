@@ -51,8 +51,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` (a busy port is reported here, before anything starts) and serves on a
-    /// thread of its own.
-    pub fn start(addr: SocketAddr, hub: Arc<Hub>) -> anyhow::Result<HttpServer> {
+    /// thread of its own. A client whose connection takes nothing for `stall` is cut off.
+    pub fn start(addr: SocketAddr, hub: Arc<Hub>, stall: Duration) -> anyhow::Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr).with_context(|| {
             format!("--http {addr}: cannot listen there (port in use or address not on this host?)")
         })?;
@@ -73,7 +73,8 @@ impl HttpServer {
                         return;
                     };
                     let app = router(hub);
-                    let serve = axum::serve(conn::BoundedListener::new(l, max), app).into_future();
+                    let serve =
+                        axum::serve(conn::BoundedListener::new(l, max, stall), app).into_future();
                     let stopped = stop.notified();
                     futures_util::future::select(Box::pin(serve), Box::pin(stopped)).await;
                 });

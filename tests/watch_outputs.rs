@@ -522,12 +522,21 @@ fn relay_mjpeg_is_byte_identical_with_what_play_receives() {
             Duration::from_secs(3),
             || stats(http)["streams"][0]["figures"]["viewers"] == 1,
         );
+        let figures = stats(http)["streams"][0]["figures"].clone();
         let sent = serve_t.join().unwrap();
         let relayed = relay_t.join().unwrap();
         let rtp = relayed.outputs.rtp.expect("the relay's RTP counters");
         assert!(rtp.frames >= 60 && rtp.frames_refused == 0, "{rtp:?}");
         assert!(std::fs::read_to_string(&sdp).unwrap().contains("m=video"));
-        (sent, play_t.join().unwrap(), parts, snapshot)
+        let played = play_t.join().unwrap();
+        // `play --stats-json` and the HTTP figures use the same names.
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let play_figures = serde_json::to_value(&played.figures).unwrap();
+        assert_eq!(names(&play_figures), names(&figures));
+        assert!(played.figures.fps > 20.0, "{:?}", played.figures);
+        (sent, played, parts, snapshot)
     });
     let sent: std::collections::HashMap<u32, u32> = sent.frame_crcs.into_iter().collect();
     let played: std::collections::HashMap<u32, u32> = played.frame_crcs.into_iter().collect();

@@ -2,7 +2,8 @@
 //! and GStreamer from the SDP file (every frame and sample counted, A/V sync measured on the
 //! test source's sync square and beep), MJPEG over HTTP byte-identical with what `play`
 //! receives, a stalled HTTP client harming no one, `/metrics` parsed as OpenMetrics text and
-//! the page rendered by headless Chromium. Each test is bounded by its roles' `--duration`
+//! the page rendered by headless Chromium, a pulling relay tapping a stream on request. Each
+//! test is bounded by its roles' `--duration`
 //! and by deadlines on every wait; polling a file or a figure with a deadline is the only
 //! waiting done.
 #![cfg(feature = "jpeg")]
@@ -795,4 +796,33 @@ fn browser_page_shows_the_picture_and_figures() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no fps figure in the page:\n{dom}"));
     assert!(fps > 10.0, "fps {fps}");
+}
+
+/// A pulling relay learns of a stream only when asked: `/STREAM.jpg` starts its tap, which
+/// pulls the stream from upstream, and the snapshot is a frame the server sent.
+#[test]
+fn pulling_relay_taps_a_stream_on_request() {
+    let mut a = serve_args("test:320x240@30", 3.0);
+    a.start_delay_ms = 200;
+    let mut serve = bind_serve(a);
+    serve.record_checksums = true;
+    let mut r = RelayArgs::new(lo());
+    r.duration = Some(3.5);
+    r.upstream = Some(serve.local_addr());
+    r.outputs.http = Some(lo());
+    let mut relay = RelayRole::bind(r).unwrap();
+    relay.status = false;
+    let http = relay.http_addr().unwrap();
+    let (sent, snapshot) = std::thread::scope(|sc| {
+        let relay_t = sc.spawn(|| relay.run(&AtomicBool::new(false)).unwrap());
+        let serve_t = sc.spawn(|| serve.run(&AtomicBool::new(false)).unwrap());
+        assert_eq!(stats(http)["streams"].as_array().unwrap().len(), 0);
+        let (status, head, snapshot) = http_get(http, "/cam1.jpg");
+        assert_eq!(status, 200, "{head}");
+        assert_eq!(stats(http)["streams"][0]["name"], "cam1");
+        relay_t.join().unwrap();
+        (serve_t.join().unwrap(), snapshot)
+    });
+    let crc = crc32fast::hash(&snapshot);
+    assert!(sent.frame_crcs.iter().any(|&(_, c)| c == crc));
 }

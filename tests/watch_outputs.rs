@@ -1,11 +1,10 @@
 //! Watching a framecast stream with other tools, on loopback: RTP/JPEG + L16 read by ffprobe
 //! and GStreamer from the SDP file (every frame and sample counted, A/V sync measured on the
 //! test source's sync square and beep), MJPEG over HTTP byte-identical with what `play`
-//! receives, a stalled HTTP client harming no one, `/metrics` parsed as OpenMetrics text and
-//! the page rendered by headless Chromium, a pulling relay tapping a stream on request. Each
-//! test is bounded by its roles' `--duration`
-//! and by deadlines on every wait; polling a file or a figure with a deadline is the only
-//! waiting done.
+//! receives, a stalled HTTP client harming no one, `/metrics` parsed as OpenMetrics text, the
+//! page rendered by headless Chromium, and a pulling relay tapping a stream on request. Each
+//! test is bounded by its roles' `--duration` and by deadlines on every wait; polling a file
+//! or a figure with a deadline is the only waiting done.
 #![cfg(feature = "jpeg")]
 
 use std::io::{BufRead, BufReader, Read, Write};

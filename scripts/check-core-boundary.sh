@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proves the sans-IO boundary is enforced, not conventional: copies the tree, puts a socket
-# bind, a clock read, a sleep, a thread and an unseeded RNG into a core module (src/proto) and
-# into the simulator (src/sim), and expects clippy to reject each one. Exits non-zero if any
-# of them slips through (or if the unmodified tree does not pass clippy to begin with).
+# bind, a clock read, a sleep, a thread and an unseeded RNG into a core module (src/proto),
+# into the simulator (src/sim) and into the RTP packetizer (src/rtp), and expects clippy to
+# reject each one. Exits non-zero if any of them slips through (or if the unmodified tree does
+# not pass clippy to begin with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -23,6 +24,7 @@ probes=(
     'src/proto/publisher.rs@let _ = std::thread::spawn(|| ());@disallowed method `std::thread::spawn`'
     'src/proto/jitter.rs@let _ = fastrand::u32(..);@disallowed method `fastrand::u32`'
     'src/sim/netem/mod.rs@let _ = std::time::SystemTime::now();@disallowed'
+    'src/rtp/session.rs@let _ = std::time::SystemTime::now();@src/rtp/session.rs'
 )
 failed=0
 for p in "${probes[@]}"; do

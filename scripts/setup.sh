@@ -7,7 +7,7 @@
 set -euo pipefail
 packages=(cmake nasm pkg-config libasound2-dev libopencv-dev clang libclang-dev
           ffmpeg xvfb xauth gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-          gstreamer1.0-plugins-bad gstreamer1.0-libav srt-tools)
+          gstreamer1.0-plugins-bad gstreamer1.0-libav srt-tools chromium python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

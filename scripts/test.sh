@@ -21,6 +21,8 @@ step "examples and benchmarks build"
 cargo build --examples --benches --release --quiet
 step "relay fan-out smoke run (50 viewers, 3 s)"
 cargo bench --quiet --bench relay_fanout -- --subscribers 50 --seconds 3
+step "HTTP MJPEG against framecast viewers smoke run (50 each, 3 s)"
+cargo bench --quiet --bench http_fanout -- --viewers 50 --seconds 3
 step "loss sweep smoke run (framecast and SRT through netsim, 5% loss, 3 s each)"
 cargo bench --quiet --bench loss_sweep -- --seconds 3 --points 5
 step "fuzz targets (${FUZZ_SECONDS:-30} s each)"

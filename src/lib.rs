@@ -17,4 +17,5 @@ pub mod app;
 pub mod driver;
 pub mod media;
 pub mod proto;
+pub mod rtp;
 pub mod sim;

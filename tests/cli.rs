@@ -55,6 +55,38 @@ fn bad_input_gets_a_clear_one_line_error() {
         "--duration",
     );
     one_line_error(&["serve", "--listen", "192.0.2.1:5000"], "no such address");
+    // The watching outputs: a busy HTTP port, a picture RTP/JPEG cannot describe, a
+    // subsampling it cannot carry.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = http.local_addr().unwrap().to_string();
+    one_line_error(
+        &["relay", "--listen", "127.0.0.1:0", "--http", &http],
+        "--http",
+    );
+    let rtp = [
+        "--rtp-out",
+        "127.0.0.1:5004",
+        "--sdp",
+        "/tmp/framecast-cli.sdp",
+    ];
+    let big = [
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "test:2048x1080@5",
+        ][..],
+        &rtp,
+    ]
+    .concat();
+    one_line_error(&big, "2040x2040 at most");
+    let s444 = [
+        &["serve", "--listen", "127.0.0.1:0", "--subsampling", "444"][..],
+        &rtp,
+    ]
+    .concat();
+    one_line_error(&s444, "4:2:0 and 4:2:2");
 }
 
 /// Waits (bounded) until process `pid` has a handler for SIGINT installed, by reading its

@@ -3,10 +3,16 @@
 //! anything starts), then runs its node in an [`crate::driver::event_loop::EventLoop`].
 
 pub mod demo;
+pub mod figures;
+pub mod http;
+pub mod hub;
+pub mod outputs;
 pub mod play;
 pub mod relay;
+pub mod rtp_out;
 pub mod serve;
 pub mod status;
+mod tap;
 
 use std::path::Path;
 

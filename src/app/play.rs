@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+use super::figures::{FigureMeter, StreamFigures};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp, ephemeral_for};
@@ -102,6 +103,9 @@ pub struct PlayReport {
     pub local: String,
     /// Stream name.
     pub stream: String,
+    /// Headline figures over the whole run, under the names the relay's and server's
+    /// `/stats.json` and `/metrics` use.
+    pub figures: StreamFigures,
     /// Protocol figures.
     pub client: ViewerStats,
     /// Frames decoded by turbojpeg.
@@ -220,6 +224,7 @@ impl Play {
         let mut player = Player::start(cfg, recorder, self.lp.waker())
             .context("cannot start the player's threads")?;
         let mut status = StatusLine::new(self.status);
+        let mut meter = FigureMeter::new(Instant::now());
         let stream = self.args.stream.clone();
         let latency = self.args.latency;
         let result = self.lp.run(stop, |client, now| {
@@ -306,11 +311,13 @@ impl Play {
         }
         result.context("play: network loop failed")?;
         let _ = self.lp.node_mut().poll_timeout();
+        let client = self.lp.node().stats();
         let report = PlayReport {
             role: "play",
+            figures: meter.sample(Instant::now(), &client, 1),
             local: self.local_addr().to_string(),
             stream: self.args.stream.clone(),
-            client: self.lp.node().stats(),
+            client,
             frames_decoded: media.frames_decoded,
             frame_times: media.frame_times,
             playout_times: media.playout_times,

@@ -9,11 +9,13 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::SOCKET_BUFFER;
 use crate::driver::udp::{BufferSizes, bind_udp};
-use crate::proto::relay::{Relay, RelayConfig, RelayStats, SubscriberInfo};
+use crate::proto::node::soonest;
+use crate::proto::relay::{Relay, RelayConfig, RelayEvent, RelayStats, SubscriberInfo};
 
 /// `framecast relay` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +41,9 @@ pub struct RelayArgs {
     /// Write figures as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// HTTP and RTP outputs.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 }
 
 impl RelayArgs {
@@ -52,6 +57,7 @@ impl RelayArgs {
             max_subscribers: 1024,
             duration: None,
             stats_json: None,
+            outputs: OutputArgs::default(),
         }
     }
 }
@@ -71,6 +77,8 @@ pub struct RelayReport {
     pub io: IoStats,
     /// Socket buffers.
     pub buffers: BufferSizes,
+    /// HTTP and RTP outputs.
+    pub outputs: OutputsReport,
 }
 
 /// A bound relay.
@@ -78,6 +86,7 @@ pub struct RelayRole {
     args: RelayArgs,
     lp: EventLoop<Relay>,
     buffers: BufferSizes,
+    outputs: Outputs,
     /// Print the live status line.
     pub status: bool,
 }
@@ -109,10 +118,14 @@ impl RelayRole {
             ..RelayConfig::default()
         };
         let lp = EventLoop::new(socket, Relay::new(cfg))?;
+        let listen = lp.local_addr().unwrap_or(args.listen);
+        let on_demand = args.upstream.is_some();
+        let outputs = Outputs::start("relay", &args.outputs, listen, None, on_demand)?;
         Ok(RelayRole {
             args,
             lp,
             buffers,
+            outputs,
             status: true,
         })
     }
@@ -120,6 +133,11 @@ impl RelayRole {
     /// Datagrams per send system call (see [`EventLoop::set_batch_size`]).
     pub fn set_batch_size(&mut self, n: usize) {
         self.lp.set_batch_size(n);
+    }
+
+    /// The HTTP server's address (`--http`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.outputs.http_addr()
     }
 
     /// The bound address.
@@ -131,11 +149,16 @@ impl RelayRole {
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<RelayReport> {
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
         let mut status = StatusLine::new(self.status);
+        let outputs = &mut self.outputs;
         self.lp
             .run(stop, |relay, now| {
                 while let Some(e) = relay.poll_event() {
                     log::debug!("relay: {e:?}");
+                    if let RelayEvent::StreamClaimed { stream, .. } = &e {
+                        outputs.stream_seen(stream);
+                    }
                 }
+                let snapshot = outputs.tick(now, relay);
                 let s = relay.stats();
                 status.tick(now, &[s.datagrams_in as f64, s.datagrams_out as f64, s.bytes_out as f64 * 8.0], |r| {
                     format!(
@@ -153,10 +176,11 @@ impl RelayRole {
                 if end.is_some_and(|e| now >= e) {
                     return LoopControl::Stop;
                 }
-                LoopControl::Continue(crate::proto::node::soonest(end, status.deadline()))
+                LoopControl::Continue(soonest(soonest(end, status.deadline()), snapshot))
             })
             .context("relay: network loop failed")?;
         status.finish();
+        let outputs = std::mem::take(&mut self.outputs).finish();
         let report = RelayReport {
             role: "relay",
             listen: self.local_addr().to_string(),
@@ -164,6 +188,7 @@ impl RelayRole {
             subscribers: self.lp.node().subscribers(),
             io: self.lp.io_stats().clone(),
             buffers: self.buffers,
+            outputs,
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
+use crate::proto::node::soonest;
 use crate::proto::publisher::{Publisher, PublisherConfig, PublisherStats};
 use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 
@@ -76,6 +78,9 @@ pub struct ServeArgs {
     /// Start the source this many milliseconds after the socket is up.
     #[arg(long, default_value_t = 0)]
     pub start_delay_ms: u64,
+    /// HTTP and RTP outputs.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 }
 
 impl ServeArgs {
@@ -99,6 +104,7 @@ impl ServeArgs {
             stats_json: None,
             seed: None,
             start_delay_ms: 0,
+            outputs: OutputArgs::default(),
         }
     }
 }
@@ -128,6 +134,8 @@ pub struct ServeReport {
     /// CRC32 of all audio bytes sent, in order (when recording checksums).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_crc: Option<u32>,
+    /// HTTP and RTP outputs.
+    pub outputs: OutputsReport,
 }
 
 /// A bound, ready-to-run server.
@@ -136,6 +144,7 @@ pub struct Serve {
     source: Option<Box<dyn MediaSource>>,
     lp: EventLoop<Publisher>,
     buffers: BufferSizes,
+    outputs: Outputs,
     /// Keep per-frame checksums of what was sent (tests).
     pub record_checksums: bool,
     /// Print the live status line.
@@ -180,6 +189,9 @@ impl Serve {
                 args.source
             );
         }
+        if args.outputs.rtp_out.is_some() {
+            check_rtp(&args, format.width, format.height)?;
+        }
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("serve --listen")?;
         crate::driver::udp::warn_if_clamped(&buffers);
         let mut cfg = PublisherConfig::new(
@@ -202,14 +214,22 @@ impl Serve {
         };
         cfg.randomize(&mut rng);
         let lp = EventLoop::new(socket, Publisher::new(cfg))?;
+        let listen = lp.local_addr().unwrap_or(args.listen);
+        let outputs = Outputs::start("serve", &args.outputs, listen, Some(&args.name), false)?;
         Ok(Serve {
             args,
             source: Some(source),
             lp,
             buffers,
+            outputs,
             record_checksums: false,
             status: true,
         })
+    }
+
+    /// The HTTP server's address (`--http`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.outputs.http_addr()
     }
 
     /// The bound address.
@@ -280,8 +300,10 @@ impl Serve {
                 }
             }
         };
+        let outputs = &mut self.outputs;
         let result = self.lp.run(stop, |server, now| {
             pump(server, now, &rx);
+            let snapshot = outputs.tick(now, server.relay());
             let s = server.stats();
             status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
                 format!(
@@ -296,7 +318,7 @@ impl Serve {
             if end.is_some_and(|e| now >= e) {
                 return LoopControl::Stop;
             }
-            LoopControl::Continue(crate::proto::node::soonest(end, status.deadline()))
+            LoopControl::Continue(soonest(soonest(end, status.deadline()), snapshot))
         });
         status.finish();
         source_stop.store(true, Ordering::Relaxed);
@@ -311,6 +333,7 @@ impl Serve {
                 LoopControl::Continue(Some(drain_until))
             }
         });
+        let outputs = std::mem::take(&mut self.outputs).finish();
         let report = ServeReport {
             role: "serve",
             listen: self.local_addr().to_string(),
@@ -322,12 +345,29 @@ impl Serve {
             buffers: self.buffers,
             frame_crcs: crcs,
             audio_crc: record.then(|| audio_hasher.finalize()),
+            outputs,
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;
         }
         Ok(report)
     }
+}
+
+/// `--rtp-out` refuses, before anything starts, a source RTP/JPEG (RFC 2435) cannot carry.
+fn check_rtp(args: &ServeArgs, width: u32, height: u32) -> anyhow::Result<()> {
+    let max = u32::from(crate::rtp::jpeg::MAX_DIMENSION);
+    if width > max || height > max {
+        bail!(
+            "--rtp-out: the source is {width}x{height}, larger than RTP/JPEG (RFC 2435) can describe (2040x2040 at most); serve it smaller (e.g. test:1920x1080@30 or --width 1920 --height 1080), or watch it with `framecast play` or over --http"
+        );
+    }
+    if args.subsampling == "444" {
+        bail!(
+            "--rtp-out: RTP/JPEG (RFC 2435) carries 4:2:0 and 4:2:2 JPEGs only; use --subsampling 420 or 422"
+        );
+    }
+    Ok(())
 }
 
 /// Opens the source named by `--source`, with `--audio` if given.

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::proto::fec::sizing::proactive_parity;
+use crate::proto::fec::sizing::{burst_from_q8, loss_from_q16, proactive_parity};
 use crate::proto::fec::{FecDecoder, FecEncoder, MAX_FEC_DATA, parity_space};
 use crate::proto::wire::{
-    Body, FLAG_RETRANSMIT, Packet, PacketType, ParityChunk, SymbolRequest, VideoChunk,
+    Body, FLAG_RETRANSMIT, Packet, PacketType, ParityChunk, ReceiverReport, SymbolRequest,
+    VideoChunk,
 };
 
 /// Frames remembered (about 3 s at 30 fps); the oldest frame id goes first.
@@ -51,13 +52,15 @@ pub struct ParitySource {
 }
 
 /// The proactive parity a viewer's path gets for a frame of `k` chunks (§7.6): from the loss
-/// it reports (0..=1) and how many repair rounds its playout latency leaves at its RTT. With
-/// many rounds, half the frames may need one; with few, proactive symbols must do more.
-pub fn proactive_for(k: usize, loss: f64, latency_ms: u16, rtt_ms: f64) -> usize {
-    if loss.is_nan() || loss <= 0.0 {
+/// and burst length it reports (`loss_q16`, `burst_q8`), and how many repair rounds its
+/// playout latency (`latency_ms`, 0: not stated) leaves at its RTT (`rtt_us`). With many
+/// rounds, most frames may need one; with few, proactive symbols must do more.
+pub fn proactive_for(k: usize, report: &ReceiverReport, latency_ms: u16) -> usize {
+    let loss = loss_from_q16(report.loss_q16);
+    if loss <= 0.0 {
         return 0;
     }
-    let rtt = rtt_ms.max(1.0);
+    let rtt = (f64::from(report.rtt_us) / 1000.0).max(1.0);
     let latency = if latency_ms == 0 {
         100.0
     } else {
@@ -71,7 +74,7 @@ pub fn proactive_for(k: usize, loss: f64, latency_ms: u16, rtt_ms: f64) -> usize
     } else {
         0.95
     };
-    proactive_parity(k, loss, target)
+    proactive_parity(k, loss, burst_from_q8(report.burst_q8), target)
 }
 
 impl ParitySource {
@@ -383,11 +386,22 @@ mod tests {
 
     #[test]
     fn proactive_parity_grows_with_loss_and_shrinks_with_time_for_rounds() {
-        assert_eq!(proactive_for(48, 0.0, 120, 20.0), 0);
-        let lean = proactive_for(48, 0.1, 300, 20.0);
-        let rich = proactive_for(48, 0.1, 300, 100.0);
+        use crate::proto::fec::sizing::{burst_to_q8, loss_to_q16};
+        let path = |loss: f64, burst: f64, rtt_ms: u32| ReceiverReport {
+            loss_q16: loss_to_q16(loss),
+            burst_q8: burst_to_q8(burst),
+            rtt_us: rtt_ms * 1000,
+            ..ReceiverReport::default()
+        };
+        let random = |loss: f64| 1.0 / (1.0 - loss);
+        assert_eq!(proactive_for(48, &path(0.0, 1.0, 20), 120), 0);
+        let lean = proactive_for(48, &path(0.1, random(0.1), 20), 300);
+        let rich = proactive_for(48, &path(0.1, random(0.1), 100), 300);
         assert!(lean > 0 && rich > lean, "lean {lean}, rich {rich}");
-        assert!(proactive_for(48, 0.2, 300, 20.0) > lean);
-        assert_eq!(proactive_for(48, f64::NAN, 120, 20.0), 0);
+        assert!(proactive_for(48, &path(0.2, random(0.2), 20), 300) > lean);
+        // Bursts of mean 4 leave most frames whole: with rounds to spare, none goes ahead.
+        assert_eq!(proactive_for(48, &path(0.1, 4.0, 20), 120), 0);
+        // An unstated burst length (0) is taken as independent loss.
+        assert_eq!(proactive_for(48, &path(0.1, f64::INFINITY, 20), 300), lean);
     }
 }

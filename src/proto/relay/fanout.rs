@@ -46,6 +46,9 @@ pub(super) struct Subscriber {
     pub(super) frames_dropped: u64,
     /// The playout latency it stated in its SUBSCRIBE, ms (0: not stated).
     pub(super) latency_ms: u16,
+    /// (chunk count, proactive parity) last sized for its path; cleared when its report or
+    /// latency changes.
+    pub(super) proactive_memo: Option<(usize, usize)>,
 }
 
 impl Subscriber {
@@ -118,6 +121,7 @@ impl Fanout {
                 report: None,
                 frames_dropped: 0,
                 latency_ms: 0,
+                proactive_memo: None,
             },
         );
         old

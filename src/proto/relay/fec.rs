@@ -11,7 +11,6 @@ use bytes::Bytes;
 use super::Relay;
 use super::fanout::Queued;
 use super::streams::Origin;
-use crate::proto::fec::sizing::loss_from_q16;
 use crate::proto::fec::source::proactive_for;
 use crate::proto::wire::{
     Body, FLAG_RETRANSMIT, Packet, PacketType, ReceiverReport, SymbolRequest,
@@ -38,16 +37,20 @@ impl Relay {
         };
         let mut plan: Vec<(SocketAddr, usize)> = Vec::new();
         for m in &s.members {
-            let Some(sub) = self.fanout.get(m) else {
+            let Some(sub) = self.fanout.get_mut(m) else {
                 continue;
             };
             let Some(report) = sub.report else { continue };
-            let r = proactive_for(
-                k,
-                loss_from_q16(report.loss_q16),
-                sub.latency_ms,
-                f64::from(report.rtt_us) / 1000.0,
-            );
+            // Sizing is worth remembering: it changes only with the report (every 250 ms)
+            // or the frame's chunk count.
+            let r = match sub.proactive_memo {
+                Some((memo_k, r)) if memo_k == k => r,
+                _ => {
+                    let r = proactive_for(k, &report, sub.latency_ms);
+                    sub.proactive_memo = Some((k, r));
+                    r
+                }
+            };
             if r > 0 {
                 plan.push((*m, r));
             }
@@ -173,6 +176,7 @@ impl Relay {
             let r = ReceiverReport {
                 rtt_us: rtt.as_micros().min(u32::MAX.into()) as u32,
                 loss_q16: s.repair.loss_q16(),
+                burst_q8: s.repair.burst_q8(),
                 ..ReceiverReport::default()
             };
             out.push((server, ssrc, r));

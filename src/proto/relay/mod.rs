@@ -476,6 +476,7 @@ impl Relay {
                 self.on_subscribe(now, from, name.clone(), token, max_kbps);
                 if let Some(s) = self.fanout.get_mut(&from) {
                     s.latency_ms = *latency_ms;
+                    s.proactive_memo = None;
                 }
                 // A relay that pulls the stream states upstream a share of its tightest
                 // viewer's latency: the origin paces within it, and sizes parity for this
@@ -530,6 +531,7 @@ impl Relay {
                 Some(s) => {
                     s.last_heard = now;
                     s.report = Some(*r);
+                    s.proactive_memo = None;
                     self.stats.reports += 1;
                 }
                 None => self.stats.unknown_sender += 1,

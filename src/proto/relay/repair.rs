@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::Relay;
 use super::fanout::Queued;
-use crate::proto::fec::sizing::loss_to_q16;
+use crate::proto::fec::sizing::{burst_to_q8, loss_to_q16};
 use crate::proto::loss::{LossConfig, LossTracker};
 use crate::proto::wire::{self, Body, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, SeqNo};
 
@@ -66,6 +66,12 @@ impl UpstreamRepair {
     /// reports upstream so that its origin sizes parity for it.
     pub(super) fn loss_q16(&mut self) -> u16 {
         loss_to_q16(self.video_loss.sample_loss_rate())
+    }
+
+    /// The mean burst length on that path as of the last [`UpstreamRepair::loss_q16`] sample
+    /// (§6.6 `burst_q8`).
+    pub(super) fn burst_q8(&self) -> u16 {
+        burst_to_q8(self.video_loss.mean_burst())
     }
 
     /// Notes a chunk the relay restored from its origin's parity (§7.6): it fills its gap as

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::proto::fec::sizing::{loss_to_q16, request_copies};
+use crate::proto::fec::sizing::{burst_to_q8, loss_to_q16, request_copies};
 use bytes::Bytes;
 
 use crate::proto::wire::{
@@ -254,6 +254,8 @@ impl Viewer {
             frames_dropped: (s.frames_late + s.frames_incomplete + s.frames_overflow) as u32,
             rtt_us: self.sub.rtt().srtt().as_micros() as u32,
             loss_q16: loss_to_q16(self.video_loss.sample_loss_rate()),
+            // After the sample above, which also updates the burst figure.
+            burst_q8: burst_to_q8(self.video_loss.mean_burst()),
         };
         self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
         Packet::new(

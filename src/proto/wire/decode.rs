@@ -243,6 +243,7 @@ impl Packet {
                 rtt_us: r.u32()?,
                 // §6.6 extension: older reports end before it.
                 loss_q16: if r.remaining() >= 2 { r.u16()? } else { 0 },
+                burst_q8: if r.remaining() >= 2 { r.u16()? } else { 0 },
             }),
             PacketType::Parity => {
                 let body = r.rest();

@@ -111,7 +111,7 @@ impl Packet {
                 b.put_u32(r.frames_dropped);
                 b.put_u32(r.rtt_us);
                 b.put_u16(r.loss_q16);
-                b.put_u16(0);
+                b.put_u16(r.burst_q8);
             }
             Body::Parity(p) => {
                 let mut body =

@@ -159,6 +159,9 @@ pub struct ReceiverReport {
     /// Video datagrams seen missing on first transmission in the last report interval, as a
     /// fraction × 65536 (§6.6; 0 from a sender that does not state it).
     pub loss_q16: u16,
+    /// Mean length of the gaps seen in the video flow (runs of consecutive lost datagrams),
+    /// × 256 (§6.6); 0 when not measured or not stated.
+    pub burst_q8: u16,
 }
 
 /// A decoded datagram body.

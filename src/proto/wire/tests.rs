@@ -343,3 +343,34 @@ proptest! {
         prop_assert!(Packet::decode(&Bytes::from(b)).is_err());
     }
 }
+
+#[test]
+fn receiver_report_carries_loss_and_burst_and_older_shorter_reports_still_decode() {
+    let r = ReceiverReport {
+        received: 1000,
+        lost: 3,
+        rtt_us: 20_000,
+        loss_q16: 6554,
+        burst_q8: 1024,
+        ..ReceiverReport::default()
+    };
+    let p = Packet::new(PacketType::ReceiverReport, 9, 1, Body::ReceiverReport(r));
+    let d = p.encode();
+    assert_eq!(d.len(), 52);
+    assert_eq!(
+        &d[44..48],
+        &[0x19, 0x9A, 0x04, 0x00],
+        "loss_q16, burst_q8 big-endian"
+    );
+    assert_eq!(
+        Packet::decode(&d).expect("valid").body,
+        Body::ReceiverReport(r)
+    );
+    // A report from before the §6.6 extension (48 bytes) states neither.
+    let old = Bytes::from(reseal_len(&d, 44));
+    assert_eq!(old.len(), 48);
+    let Body::ReceiverReport(o) = Packet::decode(&old).expect("valid").body else {
+        unreachable!()
+    };
+    assert_eq!((o.loss_q16, o.burst_q8, o.rtt_us), (0, 0, 20_000));
+}

@@ -63,22 +63,23 @@ const FORMATS: [SampleFormat; 10] = [
 ];
 
 impl AudioOutput {
-    /// Opens the default output device at `sample_rate` Hz for `channels`-channel input,
-    /// with a [`DEFAULT_BUFFER_MS`] ring, and starts it (it plays silence until fed).
+    /// Opens the default output device for `channels`-channel input, at `sample_rate` Hz
+    /// when the device supports it, else at the device's own default rate (or the nearest
+    /// it supports): [`AudioSink::sample_rate`] says which, and the caller resamples to it.
+    /// The ring holds [`DEFAULT_BUFFER_MS`]; the stream is started (silent until fed).
     ///
-    /// The device must support the rate itself (no resampling here); it may have more
-    /// channels than the input (mono is copied to all, extra channels stay silent).
-    /// Returns an error, never panics, when there is no sound card or sound server.
+    /// The device may have more channels than the input (mono is copied to all, extra
+    /// channels stay silent). Returns an error, never panics, when there is no sound card or
+    /// sound server.
     pub fn open(sample_rate: u32, channels: u16) -> Result<Self, AudioError> {
-        let frames = u64::from(sample_rate) * u64::from(DEFAULT_BUFFER_MS) / 1000;
-        Self::open_with_capacity(sample_rate, channels, frames.max(1) as usize)
+        Self::open_with_buffer(sample_rate, channels, DEFAULT_BUFFER_MS)
     }
 
-    /// [`open`](Self::open) with a ring of `capacity_frames` frames.
-    pub fn open_with_capacity(
+    /// [`open`](Self::open) with a ring of `buffer_ms` milliseconds (at the device's rate).
+    pub fn open_with_buffer(
         sample_rate: u32,
         channels: u16,
-        capacity_frames: usize,
+        buffer_ms: u32,
     ) -> Result<Self, AudioError> {
         validate_format(sample_rate, channels)?;
         let host = cpal::default_host();
@@ -95,12 +96,26 @@ impl AudioOutput {
                 op: "query device formats",
                 source,
             })?
-            .filter(|r| {
-                r.channels() >= channels
-                    && r.min_sample_rate() <= sample_rate
-                    && sample_rate <= r.max_sample_rate()
-            })
+            .filter(|r| r.channels() >= channels && FORMATS.contains(&r.sample_format()))
             .collect();
+        // The rate: ours if the device takes it, else its default, else the nearest it takes.
+        let takes = |rate: u32| {
+            ranges
+                .iter()
+                .any(|r| r.min_sample_rate() <= rate && rate <= r.max_sample_rate())
+        };
+        let default_rate = device.default_output_config().ok().map(|c| c.sample_rate());
+        let rate = if takes(sample_rate) {
+            sample_rate
+        } else if let Some(d) = default_rate.filter(|&d| takes(d)) {
+            d
+        } else {
+            ranges
+                .iter()
+                .map(|r| sample_rate.clamp(r.min_sample_rate(), r.max_sample_rate()))
+                .min_by_key(|&r| r.abs_diff(sample_rate))
+                .ok_or_else(unsupported)?
+        };
         // Fewest channels at or above ours, then the preferred sample format.
         let rank = |r: &cpal::SupportedStreamConfigRange| {
             let fmt = FORMATS
@@ -111,9 +126,11 @@ impl AudioOutput {
         };
         let best = ranges
             .iter()
-            .filter(|r| FORMATS.contains(&r.sample_format()))
+            .filter(|r| r.min_sample_rate() <= rate && rate <= r.max_sample_rate())
             .min_by_key(|r| rank(r))
             .ok_or_else(unsupported)?;
+        let sample_rate = rate;
+        let capacity_frames = (u64::from(rate) * u64::from(buffer_ms) / 1000).max(1) as usize;
         let device_channels = best.channels();
         let sample_format = best.sample_format();
         let config = StreamConfig {

@@ -68,6 +68,12 @@ fn open_sink(
         match crate::media::AudioOutput::open(rate, channels) {
             Ok(out) => {
                 *label = format!("device {}", out.device_name());
+                if out.sample_rate() != rate {
+                    log::info!(
+                        "play: the sound device runs at {} Hz; {rate} Hz audio is resampled",
+                        out.sample_rate()
+                    );
+                }
                 return Some(AudioOutput {
                     sink: Box::new(out),
                     format: (rate, channels),
@@ -182,6 +188,7 @@ impl Presenter {
         self.audio.as_ref().map(|o| AudioReading {
             played_frames: o.sink.played_frames(now),
             latency: o.sink.latency(),
+            sample_rate: o.sink.sample_rate(),
         })
     }
 
@@ -202,7 +209,7 @@ impl Presenter {
         }
     }
 
-    /// Pushes a released block into the sink through drift correction (opening the sink on
+    /// Pushes a released block into the sink through the resampler (opening the sink on
     /// the first block, or anew when the format changes).
     fn audio_block(&mut self, a: &AudioOut) {
         let now = Instant::now();

@@ -16,9 +16,18 @@ struct Shared {
     played_frames: AtomicU64,
     underruns: AtomicU64,
     stream_errors: AtomicU64,
+    /// At the last callback: delay from then until the end of what it wrote is heard.
     latency_nanos: AtomicU64,
+    /// When the last callback ran, nanoseconds after `epoch`.
+    callback_nanos: AtomicU64,
+    epoch: Instant,
     fed: AtomicBool,
+    callbacks: AtomicU64,
 }
+
+/// Callbacks after which a device counts as running at its steady pace (the first ones
+/// prefill its buffer, and a sound server may pause between them while it starts the stream).
+const STARTUP_CALLBACKS: u64 = 4;
 
 /// The default sound output device, fed through a bounded ring.
 ///
@@ -146,7 +155,10 @@ impl AudioOutput {
             underruns: AtomicU64::new(0),
             stream_errors: AtomicU64::new(0),
             latency_nanos: AtomicU64::new(0),
+            callback_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
             fed: AtomicBool::new(false),
+            callbacks: AtomicU64::new(0),
         });
         let c = consumer;
         let (d, cfg, sh) = (&device, &config, &shared);
@@ -224,10 +236,18 @@ impl AudioOutput {
         self.shared.stream_errors.load(Ordering::Relaxed)
     }
 
-    /// Delay between a callback and its samples reaching the speaker, as last reported by
-    /// the backend (zero until the first callback or if the backend does not say).
+    /// Delay from now until the last frame handed to the device (counted in
+    /// [`played_frames`](Self::played_frames)) leaves the speaker: what the backend reported
+    /// at the last callback (its start plus the callback's own buffer), less the time since.
+    /// Zero until the first callback or if the backend does not say. Between callbacks it
+    /// shrinks in real time, so the audio clock advances smoothly instead of in
+    /// callback-sized steps.
     pub fn device_latency(&self) -> Duration {
-        Duration::from_nanos(self.shared.latency_nanos.load(Ordering::Relaxed))
+        let sh = &self.shared;
+        let at_callback = sh.latency_nanos.load(Ordering::Acquire);
+        let since = (sh.epoch.elapsed().as_nanos() as u64)
+            .saturating_sub(sh.callback_nanos.load(Ordering::Acquire));
+        Duration::from_nanos(at_callback.saturating_sub(since))
     }
 
     /// The device's name.
@@ -274,6 +294,10 @@ impl AudioSink for AudioOutput {
     fn latency(&self) -> Duration {
         self.device_latency()
     }
+
+    fn running(&self) -> bool {
+        self.shared.callbacks.load(Ordering::Relaxed) >= STARTUP_CALLBACKS
+    }
 }
 
 fn build<T>(
@@ -288,15 +312,25 @@ where
 {
     let src_ch = usize::from(channels);
     let dev_ch = usize::from(config.channels);
+    let rate = config.sample_rate;
     let data_shared = Arc::clone(shared);
     let err_shared = Arc::clone(shared);
     let data_cb = move |out: &mut [T], info: &cpal::OutputCallbackInfo| {
         // Real-time thread: no blocking, no allocation, no logging.
+        data_shared.callbacks.fetch_add(1, Ordering::Relaxed);
         let ts = info.timestamp();
-        let latency = ts.playback.saturating_duration_since(ts.callback);
-        let latency = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        data_shared.latency_nanos.store(latency, Ordering::Relaxed);
         let wanted = out.len() / dev_ch;
+        // The buffer's first frame is heard `playback - callback` from now, its last one a
+        // buffer later.
+        let latency = ts
+            .playback
+            .saturating_duration_since(ts.callback)
+            .as_nanos()
+            + wanted as u128 * 1_000_000_000 / u128::from(rate.max(1));
+        let latency = u64::try_from(latency).unwrap_or(u64::MAX);
+        let now = data_shared.epoch.elapsed().as_nanos() as u64;
+        data_shared.callback_nanos.store(now, Ordering::Release);
+        data_shared.latency_nanos.store(latency, Ordering::Release);
         // The producer only ever adds whole frames, so the ring holds whole frames.
         let n = wanted.min(consumer.slots() / src_ch);
         let n = match consumer.read_chunk(n * src_ch) {

@@ -232,6 +232,11 @@ impl Presenter {
         let Some(reading) = self.reading(now) else {
             return;
         };
+        if self.audio.as_ref().is_some_and(|o| !o.sink.running()) {
+            // The device is still starting: what it would queue now would only add latency
+            // (and then be dropped or played late); the stream starts when the device does.
+            return;
+        }
         pcm_from_le(&a.samples, a.concealed, &mut self.pcm);
         let block = AudioBlock {
             pts: a.pts,
@@ -239,6 +244,19 @@ impl Presenter {
             channels,
             samples: &self.pcm,
         };
+        if log::log_enabled!(log::Level::Debug) && self.sync.stats().audio_blocks % 1000 == 0 {
+            let st = self.sync.stats();
+            log::debug!(
+                "audio: played {} pushed {} latency {:?} queue {:.1} ms err {:.2} ms corr {:.1} ppm underruns {}",
+                reading.played_frames,
+                self.sync.pushed_frames(),
+                reading.latency,
+                st.audio_queue_ms,
+                st.audio_queue_error_ms,
+                st.drift_correction_ppm,
+                self.audio.as_ref().map_or(0, |o| o.sink.underruns())
+            );
+        }
         if let Some(o) = &mut self.audio {
             let sink = &mut o.sink;
             self.sync

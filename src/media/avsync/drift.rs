@@ -122,6 +122,18 @@ impl DriftEstimator {
         self.engaged = false;
     }
 
+    /// After a step in the queue that was no drift (the device stalled, or audio was
+    /// skipped to undo one): forgets the level like [`restart_level`](Self::restart_level) and
+    /// drops the proportional part of the correction, keeping the drift learnt.
+    pub fn resync(&mut self) {
+        self.restart_level();
+        let learnt = self.integral * 1e6;
+        if learnt != self.correction_ppm {
+            self.correction_ppm = learnt;
+            self.corrections += 1;
+        }
+    }
+
     /// Takes one reading of the queued audio at `now`; returns true when the ratio changed.
     /// Call at every push; readings with `now` earlier than the window start count as at it.
     pub fn observe(&mut self, now: Instant, queued: Duration) -> bool {

@@ -157,6 +157,11 @@ pub struct AvStats {
     pub audio_primes: u64,
     /// Sample frames of silence inserted by priming.
     pub audio_prime_frames: u64,
+    /// Times the queue jumped by more than drift can explain (the device stalled) and the
+    /// excess was skipped.
+    pub audio_resyncs: u64,
+    /// Sample frames skipped by those resyncs.
+    pub audio_resync_frames: u64,
     /// Sample frames the sink did not take (its ring was full).
     pub audio_frames_refused: u64,
     /// Audio queue (pushed − played) at the last push, milliseconds.
@@ -188,6 +193,12 @@ impl Segment {
     }
 }
 
+/// A queue error this large is no drift (100 ppm takes five minutes to make it, and the loop
+/// acts at 5 ms): the device stalled (a sound server that missed its deadline plays silence
+/// and then takes our audio late). The excess is skipped at once, one cut right after the
+/// server's own gap, rather than played late (which would hold the picture back too).
+const RESYNC: Duration = Duration::from_millis(30);
+
 /// Longest chain of segments remembered (a push per block; far more than the sink holds).
 const MAX_SEGMENTS: usize = 4096;
 
@@ -203,6 +214,8 @@ pub struct AvSync {
     last_audio_push: Option<Instant>,
     out: Vec<i16>,
     runs: Vec<Run>,
+    /// Input frames still to skip after a device stall.
+    skip_frames: u64,
     // Stats.
     stats: AvStats,
     offset_sum: i128,
@@ -216,6 +229,10 @@ fn ticks_to_duration(ticks: u128) -> Duration {
 
 fn duration_to_ticks(d: Duration) -> i128 {
     (d.as_nanos() * u128::from(CLOCK_RATE) / 1_000_000_000) as i128
+}
+
+fn n_frames(samples: usize, channels: usize) -> u64 {
+    (samples / channels.max(1)) as u64
 }
 
 fn frames_to_duration(frames: u64, rate: u32) -> Duration {
@@ -239,6 +256,7 @@ impl AvSync {
             last_audio_push: None,
             out: Vec::new(),
             runs: Vec::new(),
+            skip_frames: 0,
             stats: AvStats::default(),
             offset_sum: 0,
             offset_max: 0,
@@ -265,6 +283,7 @@ impl AvSync {
         self.pushed = 0;
         self.drift = DriftEstimator::new(self.cfg.drift.clone());
         self.resampler = None;
+        self.skip_frames = 0;
         self.last_audio_push = None;
     }
 
@@ -344,6 +363,15 @@ impl AvSync {
             {
                 resampler.set_relative_ratio(self.drift.ratio());
             }
+            let err = self.drift.queue_error();
+            if err.abs() > RESYNC.as_secs_f64() {
+                self.stats.audio_resyncs += 1;
+                if err > 0.0 {
+                    self.skip_frames = (err * f64::from(rate)) as u64;
+                }
+                self.drift.resync();
+                resampler.set_relative_ratio(self.drift.ratio());
+            }
             0
         };
         self.stats.drift_corrections = self.drift.corrections();
@@ -357,7 +385,12 @@ impl AvSync {
         self.out.clear();
         self.out.resize(prime as usize * ch, 0);
         self.runs.clear();
-        resampler.process(block.pts, block.samples, &mut self.out, &mut self.runs);
+        let skip = self.skip_frames.min(n_frames(block.samples.len(), ch));
+        self.skip_frames -= skip;
+        self.stats.audio_resync_frames += skip;
+        let pts = block.pts + skip * u64::from(CLOCK_RATE) / u64::from(rate);
+        let body = &block.samples[skip as usize * ch..];
+        resampler.process(pts, body, &mut self.out, &mut self.runs);
         let out_frames = (self.out.len() / ch) as u64;
         let taken = (push(&self.out) / ch) as u64;
         let taken = taken.min(out_frames);

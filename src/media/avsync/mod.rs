@@ -388,7 +388,7 @@ impl AvSync {
         let skip = self.skip_frames.min(n_frames(block.samples.len(), ch));
         self.skip_frames -= skip;
         self.stats.audio_resync_frames += skip;
-        let pts = block.pts + skip * u64::from(CLOCK_RATE) / u64::from(rate);
+        let pts = block.pts + skip * CLOCK_RATE / u64::from(rate);
         let body = &block.samples[skip as usize * ch..];
         resampler.process(pts, body, &mut self.out, &mut self.runs);
         let out_frames = (self.out.len() / ch) as u64;

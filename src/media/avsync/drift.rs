@@ -30,6 +30,14 @@
 //! change is 1.7 cents; the smallest audible pitch step is about 5). The caller applies
 //! [`DriftEstimator::ratio`] to an asynchronous resampler, never by dropping or repeating
 //! samples.
+//!
+//! # Steps
+//!
+//! A window mean more than [`DriftConfig::step`] away from the smoothed level is no drift: a
+//! device that stalled (a sound server that missed its deadline plays silence and takes our
+//! audio later) or a burst. It is kept out of the filter, measured over the next window and
+//! handed to the caller ([`DriftEstimator::take_step`]), which skips the excess once and calls
+//! [`DriftEstimator::resync`].
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +58,9 @@ pub struct DriftConfig {
     pub max_correction_ppm: f64,
     /// Largest change of the correction per window, ppm. Default 50 (0.09 cents).
     pub max_step_ppm: f64,
+    /// A window mean this far from the smoothed level is a step, not drift (no clock drifts
+    /// that fast): the device stalled, or a burst came. Default 20 ms.
+    pub step: Duration,
 }
 
 impl Default for DriftConfig {
@@ -62,6 +73,7 @@ impl Default for DriftConfig {
             time_constant: Duration::from_secs(60),
             max_correction_ppm: 2000.0,
             max_step_ppm: 50.0,
+            step: Duration::from_millis(20),
         }
     }
 }
@@ -88,6 +100,11 @@ pub struct DriftEstimator {
     largest_step_ppm: f64,
     /// The queue once strayed beyond the dead band: there is real drift, and the loop runs.
     engaged: bool,
+    /// A step was seen in the last window (it may have caught only part of it): the next
+    /// window's mean measures it.
+    step_seen: bool,
+    /// A measured step (seconds, positive: the queue grew), until taken.
+    step: Option<f64>,
 }
 
 impl DriftEstimator {
@@ -104,6 +121,8 @@ impl DriftEstimator {
             corrections: 0,
             largest_step_ppm: 0.0,
             engaged: false,
+            step_seen: false,
+            step: None,
         }
     }
 
@@ -120,6 +139,14 @@ impl DriftEstimator {
         self.smoothed = None;
         self.setpoint = None;
         self.engaged = false;
+        self.step_seen = false;
+    }
+
+    /// A step in the queue (seconds, positive: it grew) seen since the last call: no drift,
+    /// but a stalled device or a burst of audio. The caller undoes it (skips that much audio)
+    /// or accepts it, then calls [`resync`](Self::resync).
+    pub fn take_step(&mut self) -> Option<f64> {
+        self.step.take()
     }
 
     /// After a step in the queue that was no drift (the device stalled, or audio was
@@ -153,6 +180,19 @@ impl DriftEstimator {
 
     /// One window's mean `mean` (seconds) after `dt` seconds.
     fn update(&mut self, now: Instant, since: Instant, mean: f64, dt: f64) -> bool {
+        if let (Some(p), Some(s)) = (self.setpoint, self.smoothed) {
+            if self.step_seen {
+                // The whole window after the jump: that is the step.
+                self.step_seen = false;
+                self.step = Some(mean - p);
+                return false;
+            }
+            if (mean - s).abs() > self.cfg.step.as_secs_f64() {
+                // Not drift: keep it out of the level and the loop.
+                self.step_seen = true;
+                return false;
+            }
+        }
         let tau = self.cfg.smoothing.as_secs_f64();
         let alpha = if tau > 0.0 {
             1.0 - (-dt / tau).exp()

@@ -24,7 +24,10 @@
 //! sink's; the [`DriftEstimator`] reads the queue at every push, tells real drift from the
 //! jitter of the device's callbacks (means over seconds, a dead band) and sets the
 //! resampler's ratio, smoothly. A shared clock yields no correction at all (and, at equal
-//! rates, the audio passes through bit for bit); nothing is ever dropped or repeated. A
+//! rates, the audio passes through bit for bit); nothing is ever dropped or repeated for
+//! drift. A jump of the queue that no drift could make (the device stalled: a sound server
+//! that missed its deadline played silence) is undone once, by skipping that much audio right
+//! after the server's own gap, instead of playing everything (and the picture) late. A
 //! queue that has run dry (start, underrun, or after a pause) is primed with silence up to
 //! the target at once, so the cushion exists from the first block.
 //!
@@ -193,12 +196,6 @@ impl Segment {
     }
 }
 
-/// A queue error this large is no drift (100 ppm takes five minutes to make it, and the loop
-/// acts at 5 ms): the device stalled (a sound server that missed its deadline plays silence
-/// and then takes our audio late). The excess is skipped at once, one cut right after the
-/// server's own gap, rather than played late (which would hold the picture back too).
-const RESYNC: Duration = Duration::from_millis(30);
-
 /// Longest chain of segments remembered (a push per block; far more than the sink holds).
 const MAX_SEGMENTS: usize = 4096;
 
@@ -363,11 +360,13 @@ impl AvSync {
             {
                 resampler.set_relative_ratio(self.drift.ratio());
             }
-            let err = self.drift.queue_error();
-            if err.abs() > RESYNC.as_secs_f64() {
+            if let Some(step) = self.drift.take_step() {
+                // The device stalled (or a burst came): skip the excess at once, one cut
+                // right after the sound server's own gap, rather than play everything late
+                // (which would hold the picture back too). A queue that shrank is left be.
                 self.stats.audio_resyncs += 1;
-                if err > 0.0 {
-                    self.skip_frames = (err * f64::from(rate)) as u64;
+                if step > 0.0 {
+                    self.skip_frames = (step * f64::from(rate)) as u64;
                 }
                 self.drift.resync();
                 resampler.set_relative_ratio(self.drift.ratio());

@@ -299,6 +299,8 @@ struct SimDevice {
     next_at: f64,
     played: u64,
     underruns: u64,
+    /// Callbacks due in this window (seconds) never come: the sound server played silence.
+    stall: (f64, f64),
 }
 
 impl SimDevice {
@@ -313,6 +315,7 @@ impl SimDevice {
             next_at: 0.0,
             played: 0,
             underruns: 0,
+            stall: (0.0, 0.0),
         };
         d.next_at = d.due(0);
         d
@@ -326,6 +329,11 @@ impl SimDevice {
     /// Runs the callbacks due by `t` seconds with `pushed` frames pushed so far.
     fn advance(&mut self, t: f64, pushed: u64) -> u64 {
         while self.next_at <= t {
+            if (self.stall.0..self.stall.1).contains(&self.next_at) {
+                self.next += 1;
+                self.next_at = self.due(self.next);
+                continue;
+            }
             let take = self.period.min(pushed - self.played);
             if take < self.period && self.played > 0 {
                 self.underruns += 1;
@@ -338,14 +346,29 @@ impl SimDevice {
     }
 }
 
-/// Ten minutes (`secs`) of 5 ms blocks of a 8 kHz tone pushed on the local clock, with up to
-/// 2 ms of wake-up jitter, into a device `ppm` off with 10 ms callbacks up to 4 ms late.
-/// Returns the stats, the device's underruns and the A/V error: the audio clock minus the
-/// local clock, its range (min, max) in milliseconds after the first 10 s.
-fn run_drift(ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
+/// `secs` of 5 ms blocks of a 8 kHz tone from a source whose clock runs `src_ppm` fast,
+/// released with up to 2 ms of wake-up jitter, into a device `ppm` fast with 10 ms callbacks
+/// up to 4 ms late (both against the local clock). Returns the stats, the device's underruns
+/// and the A/V error: the audio clock minus the media time the source's clock says is due
+/// (what the jitter buffer releases video by), its range (min, max) in milliseconds after the
+/// first 10 s.
+fn run_drift(ppm: f64, src_ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
+    run_drift_with(ppm, src_ppm, secs, (0.0, 0.0)).0
+}
+
+/// [`run_drift`] with the device stalled over `stall` (seconds); also returns the A/V error
+/// range over the last minute.
+fn run_drift_with(
+    ppm: f64,
+    src_ppm: f64,
+    secs: u64,
+    stall: (f64, f64),
+) -> ((AvStats, u64, (f64, f64)), (f64, f64)) {
     let t0 = Instant::now();
     let rate = 8000;
     let mut dev = SimDevice::new(rate, ppm, 80, 4 * MS, 7);
+    dev.stall = stall;
+    let (mut lo_end, mut hi_end) = (f64::MAX, f64::MIN);
     let mut s = AvSync::new(AvSyncConfig::default());
     let mut rng = fastrand::Rng::with_seed(11);
     let tone = crate::media::ToneSource::new(rate, 1, 440).unwrap();
@@ -353,7 +376,8 @@ fn run_drift(ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
     let mut origin = None;
     for i in 0..secs * 200 {
-        let t = i as f64 * 0.005 + rng.f64() * 0.002;
+        let due = i as f64 * 0.005 / (1.0 + src_ppm * 1e-6);
+        let t = due + rng.f64() * 0.002;
         let now = t0 + Duration::from_secs_f64(t);
         let r = AudioReading {
             played_frames: dev.advance(t, s.pushed_frames()),
@@ -382,20 +406,43 @@ fn run_drift(ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
             );
         }
         if let Some(c) = s.audio_clock(r) {
-            let err = (c as f64 / 90.0) - t * 1000.0;
+            let err = (c as f64 / 90.0) - t * (1.0 + src_ppm * 1e-6) * 1000.0;
             let o = *origin.get_or_insert(err);
             if t >= 10.0 {
                 lo = lo.min(err - o);
                 hi = hi.max(err - o);
             }
+            if t >= secs as f64 - 60.0 {
+                lo_end = lo_end.min(err - o);
+                hi_end = hi_end.max(err - o);
+            }
         }
     }
-    (s.stats(), dev.underruns, (lo, hi))
+    ((s.stats(), dev.underruns, (lo, hi)), (lo_end, hi_end))
+}
+
+#[test]
+fn a_device_stall_is_skipped_once_not_corrected_as_drift() {
+    // The sound server misses 80 ms at t = 60 s (it plays silence): the queue jumps 80 ms,
+    // which no drift could do. The excess is skipped at once; nothing is learnt as drift.
+    let ((st, _, _), (lo, hi)) = run_drift_with(0.0, 0.0, 180, (60.0, 60.08));
+    assert_eq!(st.audio_resyncs, 1, "{st:?}");
+    assert!(
+        (500..=700).contains(&st.audio_resync_frames),
+        "80 ms at 8 kHz: {st:?}"
+    );
+    assert_eq!(
+        (st.drift_corrections, st.drift_estimate_ppm),
+        (0, 0.0),
+        "{st:?}"
+    );
+    // A minute later the picture and sound are back together.
+    assert!(lo > -20.0 && hi < 20.0, "{lo} {hi}");
 }
 
 #[test]
 fn a_shared_clock_is_never_corrected() {
-    let (st, underruns, (lo, hi)) = run_drift(0.0, 120);
+    let (st, underruns, (lo, hi)) = run_drift(0.0, 0.0, 120);
     assert_eq!((st.drift_corrections, st.drift_correction_ppm), (0, 0.0));
     assert_eq!((underruns, st.audio_primes), (0, 1));
     // The clock only wobbles with the callbacks (10 ms bites, up to 4 ms late).
@@ -405,7 +452,7 @@ fn a_shared_clock_is_never_corrected() {
 #[test]
 fn drift_of_100_ppm_is_corrected_smoothly_over_ten_minutes() {
     for ppm in [100.0, -100.0] {
-        let (st, underruns, (lo, hi)) = run_drift(ppm, 600);
+        let (st, underruns, (lo, hi)) = run_drift(ppm, 0.0, 600);
         // A device 100 ppm fast drains the queue: the stream is played with 100 ppm more
         // frames (a correction of -100 ppm), in steps of at most 50 ppm.
         assert!((st.drift_estimate_ppm + ppm).abs() < 5.0, "{ppm}: {st:?}");
@@ -421,5 +468,20 @@ fn drift_of_100_ppm_is_corrected_smoothly_over_ten_minutes() {
         );
         // A/V: the audio clock stays within ±20 ms of where it started, for ten minutes.
         assert!(lo > -20.0 && hi < 20.0, "{ppm}: {lo} {hi}");
+    }
+}
+
+#[test]
+fn a_source_clock_100_ppm_off_is_followed_for_ten_minutes() {
+    for src_ppm in [100.0, -100.0] {
+        let (st, underruns, (lo, hi)) = run_drift(0.0, src_ppm, 600);
+        // A source 100 ppm fast fills the queue: played with 100 ppm fewer frames.
+        assert!(
+            (st.drift_estimate_ppm - src_ppm).abs() < 5.0,
+            "{src_ppm}: {st:?}"
+        );
+        assert!(st.drift_largest_step_ppm <= 50.0, "{st:?}");
+        assert_eq!((underruns, st.audio_primes, st.audio_resyncs), (0, 1, 0));
+        assert!(lo > -20.0 && hi < 20.0, "{src_ppm}: {lo} {hi}");
     }
 }

@@ -105,6 +105,8 @@ pub struct DriftEstimator {
     step_seen: bool,
     /// A measured step (seconds, positive: the queue grew), until taken.
     step: Option<f64>,
+    /// A setpoint just learnt (seconds), until taken.
+    settled: Option<f64>,
 }
 
 impl DriftEstimator {
@@ -123,6 +125,7 @@ impl DriftEstimator {
             engaged: false,
             step_seen: false,
             step: None,
+            settled: None,
         }
     }
 
@@ -147,6 +150,13 @@ impl DriftEstimator {
     /// or accepts it, then calls [`resync`](Self::resync).
     pub fn take_step(&mut self) -> Option<f64> {
         self.step.take()
+    }
+
+    /// The queue level (seconds) the estimator has just settled on and will hold, once: the
+    /// caller may find it too long (a start or a stall left more audio queued than it wants)
+    /// and skip the excess, then call [`resync`](Self::resync).
+    pub fn take_settled(&mut self) -> Option<f64> {
+        self.settled.take()
     }
 
     /// After a step in the queue that was no drift (the device stalled, or audio was
@@ -180,11 +190,11 @@ impl DriftEstimator {
 
     /// One window's mean `mean` (seconds) after `dt` seconds.
     fn update(&mut self, now: Instant, since: Instant, mean: f64, dt: f64) -> bool {
-        if let (Some(p), Some(s)) = (self.setpoint, self.smoothed) {
+        if let Some(s) = self.smoothed {
             if self.step_seen {
                 // The whole window after the jump: that is the step.
                 self.step_seen = false;
-                self.step = Some(mean - p);
+                self.step = Some(mean - s);
                 return false;
             }
             if (mean - s).abs() > self.cfg.step.as_secs_f64() {
@@ -207,6 +217,7 @@ impl DriftEstimator {
         let Some(setpoint) = self.setpoint else {
             if now.saturating_duration_since(since) >= self.cfg.settle {
                 self.setpoint = Some(s);
+                self.settled = Some(s);
             }
             return false;
         };

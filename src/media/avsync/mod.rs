@@ -360,13 +360,22 @@ impl AvSync {
             {
                 resampler.set_relative_ratio(self.drift.ratio());
             }
-            if let Some(step) = self.drift.take_step() {
-                // The device stalled (or a burst came): skip the excess at once, one cut
-                // right after the sound server's own gap, rather than play everything late
-                // (which would hold the picture back too). A queue that shrank is left be.
+            // The device stalled (or a burst came), or the queue settled far above its
+            // target: skip the excess at once, one cut right after the sound server's own
+            // gap, rather than play everything late (which would hold the picture back too).
+            // A queue that shrank is left be.
+            let target_s = self.cfg.target_queue.as_secs_f64();
+            let excess = match (self.drift.take_step(), self.drift.take_settled()) {
+                (Some(step), _) => Some(step),
+                (None, Some(level)) if level - target_s > self.cfg.drift.step.as_secs_f64() => {
+                    Some(level - target_s)
+                }
+                _ => None,
+            };
+            if let Some(excess) = excess {
                 self.stats.audio_resyncs += 1;
-                if step > 0.0 {
-                    self.skip_frames = (step * f64::from(rate)) as u64;
+                if excess > 0.0 {
+                    self.skip_frames = (excess * f64::from(rate)) as u64;
                 }
                 self.drift.resync();
                 resampler.set_relative_ratio(self.drift.ratio());

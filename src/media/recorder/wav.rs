@@ -126,8 +126,8 @@ impl Recorder {
         let media = Duration::from_nanos(
             u64::try_from((pts - w.anchor).max(0) * 1_000_000_000 / clock).unwrap_or(0),
         );
-        let lead = (written - pos - w.slip) as f64 / f64::from(rate);
-        let reading = (SLIP_BIAS.as_secs_f64() + lead).max(0.0);
+        // What the estimator follows: the creep (a gap just filled is no drift).
+        let reading = (SLIP_BIAS.as_secs_f64() - w.slip as f64 / f64::from(rate)).max(0.0);
         if w.drift
             .observe(w.epoch + media, Duration::from_secs_f64(reading))
         {

@@ -179,9 +179,9 @@ impl Recorder {
             // ratio applies to all of it and nothing jumps.
             let mut runs = Vec::new();
             let mut made = 0u64;
-            let zeros = vec![0i16; 4096 * ch];
             let mut left = gap + if concealed { body_frames } else { 0 };
             self.summary.audio_silence_frames += left;
+            let zeros = vec![0i16; left.min(4096) as usize * ch];
             while left > 0 {
                 let n = left.min(4096) as usize;
                 w.out.clear();

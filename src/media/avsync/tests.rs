@@ -353,17 +353,23 @@ impl SimDevice {
 /// (what the jitter buffer releases video by), its range (min, max) in milliseconds after the
 /// first 10 s.
 fn run_drift(ppm: f64, src_ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
-    run_drift_with(ppm, src_ppm, secs, (0.0, 0.0)).0
+    let r = run_drift_with(ppm, src_ppm, secs, (0.0, 0.0));
+    (r.stats, r.underruns, r.range)
+}
+
+/// What [`run_drift_with`] found.
+struct DriftRun {
+    stats: AvStats,
+    underruns: u64,
+    /// A/V error range after the first 10 s, ms.
+    range: (f64, f64),
+    /// A/V error range over the last minute, ms.
+    end_range: (f64, f64),
 }
 
 /// [`run_drift`] with the device stalled over `stall` (seconds); also returns the A/V error
 /// range over the last minute.
-fn run_drift_with(
-    ppm: f64,
-    src_ppm: f64,
-    secs: u64,
-    stall: (f64, f64),
-) -> ((AvStats, u64, (f64, f64)), (f64, f64)) {
+fn run_drift_with(ppm: f64, src_ppm: f64, secs: u64, stall: (f64, f64)) -> DriftRun {
     let t0 = Instant::now();
     let rate = 8000;
     let mut dev = SimDevice::new(rate, ppm, 80, 4 * MS, 7);
@@ -418,14 +424,20 @@ fn run_drift_with(
             }
         }
     }
-    ((s.stats(), dev.underruns, (lo, hi)), (lo_end, hi_end))
+    DriftRun {
+        stats: s.stats(),
+        underruns: dev.underruns,
+        range: (lo, hi),
+        end_range: (lo_end, hi_end),
+    }
 }
 
 #[test]
 fn a_device_stall_is_skipped_once_not_corrected_as_drift() {
     // The sound server misses 80 ms at t = 60 s (it plays silence): the queue jumps 80 ms,
     // which no drift could do. The excess is skipped at once; nothing is learnt as drift.
-    let ((st, _, _), (lo, hi)) = run_drift_with(0.0, 0.0, 180, (60.0, 60.08));
+    let r = run_drift_with(0.0, 0.0, 180, (60.0, 60.08));
+    let (st, (lo, hi)) = (r.stats, r.end_range);
     assert_eq!(st.audio_resyncs, 1, "{st:?}");
     assert!(
         (500..=700).contains(&st.audio_resync_frames),
@@ -491,7 +503,8 @@ fn a_stall_while_starting_is_skipped_when_the_level_settles() {
     // 200 ms without callbacks just after the start (a sound server opening the stream): the
     // queue settles 200 ms too long; that excess is skipped once, and sound and picture
     // are back together, with nothing learnt as drift.
-    let ((st, _, _), (lo, hi)) = run_drift_with(0.0, 0.0, 120, (0.3, 0.5));
+    let r = run_drift_with(0.0, 0.0, 120, (0.3, 0.5));
+    let (st, (lo, hi)) = (r.stats, r.end_range);
     // (Caught as a step, in one or two bites as the first window saw part of it.)
     assert!((1..=2).contains(&st.audio_resyncs), "{st:?}");
     assert!((1400..=1700).contains(&st.audio_resync_frames), "{st:?}");

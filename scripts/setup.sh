@@ -2,12 +2,14 @@
 # Installs what framecast needs on Debian/Ubuntu (idempotent): cmake and nasm for turbojpeg's
 # vendored libjpeg-turbo, ALSA headers for cpal, OpenCV with clang for the opencv crate; and
 # for the tests and benchmarks: ffmpeg/ffprobe (test media, reading recordings back), Xvfb
-# (window tests), GStreamer and srt-live-transmit (the benchmarks' yardsticks). Runs apt only when something is
-# missing.
+# (window tests), GStreamer and srt-live-transmit (the benchmarks' yardsticks), PulseAudio with
+# its tools and ALSA's pulse plugin (the sound test plays through a null sink and records its
+# monitor). Runs apt only when something is missing.
 set -euo pipefail
 packages=(cmake nasm pkg-config libasound2-dev libopencv-dev clang libclang-dev
           ffmpeg xvfb xauth gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-          gstreamer1.0-plugins-bad gstreamer1.0-libav srt-tools chromium python3-prometheus-client)
+          gstreamer1.0-plugins-bad gstreamer1.0-libav srt-tools chromium python3-prometheus-client
+          pulseaudio pulseaudio-utils libasound2-plugins)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -30,6 +30,7 @@ pub mod jpeg;
 #[cfg(feature = "jpeg")]
 pub mod player;
 pub mod recorder;
+pub mod resample;
 #[cfg(feature = "jpeg")]
 pub mod source;
 pub mod test_source;

@@ -16,9 +16,18 @@ struct Shared {
     played_frames: AtomicU64,
     underruns: AtomicU64,
     stream_errors: AtomicU64,
+    /// At the last callback: delay from then until the end of what it wrote is heard.
     latency_nanos: AtomicU64,
+    /// When the last callback ran, nanoseconds after `epoch`.
+    callback_nanos: AtomicU64,
+    epoch: Instant,
     fed: AtomicBool,
+    callbacks: AtomicU64,
 }
+
+/// Callbacks after which a device counts as running at its steady pace (the first ones
+/// prefill its buffer, and a sound server may pause between them while it starts the stream).
+const STARTUP_CALLBACKS: u64 = 4;
 
 /// The default sound output device, fed through a bounded ring.
 ///
@@ -63,22 +72,23 @@ const FORMATS: [SampleFormat; 10] = [
 ];
 
 impl AudioOutput {
-    /// Opens the default output device at `sample_rate` Hz for `channels`-channel input,
-    /// with a [`DEFAULT_BUFFER_MS`] ring, and starts it (it plays silence until fed).
+    /// Opens the default output device for `channels`-channel input, at `sample_rate` Hz
+    /// when the device supports it, else at the device's own default rate (or the nearest
+    /// it supports): [`AudioSink::sample_rate`] says which, and the caller resamples to it.
+    /// The ring holds [`DEFAULT_BUFFER_MS`]; the stream is started (silent until fed).
     ///
-    /// The device must support the rate itself (no resampling here); it may have more
-    /// channels than the input (mono is copied to all, extra channels stay silent).
-    /// Returns an error, never panics, when there is no sound card or sound server.
+    /// The device may have more channels than the input (mono is copied to all, extra
+    /// channels stay silent). Returns an error, never panics, when there is no sound card or
+    /// sound server.
     pub fn open(sample_rate: u32, channels: u16) -> Result<Self, AudioError> {
-        let frames = u64::from(sample_rate) * u64::from(DEFAULT_BUFFER_MS) / 1000;
-        Self::open_with_capacity(sample_rate, channels, frames.max(1) as usize)
+        Self::open_with_buffer(sample_rate, channels, DEFAULT_BUFFER_MS)
     }
 
-    /// [`open`](Self::open) with a ring of `capacity_frames` frames.
-    pub fn open_with_capacity(
+    /// [`open`](Self::open) with a ring of `buffer_ms` milliseconds (at the device's rate).
+    pub fn open_with_buffer(
         sample_rate: u32,
         channels: u16,
-        capacity_frames: usize,
+        buffer_ms: u32,
     ) -> Result<Self, AudioError> {
         validate_format(sample_rate, channels)?;
         let host = cpal::default_host();
@@ -95,12 +105,26 @@ impl AudioOutput {
                 op: "query device formats",
                 source,
             })?
-            .filter(|r| {
-                r.channels() >= channels
-                    && r.min_sample_rate() <= sample_rate
-                    && sample_rate <= r.max_sample_rate()
-            })
+            .filter(|r| r.channels() >= channels && FORMATS.contains(&r.sample_format()))
             .collect();
+        // The rate: ours if the device takes it, else its default, else the nearest it takes.
+        let takes = |rate: u32| {
+            ranges
+                .iter()
+                .any(|r| r.min_sample_rate() <= rate && rate <= r.max_sample_rate())
+        };
+        let default_rate = device.default_output_config().ok().map(|c| c.sample_rate());
+        let rate = if takes(sample_rate) {
+            sample_rate
+        } else if let Some(d) = default_rate.filter(|&d| takes(d)) {
+            d
+        } else {
+            ranges
+                .iter()
+                .map(|r| sample_rate.clamp(r.min_sample_rate(), r.max_sample_rate()))
+                .min_by_key(|&r| r.abs_diff(sample_rate))
+                .ok_or_else(unsupported)?
+        };
         // Fewest channels at or above ours, then the preferred sample format.
         let rank = |r: &cpal::SupportedStreamConfigRange| {
             let fmt = FORMATS
@@ -111,9 +135,11 @@ impl AudioOutput {
         };
         let best = ranges
             .iter()
-            .filter(|r| FORMATS.contains(&r.sample_format()))
+            .filter(|r| r.min_sample_rate() <= rate && rate <= r.max_sample_rate())
             .min_by_key(|r| rank(r))
             .ok_or_else(unsupported)?;
+        let sample_rate = rate;
+        let capacity_frames = (u64::from(rate) * u64::from(buffer_ms) / 1000).max(1) as usize;
         let device_channels = best.channels();
         let sample_format = best.sample_format();
         let config = StreamConfig {
@@ -129,7 +155,10 @@ impl AudioOutput {
             underruns: AtomicU64::new(0),
             stream_errors: AtomicU64::new(0),
             latency_nanos: AtomicU64::new(0),
+            callback_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
             fed: AtomicBool::new(false),
+            callbacks: AtomicU64::new(0),
         });
         let c = consumer;
         let (d, cfg, sh) = (&device, &config, &shared);
@@ -207,10 +236,18 @@ impl AudioOutput {
         self.shared.stream_errors.load(Ordering::Relaxed)
     }
 
-    /// Delay between a callback and its samples reaching the speaker, as last reported by
-    /// the backend (zero until the first callback or if the backend does not say).
+    /// Delay from now until the last frame handed to the device (counted in
+    /// [`played_frames`](Self::played_frames)) leaves the speaker: what the backend reported
+    /// at the last callback (its start plus the callback's own buffer), less the time since.
+    /// Zero until the first callback or if the backend does not say. Between callbacks it
+    /// shrinks in real time, so the audio clock advances smoothly instead of in
+    /// callback-sized steps.
     pub fn device_latency(&self) -> Duration {
-        Duration::from_nanos(self.shared.latency_nanos.load(Ordering::Relaxed))
+        let sh = &self.shared;
+        let at_callback = sh.latency_nanos.load(Ordering::Acquire);
+        let since = (sh.epoch.elapsed().as_nanos() as u64)
+            .saturating_sub(sh.callback_nanos.load(Ordering::Acquire));
+        Duration::from_nanos(at_callback.saturating_sub(since))
     }
 
     /// The device's name.
@@ -257,6 +294,10 @@ impl AudioSink for AudioOutput {
     fn latency(&self) -> Duration {
         self.device_latency()
     }
+
+    fn running(&self) -> bool {
+        self.shared.callbacks.load(Ordering::Relaxed) >= STARTUP_CALLBACKS
+    }
 }
 
 fn build<T>(
@@ -271,15 +312,25 @@ where
 {
     let src_ch = usize::from(channels);
     let dev_ch = usize::from(config.channels);
+    let rate = config.sample_rate;
     let data_shared = Arc::clone(shared);
     let err_shared = Arc::clone(shared);
     let data_cb = move |out: &mut [T], info: &cpal::OutputCallbackInfo| {
         // Real-time thread: no blocking, no allocation, no logging.
+        data_shared.callbacks.fetch_add(1, Ordering::Relaxed);
         let ts = info.timestamp();
-        let latency = ts.playback.saturating_duration_since(ts.callback);
-        let latency = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        data_shared.latency_nanos.store(latency, Ordering::Relaxed);
         let wanted = out.len() / dev_ch;
+        // The buffer's first frame is heard `playback - callback` from now, its last one a
+        // buffer later.
+        let latency = ts
+            .playback
+            .saturating_duration_since(ts.callback)
+            .as_nanos()
+            + wanted as u128 * 1_000_000_000 / u128::from(rate.max(1));
+        let latency = u64::try_from(latency).unwrap_or(u64::MAX);
+        let now = data_shared.epoch.elapsed().as_nanos() as u64;
+        data_shared.callback_nanos.store(now, Ordering::Release);
+        data_shared.latency_nanos.store(latency, Ordering::Release);
         // The producer only ever adds whole frames, so the ring holds whole frames.
         let n = wanted.min(consumer.slots() / src_ch);
         let n = match consumer.read_chunk(n * src_ch) {

@@ -94,6 +94,13 @@ pub trait AudioSink {
         Duration::ZERO
     }
 
+    /// True once the output consumes audio at its steady pace (a device's first callbacks
+    /// fill its own buffer, and a sound server may take a while to start the stream: audio
+    /// pushed before then would only pile up as latency). Always true without a device.
+    fn running(&self) -> bool {
+        true
+    }
+
     /// [`played_frames`](Self::played_frames) as media time.
     fn played_time(&self, now: Instant) -> Duration {
         frames_to_duration(self.played_frames(now), self.sample_rate())

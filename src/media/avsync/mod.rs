@@ -8,23 +8,28 @@
 //! # The audio clock
 //!
 //! Every push is remembered as a segment: "sink frames `start..start + len` carry media from
-//! `pts` on, at `rate` (scaled by any drift correction in that block)". The sink reports how
+//! `pts` on, at `rate` (scaled by the resampling ratio of that block)". The sink reports how
 //! many pushed frames it has played; the segment holding that frame gives its `pts`, and the
 //! device latency (when the backend reports it) is subtracted: that is the pts of the sample
-//! leaving the speaker now. Gaps in the stream, silence inserted while priming and samples
-//! dropped or repeated for drift all stay exact because each segment carries its own mapping.
+//! leaving the speaker now. Gaps in the stream, silence inserted while priming and the
+//! resampler's delay and ratio all stay exact because each segment carries its own mapping.
 //! When the sink runs dry the clock stops at the end of the last segment, with the sound.
 //!
 //! # Drift correction
 //!
 //! The sender's sample clock and the receiver's sound card never run at exactly the same rate
 //! (tens to hundreds of ppm apart), so the audio queued in the sink (pushed − played) would
-//! slowly grow (latency creeps up) or shrink (underruns). Before each block is pushed, the
-//! queue is measured and smoothed; when it strays more than a dead band from its target
-//! (default 40 ms), a few sample frames of the block are dropped (queue too long) or repeated
-//! (too short), spread evenly over the block, at most 0.5 % of it. A queue that has run dry
-//! (start, underrun, or after a pause) is primed with silence up to the target at once, so the
-//! cushion exists from the first block.
+//! slowly grow (latency creeps up) or shrink (underruns). Every block goes through a
+//! [`StreamResampler`](crate::media::resample::StreamResampler) from the stream's rate to the
+//! sink's; the [`DriftEstimator`] reads the queue at every push, tells real drift from the
+//! jitter of the device's callbacks (means over seconds, a dead band) and sets the
+//! resampler's ratio, smoothly. A shared clock yields no correction at all (and, at equal
+//! rates, the audio passes through bit for bit); nothing is ever dropped or repeated for
+//! drift. A jump of the queue that no drift could make (the device stalled: a sound server
+//! that missed its deadline played silence) is undone once, by skipping that much audio right
+//! after the server's own gap, instead of playing everything (and the picture) late. A
+//! queue that has run dry (start, underrun, or after a pause) is primed with silence up to
+//! the target at once, so the cushion exists from the first block.
 //!
 //! # Video
 //!
@@ -43,25 +48,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::media::resample::{Run, StreamResampler};
 use crate::proto::wire::CLOCK_RATE;
 
+mod drift;
+pub use drift::{DriftConfig, DriftEstimator};
+
 /// Tunables of [`AvSync`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AvSyncConfig {
     /// Audio to keep queued in the sink (pushed, not yet played): the cushion against late
     /// wake-ups, and the latency audio adds. Default 40 ms.
     pub target_queue: Duration,
-    /// Queue error (smoothed) left alone by drift correction. Default 2 ms.
-    pub deadband: Duration,
-    /// Largest correction, in parts per million of a block's sample frames. Default 5000
-    /// (0.5 %: one frame in 200, inaudible on speech and music).
-    pub max_correction_ppm: u32,
-    /// A queue error is corrected over about this long (the controller's gain): an error of
-    /// `e` corrects `e / horizon` of each block, up to the maximum. Default 2 s.
-    pub correction_horizon: Duration,
-    /// Weight of each new queue measurement in the smoothed queue length, as a right shift:
-    /// 4 means 1/16. Default 4.
-    pub smoothing_shift: u32,
+    /// The drift estimator's tunables.
+    pub drift: DriftConfig,
     /// Audio not pushed for this long no longer drives video, which then plays at release time.
     /// Default 500 ms.
     pub audio_timeout: Duration,
@@ -76,10 +76,7 @@ impl Default for AvSyncConfig {
     fn default() -> Self {
         Self {
             target_queue: Duration::from_millis(40),
-            deadband: Duration::from_millis(2),
-            max_correction_ppm: 5_000,
-            correction_horizon: Duration::from_secs(2),
-            smoothing_shift: 4,
+            drift: DriftConfig::default(),
             audio_timeout: Duration::from_millis(500),
             max_video_wait: Duration::from_secs(1),
             frame_interval: CLOCK_RATE / 30,
@@ -107,6 +104,8 @@ pub struct AudioReading {
     pub played_frames: u64,
     /// Delay from "played" to the speaker, when the backend reports it (else zero).
     pub latency: Duration,
+    /// The sink's sample rate, Hz (what the audio is resampled to); 0: the stream's own.
+    pub sample_rate: u32,
 }
 
 /// What to do with the frame in hand ([`AvSync::present`]).
@@ -145,20 +144,34 @@ pub struct AvStats {
     pub av_offset_max_ms: f64,
     /// Audio blocks pushed.
     pub audio_blocks: u64,
-    /// Blocks whose length drift correction changed.
+    /// Times the drift correction (the resampling ratio) changed.
     pub drift_corrections: u64,
-    /// Sample frames dropped by drift correction (the queue was too long).
-    pub audio_frames_dropped: u64,
-    /// Sample frames repeated by drift correction (the queue was too short).
-    pub audio_frames_repeated: u64,
+    /// The drift correction in force, ppm (positive: audio comes faster than the sink plays
+    /// it, so it is played with fewer frames).
+    pub drift_correction_ppm: f64,
+    /// The clock difference the drift estimator has learnt, ppm (same sign as
+    /// `drift_correction_ppm`, which adds a term steering the queue back to its setpoint).
+    pub drift_estimate_ppm: f64,
+    /// Largest single change of the drift correction, ppm.
+    pub drift_largest_step_ppm: f64,
+    /// The sink's sample rate, Hz (the stream is resampled to it when they differ).
+    pub sink_rate: u32,
     /// Times the queue was found dry and primed with silence (the first block included).
     pub audio_primes: u64,
     /// Sample frames of silence inserted by priming.
     pub audio_prime_frames: u64,
+    /// Times the queue jumped by more than drift can explain (the device stalled) and the
+    /// excess was skipped.
+    pub audio_resyncs: u64,
+    /// Sample frames skipped by those resyncs.
+    pub audio_resync_frames: u64,
     /// Sample frames the sink did not take (its ring was full).
     pub audio_frames_refused: u64,
-    /// Smoothed audio queue (pushed − played) at the last push, milliseconds.
+    /// Audio queue (pushed − played) at the last push, milliseconds.
     pub audio_queue_ms: f64,
+    /// Smoothed audio queue's distance from its setpoint, milliseconds (what drift
+    /// correction acts on).
+    pub audio_queue_error_ms: f64,
 }
 
 /// Sink frames `start..start + len` play media from `pts` on; frame `i` of them has media time
@@ -193,12 +206,13 @@ pub struct AvSync {
     // Audio.
     segments: VecDeque<Segment>,
     pushed: u64,
-    /// Smoothed queue length, in 1/256 sample frames.
-    smoothed_queue: Option<i128>,
-    /// Correction owed, in frame-ppm (a frame is 1 000 000).
-    correction_acc: i128,
+    drift: DriftEstimator,
+    resampler: Option<StreamResampler>,
     last_audio_push: Option<Instant>,
     out: Vec<i16>,
+    runs: Vec<Run>,
+    /// Input frames still to skip after a device stall.
+    skip_frames: u64,
     // Stats.
     stats: AvStats,
     offset_sum: i128,
@@ -214,6 +228,15 @@ fn duration_to_ticks(d: Duration) -> i128 {
     (d.as_nanos() * u128::from(CLOCK_RATE) / 1_000_000_000) as i128
 }
 
+fn n_frames(samples: usize, channels: usize) -> u64 {
+    (samples / channels.max(1)) as u64
+}
+
+fn frames_to_duration(frames: u64, rate: u32) -> Duration {
+    let nanos = u128::from(frames) * 1_000_000_000 / u128::from(rate.max(1));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 fn duration_to_frames(d: Duration, rate: u32) -> u64 {
     u64::try_from(d.as_nanos() * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX)
 }
@@ -222,13 +245,15 @@ impl AvSync {
     /// A synchroniser with these tunables.
     pub fn new(cfg: AvSyncConfig) -> Self {
         Self {
+            drift: DriftEstimator::new(cfg.drift.clone()),
             cfg,
             segments: VecDeque::new(),
             pushed: 0,
-            smoothed_queue: None,
-            correction_acc: 0,
+            resampler: None,
             last_audio_push: None,
             out: Vec::new(),
+            runs: Vec::new(),
+            skip_frames: 0,
             stats: AvStats::default(),
             offset_sum: 0,
             offset_max: 0,
@@ -253,8 +278,9 @@ impl AvSync {
     pub fn reset_audio(&mut self) {
         self.segments.clear();
         self.pushed = 0;
-        self.smoothed_queue = None;
-        self.correction_acc = 0;
+        self.drift = DriftEstimator::new(self.cfg.drift.clone());
+        self.resampler = None;
+        self.skip_frames = 0;
         self.last_audio_push = None;
     }
 
@@ -273,12 +299,12 @@ impl AvSync {
         self.pushed
     }
 
-    /// Pushes one block through drift correction: measures the sink's queue from `reading`,
-    /// primes it with silence if it ran dry, drops or repeats a few frames of the block to
-    /// steer the queue to its target, and hands the result to `push`, which must pass the
-    /// samples to the sink and return how many *samples* it took. Returns the sample frames
-    /// pushed. A block outside 1..=768000 Hz or 1..=32 channels (what a sink accepts) is
-    /// ignored.
+    /// Pushes one block through the resampler: measures the sink's queue from `reading`,
+    /// primes it with silence if it ran dry, lets the drift estimator set the resampling
+    /// ratio, resamples the block to the sink's rate and hands the result to `push`, which
+    /// must pass the samples to the sink and return how many *samples* it took. Returns the
+    /// sample frames pushed. A block outside 1..=768000 Hz or 1..=32 channels (what a sink
+    /// accepts) is ignored.
     pub fn push_audio(
         &mut self,
         now: Instant,
@@ -288,112 +314,129 @@ impl AvSync {
     ) -> u64 {
         let ch = usize::from(block.channels);
         let rate = block.sample_rate;
-        if !(1..=32).contains(&ch) || !(1..=768_000).contains(&rate) {
+        let sink_rate = match reading.sample_rate {
+            0 => rate,
+            r => r,
+        };
+        if !(1..=32).contains(&ch)
+            || !(1..=768_000).contains(&rate)
+            || !(1..=768_000).contains(&sink_rate)
+        {
             return 0;
         }
-        let n = (block.samples.len() / ch) as u64;
+        let format = (rate, sink_rate);
+        if self
+            .resampler
+            .as_ref()
+            .is_none_or(|r| (r.in_rate(), r.out_rate()) != format)
+        {
+            match StreamResampler::new(rate, sink_rate, block.channels) {
+                Ok(r) => self.resampler = Some(r),
+                Err(e) => {
+                    log::warn!("play: {e}");
+                    return 0;
+                }
+            }
+        }
+        let Some(resampler) = self.resampler.as_mut() else {
+            return 0;
+        };
         self.stats.audio_blocks += 1;
+        self.stats.sink_rate = sink_rate;
         self.last_audio_push = Some(now);
         let queue = self.pushed.saturating_sub(reading.played_frames);
-        let target = duration_to_frames(self.cfg.target_queue, rate);
+        let target = duration_to_frames(self.cfg.target_queue, sink_rate);
 
-        // Prime a dry queue with silence up to the target.
+        // Prime a dry queue with silence up to the target; otherwise the queue is a reading
+        // for the drift estimator.
         let prime = if queue == 0 {
             self.stats.audio_primes += 1;
-            self.smoothed_queue = Some(i128::from(target) << 8);
-            self.correction_acc = 0;
+            self.drift.restart_level();
             target
         } else {
-            0
-        };
-
-        // Drift correction: a proportional controller on the smoothed queue length, in
-        // integers (queue in 1/256 frames, correction in frame-ppm) so runs are reproducible.
-        let k = if prime > 0 || n < 2 {
-            0
-        } else {
-            let shift = self.cfg.smoothing_shift.min(16);
-            let q = i128::from(queue) << 8;
-            let sq = match self.smoothed_queue {
-                Some(s) => s + ((q - s) >> shift),
-                None => q,
-            };
-            self.smoothed_queue = Some(sq);
-            let error = sq - (i128::from(target) << 8);
-            let band = i128::from(duration_to_frames(self.cfg.deadband, rate)) << 8;
-            if error.abs() <= band {
-                self.correction_acc = 0;
-                0
-            } else {
-                let max = i128::from(self.cfg.max_correction_ppm.min(100_000));
-                let horizon =
-                    i128::from(duration_to_frames(self.cfg.correction_horizon, rate).max(1)) << 8;
-                let ppm = (error * 1_000_000 / horizon).clamp(-max, max);
-                self.correction_acc += ppm * i128::from(n);
-                let k = self.correction_acc / 1_000_000;
-                self.correction_acc -= k * 1_000_000;
-                let cap = ((i128::from(n) * max + 999_999) / 1_000_000).min(i128::from(n / 2));
-                k.clamp(-cap, cap) as i64
+            if self
+                .drift
+                .observe(now, frames_to_duration(queue, sink_rate))
+            {
+                resampler.set_relative_ratio(self.drift.ratio());
             }
+            // The device stalled (or a burst came), or the queue settled far above its
+            // target: skip the excess at once, one cut right after the sound server's own
+            // gap, rather than play everything late (which would hold the picture back too).
+            // A queue that shrank is left be.
+            let target_s = self.cfg.target_queue.as_secs_f64();
+            let excess = match (self.drift.take_step(), self.drift.take_settled()) {
+                (Some(step), _) => Some(step),
+                (None, Some(level)) if level - target_s > self.cfg.drift.step.as_secs_f64() => {
+                    Some(level - target_s)
+                }
+                _ => None,
+            };
+            if let Some(excess) = excess {
+                self.stats.audio_resyncs += 1;
+                if excess > 0.0 {
+                    self.skip_frames = (excess * f64::from(rate)) as u64;
+                }
+                self.drift.resync();
+                resampler.set_relative_ratio(self.drift.ratio());
+            }
+            0
         };
-        self.stats.audio_queue_ms =
-            (self.smoothed_queue.unwrap_or(0) >> 8) as f64 * 1000.0 / f64::from(rate);
+        self.stats.drift_corrections = self.drift.corrections();
+        self.stats.drift_correction_ppm = self.drift.correction_ppm();
+        self.stats.drift_largest_step_ppm = self.drift.largest_step_ppm();
+        self.stats.drift_estimate_ppm = self.drift.drift_ppm();
+        self.stats.audio_queue_ms = queue as f64 * 1000.0 / f64::from(sink_rate);
+        self.stats.audio_queue_error_ms = self.drift.queue_error() * 1000.0;
 
-        // Build what goes to the sink: silence, then the block with `k` frames dropped
-        // (k > 0) or repeated (k < 0) at evenly spaced positions.
+        // Silence, then the resampled block.
         self.out.clear();
         self.out.resize(prime as usize * ch, 0);
-        let nk = k.unsigned_abs();
-        let mut next_mark = 0u64;
-        let mark = |j: u64| (2 * j + 1) * n / (2 * nk.max(1));
-        for (i, frame) in block.samples.chunks_exact(ch).enumerate() {
-            let i = i as u64;
-            if next_mark < nk && i == mark(next_mark) {
-                next_mark += 1;
-                if k > 0 {
-                    continue;
-                }
-                self.out.extend_from_slice(frame);
-            }
-            self.out.extend_from_slice(frame);
-        }
+        self.runs.clear();
+        let skip = self.skip_frames.min(n_frames(block.samples.len(), ch));
+        self.skip_frames -= skip;
+        self.stats.audio_resync_frames += skip;
+        let pts = block.pts + skip * CLOCK_RATE / u64::from(rate);
+        let body = &block.samples[skip as usize * ch..];
+        resampler.process(pts, body, &mut self.out, &mut self.runs);
         let out_frames = (self.out.len() / ch) as u64;
-        if k > 0 {
-            self.stats.drift_corrections += 1;
-            self.stats.audio_frames_dropped += nk;
-        } else if k < 0 {
-            self.stats.drift_corrections += 1;
-            self.stats.audio_frames_repeated += nk;
-        }
-
         let taken = (push(&self.out) / ch) as u64;
         let taken = taken.min(out_frames);
         self.stats.audio_frames_refused += out_frames - taken;
 
         // Remember the mapping of what the sink took.
-        let block_pts = i128::from(block.pts);
         let rate_ticks = u128::from(CLOCK_RATE);
-        if prime > 0 && taken > 0 {
-            let len = taken.min(prime);
+        let mut left = taken;
+        if prime > 0 && left > 0 {
+            let len = left.min(prime);
             self.stats.audio_prime_frames += len;
-            let prime_ticks = (u128::from(prime) * rate_ticks / u128::from(rate)) as i128;
+            let first = self.runs.first().map_or(i128::from(block.pts), |r| r.pts);
+            let prime_ticks = (u128::from(prime) * rate_ticks / u128::from(sink_rate)) as i128;
             self.add_segment(Segment {
                 start: self.pushed,
                 len,
-                pts: block_pts - prime_ticks,
+                pts: first - prime_ticks,
                 num: rate_ticks,
-                den: u128::from(rate),
+                den: u128::from(sink_rate),
             });
+            left -= len;
         }
-        if taken > prime {
-            let body = out_frames - prime;
+        let mut start = self.pushed + prime.min(taken);
+        for i in 0..self.runs.len() {
+            if left == 0 {
+                break;
+            }
+            let run = self.runs[i];
+            let len = left.min(run.out_frames);
             self.add_segment(Segment {
-                start: self.pushed + prime,
-                len: taken - prime,
-                pts: block_pts,
-                num: u128::from(n) * rate_ticks,
-                den: u128::from(body) * u128::from(rate),
+                start,
+                len,
+                pts: run.pts,
+                num: u128::from(run.in_frames) * rate_ticks,
+                den: u128::from(run.out_frames.max(1)) * u128::from(rate),
             });
+            start += len;
+            left -= len;
         }
         self.pushed += taken;
         taken

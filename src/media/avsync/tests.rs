@@ -1,7 +1,6 @@
 //! Unit tests of [`AvSync`](super::AvSync).
 
 use super::*;
-use crate::media::{AudioSink, ClockSink};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -18,6 +17,7 @@ fn reading(played: u64) -> AudioReading {
     AudioReading {
         played_frames: played,
         latency: Duration::ZERO,
+        sample_rate: 48_000,
     }
 }
 
@@ -48,6 +48,7 @@ fn first_block_is_primed_and_clock_maps_pts() {
     let r = AudioReading {
         played_frames: 2400,
         latency: 10 * MS,
+        sample_rate: 48_000,
     };
     assert_eq!(s.audio_clock(r), Some(90_000 + 900 - 900));
     let st = s.stats();
@@ -56,58 +57,65 @@ fn first_block_is_primed_and_clock_maps_pts() {
 }
 
 #[test]
-fn a_long_queue_drops_frames_and_a_short_one_repeats() {
+fn a_queue_off_its_target_is_never_cut_or_padded() {
+    // The old controller dropped frames when the queue was long: now every block goes to the
+    // sink whole, whatever the queue, and the clock maps it exactly.
     let t0 = Instant::now();
-    let cfg = AvSyncConfig {
-        smoothing_shift: 0, // no smoothing: the measurement is the estimate
-        ..AvSyncConfig::default()
-    };
-    let mut s = AvSync::new(cfg);
+    let mut s = AvSync::new(AvSyncConfig::default());
     let b: Vec<i16> = (0..1000).collect();
-    let sink = |x: &[i16]| x.len();
-    // Prime: 1920 + 1000 frames pushed.
-    s.push_audio(t0, block(0, &b), reading(0), sink);
+    s.push_audio(t0, block(0, &b), reading(0), |x| x.len());
     assert_eq!(s.pushed_frames(), 2920);
-    // Queue of 2920 frames = 60.8 ms, 20.8 ms over: 20.8 / 2000 = 1.04 % → capped at
-    // 0.5 % of 1000 = 5 frames dropped, at 100, 300, 500, 700, 900.
-    let mut got = Vec::new();
-    let pts = 1000 * 90_000 / 48_000;
-    s.push_audio(t0 + 20 * MS, block(pts, &b), reading(0), |x| {
-        got.extend_from_slice(x);
-        x.len()
-    });
-    assert_eq!(got.len(), 995);
-    for dropped in [100, 300, 500, 700, 900] {
-        assert!(!got.contains(&dropped), "{dropped} dropped");
+    for i in 1..50u64 {
+        let mut got = Vec::new();
+        let pts = i * 1000 * 90_000 / 48_000;
+        // Queue 60 ms and more, or short (5 ms): untouched either way.
+        let played = if i % 2 == 0 {
+            0
+        } else {
+            s.pushed_frames() - 240
+        };
+        s.push_audio(
+            t0 + (i as u32) * 20 * MS,
+            block(pts, &b),
+            reading(played),
+            |x| {
+                got.extend_from_slice(x);
+                x.len()
+            },
+        );
+        assert_eq!(got, b);
     }
-    assert_eq!(got[99..102], [99, 101, 102]);
-    // The block's 1000 frames of media now span 995 sink frames.
-    assert_eq!(s.audio_clock(reading(2920)), Some(pts as i128));
-    assert_eq!(s.audio_clock(reading(2920 + 995)), Some(pts as i128 + 1875));
-    let st = s.stats();
-    assert_eq!((st.drift_corrections, st.audio_frames_dropped), (1, 5));
+    assert_eq!(s.stats().drift_corrections, 0);
+    assert_eq!(
+        s.audio_clock(reading(1920 + 1000 * 7 + 500)),
+        Some(7 * 1875 + 937)
+    );
+}
 
-    // Queue of 1000 frames (20.8 ms, 19.2 ms short): 0.5 % → 5 frames repeated.
-    got.clear();
-    let played = s.pushed_frames() - 1000;
-    s.push_audio(t0 + 40 * MS, block(2 * pts, &b), reading(played), |x| {
-        got.extend_from_slice(x);
-        x.len()
-    });
-    assert_eq!(got.len(), 1005);
-    assert_eq!(got[99..103], [99, 100, 100, 101]);
-    let st = s.stats();
-    assert_eq!((st.drift_corrections, st.audio_frames_repeated), (2, 5));
-
-    // Within the dead band (40 ± 2 ms): untouched.
-    got.clear();
-    let played = s.pushed_frames() - 1950; // 40.6 ms
-    s.push_audio(t0 + 60 * MS, block(3 * pts, &b), reading(played), |x| {
-        got.extend_from_slice(x);
-        x.len()
-    });
-    assert_eq!(got, b);
-    assert_eq!(s.stats().drift_corrections, 2);
+/// 48 kHz at a 44.1 kHz sink: the block is resampled, and the clock still maps the sink's
+/// frames to the right media time.
+#[test]
+fn audio_is_resampled_to_the_sinks_rate() {
+    let t0 = Instant::now();
+    let mut s = AvSync::new(AvSyncConfig::default());
+    let r = |played| AudioReading {
+        sample_rate: 44_100,
+        ..reading(played)
+    };
+    let b = [1000i16; 960];
+    let mut total = 0;
+    for i in 0..100u64 {
+        total += s.push_audio(t0 + (i as u32) * 20 * MS, block(i * 1800, &b), r(0), |x| {
+            x.len()
+        });
+    }
+    // 2 s at 44.1 kHz, less the resampler's hold (one 5 ms chunk), plus 40 ms of priming.
+    let body = total - 1764;
+    assert!((88_200 - 221..=88_200).contains(&body), "{body}");
+    assert_eq!(s.stats().sink_rate, 44_100);
+    // Sink frame 1764 + 44100 plays media time 1 s (90 000 ticks), give or take a frame.
+    let c = s.audio_clock(r(1764 + 44_100)).unwrap();
+    assert!((c - 90_000).abs() <= 3, "{c}");
 }
 
 #[test]
@@ -278,70 +286,232 @@ fn set_frame_rate() {
     assert_eq!(s.config().frame_interval, 3003);
 }
 
-/// Sender blocks of 20 ms arrive every 20 ms of sender time; the receiver's sound card runs
-/// `ppm` fast or slow. Returns (sync stats, sink underruns, the largest and the smallest
-/// queue in frames, just after a push, over the last 30 s).
-fn run_drift(ppm: i64, seconds: u64) -> (AvStats, u64, u64, u64) {
+/// A sound device on its own crystal, `ppm` off the local clock: it takes `period` frames
+/// per callback, each callback up to `jitter` late (a wake-up delay that never accumulates).
+struct SimDevice {
+    rate: u32,
+    ppm: f64,
+    period: u64,
+    jitter: Duration,
+    rng: fastrand::Rng,
+    /// Index and (jittered) time of the next callback, seconds after the start.
+    next: u64,
+    next_at: f64,
+    played: u64,
+    underruns: u64,
+    /// Callbacks due in this window (seconds) never come: the sound server played silence.
+    stall: (f64, f64),
+}
+
+impl SimDevice {
+    fn new(rate: u32, ppm: f64, period: u64, jitter: Duration, seed: u64) -> Self {
+        let mut d = Self {
+            rate,
+            ppm,
+            period,
+            jitter,
+            rng: fastrand::Rng::with_seed(seed),
+            next: 0,
+            next_at: 0.0,
+            played: 0,
+            underruns: 0,
+            stall: (0.0, 0.0),
+        };
+        d.next_at = d.due(0);
+        d
+    }
+
+    fn due(&mut self, k: u64) -> f64 {
+        let nominal = (k * self.period) as f64 / (f64::from(self.rate) * (1.0 + self.ppm * 1e-6));
+        nominal + self.rng.f64() * self.jitter.as_secs_f64()
+    }
+
+    /// Runs the callbacks due by `t` seconds with `pushed` frames pushed so far.
+    fn advance(&mut self, t: f64, pushed: u64) -> u64 {
+        while self.next_at <= t {
+            if (self.stall.0..self.stall.1).contains(&self.next_at) {
+                self.next += 1;
+                self.next_at = self.due(self.next);
+                continue;
+            }
+            let take = self.period.min(pushed - self.played);
+            if take < self.period && self.played > 0 {
+                self.underruns += 1;
+            }
+            self.played += take;
+            self.next += 1;
+            self.next_at = self.due(self.next);
+        }
+        self.played
+    }
+}
+
+/// `secs` of 5 ms blocks of a 8 kHz tone from a source whose clock runs `src_ppm` fast,
+/// released with up to 2 ms of wake-up jitter, into a device `ppm` fast with 10 ms callbacks
+/// up to 4 ms late (both against the local clock). Returns the stats, the device's underruns
+/// and the A/V error: the audio clock minus the media time the source's clock says is due
+/// (what the jitter buffer releases video by), its range (min, max) in milliseconds after the
+/// first 10 s.
+fn run_drift(ppm: f64, src_ppm: f64, secs: u64) -> (AvStats, u64, (f64, f64)) {
+    let r = run_drift_with(ppm, src_ppm, secs, (0.0, 0.0));
+    (r.stats, r.underruns, r.range)
+}
+
+/// What [`run_drift_with`] found.
+struct DriftRun {
+    stats: AvStats,
+    underruns: u64,
+    /// A/V error range after the first 10 s, ms.
+    range: (f64, f64),
+    /// A/V error range over the last minute, ms.
+    end_range: (f64, f64),
+}
+
+/// [`run_drift`] with the device stalled over `stall` (seconds); also returns the A/V error
+/// range over the last minute.
+fn run_drift_with(ppm: f64, src_ppm: f64, secs: u64, stall: (f64, f64)) -> DriftRun {
     let t0 = Instant::now();
-    let mut sink = ClockSink::new(48_000, 1, 48_000).unwrap();
+    let rate = 8000;
+    let mut dev = SimDevice::new(rate, ppm, 80, 4 * MS, 7);
+    dev.stall = stall;
+    let (mut lo_end, mut hi_end) = (f64::MAX, f64::MIN);
     let mut s = AvSync::new(AvSyncConfig::default());
-    let b = [100i16; 960];
-    // The sink sees device time: real time scaled by (1 + ppm / 1e6).
-    let device = |t: Duration| {
-        let n = t.as_nanos() as i128;
-        t0 + Duration::from_nanos((n + n * i128::from(ppm) / 1_000_000) as u64)
-    };
-    let (mut hi, mut lo) = (0, u64::MAX);
-    let blocks = seconds * 50;
-    for i in 0..blocks {
-        let t = Duration::from_millis(20 * i);
-        let now = device(t);
-        let r = reading(sink.played_frames(now));
-        s.push_audio(t0 + t, block(i * 1800, &b), r, |x| sink.push(now, x));
-        if i >= blocks - 1500 {
-            let q = sink.queued_frames(now);
-            hi = hi.max(q);
-            lo = lo.min(q);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let tone = crate::media::ToneSource::new(rate, 1, 440).unwrap();
+    let mut b = vec![0i16; 40];
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    let mut origin = None;
+    for i in 0..secs * 200 {
+        let due = i as f64 * 0.005 / (1.0 + src_ppm * 1e-6);
+        let t = due + rng.f64() * 0.002;
+        let now = t0 + Duration::from_secs_f64(t);
+        let r = AudioReading {
+            played_frames: dev.advance(t, s.pushed_frames()),
+            latency: Duration::ZERO,
+            sample_rate: rate,
+        };
+        for (j, x) in b.iter_mut().enumerate() {
+            *x = tone.sample_at(i * 40 + j as u64);
+        }
+        let blk = AudioBlock {
+            pts: i * 450,
+            sample_rate: rate,
+            channels: 1,
+            samples: &b,
+        };
+        s.push_audio(now, blk, r, |x| x.len());
+        if i % 4000 == 0 && std::env::var_os("DRIFT_TRACE").is_some() {
+            let st = s.stats();
+            eprintln!(
+                "t={t:.0} q={:.2} err={:.2} c={:.1} pushed={} played={}",
+                st.audio_queue_ms,
+                st.audio_queue_error_ms,
+                st.drift_correction_ppm,
+                s.pushed_frames(),
+                r.played_frames
+            );
+        }
+        if let Some(c) = s.audio_clock(r) {
+            let err = (c as f64 / 90.0) - t * (1.0 + src_ppm * 1e-6) * 1000.0;
+            let o = *origin.get_or_insert(err);
+            if t >= 10.0 {
+                lo = lo.min(err - o);
+                hi = hi.max(err - o);
+            }
+            if t >= secs as f64 - 60.0 {
+                lo_end = lo_end.min(err - o);
+                hi_end = hi_end.max(err - o);
+            }
         }
     }
-    (s.stats(), sink.underruns(), hi, lo)
+    DriftRun {
+        stats: s.stats(),
+        underruns: dev.underruns,
+        range: (lo, hi),
+        end_range: (lo_end, hi_end),
+    }
 }
 
 #[test]
-fn drift_is_corrected_without_latency_creep() {
-    // Equal clocks: nothing to correct, the queue sits at the target (40 ms + the block
-    // just pushed, measured right after the push).
-    let (st, underruns, hi, lo) = run_drift(0, 60);
-    assert_eq!(
-        (st.drift_corrections, underruns, st.audio_primes),
-        (0, 0, 1)
+fn a_device_stall_is_skipped_once_not_corrected_as_drift() {
+    // The sound server misses 80 ms at t = 60 s (it plays silence): the queue jumps 80 ms,
+    // which no drift could do. The excess is skipped at once; nothing is learnt as drift.
+    let r = run_drift_with(0.0, 0.0, 180, (60.0, 60.08));
+    let (st, (lo, hi)) = (r.stats, r.end_range);
+    assert_eq!(st.audio_resyncs, 1, "{st:?}");
+    assert!(
+        (500..=700).contains(&st.audio_resync_frames),
+        "80 ms at 8 kHz: {st:?}"
     );
-    assert_eq!((hi, lo), (1920 + 960, 1920 + 960));
+    assert_eq!(
+        (st.drift_corrections, st.drift_estimate_ppm),
+        (0, 0.0),
+        "{st:?}"
+    );
+    // A minute later the picture and sound are back together.
+    assert!(lo > -20.0 && hi < 20.0, "{lo} {hi}");
+}
 
-    // A sound card 1000 ppm fast drains 48 extra frames a second, 2880 over the minute.
-    // They are made up by repeating frames, except the 96 frames (2 ms) of dead band the
-    // queue settles below its target; the queue then holds still: no underrun, no creep.
-    let (st, underruns, hi, lo) = run_drift(1000, 60);
+#[test]
+fn a_shared_clock_is_never_corrected() {
+    let (st, underruns, (lo, hi)) = run_drift(0.0, 0.0, 120);
+    assert_eq!((st.drift_corrections, st.drift_correction_ppm), (0, 0.0));
+    assert_eq!((underruns, st.audio_primes), (0, 1));
+    // The clock only wobbles with the callbacks (10 ms bites, up to 4 ms late).
+    assert!(lo > -16.0 && hi < 16.0, "{lo} {hi}");
+}
+
+#[test]
+fn drift_of_100_ppm_is_corrected_smoothly_over_ten_minutes() {
+    for ppm in [100.0, -100.0] {
+        let (st, underruns, (lo, hi)) = run_drift(ppm, 0.0, 600);
+        // A device 100 ppm fast drains the queue: the stream is played with 100 ppm more
+        // frames (a correction of -100 ppm), in steps of at most 50 ppm.
+        assert!((st.drift_estimate_ppm + ppm).abs() < 5.0, "{ppm}: {st:?}");
+        assert!(
+            (st.drift_correction_ppm + ppm).abs() < 15.0,
+            "{ppm}: {st:?}"
+        );
+        assert!(st.drift_largest_step_ppm <= 50.0, "{st:?}");
+        assert!(st.drift_corrections > 0, "{st:?}");
+        assert_eq!(
+            (underruns, st.audio_primes, st.audio_frames_refused),
+            (0, 1, 0)
+        );
+        // A/V: the audio clock stays within ±20 ms of where it started, for ten minutes.
+        assert!(lo > -20.0 && hi < 20.0, "{ppm}: {lo} {hi}");
+    }
+}
+
+#[test]
+fn a_source_clock_100_ppm_off_is_followed_for_ten_minutes() {
+    for src_ppm in [100.0, -100.0] {
+        let (st, underruns, (lo, hi)) = run_drift(0.0, src_ppm, 600);
+        // A source 100 ppm fast fills the queue: played with 100 ppm fewer frames.
+        assert!(
+            (st.drift_estimate_ppm - src_ppm).abs() < 5.0,
+            "{src_ppm}: {st:?}"
+        );
+        assert!(st.drift_largest_step_ppm <= 50.0, "{st:?}");
+        assert_eq!((underruns, st.audio_primes, st.audio_resyncs), (0, 1, 0));
+        assert!(lo > -20.0 && hi < 20.0, "{src_ppm}: {lo} {hi}");
+    }
+}
+
+#[test]
+fn a_stall_while_starting_is_skipped_when_the_level_settles() {
+    // 200 ms without callbacks just after the start (a sound server opening the stream): the
+    // queue settles 200 ms too long; that excess is skipped once, and sound and picture
+    // are back together, with nothing learnt as drift.
+    let r = run_drift_with(0.0, 0.0, 120, (0.3, 0.5));
+    let (st, (lo, hi)) = (r.stats, r.end_range);
+    // (Caught as a step, in one or two bites as the first window saw part of it.)
+    assert!((1..=2).contains(&st.audio_resyncs), "{st:?}");
+    assert!((1400..=1700).contains(&st.audio_resync_frames), "{st:?}");
     assert_eq!(
-        (underruns, st.audio_primes, st.audio_frames_dropped),
-        (0, 1, 0)
+        (st.drift_corrections, st.drift_estimate_ppm),
+        (0, 0.0),
+        "{st:?}"
     );
-    assert_eq!(st.audio_frames_repeated, 2784);
-    assert_eq!((hi, lo), (2785, 2784));
-    // 1000 ppm slow: frames dropped instead; the queue settles 2 ms above the target.
-    let (st, underruns, hi, lo) = run_drift(-1000, 60);
-    assert_eq!(
-        (underruns, st.audio_primes, st.audio_frames_repeated),
-        (0, 1, 0)
-    );
-    assert_eq!(st.audio_frames_dropped, 2783);
-    assert_eq!((hi, lo), (2977, 2975));
-    // A typical 100 ppm: 288 frames of drift, 191 corrected, 97 absorbed by the band.
-    let (st, underruns, hi, lo) = run_drift(100, 60);
-    assert_eq!((underruns, st.audio_frames_repeated), (0, 191));
-    assert_eq!((hi, lo), (2786, 2783));
-    // At the 0.5 % limit the queue still holds, 10 ms below its target.
-    let (st, underruns, hi, lo) = run_drift(5000, 60);
-    assert_eq!((underruns, st.audio_frames_repeated), (0, 13_920));
-    assert_eq!((hi, lo), (2405, 2404));
+    assert!(lo > -20.0 && hi < 20.0, "{lo} {hi}");
 }

@@ -68,6 +68,12 @@ fn open_sink(
         match crate::media::AudioOutput::open(rate, channels) {
             Ok(out) => {
                 *label = format!("device {}", out.device_name());
+                if out.sample_rate() != rate {
+                    log::info!(
+                        "play: the sound device runs at {} Hz; {rate} Hz audio is resampled",
+                        out.sample_rate()
+                    );
+                }
                 return Some(AudioOutput {
                     sink: Box::new(out),
                     format: (rate, channels),
@@ -182,6 +188,7 @@ impl Presenter {
         self.audio.as_ref().map(|o| AudioReading {
             played_frames: o.sink.played_frames(now),
             latency: o.sink.latency(),
+            sample_rate: o.sink.sample_rate(),
         })
     }
 
@@ -202,7 +209,7 @@ impl Presenter {
         }
     }
 
-    /// Pushes a released block into the sink through drift correction (opening the sink on
+    /// Pushes a released block into the sink through the resampler (opening the sink on
     /// the first block, or anew when the format changes).
     fn audio_block(&mut self, a: &AudioOut) {
         let now = Instant::now();
@@ -225,6 +232,11 @@ impl Presenter {
         let Some(reading) = self.reading(now) else {
             return;
         };
+        if self.audio.as_ref().is_some_and(|o| !o.sink.running()) {
+            // The device is still starting: what it would queue now would only add latency
+            // (and then be dropped or played late); the stream starts when the device does.
+            return;
+        }
         pcm_from_le(&a.samples, a.concealed, &mut self.pcm);
         let block = AudioBlock {
             pts: a.pts,
@@ -232,6 +244,19 @@ impl Presenter {
             channels,
             samples: &self.pcm,
         };
+        if log::log_enabled!(log::Level::Debug) && self.sync.stats().audio_blocks % 1000 == 0 {
+            let st = self.sync.stats();
+            log::debug!(
+                "audio: played {} pushed {} latency {:?} queue {:.1} ms err {:.2} ms corr {:.1} ppm underruns {}",
+                reading.played_frames,
+                self.sync.pushed_frames(),
+                reading.latency,
+                st.audio_queue_ms,
+                st.audio_queue_error_ms,
+                st.drift_correction_ppm,
+                self.audio.as_ref().map_or(0, |o| o.sink.underruns())
+            );
+        }
         if let Some(o) = &mut self.audio {
             let sink = &mut o.sink;
             self.sync

@@ -9,7 +9,11 @@
 //! slot its pts falls in (rounded), and a slot with no frame (a frame dropped upstream)
 //! repeats the previous frame, so the video's duration and timestamps stay right. In the WAV,
 //! a block goes where its pts says; a gap is filled with silence and concealed blocks are
-//! silence. A jump of more than [`MAX_GAP`] (a paused or restarted source) is not filled: the
+//! silence. A slow creep between the timestamps and the sample count (an audio clock that
+//! does not match the stream's: tens to hundreds of ppm) is not a gap: it is followed by
+//! resampling, as the player does ([`DriftEstimator`](crate::media::avsync::DriftEstimator)
+//! and [`StreamResampler`](crate::media::resample::StreamResampler)), never by inserting or
+//! dropping samples; with matching clocks the samples are written bit for bit. A jump of more than [`MAX_GAP`] (a paused or restarted source) is not filled: the
 //! flow continues right after what was written (counted in [`RecordSummary::rebases`]).
 //!
 //! Media is held back (at most [`HOLD`] of it) until both flows have started, so `t = 0` is
@@ -129,6 +133,9 @@ pub struct RecordSummary {
     pub audio_skipped: u64,
     /// Jumps of more than [`MAX_GAP`] that were not filled.
     pub rebases: u64,
+    /// Times the audio's drift correction (its resampling ratio) changed: 0 unless the audio
+    /// timestamps and sample count disagree by more than jitter.
+    pub audio_drift_corrections: u64,
     /// A file hit its size limit and stopped growing.
     pub truncated: bool,
 }

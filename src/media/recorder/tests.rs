@@ -332,3 +332,59 @@ fn ffprobe_reads_the_recording() {
     assert_eq!(r.duration(), 75 * 960);
     assert_eq!(r.samples::<i16>().count(), 2 * 75 * 960);
 }
+
+/// Audio stamped 200 ppm faster than its samples play (a source whose audio clock does not
+/// match the stream's): the WAV follows by resampling, smoothly, with no silence inserted
+/// and nothing skipped; with matching clocks nothing is corrected.
+#[test]
+fn audio_clock_drift_is_resampled_not_padded() {
+    for ppm in [0.0f64, 200.0] {
+        let (_dir, base) = tmp(&format!("drift{ppm}"));
+        let mut rec = Recorder::create(&base).unwrap();
+        rec.describe(30, 1, true).unwrap();
+        rec.video(0, 8, 8, &fake_jpeg(1, 20)).unwrap();
+        // A pure 440 Hz sine: it moves at most 2765 a sample, so a dropped sample (a step of
+        // twice that) or inserted silence (up to 8000) would show.
+        let sine =
+            |n: u64| (8000.0 * (std::f64::consts::TAU * 440.0 * n as f64 / 8000.0).sin()) as i16;
+        let blocks = 8000u64 * 180 / 40; // 3 minutes of 5 ms blocks
+        for k in 0..blocks {
+            if ppm == 0.0 && k % 1000 == 500 {
+                continue; // a block lost now and then: a gap, filled, and no drift
+            }
+            let samples: Vec<i16> = (0..40).map(|j| sine(k * 40 + j)).collect();
+            let pts = (k as f64 * 450.0 * (1.0 + ppm * 1e-6)).round() as u64;
+            rec.audio(pts, 8000, 1, &samples, false).unwrap();
+        }
+        let s = rec.finish().unwrap();
+        let lost = if ppm == 0.0 { blocks / 1000 * 40 } else { 0 };
+        assert_eq!(
+            (s.audio_silence_frames, s.audio_skipped),
+            (lost, 0),
+            "{s:?}"
+        );
+        let (_, wav) = read_wav(&with_ext(&base, "wav"));
+        if ppm == 0.0 {
+            assert_eq!(s.audio_drift_corrections, 0);
+            assert_eq!(wav.len() as u64, blocks * 40);
+            continue;
+        }
+        assert!(s.audio_drift_corrections > 0, "{s:?}");
+        // The file spans the timestamps (3 min + 200 ppm = 288 frames more), to within the
+        // dead band and the resampler's hold (5 + 5 ms = 80 frames).
+        let want = (blocks * 40) as f64 * (1.0 + ppm * 1e-6);
+        assert!(
+            (wav.len() as f64 - want).abs() < 100.0,
+            "{} vs {want}",
+            wav.len()
+        );
+        // Smooth: no step beyond the sine's own (2751 a sample, plus the resampling
+        // filter's few % of ripple); a dropped sample would step about 5500.
+        let max_step = wav
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap();
+        assert!(max_step <= 3000, "step {max_step}");
+    }
+}

@@ -4,10 +4,13 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{
     CHECKPOINT_SECS, MAX_GAP, RecordError, Recorder, WAV_MAX_BYTES, mul_div_round, with_ext,
 };
+use crate::media::avsync::{DriftConfig, DriftEstimator};
+use crate::media::resample::StreamResampler;
 use crate::proto::wire::CLOCK_RATE;
 
 pub(super) struct WavOut {
@@ -19,7 +22,18 @@ pub(super) struct WavOut {
     pub(super) anchor: i128,
     pub(super) written: u64,
     pub(super) since_checkpoint: u64,
+    /// Frames the timeline has crept ahead of what was written (negative: behind), followed
+    /// by resampling rather than filled.
+    pub(super) slip: i128,
+    pub(super) drift: DriftEstimator,
+    pub(super) resampler: Option<StreamResampler>,
+    /// Media-time origin for the drift estimator (it wants instants).
+    pub(super) epoch: Instant,
+    pub(super) out: Vec<i16>,
 }
+
+/// The drift estimator reads "written − timeline" plus this, so the reading stays positive.
+const SLIP_BIAS: Duration = Duration::from_secs(10);
 
 impl Recorder {
     pub(super) fn write_audio(
@@ -60,6 +74,11 @@ impl Recorder {
                 anchor: self.t0,
                 written: 0,
                 since_checkpoint: 0,
+                slip: 0,
+                drift: DriftEstimator::new(DriftConfig::default()),
+                resampler: StreamResampler::new(rate, rate, channels).ok(),
+                epoch: Instant::now(),
+                out: Vec::new(),
             });
         }
         let Some(w) = self.wav.as_mut() else {
@@ -94,10 +113,29 @@ impl Recorder {
             log::warn!("record: audio timestamps jumped; continuing the recording without a gap");
             w.anchor = pts - mul_div_round(written, clock, r);
             pos = written;
+            w.slip = 0;
         }
-        if (pos - written).abs() <= tol {
+        // Within the tolerance of where the last block left the timeline: a creep (or
+        // rounding), followed by the drift estimator; beyond it, a gap or an overlap.
+        if (pos - written - w.slip).abs() <= tol {
+            w.slip = pos - written;
             pos = written;
+        } else {
+            pos -= w.slip;
         }
+        let media = Duration::from_nanos(
+            u64::try_from((pts - w.anchor).max(0) * 1_000_000_000 / clock).unwrap_or(0),
+        );
+        // What the estimator follows: the creep (a gap just filled is no drift).
+        let reading = (SLIP_BIAS.as_secs_f64() - w.slip as f64 / f64::from(rate)).max(0.0);
+        if w.drift
+            .observe(w.epoch + media, Duration::from_secs_f64(reading))
+        {
+            if let Some(r) = &mut w.resampler {
+                r.set_relative_ratio(w.drift.ratio());
+            }
+        }
+        self.summary.audio_drift_corrections = w.drift.corrections();
         let mut body = samples;
         if pos < written {
             let skip = ((written - pos) as u64).min(frames);
@@ -123,20 +161,46 @@ impl Recorder {
             let path = path.to_owned();
             move |source| RecordError::Wav { path, source }
         };
-        write_silence(&mut w.writer, gap * u64::from(channels)).map_err(wav_err(&w.path))?;
-        if concealed {
-            write_silence(&mut w.writer, body.len() as u64).map_err(wav_err(&w.path))?;
-            self.summary.audio_silence_frames += body_frames;
-        } else if !body.is_empty() {
-            let mut sw = w.writer.get_i16_writer(body.len() as u32);
-            for &s in body {
-                sw.write_sample(s);
+        let resampling = w.resampler.as_ref().is_some_and(|r| r.is_resampling());
+        if !resampling {
+            // Equal clocks: the samples as received.
+            write_silence(&mut w.writer, gap * u64::from(channels)).map_err(wav_err(&w.path))?;
+            if concealed {
+                write_silence(&mut w.writer, body.len() as u64).map_err(wav_err(&w.path))?;
+                self.summary.audio_silence_frames += body_frames;
+            } else if !body.is_empty() {
+                write_samples(&mut w.writer, body).map_err(wav_err(&w.path))?;
             }
-            sw.flush().map_err(wav_err(&w.path))?;
+            self.summary.audio_silence_frames += gap;
+            w.written += gap + body_frames;
+            w.since_checkpoint += gap + body_frames;
+        } else if let Some(r) = &mut w.resampler {
+            // Drifting clocks: everything through the resampler, silence included, so the
+            // ratio applies to all of it and nothing jumps.
+            let mut runs = Vec::new();
+            let mut made = 0u64;
+            let mut left = gap + if concealed { body_frames } else { 0 };
+            self.summary.audio_silence_frames += left;
+            let zeros = vec![0i16; left.min(4096) as usize * ch];
+            while left > 0 {
+                let n = left.min(4096) as usize;
+                w.out.clear();
+                r.process(0, &zeros[..n * ch], &mut w.out, &mut runs);
+                write_samples(&mut w.writer, &w.out).map_err(wav_err(&w.path))?;
+                made += (w.out.len() / ch) as u64;
+                left -= n as u64;
+            }
+            if !concealed && !body.is_empty() {
+                w.out.clear();
+                r.process(0, body, &mut w.out, &mut runs);
+                write_samples(&mut w.writer, &w.out).map_err(wav_err(&w.path))?;
+                made += (w.out.len() / ch) as u64;
+            }
+            // The timeline moved by what went in, the file by what came out.
+            w.slip += i128::from(gap + body_frames) - i128::from(made);
+            w.written += made;
+            w.since_checkpoint += made;
         }
-        self.summary.audio_silence_frames += gap;
-        w.written += gap + body_frames;
-        w.since_checkpoint += gap + body_frames;
         self.summary.audio_frames = w.written;
         if w.since_checkpoint >= CHECKPOINT_SECS * u64::from(rate) {
             w.since_checkpoint = 0;
@@ -144,6 +208,17 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+fn write_samples(
+    w: &mut hound::WavWriter<BufWriter<File>>,
+    samples: &[i16],
+) -> Result<(), hound::Error> {
+    let mut sw = w.get_i16_writer(samples.len() as u32);
+    for &s in samples {
+        sw.write_sample(s);
+    }
+    sw.flush()
 }
 
 fn write_silence(

@@ -68,6 +68,32 @@ pub struct PlayArgs {
     /// Local address to bind (default: an ephemeral port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Keep waiting when the stream goes silent without ending (by default `play` gives up
+    /// after [`SILENCE_TIMEOUT`] and exits with [`EXIT_SILENT`]).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// How long a stream that has started may stay silent, without saying it ended (§6.9),
+/// before `play` gives up (unless `--wait`).
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `play`'s exit code when the stream went silent without ending (the publisher crashed or
+/// the network broke): distinct from errors (1).
+pub const EXIT_SILENT: u8 = 3;
+
+/// Why `play` stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlayEnd {
+    /// The publisher ended the stream (§6.9) and everything before played.
+    StreamEnded,
+    /// `--duration` elapsed.
+    Duration,
+    /// Ctrl-C, or the window was closed.
+    Stopped,
+    /// The stream went silent for [`SILENCE_TIMEOUT`] without ending.
+    Silent,
 }
 
 impl PlayArgs {
@@ -89,6 +115,7 @@ impl PlayArgs {
             no_audio: true,
             record: None,
             bind: None,
+            wait: false,
         }
     }
 }
@@ -140,6 +167,8 @@ pub struct PlayReport {
     pub audio_crc: Option<u32>,
     /// Audio blocks and recorder items dropped because a media thread was behind.
     pub media_drops: PlayerDrops,
+    /// Why playing stopped.
+    pub end: PlayEnd,
 }
 
 /// A bound player.
@@ -218,9 +247,21 @@ impl Play {
         let mut status = StatusLine::new(self.status);
         let stream = self.args.stream.clone();
         let latency = self.args.latency;
+        let wait = self.args.wait;
+        let show = self.status;
+        let mut why = PlayEnd::Stopped;
+        // The last time the number of datagrams received grew (media or control), once any came.
+        let mut heard: Option<(u64, Instant)> = None;
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_event() {
                 match e {
+                    ViewerEvent::Ended => {
+                        if show {
+                            eprintln!("play: stream {stream:?} ended");
+                        }
+                        why = PlayEnd::StreamEnded;
+                        return LoopControl::Stop;
+                    }
                     ViewerEvent::Description(d) => {
                         log::info!(
                             "play: stream {} {}x{} @ {}/{} fps{}",
@@ -274,9 +315,22 @@ impl Play {
                 } + &if lost > 0 { format!(" | unrecovered {lost}") } else { String::new() }
             });
             if end.is_some_and(|e| now >= e) {
+                why = PlayEnd::Duration;
                 return LoopControl::Stop;
             }
-            let wake = [end, status.deadline()].into_iter().flatten().min();
+            if s.datagrams > 0 && heard.is_none_or(|(n, _)| n != s.datagrams) {
+                heard = Some((s.datagrams, now));
+            }
+            let silent_at = heard.filter(|_| !wait).map(|(_, t)| t + SILENCE_TIMEOUT);
+            if silent_at.is_some_and(|t| now >= t) {
+                eprintln!(
+                    "play: stream {stream:?} went silent {} s ago without ending (the server stopped or the network broke); giving up (--wait keeps waiting)",
+                    SILENCE_TIMEOUT.as_secs()
+                );
+                why = PlayEnd::Silent;
+                return LoopControl::Stop;
+            }
+            let wake = [end, status.deadline(), silent_at].into_iter().flatten().min();
             LoopControl::Continue(wake)
         });
         status.finish();
@@ -322,6 +376,7 @@ impl Play {
             frame_crcs: media.frame_crcs,
             audio_crc: media.audio_crc,
             media_drops: media.drops,
+            end: why,
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;

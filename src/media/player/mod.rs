@@ -228,8 +228,8 @@ impl Player {
     }
 
     /// Routes one of the viewer's events to the media threads. Never blocks: a full queue
-    /// drops its oldest item. [`ViewerEvent::Rejected`], [`ViewerEvent::FrameDropped`] and
-    /// [`ViewerEvent::LatencyRaised`] are the caller's to report.
+    /// drops its oldest item. [`ViewerEvent::Rejected`], [`ViewerEvent::FrameDropped`],
+    /// [`ViewerEvent::LatencyRaised`] and [`ViewerEvent::Ended`] are the caller's to handle.
     pub fn handle(&mut self, event: ViewerEvent) {
         match event {
             ViewerEvent::Frame(f) => {
@@ -276,7 +276,8 @@ impl Player {
             }
             ViewerEvent::FrameDropped { .. }
             | ViewerEvent::Rejected(_)
-            | ViewerEvent::LatencyRaised { .. } => {}
+            | ViewerEvent::LatencyRaised { .. }
+            | ViewerEvent::Ended => {}
         }
     }
 

@@ -3,23 +3,14 @@
 //! tracks share, and the display rotation of the video track.
 
 use std::path::Path;
-use std::sync::Once;
 
 use ffmpeg_next as ff;
 
-/// Initialises FFmpeg once, with its own log quiet (our messages say what failed).
-pub(crate) fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = ff::init();
-        ff::util::log::set_level(ff::util::log::Level::Fatal);
-    });
-}
 
 /// Opens `path` with FFmpeg's demuxers: the error says that the container is what cannot
 /// be read.
 pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input, String> {
-    init();
+    crate::media::ffmpeg_init();
     ff::format::input(&path).map_err(|e| {
         format!(
             "FFmpeg cannot read {} as a media container ({e}); check it with `ffprobe {}`",

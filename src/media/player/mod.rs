@@ -267,11 +267,7 @@ impl Player {
                 let (num, den) = (u32::from(d.fps_num), u32::from(d.fps_den));
                 self.to_presenter.push(PresentMsg::FrameRate(num, den));
                 if let Some(r) = &self.to_recorder {
-                    r.push(RecordItem::Describe {
-                        fps_num: num,
-                        fps_den: den,
-                        has_audio: d.audio.is_some(),
-                    });
+                    r.push(RecordItem::Describe(d));
                 }
             }
             ViewerEvent::FrameDropped { .. }

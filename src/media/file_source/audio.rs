@@ -33,6 +33,10 @@ pub struct FileAudio {
     resampler_for: Option<(ff::format::Sample, i32, u32)>,
     decoded: ff::frame::Audio,
     converted: ff::frame::Audio,
+    time_base: f64,
+    /// Time of the first decoded sample on the file's timeline (seconds), once known: after
+    /// the decoder dropped its priming or pre-skip samples.
+    first_time: Option<f64>,
     sample_rate: u32,
     channels: u8,
     source_channels: u16,
@@ -103,7 +107,11 @@ impl FileAudio {
                     format!("the audio track's parameters are unusable ({e})"),
                 )
             })?;
-        let decoder = ctx.decoder().audio().map_err(|_| {
+        let mut decoder = ctx.decoder();
+        // Timestamps in the stream's units: the decoder moves a frame's pts past the priming
+        // or pre-skip samples it drops (AAC, Opus), which it can only do knowing them.
+        decoder.set_packet_time_base(stream.time_base());
+        let decoder = decoder.audio().map_err(|_| {
             error(
                 path,
                 format!(
@@ -132,8 +140,7 @@ impl FileAudio {
                 FALLBACK_RATE
             };
         let (_, channels) = out_layout(source_channels);
-        let lead = ((start - origin).max(0.0) * f64::from(rate)).round() as u64;
-        let total_frames = duration.map(|d| (d * f64::from(rate)).round() as u64 + lead);
+        let time_base = f64::from(stream.time_base());
         let mut audio = FileAudio {
             path: path.to_path_buf(),
             input,
@@ -143,12 +150,14 @@ impl FileAudio {
             resampler_for: None,
             decoded: ff::frame::Audio::empty(),
             converted: ff::frame::Audio::empty(),
+            time_base,
+            first_time: None,
             sample_rate: rate,
             channels,
             source_channels,
-            total_frames,
-            lead_frames: lead,
-            lead_total: lead,
+            total_frames: None,
+            lead_frames: 0,
+            lead_total: 0,
             pending: Vec::new(),
             pending_pos: 0,
             flushed: false,
@@ -159,6 +168,12 @@ impl FileAudio {
         if !audio.decode_next()? {
             return Ok(None); // an audio track with no packets
         }
+        // The track's place on the timeline: where its first sample plays.
+        let first = audio.first_time.unwrap_or(start);
+        let lead = ((first - origin).max(0.0) * f64::from(rate)).round() as u64;
+        audio.lead_frames = lead;
+        audio.lead_total = lead;
+        audio.total_frames = duration.map(|d| (d * f64::from(rate)).round() as u64 + lead);
         if announce {
             let mut changes = Vec::new();
             if source_channels > 2 {
@@ -267,6 +282,13 @@ impl FileAudio {
     fn convert(&mut self) -> Result<bool, PcmError> {
         if self.decoded.samples() == 0 {
             return Ok(false);
+        }
+        if self.first_time.is_none() {
+            self.first_time = self
+                .decoded
+                .timestamp()
+                .or(self.decoded.pts())
+                .map(|ts| ts as f64 * self.time_base);
         }
         let mut layout = self.decoded.channel_layout();
         let ch = self.decoded.channels();

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
-
 /// Opens `path` with FFmpeg's demuxers: the error says that the container is what cannot
 /// be read.
 pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input, String> {

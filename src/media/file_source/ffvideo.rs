@@ -89,7 +89,11 @@ impl VideoReader {
         let codec_id = stream.parameters().id();
         let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| format!("the video track's parameters are unusable ({e})"))?;
-        let decoder = ctx.decoder().video().map_err(|_| {
+        let mut decoder = ctx.decoder();
+        // Timestamps in the stream's units: the decoder moves a frame's pts past the priming
+        // or pre-skip samples it drops (AAC, Opus), which it can only do knowing them.
+        decoder.set_packet_time_base(stream.time_base());
+        let decoder = decoder.video().map_err(|_| {
             format!(
                 "the video codec {} has no decoder in this FFmpeg build",
                 codec_name(codec_id)

@@ -48,9 +48,8 @@ impl MkvWriter {
         crate::media::ffmpeg_init();
         let mut out = ff::format::output_as(&path, "matroska")
             .map_err(|e| err("cannot open the Matroska muxer", e))?;
-        let codec = |id| {
-            ff::encoder::find(id).ok_or_else(|| format!("this FFmpeg build lacks {id:?}"))
-        };
+        let codec =
+            |id| ff::encoder::find(id).ok_or_else(|| format!("this FFmpeg build lacks {id:?}"));
         let mut v = ff::codec::context::Context::new_with_codec(codec(ff::codec::Id::MJPEG)?)
             .encoder()
             .video()
@@ -90,7 +89,14 @@ impl MkvWriter {
         })
     }
 
-    fn write(&mut self, stream: usize, tb: ff::Rational, t: i64, data: &[u8], dur: i64) -> Result<(), String> {
+    fn write(
+        &mut self,
+        stream: usize,
+        tb: ff::Rational,
+        t: i64,
+        data: &[u8],
+        dur: i64,
+    ) -> Result<(), String> {
         let mut p = ff::Packet::copy(data);
         p.set_stream(stream);
         let ts = t.rescale(TICKS, tb);
@@ -98,7 +104,9 @@ impl MkvWriter {
         p.set_dts(Some(ts));
         p.set_duration(dur.rescale(TICKS, tb));
         p.set_flags(ff::packet::Flags::KEY);
-        p.write(&mut self.out).map(|_| ()).map_err(|e| err("writing a packet", e))
+        p.write(&mut self.out)
+            .map(|_| ())
+            .map_err(|e| err("writing a packet", e))
     }
 
     /// Writes one JPEG at `t` (90 kHz ticks from the start of the recording).

@@ -343,7 +343,11 @@ impl Recorder {
     }
 
     #[cfg(feature = "ffmpeg")]
-    fn open(&mut self, (width, height): (u16, u16), audio: Option<(u32, u16)>) -> Result<(), RecordError> {
+    fn open(
+        &mut self,
+        (width, height): (u16, u16),
+        audio: Option<(u32, u16)>,
+    ) -> Result<(), RecordError> {
         let tracks = Tracks {
             width,
             height,
@@ -498,10 +502,7 @@ impl Recorder {
         let held = self.start();
         self.finished = true;
         #[cfg(feature = "ffmpeg")]
-        let closed = self
-            .mkv
-            .take()
-            .map(|w| w.finish().map_err(self.mux_err()));
+        let closed = self.mkv.take().map(|w| w.finish().map_err(self.mux_err()));
         #[cfg(not(feature = "ffmpeg"))]
         let closed: Option<Result<(), RecordError>> = self.mkv.take().map(|_| Ok(()));
         held?;

@@ -49,7 +49,11 @@ fn packets(path: &Path, which: &str) -> Vec<(i64, usize)> {
         .arg(path)
         .output()
         .expect("ffprobe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -69,7 +73,11 @@ fn video_bytes(path: &Path) -> Vec<u8> {
         .args(["-map", "0:v", "-c", "copy", "-f", "data", "-"])
         .output()
         .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -81,7 +89,11 @@ fn audio_samples(path: &Path) -> Vec<i16> {
         .args(["-map", "0:a", "-f", "s16le", "-"])
         .output()
         .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
@@ -155,7 +167,8 @@ fn jumps_are_not_kept() {
     r.video(90_000, 32, 16, &jpeg(0)).unwrap();
     r.video(93_000, 32, 16, &jpeg(1)).unwrap();
     r.video(90_000 + 3600 * 90_000, 32, 16, &jpeg(2)).unwrap(); // an hour later
-    r.video(90_000 + 3600 * 90_000 + 3000, 32, 16, &jpeg(3)).unwrap();
+    r.video(90_000 + 3600 * 90_000 + 3000, 32, 16, &jpeg(3))
+        .unwrap();
     let s = r.finish().unwrap();
     assert_eq!((s.video_frames, s.rebases), (4, 1), "{s:?}");
     let got: Vec<i64> = packets(&s.file.unwrap(), "v").iter().map(|p| p.0).collect();

@@ -251,7 +251,8 @@ impl Play {
         let wait = self.args.wait;
         let show = self.status;
         let mut why = PlayEnd::Stopped;
-        // The last time the number of datagrams received grew (media or control), once any came.
+        // The last time media progressed (frames or audio blocks played or dropped), once
+        // any came: keep-alive answers from a relay whose publisher died do not count.
         let mut heard: Option<(u64, Instant)> = None;
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_event() {
@@ -319,8 +320,9 @@ impl Play {
                 why = PlayEnd::Duration;
                 return LoopControl::Stop;
             }
-            if s.datagrams > 0 && heard.is_none_or(|(n, _)| n != s.datagrams) {
-                heard = Some((s.datagrams, now));
+            let progress = s.frames_played + s.frames_late + s.frames_incomplete + s.audio_blocks;
+            if progress > 0 && heard.is_none_or(|(n, _)| n != progress) {
+                heard = Some((progress, now));
             }
             let silent_at = heard.filter(|_| !wait).map(|(_, t)| t + SILENCE_TIMEOUT);
             if silent_at.is_some_and(|t| now >= t) {

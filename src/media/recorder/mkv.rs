@@ -12,7 +12,7 @@ use ff::Rescale as _;
 use ffmpeg_next as ff;
 
 /// Longest cluster in ms: at most this much media is lost if the process is killed.
-pub const CLUSTER_MS: u32 = 500;
+pub const CLUSTER_MS: u32 = 100;
 
 /// The tracks of a recording: the video's size, and the audio's rate and channels if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,8 +42,9 @@ pub struct FileAudio {
     source_channels: u16,
     total_frames: Option<u64>,
     /// Silence still to hand out before the track's first sample.
+    lead_left: u64,
+    /// Sample frames of silence the track starts with (its offset on the timeline).
     lead_frames: u64,
-    lead_total: u64,
     pending: Vec<i16>,
     pending_pos: usize,
     flushed: bool,
@@ -58,7 +59,7 @@ impl std::fmt::Debug for FileAudio {
             .field("sample_rate", &self.sample_rate)
             .field("channels", &self.channels)
             .field("source_channels", &self.source_channels)
-            .field("lead_frames", &self.lead_total)
+            .field("lead_frames", &self.lead_frames)
             .finish_non_exhaustive()
     }
 }
@@ -156,8 +157,8 @@ impl FileAudio {
             channels,
             source_channels,
             total_frames: None,
+            lead_left: 0,
             lead_frames: 0,
-            lead_total: 0,
             pending: Vec::new(),
             pending_pos: 0,
             flushed: false,
@@ -171,8 +172,8 @@ impl FileAudio {
         // The track's place on the timeline: where its first sample plays.
         let first = audio.first_time.unwrap_or(start);
         let lead = ((first - origin).max(0.0) * f64::from(rate)).round() as u64;
+        audio.lead_left = lead;
         audio.lead_frames = lead;
-        audio.lead_total = lead;
         audio.total_frames = duration.map(|d| (d * f64::from(rate)).round() as u64 + lead);
         if announce {
             let mut changes = Vec::new();
@@ -203,7 +204,7 @@ impl FileAudio {
 
     /// Sample frames of silence before the track's first sample (its start offset).
     pub fn lead_frames(&self) -> u64 {
-        self.lead_total
+        self.lead_frames
     }
 
     /// Channels of the track in the file (before any downmix).
@@ -371,10 +372,10 @@ impl PcmReader for FileAudio {
 
     fn read_frames(&mut self, frames: usize, out: &mut Vec<i16>) -> Result<usize, PcmError> {
         let ch = usize::from(self.channels.max(1));
-        if self.lead_frames > 0 {
-            let n = (self.lead_frames.min(frames as u64)) as usize;
+        if self.lead_left > 0 {
+            let n = (self.lead_left.min(frames as u64)) as usize;
             out.resize(out.len() + n * ch, 0);
-            self.lead_frames -= n as u64;
+            self.lead_left -= n as u64;
             return Ok(n);
         }
         while self.pending.len() - self.pending_pos < ch {

@@ -303,6 +303,7 @@ impl Recorder {
         }
     }
 
+    #[cfg(feature = "ffmpeg")]
     fn mux_err(&self) -> impl FnOnce(String) -> RecordError + '_ {
         move |message| RecordError::Mux {
             path: self.path.clone(),

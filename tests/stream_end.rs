@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn framecast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framecast"))
@@ -148,41 +148,58 @@ fn the_stream_ends_with_the_file_and_every_role_exits_0() {
     let mut play_direct = player(&serve_addr, &direct);
     let mut play_relayed = player(&relay_addr, &relayed);
     // The players subscribe during the start delay; the file then plays for 3 s.
-    let delay = Duration::from_millis(1500);
-    let started = Instant::now();
+    let stats = dir.0.join("serve.json");
     let mut serve = framecast()
-        .args([
-            "serve",
-            "--listen",
-            &serve_addr,
-            "--relay",
-            &relay_addr,
-            "--name",
-            "clip",
-        ])
-        .args([
-            "--start-delay-ms",
-            &delay.as_millis().to_string(),
-            "--source",
-        ])
+        .args(["serve", "--listen", &serve_addr, "--relay", &relay_addr])
+        .args(["--name", "clip", "--start-delay-ms", "1500", "--stats-json"])
+        .arg(&stats)
+        .arg("--source")
         .arg(format!("file:{}", clip.display()))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let last_frame = started + delay + Duration::from_secs_f64(89.0 / 30.0);
-    let (status, _) = wait(&mut serve, Duration::from_secs(20), "serve");
-    assert!(status.success(), "serve: {status:?}");
+    // The three processes end on their own; each exit time is taken as it happens.
+    let mut exits: [Option<(ExitStatus, Duration)>; 3] = [None; 3];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exits.iter().any(Option::is_none) {
+        for (i, child) in [&mut serve, &mut play_direct, &mut play_relayed]
+            .into_iter()
+            .enumerate()
+        {
+            if exits[i].is_none() {
+                if let Some(st) = child.try_wait().unwrap() {
+                    exits[i] = Some((st, SystemTime::now().duration_since(UNIX_EPOCH).unwrap()));
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after 30 s: {exits:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let [serve_exit, direct_exit, relayed_exit] = exits.map(Option::unwrap);
+    assert!(serve_exit.0.success(), "serve: {:?}", serve_exit.0);
     let mut said = String::new();
     std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut said).unwrap();
     assert!(said.contains("ended; ending the stream"), "{said}");
-    for (child, rec, what) in [
-        (&mut play_direct, &direct, "direct"),
-        (&mut play_relayed, &relayed, "through the relay"),
+    // When the last frame was due: the source's start (wall clock) plus its pts.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let start_us = json["start_unix_us"].as_u64().unwrap();
+    let last_frame = Duration::from_micros(start_us) + Duration::from_secs_f64(89.0 / 30.0);
+    eprintln!(
+        "serve exited {:?} after the last frame",
+        serve_exit.1.saturating_sub(last_frame)
+    );
+    for ((status, at), rec, what) in [
+        (direct_exit, &direct, "direct"),
+        (relayed_exit, &relayed, "through the relay"),
     ] {
-        let (status, at) = wait(child, Duration::from_secs(20), what);
         assert!(status.success(), "play {what}: {status:?}");
         // Within a second of the last frame's send time (its playout is 100 ms later).
-        let after = at.saturating_duration_since(last_frame);
+        let after = at.saturating_sub(last_frame);
+        eprintln!("play {what} exited {after:?} after the last frame");
         assert!(
             after < Duration::from_secs(1),
             "play {what} exited {after:?} after the last frame"

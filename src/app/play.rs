@@ -341,18 +341,18 @@ impl Play {
         self.lp.send_now(&bye);
         let media = player.finish();
         if let (Some(r), true) = (&media.record, self.status) {
+            let rate = self.lp.node().description().and_then(|d| d.audio);
+            let audio = match rate {
+                Some(a) if r.audio_frames > 0 => format!(
+                    " and {:.1} s of audio",
+                    r.audio_frames as f64 / f64::from(a.sample_rate.max(1))
+                ),
+                _ => String::new(),
+            };
             eprintln!(
-                "play: recorded {} frames ({:.1} s) and {:.1} s of audio to {}",
+                "play: recorded {} frames ({:.1} s){audio} to {}",
                 r.video_frames,
                 r.last_frame_s,
-                r.audio_frames as f64
-                    / f64::from(
-                        self.lp
-                            .node()
-                            .description()
-                            .and_then(|d| d.audio)
-                            .map_or(48_000, |a| a.sample_rate)
-                    ),
                 r.file
                     .as_deref()
                     .map_or(String::new(), |p| p.display().to_string()),

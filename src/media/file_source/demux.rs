@@ -12,8 +12,7 @@ pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input, Stri
     crate::media::ffmpeg_init();
     ff::format::input(&path).map_err(|e| {
         format!(
-            "FFmpeg cannot read {} as a media container ({e}); check it with `ffprobe {}`",
-            path.display(),
+            "FFmpeg cannot read it as a media container ({e}); check it with `ffprobe {}`",
             path.display()
         )
     })

@@ -84,7 +84,7 @@ impl VideoReader {
         let stream = input
             .streams()
             .best(ff::media::Type::Video)
-            .ok_or_else(|| format!("{} has no video track", path.display()))?;
+            .ok_or_else(|| "it has no video track (for sound alone, use --audio FILE.wav with a test or webcam source)".to_string())?;
         let index = stream.index();
         let codec_id = stream.parameters().id();
         let ctx = ff::codec::context::Context::from_parameters(stream.parameters())

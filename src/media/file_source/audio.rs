@@ -4,7 +4,7 @@
 //! libswresample to interleaved s16 at the stream's rate and channel count ([`FileAudio`]).
 //!
 //! The track keeps its place on the file's timeline: one that starts after the video
-//! (or after the timeline's zero, see [`super::demux::timeline_origin`]) is preceded by
+//! (or after the timeline's zero, see `demux::timeline_origin`) is preceded by
 //! that much silence, so both tracks play as ffplay plays them.
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //!   whatever ffplay plays) decode frames, each stamped with its own timestamp on the file's
 //!   timeline (variable frame rates kept as they are), converted to BGR by libswscale and
 //!   turned as the track's display matrix says (a phone's `rotate=90`), as ffplay shows them
-//!   ([`ffvideo`]). Each BGR frame goes to turbojpeg as BGR ([`BgrEncoder`]). When one
+//!   (`ffvideo`). Each BGR frame goes to turbojpeg as BGR ([`BgrEncoder`]). When one
 //!   encoder cannot keep up with the frame rate, a small pool of encoder threads takes over,
 //!   output kept in order ([`Encoders`]).
 //! - Audio: the best audio track of the same file, through FFmpeg too (any codec and layout

@@ -12,7 +12,7 @@
 //!   each frame and audio block at its playout instant (dropping what was too late); the
 //!   presenter plays the audio and shows each frame when the audio clock reaches it. It
 //!   reaches the network loop only through the quit flag and a [`mio::Waker`].
-//! - `recorder` ([`record`]): `--record`'s AVI and WAV writer.
+//! - `recorder` ([`record`]): `--record`'s Matroska writer.
 //!
 //! Outputs degrade instead of failing: with no display the video is decoded and counted but
 //! not shown; with no sound device a clock sink keeps the audio clock by arithmetic, so sync

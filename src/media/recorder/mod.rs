@@ -1,6 +1,6 @@
 //! Recording what a player receives: `PATH.mkv`, Matroska with an MJPEG track (the received
 //! JPEG bytes, unchanged) and a 16-bit PCM track, every frame and audio block with its own
-//! timestamp, written by libavformat's muxer ([`mkv`]); ffplay, VLC and ffprobe open it.
+//! timestamp, written by libavformat's muxer (`mkv`); ffplay, VLC and ffprobe open it.
 //!
 //! # Timeline
 //!
@@ -19,7 +19,7 @@
 //!
 //! # Killed mid-way
 //!
-//! Clusters close every [`mkv::CLUSTER_MS`] and are flushed to the file at once, so a
+//! Clusters close every `CLUSTER_MS` and are flushed to the file at once, so a
 //! recorder killed with SIGKILL leaves a file that plays up to its last cluster. Without the
 //! `ffmpeg` feature there is no muxer and [`Recorder::create`] says so.
 

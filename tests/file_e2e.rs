@@ -1,6 +1,6 @@
 //! A real clip (tests/data/clip.mp4: 3 s of 320x240 H.264 + 48 kHz stereo AAC) streamed from
 //! a file through a relay to a recording player on loopback: every frame arrives byte-exact,
-//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals symphonia's
+//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals FFmpeg's
 //! decode sample for sample, audio and video stay within a frame interval of each other,
 //! the stream ends with the file (serve, then play, return on their own), and the Matroska
 //! recording reads back with every frame and the same audio.
@@ -80,7 +80,7 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
     assert_eq!(sent.frame_crcs.len(), 90, "the clip has 90 frames");
     assert_eq!(played.frame_crcs, sent.frame_crcs);
 
-    // The audio equals symphonia's decode of the file, sample for sample.
+    // The audio equals FFmpeg's decode of the file, sample for sample.
     let (format, reference) = FileAudio::decode_all(&clip())
         .unwrap()
         .expect("the clip has audio");

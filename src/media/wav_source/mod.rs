@@ -74,25 +74,7 @@ pub enum PcmError {
     /// From a WAV file.
     #[error(transparent)]
     Wav(#[from] WavError),
-    /// symphonia cannot read the file's container (AVI, MKV, WebM, ...).
-    #[error(
-        "{path}: cannot read its audio: symphonia reads MP4/M4A/MOV, WAV, FLAC, MP3 and ADTS AAC, not this container (give the sound as --audio FILE.wav)"
-    )]
-    UnsupportedContainer {
-        /// The file.
-        path: PathBuf,
-    },
-    /// symphonia has no decoder for the audio codec.
-    #[error(
-        "{path}: audio codec not supported ({detail}); symphonia decodes AAC-LC, MP3, FLAC and PCM (give the sound as --audio FILE.wav)"
-    )]
-    UnsupportedCodec {
-        /// The file.
-        path: PathBuf,
-        /// What symphonia reported.
-        detail: String,
-    },
-    /// From a compressed file's decoder (symphonia).
+    /// From a movie file's audio track (FFmpeg): the container, codec or layout named.
     #[error("{path}: cannot decode the audio: {message}")]
     Decode {
         /// The file.

@@ -346,10 +346,12 @@ impl Relay {
                     self.stats.unknown_sender += 1;
                     return;
                 }
-                // §6.9: the name is free for the next publisher at once.
+                // §6.9: the name is free for the next publisher at once, and late joiners
+                // learn that the stream ended.
                 if matches!(s.origin, Origin::Publisher(_)) {
                     s.last_heard = None;
                 }
+                s.ended = Some(datagram.clone());
                 self.broadcast(idx, &datagram, None);
             }
             _ => {}

@@ -183,6 +183,13 @@ fn end_of_stream_reaches_every_subscriber_and_frees_the_name() {
         .collect();
     to.sort();
     assert_eq!(to, vec![addr(2), addr(3)]);
+    // A late joiner learns that the stream ended, after the description.
+    let late: Vec<PacketType> = subscribe(&mut r, t0, addr(5), "cam")
+        .into_iter()
+        .filter(|(to, _)| *to == addr(5))
+        .map(|(_, p)| p.header.ptype)
+        .collect();
+    assert_eq!(late, vec![PacketType::Description, PacketType::End]);
     // A new publisher takes the name at once, without the 5 s of silence.
     let _ = events(&mut r);
     send(

@@ -87,8 +87,13 @@ impl VideoReader {
             .ok_or_else(|| "it has no video track (for sound alone, use --audio FILE.wav with a test or webcam source)".to_string())?;
         let index = stream.index();
         let codec_id = stream.parameters().id();
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| format!("the video track's parameters are unusable ({e})"))?;
+        // Decode on as many threads as there are cores (as OpenCV's backend did): large or
+        // fast files keep up in real time.
+        let mut threads = ff::codec::threading::Config::kind(ff::codec::threading::Type::Frame);
+        threads.count = 0;
+        ctx.set_threading(threads);
         let mut decoder = ctx.decoder();
         // Timestamps in the stream's units: the decoder moves a frame's pts past the priming
         // or pre-skip samples it drops (AAC, Opus), which it can only do knowing them.

@@ -52,6 +52,10 @@ fn main() -> anyhow::Result<()> {
                 ViewerEvent::LatencyRaised { to, .. } => {
                     eprintln!("latency raised to {} ms", to.as_millis())
                 }
+                ViewerEvent::Ended => {
+                    eprintln!("the stream ended");
+                    return LoopControl::Stop;
+                }
                 ViewerEvent::Audio(_) | ViewerEvent::Rejected(_) => {}
             }
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use framecast::app::demo::{DemoArgs, run_demo};
-use framecast::app::play::{Play, PlayArgs};
+use framecast::app::play::{EXIT_SILENT, Play, PlayArgs, PlayEnd};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 use framecast::app::write_stats_json;
@@ -34,7 +34,7 @@ enum Command {
     Demo(DemoArgs),
 }
 
-fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<()> {
+fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => {
             Serve::bind(a)?.run(stop)?;
@@ -53,6 +53,9 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<()> {
                 c.video.recovered + c.audio.recovered,
                 c.video.lost + c.audio.lost
             );
+            if r.end == PlayEnd::Silent {
+                return Ok(ExitCode::from(EXIT_SILENT));
+            }
         }
         Command::Netsim(a) => {
             let n = Netsim::bind(&a)?;
@@ -73,7 +76,7 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<()> {
             run_demo(&a, stop)?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
         );
     }
     match run(cli, &stop) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("framecast: error: {e:#}");
             ExitCode::FAILURE

@@ -184,10 +184,11 @@ fn a_recording_survives_ctrl_c() {
         .spawn()
         .unwrap();
     wait_for_sigint_handler(play.id());
-    // Wait (bounded) until the recording holds a second of frames.
-    let avi = base.with_extension("avi");
+    // Wait (bounded) until the recording holds a second of media.
+    let mkv = base.with_extension("mkv");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&avi).map_or(0, |m| m.len()) < 60_000 {
+    // (About a second of 48 kHz stereo PCM and 160x120 JPEGs.)
+    while std::fs::metadata(&mkv).map_or(0, |m| m.len()) < 300_000 {
         assert!(Instant::now() < deadline, "no recording after 20 s");
         std::thread::yield_now();
     }
@@ -197,7 +198,8 @@ fn a_recording_survives_ctrl_c() {
     let _ = serve.kill();
     let _ = serve.wait();
     assert!(status.success(), "{status:?}");
-    // The files were finalised: ffprobe counts the frames, hound reads the WAV.
+    // The file was finished: ffprobe counts the frames, and finds the audio track and the
+    // duration the trailer states.
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
@@ -206,7 +208,7 @@ fn a_recording_survives_ctrl_c() {
             "-of",
             "csv=p=0",
         ])
-        .arg(&avi)
+        .arg(&mkv)
         .output()
         .expect("ffprobe (scripts/setup.sh installs ffmpeg)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -217,8 +219,19 @@ fn a_recording_survives_ctrl_c() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(frames >= 20, "{text}");
-    let wav = hound::WavReader::open(base.with_extension("wav")).unwrap();
-    assert_eq!(wav.spec().sample_rate, 48_000);
-    assert!(wav.duration() > 0);
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,sample_rate:format=duration",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(&mkv)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("codec_name=pcm_s16le"), "{text}");
+    assert!(text.contains("sample_rate=48000"), "{text}");
+    assert!(!text.contains("duration=N/A"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }

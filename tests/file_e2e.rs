@@ -1,14 +1,15 @@
 //! A real clip (tests/data/clip.mp4: 3 s of 320x240 H.264 + 48 kHz stereo AAC) streamed from
 //! a file through a relay to a recording player on loopback: every frame arrives byte-exact,
-//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals symphonia's
+//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals FFmpeg's
 //! decode sample for sample, audio and video stay within a frame interval of each other,
-//! and the recording reads back with the right frame count, duration and sample count.
+//! the stream ends with the file (serve, then play, return on their own), and the Matroska
+//! recording reads back with every frame and the same audio.
 #![cfg(all(feature = "jpeg", feature = "opencv"))]
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use framecast::app::play::{Play, PlayArgs};
+use framecast::app::play::{Play, PlayArgs, PlayEnd};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 use framecast::media::file_source::FileAudio;
@@ -47,7 +48,6 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
     let mut s = ServeArgs::new(lo);
     s.source = format!("file:{}", clip().display());
     s.quality = 90;
-    s.duration = Some(3.6);
     s.start_delay_ms = 300;
     s.name = "clip".into();
     let mut serve = Serve::bind(s).unwrap();
@@ -61,7 +61,7 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
     relay.status = false;
 
     let mut p = PlayArgs::new(relay.local_addr(), "clip");
-    p.duration = Some(4.4);
+    p.duration = Some(20.0); // a bound: the stream's end stops it
     p.no_audio = false; // timed by the clock sink here (no sound card), so A/V sync runs
     p.record = Some(dir.join("rec"));
     let mut play = Play::bind(p).unwrap();
@@ -80,7 +80,7 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
     assert_eq!(sent.frame_crcs.len(), 90, "the clip has 90 frames");
     assert_eq!(played.frame_crcs, sent.frame_crcs);
 
-    // The audio equals symphonia's decode of the file, sample for sample.
+    // The audio equals FFmpeg's decode of the file, sample for sample.
     let (format, reference) = FileAudio::decode_all(&clip())
         .unwrap()
         .expect("the clip has audio");
@@ -95,14 +95,18 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
     assert!(av.frames_shown >= 85, "{av:?}");
     assert!(av.av_offset_max_ms.abs() < 1000.0 / 30.0, "{av:?}");
 
-    // The recording: the received JPEGs at 30 fps, 3 s, and the audio sample count.
+    // The file's end ended the stream: play stopped on it, not on its --duration.
+    assert_eq!(played.end, PlayEnd::StreamEnded);
+
+    // The recording: the 90 received JPEGs, 1/30 s apart, and the same audio.
     let rec = played.record.clone().expect("recording summary");
     assert_eq!(rec.video_frames, 90, "{rec:?}");
-    assert_eq!(rec.fps, (30, 1));
-    let wav = hound::WavReader::open(rec.wav.as_ref().unwrap()).unwrap();
-    let spec = wav.spec();
-    assert_eq!((spec.sample_rate, spec.channels), (48_000, 2));
-    let recorded: Vec<i16> = wav.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    assert!((rec.last_frame_s - 89.0 / 30.0).abs() < 0.002, "{rec:?}");
+    let mkv = rec.file.clone().unwrap();
+    let (rformat, recorded) = FileAudio::decode_all(&mkv)
+        .unwrap()
+        .expect("recorded audio");
+    assert_eq!((rformat.sample_rate, rformat.channels), (48_000, 2));
     assert!(
         recorded.len() >= reference.len(),
         "{} < {}",
@@ -133,7 +137,7 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
 
     // Pictures: the recorded frames against OpenCV's own decode of the file.
     let original = frames_of(&clip());
-    let received = frames_of(rec.avi.as_ref().unwrap());
+    let received = frames_of(&mkv);
     assert_eq!(original.len(), 90);
     assert_eq!(received.len(), 90);
     let mut worst = f64::INFINITY;

@@ -58,6 +58,7 @@ struct Seen {
     descriptions: usize,
     first_frame_at: Option<Instant>,
     latency_raises: usize,
+    ended: Vec<Instant>,
 }
 
 struct Net {
@@ -221,6 +222,7 @@ impl Net {
                     ViewerEvent::Description(_) => seen.descriptions += 1,
                     ViewerEvent::Rejected(r) => panic!("rejected: {r:?}"),
                     ViewerEvent::LatencyRaised { .. } => seen.latency_raises += 1,
+                    ViewerEvent::Ended => seen.ended.push(now),
                 }
             }
         }
@@ -711,4 +713,34 @@ fn unproven_subscriber_gets_nothing_larger_than_its_request() {
     let short = &sub[..40];
     relay.handle_datagram(t0, victim, short);
     assert!(relay.poll_transmit(t0).is_none());
+}
+
+/// §6.9: the END reaches every viewer through the relay despite 20 % loss on every link
+/// (the publisher sends it 5 times), once, after the last frame played; seeds pinned.
+#[test]
+fn end_of_stream_survives_loss_and_comes_after_the_last_frame() {
+    for seed in [90, 91, 92, 93] {
+        let mut net = Net::new(
+            seed,
+            3,
+            LinkConfig {
+                delay: MS,
+                ..LinkConfig::lossy(20.0)
+            },
+        );
+        net.run(60, Duration::ZERO);
+        let server = net.server;
+        let now = net.world.now();
+        net.world.node_mut::<Publisher>(server).end(now);
+        let until = now + Duration::from_secs(2);
+        net.run_until(until);
+        assert!(net.world.node::<Publisher>(server).end_sent());
+        for a in net.clients.clone() {
+            let s = &net.seen[&a];
+            assert_eq!(s.ended.len(), 1, "seed {seed} client {a}: {:?}", s.ended);
+            let last_played = s.played.values().map(|(t, _)| *t).max().unwrap();
+            assert!(s.ended[0] >= last_played, "seed {seed} client {a}");
+            assert!(net.client(a).ended());
+        }
+    }
 }

@@ -268,7 +268,7 @@ impl Model {
             ViewerEvent::LatencyRaised { from, to, .. } => {
                 assert!(to > from, "latency 'raised' from {from:?} to {to:?}");
             }
-            ViewerEvent::Description(_) | ViewerEvent::Rejected(_) => {}
+            ViewerEvent::Description(_) | ViewerEvent::Rejected(_) | ViewerEvent::Ended => {}
         }
     }
 }

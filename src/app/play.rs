@@ -63,12 +63,39 @@ pub struct PlayArgs {
     /// Do not play sound (video then plays at the jitter buffer's pace, not audio's).
     #[arg(long)]
     pub no_audio: bool,
-    /// Record what is received to PATH.avi (MJPEG, the JPEGs as received) and PATH.wav.
+    /// Record what is received to PATH.mkv (Matroska: the JPEGs as received, as MJPEG, and
+    /// the PCM audio, each with its own timestamp).
     #[arg(long, value_name = "PATH")]
     pub record: Option<PathBuf>,
     /// Local address to bind (default: an ephemeral port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Keep waiting when the stream goes silent without ending (by default `play` gives up
+    /// after [`SILENCE_TIMEOUT`] and exits with [`EXIT_SILENT`]).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// How long a stream that has started may stay silent, without saying it ended (§6.9),
+/// before `play` gives up (unless `--wait`).
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `play`'s exit code when the stream went silent without ending (the publisher crashed or
+/// the network broke): distinct from errors (1).
+pub const EXIT_SILENT: u8 = 3;
+
+/// Why `play` stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlayEnd {
+    /// The publisher ended the stream (§6.9) and everything before played.
+    StreamEnded,
+    /// `--duration` elapsed.
+    Duration,
+    /// Ctrl-C, or the window was closed.
+    Stopped,
+    /// The stream went silent for [`SILENCE_TIMEOUT`] without ending.
+    Silent,
 }
 
 impl PlayArgs {
@@ -90,6 +117,7 @@ impl PlayArgs {
             no_audio: true,
             record: None,
             bind: None,
+            wait: false,
         }
     }
 }
@@ -148,6 +176,8 @@ pub struct PlayReport {
     pub audio_crc: Option<u32>,
     /// Audio blocks and recorder items dropped because a media thread was behind.
     pub media_drops: PlayerDrops,
+    /// Why playing stopped.
+    pub end: PlayEnd,
 }
 
 /// A bound player.
@@ -227,9 +257,22 @@ impl Play {
         let mut meter = FigureMeter::new(Instant::now());
         let stream = self.args.stream.clone();
         let latency = self.args.latency;
+        let wait = self.args.wait;
+        let show = self.status;
+        let mut why = PlayEnd::Stopped;
+        // The last time media progressed (frames or audio blocks played or dropped), once
+        // any came: keep-alive answers from a relay whose publisher died do not count.
+        let mut heard: Option<(u64, Instant)> = None;
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_event() {
                 match e {
+                    ViewerEvent::Ended => {
+                        if show {
+                            eprintln!("play: stream {stream:?} ended");
+                        }
+                        why = PlayEnd::StreamEnded;
+                        return LoopControl::Stop;
+                    }
                     ViewerEvent::Description(d) => {
                         log::info!(
                             "play: stream {} {}x{} @ {}/{} fps{}",
@@ -283,9 +326,23 @@ impl Play {
                 } + &if lost > 0 { format!(" | unrecovered {lost}") } else { String::new() }
             });
             if end.is_some_and(|e| now >= e) {
+                why = PlayEnd::Duration;
                 return LoopControl::Stop;
             }
-            let wake = [end, status.deadline()].into_iter().flatten().min();
+            let progress = s.frames_played + s.frames_late + s.frames_incomplete + s.audio_blocks;
+            if progress > 0 && heard.is_none_or(|(n, _)| n != progress) {
+                heard = Some((progress, now));
+            }
+            let silent_at = heard.filter(|_| !wait).map(|(_, t)| t + SILENCE_TIMEOUT);
+            if silent_at.is_some_and(|t| now >= t) {
+                eprintln!(
+                    "play: stream {stream:?} went silent {} s ago without ending (the server stopped or the network broke); giving up (--wait keeps waiting)",
+                    SILENCE_TIMEOUT.as_secs()
+                );
+                why = PlayEnd::Silent;
+                return LoopControl::Stop;
+            }
+            let wake = [end, status.deadline(), silent_at].into_iter().flatten().min();
             LoopControl::Continue(wake)
         });
         status.finish();
@@ -293,20 +350,21 @@ impl Play {
         self.lp.send_now(&bye);
         let media = player.finish();
         if let (Some(r), true) = (&media.record, self.status) {
-            let fps = f64::from(r.fps.0) / f64::from(r.fps.1.max(1));
+            let rate = self.lp.node().description().and_then(|d| d.audio);
+            let audio = match rate {
+                Some(a) if r.audio_frames > 0 => format!(
+                    " and {:.1} s of audio",
+                    r.audio_frames as f64 / f64::from(a.sample_rate.max(1))
+                ),
+                _ => String::new(),
+            };
             eprintln!(
-                "play: recorded {} frames ({:.1} s at {fps:.2} fps, {} repeated) to {}{}",
+                "play: recorded {} frames ({:.1} s){audio} to {}",
                 r.video_frames,
-                r.video_frames as f64 / fps,
-                r.video_repeats,
-                r.avi
+                r.last_frame_s,
+                r.file
                     .as_deref()
                     .map_or(String::new(), |p| p.display().to_string()),
-                r.wav.as_deref().map_or(String::new(), |p| format!(
-                    " and {} audio frames to {}",
-                    r.audio_frames,
-                    p.display()
-                )),
             );
         }
         result.context("play: network loop failed")?;
@@ -334,6 +392,7 @@ impl Play {
             frame_crcs: media.frame_crcs,
             audio_crc: media.audio_crc,
             media_drops: media.drops,
+            end: why,
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;
@@ -381,6 +440,7 @@ mod tests {
     /// environment untouched), the player says so, carries on, decodes, keeps A/V sync by
     /// the clock sink, and records.
     #[test]
+    #[cfg(feature = "ffmpeg")]
     fn headless_fallbacks_count_sync_and_record() {
         let dir = tmp("headless");
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -422,11 +482,13 @@ mod tests {
         assert!(av.av_offset_mean_ms.abs() < 10.0, "{av:?}");
         assert!(av.av_offset_max_ms < 100.0, "{av:?}");
         assert_eq!(av.audio_frames_refused, 0, "{av:?}");
-        // The recording holds every frame slot from t = 0 to the last frame played.
+        // The stream ended (§6.9) before --duration, and the recording holds every frame
+        // played, each once.
+        assert_eq!(r.end, PlayEnd::StreamEnded);
         let rec = r.record.unwrap();
-        assert!(rec.video_frames >= played, "{rec:?}");
+        assert_eq!(rec.video_frames, played, "{rec:?}");
         assert!(rec.audio_frames > 0);
-        let avi = rec.avi.unwrap();
+        let mkv = rec.file.unwrap();
         let out = std::process::Command::new("ffprobe")
             .args([
                 "-v",
@@ -437,16 +499,32 @@ mod tests {
                 "-of",
                 "csv=p=0",
             ])
-            .arg(&avi)
+            .arg(&mkv)
             .output()
             .expect("ffprobe");
-        let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        assert_eq!(n, rec.video_frames);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: Vec<u64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+        assert_eq!(n[0], rec.video_frames, "{text}");
+        assert_eq!(audio_frames_in(&mkv), rec.audio_frames);
     }
 
-    /// The stop flag (what Ctrl-C sets) ends the loop and the recording is finished: the AVI
-    /// has its index and the WAV its sizes.
+    /// Sample frames of stereo s16 audio in `path`'s audio track, as ffmpeg decodes it.
+    #[cfg(feature = "ffmpeg")]
+    fn audio_frames_in(path: &std::path::Path) -> u64 {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:a", "-f", "s16le", "-ac", "2", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(out.status.success());
+        out.stdout.len() as u64 / 4
+    }
+
+    /// The stop flag (what Ctrl-C sets) ends the loop and the recording is finished: the
+    /// Matroska file has its duration, every frame and every audio sample.
     #[test]
+    #[cfg(feature = "ffmpeg")]
     fn stop_flag_finishes_the_recording() {
         let dir = tmp("stop");
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -461,11 +539,11 @@ mod tests {
         let r = std::thread::scope(|sc| {
             let s = sc.spawn(|| server.run(&stop_server).unwrap());
             let p = sc.spawn(|| play.run(&stop_play).unwrap());
-            // Stop once the AVI has grown on disk, which its first header checkpoint (after
-            // 2 s of video) guarantees; bounded at 20 s.
-            let avi = dir.0.join("rec.avi");
+            // Stop once the file has grown on disk (clusters are flushed as they close);
+            // bounded at 20 s.
+            let mkv = dir.0.join("rec.mkv");
             let deadline = Instant::now() + Duration::from_secs(20);
-            while std::fs::metadata(&avi).map_or(0, |m| m.len()) < 100_000 {
+            while std::fs::metadata(&mkv).map_or(0, |m| m.len()) < 100_000 {
                 assert!(Instant::now() < deadline, "nothing recorded");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -481,14 +559,30 @@ mod tests {
         );
         let rec = r.record.unwrap();
         assert!(rec.video_frames > 0 && rec.audio_frames > 0, "{rec:?}");
-        let bytes = std::fs::read(dir.0.join("rec.avi")).unwrap();
-        assert_eq!(
-            u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize,
-            bytes.len() - 8
+        assert_eq!(r.end, PlayEnd::Stopped);
+        let mkv = dir.0.join("rec.mkv");
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=nb_read_frames:format=duration",
+                "-of",
+                "default=nw=1",
+            ])
+            .arg(&mkv)
+            .output()
+            .expect("ffprobe");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("nb_read_frames={}", rec.video_frames)),
+            "{text}"
         );
-        let idx = bytes.len() - 8 - 16 * rec.video_frames as usize;
-        assert_eq!(&bytes[idx..idx + 4], b"idx1");
-        let wav = hound::WavReader::open(dir.0.join("rec.wav")).unwrap();
-        assert_eq!(u64::from(wav.duration()), rec.audio_frames);
+        // The trailer was written: the file states its duration.
+        assert!(!text.contains("duration=N/A"), "{text}");
+        assert_eq!(audio_frames_in(&mkv), rec.audio_frames);
     }
 }

@@ -270,6 +270,8 @@ impl Serve {
                 };
                 let mut stats = src.run(start, &mut sink, &st);
                 stats.frames_dropped += dropped;
+                // The channel closes with this thread: wake the loop to see it.
+                let _ = waker.wake();
                 stats
             })
             .context("cannot start the source thread")?;
@@ -279,8 +281,16 @@ impl Serve {
         let record = self.record_checksums;
         let mut crcs = Vec::new();
         let mut audio_hasher = crc32fast::Hasher::new();
-        let mut pump = |server: &mut Publisher, now: Instant, rx: &Receiver<MediaItem>| {
-            while let Ok(item) = rx.try_recv() {
+        let source_name = self.args.source.clone();
+        let looping = self.args.looping;
+        // Hands the source's items to the publisher; false once the source has ended.
+        let mut pump = |server: &mut Publisher, now: Instant, rx: &Receiver<MediaItem>| loop {
+            let item = match rx.try_recv() {
+                Ok(item) => item,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            };
+            {
                 match item {
                     MediaItem::Video { pts, jpeg } => match server.push_frame(now, pts, &jpeg) {
                         Ok(id) if record => crcs.push((id, crc32fast::hash(&jpeg))),
@@ -301,8 +311,12 @@ impl Serve {
             }
         };
         let outputs = &mut self.outputs;
+        let mut source_ended = false;
         let result = self.lp.run(stop, |server, now| {
-            pump(server, now, &rx);
+            if !pump(server, now, &rx) {
+                source_ended = true;
+                return LoopControl::Stop;
+            }
             let snapshot = outputs.tick(now, server.relay());
             let s = server.stats();
             status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
@@ -321,16 +335,30 @@ impl Serve {
             LoopControl::Continue(soonest(soonest(end, status.deadline()), snapshot))
         });
         status.finish();
+        if source_ended && self.status {
+            eprintln!(
+                "serve: {source_name} ended{}; ending the stream",
+                if looping {
+                    " (it cannot be read again)"
+                } else {
+                    ""
+                }
+            );
+        }
         source_stop.store(true, Ordering::Relaxed);
         let source_stats = source.join().unwrap_or_default();
         result.context("serve: network loop failed")?;
-        // Frames still queued in the pacer go out before the report.
-        let drain_until = Instant::now() + Duration::from_millis(100);
-        let _ = self.lp.run(&AtomicBool::new(false), |_, now| {
-            if now >= drain_until {
+        // Frames still queued in the pacer go out, then the stream's END (§6.9), repeated,
+        // before the report: viewers end cleanly instead of timing out.
+        let now = Instant::now();
+        self.lp.node_mut().end(now);
+        let drain_until = now + Duration::from_millis(100);
+        let give_up = now + Duration::from_secs(1);
+        let _ = self.lp.run(&AtomicBool::new(false), |server, now| {
+            if (now >= drain_until && server.end_sent()) || now >= give_up {
                 LoopControl::Stop
             } else {
-                LoopControl::Continue(Some(drain_until))
+                LoopControl::Continue(Some(drain_until.max(now + Duration::from_millis(10))))
             }
         });
         let outputs = std::mem::take(&mut self.outputs).finish();

@@ -31,6 +31,17 @@ pub mod jpeg;
 pub mod player;
 pub mod recorder;
 pub mod resample;
+
+/// Initialises FFmpeg's libraries once, with their own log quiet (our messages say what
+/// failed and why).
+#[cfg(feature = "ffmpeg")]
+pub(crate) fn ffmpeg_init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+    });
+}
 #[cfg(feature = "jpeg")]
 pub mod source;
 pub mod test_source;

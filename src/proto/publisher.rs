@@ -126,7 +126,14 @@ pub enum PublisherTimer {
     /// The next repetition of the description (§6.1); armed, due at once, when the
     /// publisher starts (its first input or poll).
     Description,
+    /// The next END of an ended stream (§6.9); armed by [`Publisher::end`].
+    End,
 }
+
+/// ENDs sent for an ended stream (§6.9): several, against loss.
+pub const END_REPEATS: u32 = 5;
+/// Time between two ENDs (§6.9).
+pub const END_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The publisher state machine.
 #[derive(Debug)]
@@ -139,6 +146,10 @@ pub struct Publisher {
     timers: TimerTable<PublisherTimer>,
     started: bool,
     stats: PublisherStats,
+    /// The latest pts pushed (frame or audio block), for the END (§6.9).
+    last_pts: Option<u64>,
+    /// ENDs sent so far; `None` until [`Publisher::end`].
+    ends_sent: Option<u32>,
 }
 
 impl Publisher {
@@ -169,6 +180,8 @@ impl Publisher {
             timers: TimerTable::new(),
             started: false,
             stats: PublisherStats::default(),
+            last_pts: None,
+            ends_sent: None,
             cfg,
         }
     }
@@ -235,11 +248,50 @@ impl Publisher {
                     self.relay
                         .ingest_local(now, &self.cfg.name, self.description.clone());
                 }
+                PublisherTimer::End => {
+                    let n = self.ends_sent.unwrap_or(0);
+                    let end = Packet::new(
+                        PacketType::End,
+                        self.cfg.ssrc,
+                        n,
+                        Body::End {
+                            last_pts: self.last_pts.unwrap_or(0),
+                        },
+                    );
+                    self.relay
+                        .ingest_local(now, &self.cfg.name, Packetized::new(end));
+                    self.ends_sent = Some(n + 1);
+                    if n + 1 < END_REPEATS {
+                        self.timers.set(PublisherTimer::End, now + END_INTERVAL);
+                    }
+                }
             }
         }
         while let Some(d) = self.pacer.pop(now) {
             self.relay.ingest_local(now, &self.cfg.name, d);
         }
+    }
+
+    /// Ends the stream (§6.9): after the frames already pushed have left the pacer (one
+    /// frame interval), sends END [`END_REPEATS`] times, [`END_INTERVAL`] apart. Nothing
+    /// should be pushed after; calling it again changes nothing.
+    pub fn end(&mut self, now: Instant) {
+        self.start(now);
+        if self.ends_sent.is_none() {
+            self.ends_sent = Some(0);
+            self.timers
+                .set(PublisherTimer::End, now + self.cfg.frame_interval());
+        }
+    }
+
+    /// Whether every END has been handed to the embedded relay (the driver may exit once
+    /// its send queue is empty).
+    pub fn end_sent(&self) -> bool {
+        self.ends_sent.is_some_and(|n| n >= END_REPEATS)
+    }
+
+    fn note_pts(&mut self, pts: u64) {
+        self.last_pts = Some(self.last_pts.map_or(pts, |p| p.max(pts)));
     }
 
     /// Sends one JPEG frame stamped `pts` (90 kHz). Returns its frame id.
@@ -261,6 +313,7 @@ impl Publisher {
                     return Err(e);
                 }
             };
+        self.note_pts(pts);
         self.stats.frames_sent += 1;
         self.stats.frame_bytes += jpeg.len() as u64;
         self.stats.video_datagrams += chunks.len() as u64;
@@ -296,6 +349,7 @@ impl Publisher {
         let c = self
             .packetizer
             .packetize_audio(pts, a.sample_rate, a.channels, samples)?;
+        self.note_pts(pts);
         self.stats.audio_blocks += 1;
         self.pacer.push_urgent(c.into_packetized());
         self.run_due(now);
@@ -495,5 +549,45 @@ mod tests {
         assert_eq!(rtx.header.flags, FLAG_RETRANSMIT);
         assert_eq!(rtx.header.seq, seq);
         assert_eq!(rtx.body, Body::Video(lost));
+    }
+
+    /// §6.9: END goes out a frame interval after `end`, [`END_REPEATS`] times,
+    /// [`END_INTERVAL`] apart, naming the latest pts pushed.
+    #[test]
+    fn ends_the_stream_with_repeated_ends() {
+        let t0 = Instant::now();
+        let mut p = joined(t0);
+        p.push_frame(t0 + MS, 9_000, &Bytes::from(vec![1u8; 100]))
+            .unwrap();
+        let _ = drain(&mut p, t0 + 100 * MS);
+        p.end(t0 + 100 * MS);
+        p.end(t0 + 101 * MS);
+        let mut ends = Vec::new();
+        let mut now = t0 + 100 * MS;
+        while let Some(t) = p.poll_timeout() {
+            if t > t0 + Duration::from_secs(2) {
+                break;
+            }
+            now = t.max(now);
+            p.handle_timeout(now);
+            for (to, pk) in drain(&mut p, now) {
+                if let Body::End { last_pts } = pk.body {
+                    ends.push((now - t0, to, pk.header.seq, last_pts));
+                }
+            }
+        }
+        assert!(p.end_sent());
+        let interval = p.config().frame_interval();
+        let want: Vec<_> = (0..END_REPEATS)
+            .map(|i| {
+                (
+                    100 * MS + interval + END_INTERVAL * i,
+                    viewer(),
+                    i,
+                    9_000u64,
+                )
+            })
+            .collect();
+        assert_eq!(ends, want);
     }
 }

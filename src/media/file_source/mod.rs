@@ -1,15 +1,21 @@
 //! `serve --source file:PATH`: a video file streamed in real time, with its sound.
 //!
-//! - Video: OpenCV's `VideoCapture` with the ffmpeg backend decodes frames (any container and
-//!   codec that backend reads: MP4/H.264, MKV, AVI/MJPEG, ...), timestamped by the file
-//!   (`CAP_PROP_POS_MSEC`, falling back to index / fps). Each BGR frame goes to turbojpeg as
-//!   BGR: no colour conversion pass and, when the `Mat` is continuous, no copy ([`BgrEncoder`]).
-//!   When one encoder cannot keep up with the frame rate, a small pool of encoder threads
-//!   takes over, output kept in order ([`Encoders`]).
-//! - Audio: the default audio track of the same file, decoded by symphonia to interleaved s16
-//!   at the file's own rate ([`FileAudio`]); more than two channels are downmixed to stereo.
-//!   A file with no audio track, or with a codec symphonia cannot decode (e.g. Opus, AC-3,
-//!   audio in MKV), streams video only after one warning. `--audio FILE.wav` replaces it.
+//! - Video: FFmpeg's demuxers and decoders (libavformat, libavcodec through `ffmpeg-next`:
+//!   whatever ffplay plays) decode frames, each stamped with its own timestamp on the file's
+//!   timeline (variable frame rates kept as they are), converted to BGR by libswscale and
+//!   turned as the track's display matrix says (a phone's `rotate=90`), as ffplay shows them
+//!   (`ffvideo`). Each BGR frame goes to turbojpeg as BGR ([`BgrEncoder`]). When one
+//!   encoder cannot keep up with the frame rate, a small pool of encoder threads takes over,
+//!   output kept in order ([`Encoders`]).
+//! - Audio: the best audio track of the same file, through FFmpeg too (any codec and layout
+//!   the build decodes: AAC, Vorbis, Opus, PCM, ...), converted by libswresample to
+//!   interleaved s16 at the stream's rate, more than two channels downmixed to stereo
+//!   ([`FileAudio`]). Both tracks share one timeline: the earliest track start is `t = 0`,
+//!   and a track that starts later keeps its offset. A file with no audio track, or one that
+//!   cannot be decoded, streams video only after one warning naming the reason.
+//!   `--audio FILE.wav` replaces it.
+//! - End: without `--loop` the source returns at the end of the file (or where a truncated
+//!   file's data ends), and `serve` ends the stream (proto-spec.md §6.9).
 //! - Pacing: video and audio run on their own threads and send each item when
 //!   `start + pts` comes (see [`super::wav_source`]).
 //! - `--loop`: timestamps keep increasing. With the file's own audio both tracks repeat on
@@ -19,7 +25,8 @@
 //!
 //! # Layout
 //!
-//! `open` (probing the file, choosing the audio), `video` (decoding, timestamps, pacing),
+//! `demux` (the container: timeline, rotation), `ffvideo` (the video track through FFmpeg),
+//! `open` (probing the file, choosing the audio), `video` (timestamps, pacing),
 //! `encode` (BGR to JPEG, inline or pooled), `audio` (the file's own sound track), `progress`
 //! (the bar or periodic line); [`FileSource`] and its run, joining both tracks, are here.
 #![cfg(all(feature = "opencv", feature = "jpeg"))]
@@ -29,7 +36,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use opencv::core::Mat;
-use opencv::videoio::VideoCapture;
 
 use super::Subsampling;
 use super::source::{MediaSink, MediaSource, SourceStats, StreamFormat};
@@ -38,7 +44,9 @@ use super::wav_source::{
 };
 
 mod audio;
+mod demux;
 mod encode;
+mod ffvideo;
 mod open;
 mod progress;
 #[cfg(test)]
@@ -46,6 +54,7 @@ mod tests;
 mod video;
 
 pub use audio::FileAudio;
+pub use demux::display_rotation;
 pub use encode::{BgrEncoder, EncodeError, Encoded, Encoders, WorkerHandle, encoders_needed};
 pub(crate) use open::quiet_opencv;
 pub use video::fps_fraction;
@@ -62,10 +71,8 @@ pub enum FileSourceError {
         /// The path given.
         path: PathBuf,
     },
-    /// OpenCV cannot open or decode the file.
-    #[error(
-        "OpenCV (ffmpeg backend) cannot read {path}: not a video, or an unsupported container or codec ({detail}); check it with `ffprobe {path}`"
-    )]
+    /// FFmpeg cannot open the file, or its video track cannot be decoded.
+    #[error("cannot stream {path}: {detail}")]
     NotVideo {
         /// The path given.
         path: PathBuf,
@@ -91,7 +98,7 @@ pub enum FileSourceError {
 /// Where a file source's audio comes from.
 #[derive(Debug)]
 pub enum FileAudioChoice {
-    /// The file's own audio track (if it has one symphonia decodes).
+    /// The file's own audio track (if it has one FFmpeg decodes).
     FromFile,
     /// A WAV file instead (`--audio`).
     Wav(WavAudio),
@@ -117,12 +124,14 @@ pub struct FileOptions {
 /// A video file with its sound, streamed in real time (see the module docs).
 pub struct FileSource {
     path: PathBuf,
-    cap: VideoCapture,
+    reader: ffvideo::VideoReader,
     /// The frame read by `open` (proof that the file decodes) and its position in ms.
     first: Option<(Mat, f64)>,
     format: StreamFormat,
     /// Frames in the file, if the container says.
     frame_count: Option<u64>,
+    /// Length of the video track in seconds, if known.
+    duration: Option<f64>,
     audio: Option<Box<dyn PcmReader>>,
     audio_loop: AudioLoop,
     block_frames: usize,
@@ -156,9 +165,7 @@ impl MediaSource for FileSource {
         stop: &AtomicBool,
     ) -> SourceStats {
         let this = *self;
-        let duration_s = this
-            .frame_count
-            .map(|n| n as f64 * f64::from(this.format.fps_den) / f64::from(this.format.fps_num));
+        let duration_s = this.duration;
         let period = match (this.audio_loop, this.format.audio) {
             (AudioLoop::Period { frames }, Some(a)) => Some((frames, a.sample_rate)),
             _ => None,
@@ -166,7 +173,7 @@ impl MediaSource for FileSource {
         let job = VideoJob {
             progress: Progress::new(this.progress, &this.path, duration_s),
             path: this.path,
-            cap: this.cap,
+            reader: this.reader,
             first: this.first,
             fps_num: this.format.fps_num,
             fps_den: this.format.fps_den,

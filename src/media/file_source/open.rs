@@ -1,12 +1,12 @@
-//! Opening a video file: OpenCV's ffmpeg backend, a first frame decoded as proof that the
-//! file reads, the frame rate and length, and the choice of audio with its loop mode.
+//! Opening a video file: FFmpeg's demuxer and decoder for the video track, a first frame
+//! decoded as proof that the file reads, the frame rate and length, and the choice of audio
+//! with its loop mode.
 
 use std::path::Path;
 
 use opencv::core::{Mat, MatTraitConst};
-use opencv::prelude::{VideoCaptureTrait, VideoCaptureTraitConst};
-use opencv::videoio::{self, VideoCapture};
 
+use super::ffvideo::{Rotation, VideoReader};
 use super::video::fps_fraction;
 use super::{BgrEncoder, FileAudio, FileAudioChoice, FileOptions, FileSource, FileSourceError};
 use crate::media::source::{AudioFormat, StreamFormat, audio_block_frames};
@@ -23,32 +23,13 @@ pub(crate) fn quiet_opencv<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-pub(super) fn open_capture(path: &Path) -> Result<VideoCapture, FileSourceError> {
-    let ocv = |what| {
-        move |source| FileSourceError::OpenCv {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
-    };
-    let cap = quiet_opencv(|| VideoCapture::from_file(path, videoio::CAP_FFMPEG))
-        .map_err(ocv("open the file"))?;
-    if !cap.is_opened().map_err(ocv("open the file"))? {
-        return Err(FileSourceError::NotVideo {
-            path: path.to_path_buf(),
-            detail: "it does not open".into(),
-        });
-    }
-    Ok(cap)
-}
-
 impl FileSource {
     /// Opens `path`, decodes its first frame (so an unreadable file fails here, not later),
     /// and opens its audio as `opts` says. `max_frames(channels)` bounds the sample frames of
     /// an audio block (from the datagram size).
     ///
-    /// A file with no audio track, or one symphonia cannot decode, is not an error: it warns
-    /// once and streams video only (`format().audio` is `None`).
+    /// A file with no audio track, or one that cannot be decoded, is not an error: it warns
+    /// once, naming the reason, and streams video only (`format().audio` is `None`).
     pub fn open(
         path: &Path,
         opts: FileOptions,
@@ -59,36 +40,33 @@ impl FileSource {
                 path: path.to_path_buf(),
             });
         }
-        let ocv = |what| {
-            move |source| FileSourceError::OpenCv {
-                path: path.to_path_buf(),
-                what,
-                source,
-            }
+        let not_video = |detail: String| FileSourceError::NotVideo {
+            path: path.to_path_buf(),
+            detail,
         };
-        let mut cap = open_capture(path)?;
+        let from_file = matches!(opts.audio, FileAudioChoice::FromFile);
+        let mut reader = VideoReader::open(path, from_file).map_err(not_video)?;
         let mut first = Mat::default();
-        let got = quiet_opencv(|| cap.read(&mut first)).map_err(ocv("decode the first frame"))?;
-        if !got || first.empty() {
-            return Err(FileSourceError::NotVideo {
-                path: path.to_path_buf(),
-                detail: "no video frame decodes".into(),
-            });
+        let Some(first_ms) = reader.grab() else {
+            return Err(not_video("no video frame decodes".into()));
+        };
+        if !reader.retrieve(&mut first) || first.empty() {
+            return Err(not_video(
+                "its first frame cannot be converted to BGR".into(),
+            ));
         }
-        if first.typ() != opencv::core::CV_8UC3 {
-            return Err(FileSourceError::NotVideo {
-                path: path.to_path_buf(),
-                detail: format!("frames come out as OpenCV type {}, not BGR", first.typ()),
-            });
+        if reader.rotation() != Rotation::None {
+            log::info!(
+                "{}: turned {:?} for display, as its display matrix says",
+                path.display(),
+                reader.rotation()
+            );
         }
-        let first_ms = cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(0.0);
-        let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-        let (fps_num, fps_den) = fps_fraction(fps);
-        let frame_count = cap
-            .get(videoio::CAP_PROP_FRAME_COUNT)
-            .ok()
-            .filter(|n| n.is_finite() && *n >= 1.0)
-            .map(|n| n as u64);
+        let (fps_num, fps_den) = fps_fraction(reader.fps.unwrap_or(30.0));
+        let duration = reader.duration;
+        let frame_count = reader.frames.or_else(|| {
+            duration.map(|d| (d * f64::from(fps_num) / f64::from(fps_den)).round() as u64)
+        });
         let mut format = StreamFormat {
             width: first.cols() as u32,
             height: first.rows() as u32,
@@ -136,9 +114,7 @@ impl FileSource {
                 (true, true) => {
                     // One period for both tracks: the longer of the two.
                     let rate = f64::from(af.sample_rate);
-                    let video = frame_count.map(|n| {
-                        (n as f64 * f64::from(fps_den) / f64::from(fps_num) * rate).ceil() as u64
-                    });
+                    let video = duration.map(|d| (d * rate).ceil() as u64);
                     match (video, a.total_frames()) {
                         (Some(v), Some(a)) => AudioLoop::Period { frames: v.max(a) },
                         (Some(x), None) | (None, Some(x)) => AudioLoop::Period { frames: x },
@@ -155,10 +131,11 @@ impl FileSource {
         }
         Ok(FileSource {
             path: path.to_path_buf(),
-            cap,
+            reader,
             first: Some((first, first_ms)),
             format,
             frame_count,
+            duration,
             audio,
             audio_loop,
             block_frames,
@@ -180,7 +157,7 @@ impl FileSource {
         self.audio_loop
     }
 
-    /// Frames in the file, if the container says.
+    /// Frames in the file, if the container says (or its duration times its frame rate).
     pub fn frame_count(&self) -> Option<u64> {
         self.frame_count
     }

@@ -8,13 +8,11 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use opencv::core::{Mat, MatTraitConst};
-use opencv::prelude::{VideoCaptureTrait, VideoCaptureTraitConst};
-use opencv::videoio::{self, VideoCapture};
+use opencv::core::Mat;
 
 use super::Encoders;
 use super::encode::encoders_needed;
-use super::open::open_capture;
+use super::ffvideo::VideoReader;
 use super::progress::Progress;
 use crate::media::Subsampling;
 use crate::media::source::{MediaItem, SourceStats};
@@ -51,7 +49,7 @@ pub fn fps_fraction(fps: f64) -> (u32, u32) {
 /// The video producer of a file source.
 pub(super) struct VideoJob {
     pub(super) path: PathBuf,
-    pub(super) cap: VideoCapture,
+    pub(super) reader: VideoReader,
     pub(super) first: Option<(Mat, f64)>,
     pub(super) fps_num: u32,
     pub(super) fps_den: u32,
@@ -82,14 +80,7 @@ impl VideoJob {
         if let Some((_, ms)) = &self.first {
             return Some(*ms);
         }
-        match self.cap.grab() {
-            Ok(true) => Some(self.cap.get(videoio::CAP_PROP_POS_MSEC).unwrap_or(-1.0)),
-            Ok(false) => None,
-            Err(e) => {
-                log::warn!("{}: video decoding stopped: {e}", self.path.display());
-                None
-            }
-        }
+        self.reader.grab()
     }
 
     /// The grabbed frame as BGR into `mat`; false if that fails.
@@ -98,24 +89,12 @@ impl VideoJob {
             *mat = first;
             return true;
         }
-        matches!(self.cap.retrieve(mat, 0), Ok(true)) && !mat.empty()
+        self.reader.retrieve(mat)
     }
 
     /// Back to the first frame for the next loop; false if that fails.
     fn rewind(&mut self) -> bool {
-        if matches!(self.cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0), Ok(true)) {
-            return true;
-        }
-        match open_capture(&self.path) {
-            Ok(cap) => {
-                self.cap = cap;
-                true
-            }
-            Err(e) => {
-                log::warn!("cannot loop: {e}");
-                false
-            }
-        }
+        self.reader.rewind()
     }
 
     pub(super) fn run(

@@ -12,7 +12,7 @@
 //!   each frame and audio block at its playout instant (dropping what was too late); the
 //!   presenter plays the audio and shows each frame when the audio clock reaches it. It
 //!   reaches the network loop only through the quit flag and a [`mio::Waker`].
-//! - `recorder` ([`record`]): `--record`'s AVI and WAV writer.
+//! - `recorder` ([`record`]): `--record`'s Matroska writer.
 //!
 //! Outputs degrade instead of failing: with no display the video is decoded and counted but
 //! not shown; with no sound device a clock sink keeps the audio clock by arithmetic, so sync
@@ -233,8 +233,8 @@ impl Player {
     }
 
     /// Routes one of the viewer's events to the media threads. Never blocks: a full queue
-    /// drops its oldest item. [`ViewerEvent::Rejected`], [`ViewerEvent::FrameDropped`] and
-    /// [`ViewerEvent::LatencyRaised`] are the caller's to report.
+    /// drops its oldest item. [`ViewerEvent::Rejected`], [`ViewerEvent::FrameDropped`],
+    /// [`ViewerEvent::LatencyRaised`] and [`ViewerEvent::Ended`] are the caller's to handle.
     pub fn handle(&mut self, event: ViewerEvent) {
         match event {
             ViewerEvent::Frame(f) => {
@@ -276,16 +276,13 @@ impl Player {
                 let (num, den) = (u32::from(d.fps_num), u32::from(d.fps_den));
                 self.to_presenter.push(PresentMsg::FrameRate(num, den));
                 if let Some(r) = &self.to_recorder {
-                    r.push(RecordItem::Describe {
-                        fps_num: num,
-                        fps_den: den,
-                        has_audio: d.audio.is_some(),
-                    });
+                    r.push(RecordItem::Describe(d));
                 }
             }
             ViewerEvent::FrameDropped { .. }
             | ViewerEvent::Rejected(_)
-            | ViewerEvent::LatencyRaised { .. } => {}
+            | ViewerEvent::LatencyRaised { .. }
+            | ViewerEvent::Ended => {}
         }
     }
 

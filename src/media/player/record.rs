@@ -6,16 +6,13 @@ use crossbeam_channel::Receiver;
 use super::pcm_from_le;
 use crate::media::recorder::{RecordError, RecordSummary, Recorder};
 use crate::proto::jitter::AudioOut;
+use crate::proto::wire::Description;
 
 /// What the recorder thread is handed, in the order the viewer released it.
 #[derive(Debug)]
 pub(super) enum RecordItem {
-    /// The stream's frame rate and whether it has audio.
-    Describe {
-        fps_num: u32,
-        fps_den: u32,
-        has_audio: bool,
-    },
+    /// The stream's description (video size, audio format).
+    Describe(Description),
     /// A received frame.
     Video {
         pts: u64,
@@ -50,11 +47,7 @@ pub(super) fn spawn(
             let mut error = None;
             for item in &rx {
                 let r = match item {
-                    RecordItem::Describe {
-                        fps_num,
-                        fps_den,
-                        has_audio,
-                    } => recorder.describe(fps_num, fps_den, has_audio),
+                    RecordItem::Describe(d) => recorder.describe(&d),
                     RecordItem::Video {
                         pts,
                         width,

@@ -1,39 +1,27 @@
-//! Recording what a player receives: `PATH.avi` (MJPEG in AVI, the received JPEG bytes kept
-//! unchanged) and `PATH.wav` (16-bit PCM, via hound), on one timeline.
+//! Recording what a player receives: `PATH.mkv`, Matroska with an MJPEG track (the received
+//! JPEG bytes, unchanged) and a 16-bit PCM track, every frame and audio block with its own
+//! timestamp, written by libavformat's muxer (`mkv`); ffplay, VLC and ffprobe open it.
 //!
 //! # Timeline
 //!
-//! Both files start at `t = 0`, the earlier of the first video frame's and the first audio
-//! block's timestamp: the later-starting one is padded (the first frame repeated, or silence).
-//! The AVI has one frame slot per frame interval of the stream's rate; a frame goes into the
-//! slot its pts falls in (rounded), and a slot with no frame (a frame dropped upstream)
-//! repeats the previous frame, so the video's duration and timestamps stay right. In the WAV,
-//! a block goes where its pts says; a gap is filled with silence and concealed blocks are
-//! silence. A slow creep between the timestamps and the sample count (an audio clock that
-//! does not match the stream's: tens to hundreds of ppm) is not a gap: it is followed by
-//! resampling, as the player does ([`DriftEstimator`](crate::media::avsync::DriftEstimator)
-//! and [`StreamResampler`](crate::media::resample::StreamResampler)), never by inserting or
-//! dropping samples; with matching clocks the samples are written bit for bit. A jump of more than [`MAX_GAP`] (a paused or restarted source) is not filled: the
-//! flow continues right after what was written (counted in [`RecordSummary::rebases`]).
+//! The file starts at `t = 0`, the earlier of the first video frame's and the first audio
+//! block's timestamp; each frame then keeps its own time, so a variable frame rate (a
+//! browser's recording, a source that paused) is recorded as it played, with no frame
+//! repeated or lost. Audio is kept continuous: a gap is filled with silence and concealed
+//! blocks are silence. A jump of more than [`MAX_GAP`] either way (a restarted source) is
+//! not kept: the recording continues right after what was written (counted in
+//! [`RecordSummary::rebases`]). A frame at or before the previous frame's time, or audio
+//! overlapping what was written, is skipped and counted.
 //!
-//! Media is held back (at most [`HOLD`] of it) until both flows have started, so `t = 0` is
-//! known before anything is written; a stream whose description says it has no audio starts
-//! at once.
+//! Media is held back (at most [`HOLD`] of it) until both flows have started, so `t = 0` and
+//! both tracks are known before the header is written; the stream's description gives the
+//! tracks when one flow has not started by then.
 //!
-//! # The AVI
+//! # Killed mid-way
 //!
-//! Plain AVI 1.0 written byte by byte: `RIFF 'AVI '` { `LIST 'hdrl'` { `avih`, `LIST 'strl'`
-//! { `strh` (`vids`/`MJPG`), `strf` (BITMAPINFOHEADER, `MJPG`) } }, `LIST 'movi'` { `00dc`
-//! chunks }, `idx1` }. The headers are written first with placeholder counts and patched by
-//! [`Recorder::finish`] (also run on drop, e.g. after Ctrl-C), which also appends the `idx1`
-//! index. Every few seconds the headers are also patched in place, so even a killed process
-//! leaves a file players read sequentially, and the WAV header is updated likewise. AVI 1.0
-//! sizes are 32-bit: at 4 GiB video recording stops, with a warning (OpenDML is not written).
-//!
-//! # Layout
-//!
-//! `avi` (the AVI writer and the video slots), `wav` (the WAV track); the shared timeline,
-//! holding back and finishing are here in [`Recorder`].
+//! Clusters close every `CLUSTER_MS` and are flushed to the file at once, so a
+//! recorder killed with SIGKILL leaves a file that plays up to its last cluster. Without the
+//! `ffmpeg` feature there is no muxer and [`Recorder::create`] says so.
 
 use std::collections::VecDeque;
 use std::io;
@@ -43,45 +31,31 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::proto::wire::CLOCK_RATE;
+use crate::proto::wire::{CLOCK_RATE, Description};
 
-mod avi;
-#[cfg(test)]
+#[cfg(feature = "ffmpeg")]
+mod mkv;
+#[cfg(all(test, feature = "ffmpeg"))]
 mod tests;
-mod wav;
 
-use avi::AviWriter;
-use wav::WavOut;
+#[cfg(feature = "ffmpeg")]
+pub use mkv::CLUSTER_MS;
+#[cfg(feature = "ffmpeg")]
+use mkv::{MkvWriter, Tracks};
 
-/// Gaps up to this long are filled (repeated frames, at most 600 slots; silence); longer ones
-/// are jumped over.
+/// Jumps longer than this are not kept in the recording (see the module docs).
 pub const MAX_GAP: Duration = Duration::from_secs(10);
 
 /// Most media held back while waiting for the second flow to start (by timestamp span).
 pub const HOLD: Duration = Duration::from_secs(1);
 
-/// Most frame slots filled for one gap, whatever the frame rate claims.
-const MAX_GAP_SLOTS: i128 = 600;
-
 /// Most items held back while waiting for the second flow.
 const HOLD_ITEMS: usize = 512;
-
-/// Largest AVI 1.0 file (its RIFF size is a 32-bit field).
-pub const AVI_MAX_BYTES: u64 = u32::MAX as u64;
-
-/// Largest WAV data chunk written (its size is a 32-bit field; hound counts in `u32`).
-const WAV_MAX_BYTES: u64 = u32::MAX as u64 - 4096;
-
-/// Header checkpoint interval, in media time.
-const CHECKPOINT_SECS: u64 = 2;
-
-/// Frame rate used when the stream never said its own.
-const DEFAULT_FPS: (u32, u32) = (30, 1);
 
 /// Errors from a [`Recorder`].
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// A file could not be created.
+    /// The file could not be created.
     #[error("cannot create {path}: {source}")]
     Create {
         /// The file.
@@ -90,54 +64,43 @@ pub enum RecordError {
         #[source]
         source: io::Error,
     },
-    /// Writing the AVI failed.
-    #[error("writing {path} failed: {source}")]
-    Io {
+    /// The muxer failed.
+    #[error("writing {path} failed: {message}")]
+    Mux {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
+        /// What FFmpeg said.
+        message: String,
     },
-    /// Writing the WAV failed.
-    #[error("writing {path} failed: {source}")]
-    Wav {
+    /// This build has no muxer.
+    #[error(
+        "cannot record to {path}: this framecast was built without the `ffmpeg` feature (FFmpeg's libraries write the Matroska file)"
+    )]
+    Unsupported {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: hound::Error,
     },
 }
 
 /// What a recording holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecordSummary {
-    /// The video file, once created.
-    pub avi: Option<PathBuf>,
-    /// The audio file, once audio arrived.
-    pub wav: Option<PathBuf>,
-    /// Frame rate of the AVI (numerator, denominator).
-    pub fps: (u32, u32),
-    /// Frame slots written (frames received plus repeats).
+    /// The Matroska file.
+    pub file: Option<PathBuf>,
+    /// Frames written, each at its own time.
     pub video_frames: u64,
-    /// Of those, slots that repeat the previous frame (a frame missing or not yet started).
-    pub video_repeats: u64,
-    /// Frames not written: two in one slot, behind the timeline, or past the size limit.
+    /// Frames not written: at or before the previous frame's time.
     pub video_skipped: u64,
-    /// Sample frames written to the WAV, silence included.
+    /// Time of the last frame written, seconds from the start of the recording.
+    pub last_frame_s: f64,
+    /// Audio sample frames written, silence included.
     pub audio_frames: u64,
-    /// Of those, silence: padding, gaps and concealed blocks.
+    /// Of those, silence: gaps and concealed blocks.
     pub audio_silence_frames: u64,
-    /// Audio sample frames not written: overlapping, a changed format, or past the size limit.
+    /// Audio sample frames not written: overlapping, a changed format, or no audio track.
     pub audio_skipped: u64,
-    /// Jumps of more than [`MAX_GAP`] that were not filled.
+    /// Jumps of more than [`MAX_GAP`] that were not kept.
     pub rebases: u64,
-    /// Times the audio's drift correction (its resampling ratio) changed: 0 unless the audio
-    /// timestamps and sample count disagree by more than jitter.
-    pub audio_drift_corrections: u64,
-    /// A file hit its size limit and stopped growing.
-    pub truncated: bool,
 }
 
 enum Item {
@@ -164,26 +127,26 @@ impl Item {
     }
 }
 
-/// Writes a received stream to `PATH.avi` and `PATH.wav` (see the module docs).
+#[cfg(not(feature = "ffmpeg"))]
+struct MkvWriter;
+
+/// Writes a received stream to `PATH.mkv` (see the module docs).
 ///
 /// Feed it frames and audio blocks in the order the jitter buffer releases them, then call
 /// [`finish`](Self::finish); dropping it finishes too (errors are then only logged).
 pub struct Recorder {
     base: PathBuf,
-    fps: Option<(u32, u32)>,
-    has_audio: Option<bool>,
+    path: PathBuf,
+    description: Option<Description>,
     pending: VecDeque<Item>,
     started: bool,
-    t0: i128,
-    avi: Option<AviWriter>,
-    avi_path: PathBuf,
-    /// pts (ticks) of video slot 0.
-    video_anchor: i128,
-    next_slot: u64,
-    last_jpeg: Option<Bytes>,
-    video_done: bool,
-    wav: Option<WavOut>,
-    wav_failed: bool,
+    /// Subtracted from a pts to give its time in the file (ticks).
+    offset: i128,
+    last_video: Option<i128>,
+    /// Time just after the last audio written (ticks), and the audio format.
+    audio_end: Option<i128>,
+    audio_format: Option<(u32, u16)>,
+    mkv: Option<MkvWriter>,
     summary: RecordSummary,
     finished: bool,
 }
@@ -191,13 +154,13 @@ pub struct Recorder {
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("base", &self.base)
+            .field("path", &self.path)
             .field("summary", &self.summary)
             .finish_non_exhaustive()
     }
 }
 
-/// `base` with `ext` appended (`out` -> `out.avi`; `out.x` -> `out.x.avi`).
+/// `base` with `ext` appended (`out` -> `out.mkv`; `out.x` -> `out.x.mkv`).
 fn with_ext(base: &Path, ext: &str) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
     s.push(".");
@@ -205,58 +168,44 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// `a * b / c` rounded to nearest, for non-negative `a`.
-fn mul_div_round(a: i128, b: i128, c: i128) -> i128 {
-    (2 * a * b + c) / (2 * c)
+/// Ticks (90 kHz) in `d`.
+fn ticks(d: Duration) -> i128 {
+    d.as_nanos() as i128 * i128::from(CLOCK_RATE) / 1_000_000_000
 }
 
 impl Recorder {
-    /// Starts a recording at `base`: creates `base.avi` now (so a bad path fails at once);
-    /// `base.wav` is created when the first audio arrives.
+    /// Starts a recording at `base`: creates `base.mkv` now (so a bad path fails at once);
+    /// its header is written once the tracks are known.
     pub fn create(base: impl Into<PathBuf>) -> Result<Self, RecordError> {
-        Self::create_with_limit(base, AVI_MAX_BYTES)
-    }
-
-    /// [`create`](Self::create) with a smaller AVI size limit (tests).
-    pub fn create_with_limit(
-        base: impl Into<PathBuf>,
-        max_avi_bytes: u64,
-    ) -> Result<Self, RecordError> {
         let base = base.into();
-        let avi_path = with_ext(&base, "avi");
-        let avi =
-            AviWriter::create(&avi_path, max_avi_bytes.min(AVI_MAX_BYTES)).map_err(|source| {
-                RecordError::Create {
-                    path: avi_path.clone(),
-                    source,
-                }
-            })?;
-        let summary = RecordSummary {
-            avi: Some(avi_path.clone()),
-            fps: DEFAULT_FPS,
-            ..RecordSummary::default()
-        };
+        let path = with_ext(&base, "mkv");
+        if cfg!(not(feature = "ffmpeg")) {
+            return Err(RecordError::Unsupported { path });
+        }
+        std::fs::File::create(&path).map_err(|source| RecordError::Create {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self {
             base,
-            fps: None,
-            has_audio: None,
+            summary: RecordSummary {
+                file: Some(path.clone()),
+                ..RecordSummary::default()
+            },
+            path,
+            description: None,
             pending: VecDeque::new(),
             started: false,
-            t0: 0,
-            avi: Some(avi),
-            avi_path,
-            video_anchor: 0,
-            next_slot: 0,
-            last_jpeg: None,
-            video_done: false,
-            wav: None,
-            wav_failed: false,
-            summary,
+            offset: 0,
+            last_video: None,
+            audio_end: None,
+            audio_format: None,
+            mkv: None,
             finished: false,
         })
     }
 
-    /// The path the files are named after.
+    /// The path the file is named after.
     pub fn base(&self) -> &Path {
         &self.base
     }
@@ -266,22 +215,10 @@ impl Recorder {
         &self.summary
     }
 
-    /// Tells the recorder the stream's frame rate (`num / den`) and whether it has audio (from
-    /// its description). The first valid rate given is the AVI's; later changes are ignored.
-    pub fn describe(
-        &mut self,
-        fps_num: u32,
-        fps_den: u32,
-        has_audio: bool,
-    ) -> Result<(), RecordError> {
-        if self.fps.is_none() && fps_num > 0 && fps_den > 0 && !self.started {
-            self.fps = Some((fps_num, fps_den));
-            self.summary.fps = (fps_num, fps_den);
-            if let Some(avi) = &mut self.avi {
-                avi.fps = (fps_num, fps_den);
-            }
-        }
-        self.has_audio = Some(has_audio);
+    /// Tells the recorder the stream's description (its video size and audio format, used
+    /// for a track whose flow has not started when the header is written).
+    pub fn describe(&mut self, d: &Description) -> Result<(), RecordError> {
+        self.description = Some(d.clone());
         self.maybe_start()
     }
 
@@ -324,20 +261,22 @@ impl Recorder {
             return Ok(());
         }
         if !(1..=768_000).contains(&rate) || !(1..=32).contains(&channels) {
-            // Not a format a WAV of ours holds (and a network could claim anything).
+            // Not a format a recording of ours holds (and a network could claim anything).
             self.summary.audio_skipped += (samples.len() / usize::from(channels.max(1))) as u64;
             return Ok(());
         }
-        if self.started {
-            return self.write_audio(pts, rate, channels, samples, concealed);
-        }
-        self.hold(Item::Audio {
+        let item = Item::Audio {
             pts,
             rate,
             channels,
             samples: samples.to_vec(),
             concealed,
-        })
+        };
+        if self.started {
+            self.write(item)
+        } else {
+            self.hold(item)
+        }
     }
 
     fn hold(&mut self, item: Item) -> Result<(), RecordError> {
@@ -351,58 +290,91 @@ impl Recorder {
         }
         let video = self.pending.iter().any(|i| matches!(i, Item::Video { .. }));
         let audio = self.pending.iter().any(|i| matches!(i, Item::Audio { .. }));
-        let both = video && (audio || self.has_audio == Some(false)) && self.fps.is_some();
+        let no_audio = self.description.as_ref().is_some_and(|d| d.audio.is_none());
+        let both = video && (audio || no_audio);
         let (lo, hi) = self.pending.iter().fold((u64::MAX, 0), |(lo, hi), i| {
             (lo.min(i.pts()), hi.max(i.pts()))
         });
-        let span = Duration::from_nanos(
-            ((u128::from(hi - lo) * 1_000_000_000) / u128::from(CLOCK_RATE))
-                .min(u128::from(u64::MAX)) as u64,
-        );
-        if both || span >= HOLD || self.pending.len() >= HOLD_ITEMS {
+        let span = i128::from(hi - lo);
+        if both || span >= ticks(HOLD) || self.pending.len() >= HOLD_ITEMS {
             self.start()
         } else {
             Ok(())
         }
     }
 
-    /// Fixes `t = 0` and writes what was held.
+    #[cfg(feature = "ffmpeg")]
+    fn mux_err(&self) -> impl FnOnce(String) -> RecordError + '_ {
+        move |message| RecordError::Mux {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Fixes `t = 0`, writes the header for the tracks known, then what was held.
     fn start(&mut self) -> Result<(), RecordError> {
         if self.started {
             return Ok(());
         }
         self.started = true;
-        let first = |video: bool| {
-            self.pending
-                .iter()
-                .find(|i| matches!(i, Item::Video { .. }) == video)
-                .map(Item::pts)
+        let Some(t0) = self.pending.iter().map(Item::pts).min() else {
+            return Ok(());
         };
-        let t0 = match (first(true), first(false)) {
-            (Some(v), Some(a)) => v.min(a),
-            (Some(p), None) | (None, Some(p)) => p,
-            (None, None) => return Ok(()),
-        };
-        self.t0 = i128::from(t0);
-        self.video_anchor = self.t0;
-        let fps = *self.fps.get_or_insert(DEFAULT_FPS);
-        if let Some(avi) = &mut self.avi {
-            avi.fps = fps;
-        }
+        self.offset = i128::from(t0);
+        let video = self.pending.iter().find_map(|i| match i {
+            Item::Video { width, height, .. } => Some((*width, *height)),
+            _ => None,
+        });
+        let audio = self.pending.iter().find_map(|i| match i {
+            Item::Audio { rate, channels, .. } => Some((*rate, *channels)),
+            _ => None,
+        });
+        let d = self.description.as_ref();
+        let video = video.or_else(|| d.map(|d| (d.width, d.height)));
+        let audio = audio.or_else(|| {
+            d.and_then(|d| d.audio)
+                .map(|a| (a.sample_rate, u16::from(a.channels)))
+        });
+        self.audio_format = audio;
+        self.open(video.unwrap_or((16, 16)), audio)?;
         while let Some(item) = self.pending.pop_front() {
             self.write(item)?;
         }
         Ok(())
     }
 
+    #[cfg(feature = "ffmpeg")]
+    fn open(
+        &mut self,
+        (width, height): (u16, u16),
+        audio: Option<(u32, u16)>,
+    ) -> Result<(), RecordError> {
+        let tracks = Tracks {
+            width,
+            height,
+            audio,
+        };
+        let w = MkvWriter::create(&self.path, tracks).map_err(self.mux_err())?;
+        self.mkv = Some(w);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "ffmpeg"))]
+    fn open(&mut self, _: (u16, u16), _: Option<(u32, u16)>) -> Result<(), RecordError> {
+        Err(RecordError::Unsupported {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Moves the timeline so that `t` (a time past a jump) lands at `to`.
+    fn rebase(&mut self, t: i128, to: i128) {
+        self.offset += t - to;
+        self.summary.rebases += 1;
+    }
+
     fn write(&mut self, item: Item) -> Result<(), RecordError> {
         match item {
-            Item::Video {
-                pts,
-                width,
-                height,
-                jpeg,
-            } => self.write_video(pts, width, height, jpeg),
+            Item::Video { pts, jpeg, .. } => self.write_video(pts, &jpeg),
             Item::Audio {
                 pts,
                 rate,
@@ -413,35 +385,129 @@ impl Recorder {
         }
     }
 
-    fn io_err(&self) -> impl FnOnce(io::Error) -> RecordError + '_ {
-        move |source| RecordError::Io {
-            path: self.avi_path.clone(),
-            source,
+    fn write_video(&mut self, pts: u64, jpeg: &Bytes) -> Result<(), RecordError> {
+        let mut t = i128::from(pts) - self.offset;
+        let gap = ticks(MAX_GAP);
+        let reference = self.last_video.or(self.audio_end);
+        if let Some(r) = reference {
+            if t > r + gap || t < r - gap {
+                // A restarted source: continue one 30 fps frame after what was written.
+                let to = r + i128::from(CLOCK_RATE) / 30;
+                self.rebase(t, to);
+                t = to;
+            }
         }
+        if t < 0 || self.last_video.is_some_and(|l| t <= l) {
+            self.summary.video_skipped += 1;
+            return Ok(());
+        }
+        self.put_video(t, jpeg)?;
+        self.last_video = Some(t);
+        self.summary.video_frames += 1;
+        self.summary.last_frame_s = t as f64 / CLOCK_RATE as f64;
+        Ok(())
     }
-    /// Writes what is still held, patches the headers, appends the AVI index and closes both
-    /// files. Idempotent; also run on drop.
+
+    fn write_audio(
+        &mut self,
+        pts: u64,
+        rate: u32,
+        channels: u16,
+        samples: &[i16],
+        concealed: bool,
+    ) -> Result<(), RecordError> {
+        let frames = samples.len() / usize::from(channels.max(1));
+        if self.audio_format != Some((rate, channels)) {
+            // No audio track, or another format than the track's.
+            self.summary.audio_skipped += frames as u64;
+            return Ok(());
+        }
+        let rate_i = i128::from(rate);
+        let to_ticks = |n: i128| n * i128::from(CLOCK_RATE) / rate_i;
+        let mut t = i128::from(pts) - self.offset;
+        let gap = ticks(MAX_GAP);
+        let reference = self.audio_end.or(self.last_video);
+        if let Some(r) = reference {
+            if t > r + gap || t < r - gap {
+                self.rebase(t, r);
+                t = r;
+            }
+        }
+        // Within one sample of where the audio ends is "right after it".
+        let slack = to_ticks(1).max(1);
+        if t < 0 || self.audio_end.is_some_and(|e| t < e - slack) {
+            self.summary.audio_skipped += frames as u64;
+            return Ok(());
+        }
+        if let Some(end) = self.audio_end {
+            // A gap: silence up to this block.
+            let missing = (t - end) * rate_i / i128::from(CLOCK_RATE);
+            if missing > 0 {
+                let n = missing as usize;
+                let silence = vec![0i16; n * usize::from(channels)];
+                self.put_audio(end, &silence, to_ticks(missing))?;
+                self.summary.audio_frames += n as u64;
+                self.summary.audio_silence_frames += n as u64;
+                t = end + to_ticks(missing);
+            } else {
+                t = end;
+            }
+        }
+        let dur = to_ticks(frames as i128);
+        if concealed {
+            let silence = vec![0i16; samples.len()];
+            self.put_audio(t, &silence, dur)?;
+            self.summary.audio_silence_frames += frames as u64;
+        } else {
+            self.put_audio(t, samples, dur)?;
+        }
+        self.summary.audio_frames += frames as u64;
+        self.audio_end = Some(t + dur);
+        Ok(())
+    }
+
+    #[cfg(feature = "ffmpeg")]
+    fn put_video(&mut self, t: i128, jpeg: &[u8]) -> Result<(), RecordError> {
+        let r = match &mut self.mkv {
+            Some(w) => w.video(t as i64, jpeg),
+            None => return Ok(()),
+        };
+        r.map_err(self.mux_err())
+    }
+
+    #[cfg(feature = "ffmpeg")]
+    fn put_audio(&mut self, t: i128, samples: &[i16], dur: i128) -> Result<(), RecordError> {
+        let r = match &mut self.mkv {
+            Some(w) => w.audio(t as i64, samples, dur as i64),
+            None => return Ok(()),
+        };
+        r.map_err(self.mux_err())
+    }
+
+    #[cfg(not(feature = "ffmpeg"))]
+    fn put_video(&mut self, _: i128, _: &[u8]) -> Result<(), RecordError> {
+        Ok(())
+    }
+
+    #[cfg(not(feature = "ffmpeg"))]
+    fn put_audio(&mut self, _: i128, _: &[i16], _: i128) -> Result<(), RecordError> {
+        Ok(())
+    }
+
+    /// Writes what is still held, then the index and final sizes, and closes the file.
+    /// Idempotent; also run on drop.
     pub fn finish(&mut self) -> Result<RecordSummary, RecordError> {
         if self.finished {
             return Ok(self.summary.clone());
         }
         let held = self.start();
         self.finished = true;
-        let avi = self
-            .avi
-            .take()
-            .map(|mut a| a.finish().map_err(self.io_err()));
-        let wav = self.wav.take().map(|w| {
-            let path = w.path;
-            w.writer
-                .finalize()
-                .map_err(|source| RecordError::Wav { path, source })
-        });
+        #[cfg(feature = "ffmpeg")]
+        let closed = self.mkv.take().map(|w| w.finish().map_err(self.mux_err()));
+        #[cfg(not(feature = "ffmpeg"))]
+        let closed: Option<Result<(), RecordError>> = self.mkv.take().map(|_| Ok(()));
         held?;
-        if let Some(r) = avi {
-            r?;
-        }
-        if let Some(r) = wav {
+        if let Some(r) = closed {
             r?;
         }
         Ok(self.summary.clone())
@@ -452,7 +518,7 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         if !self.finished {
             if let Err(e) = self.finish() {
-                log::error!("record: finishing {} failed: {e}", self.base.display());
+                log::error!("record: finishing {} failed: {e}", self.path.display());
             }
         }
     }

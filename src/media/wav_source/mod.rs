@@ -74,25 +74,7 @@ pub enum PcmError {
     /// From a WAV file.
     #[error(transparent)]
     Wav(#[from] WavError),
-    /// symphonia cannot read the file's container (AVI, MKV, WebM, ...).
-    #[error(
-        "{path}: cannot read its audio: symphonia reads MP4/M4A/MOV, WAV, FLAC, MP3 and ADTS AAC, not this container (give the sound as --audio FILE.wav)"
-    )]
-    UnsupportedContainer {
-        /// The file.
-        path: PathBuf,
-    },
-    /// symphonia has no decoder for the audio codec.
-    #[error(
-        "{path}: audio codec not supported ({detail}); symphonia decodes AAC-LC, MP3, FLAC and PCM (give the sound as --audio FILE.wav)"
-    )]
-    UnsupportedCodec {
-        /// The file.
-        path: PathBuf,
-        /// What symphonia reported.
-        detail: String,
-    },
-    /// From a compressed file's decoder (symphonia).
+    /// From a movie file's audio track (FFmpeg): the container, codec or layout named.
     #[error("{path}: cannot decode the audio: {message}")]
     Decode {
         /// The file.
@@ -172,7 +154,7 @@ fn to_i16(x: f32) -> i16 {
 /// A WAV file read as interleaved s16 (stereo when the file has more than two channels).
 pub struct WavAudio {
     path: PathBuf,
-    reader: hound::WavReader<BufReader<File>>,
+    reader: hound::WavReader<BufReader<WavFile>>,
     spec: hound::WavSpec,
     /// Samples of the file as read, before the downmix.
     raw: Vec<i16>,
@@ -195,10 +177,24 @@ impl WavAudio {
                 path: path.to_path_buf(),
             });
         }
-        let reader = hound::WavReader::open(path).map_err(|source| WavError::Read {
+        let read_err = |source| WavError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let open = || File::open(path).map_err(|e| read_err(hound::Error::IoError(e)));
+        let reader = match hound::WavReader::new(BufReader::new(WavFile::plain(open()?))) {
+            Ok(r) => r,
+            // A PCM or float header padded to a longer fmt chunk, which ffmpeg reads too.
+            Err(hound::Error::FormatError(m)) if m.contains("fmt chunk size") => {
+                match WavFile::with_short_fmt(open()?)
+                    .map_err(|e| read_err(hound::Error::IoError(e)))?
+                {
+                    Some(f) => hound::WavReader::new(BufReader::new(f)).map_err(read_err)?,
+                    None => return Err(read_err(hound::Error::FormatError(m))),
+                }
+            }
+            Err(e) => return Err(read_err(e)),
+        };
         let spec = reader.spec();
         let supported = match spec.sample_format {
             hound::SampleFormat::Int => matches!(spec.bits_per_sample, 8 | 16 | 24 | 32),
@@ -308,6 +304,9 @@ impl PcmReader for WavAudio {
         Ok(())
     }
 }
+
+mod long_fmt;
+use long_fmt::WavFile;
 
 #[cfg(feature = "jpeg")]
 pub use pump::*;

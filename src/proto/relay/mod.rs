@@ -341,6 +341,19 @@ impl Relay {
                 self.broadcast(idx, &datagram, frame);
                 self.on_frame_whole(now, idx, whole);
             }
+            Body::End { .. } => {
+                if s.ssrc.is_some_and(|x| x != p.header.ssrc) {
+                    self.stats.unknown_sender += 1;
+                    return;
+                }
+                // §6.9: the name is free for the next publisher at once, and late joiners
+                // learn that the stream ended.
+                if matches!(s.origin, Origin::Publisher(_)) {
+                    s.last_heard = None;
+                }
+                s.ended = Some(datagram.clone());
+                self.broadcast(idx, &datagram, None);
+            }
             _ => {}
         }
     }
@@ -466,6 +479,10 @@ impl Relay {
                 None => self.stats.unknown_sender += 1,
             },
             Body::Description(_) => self.on_description(now, from, p, datagram),
+            Body::End { .. } => match self.streams.find_origin(from, ssrc, None) {
+                Some(idx) => self.on_media(now, idx, p, datagram),
+                None => self.stats.unknown_sender += 1,
+            },
             Body::Subscribe {
                 name,
                 token,

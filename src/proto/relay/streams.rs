@@ -116,6 +116,8 @@ pub(super) struct Stream {
     pub(super) fec_pending: Vec<(Instant, SocketAddr, SymbolRequest)>,
     /// Requests answered lately: a copy of one is not answered again (§6.8).
     pub(super) fec_answered: std::collections::VecDeque<(SocketAddr, SymbolRequest)>,
+    /// The current source's END, once it came: late joiners get it too (§6.9).
+    pub(super) ended: Option<Bytes>,
 }
 
 impl Stream {
@@ -139,6 +141,7 @@ impl Stream {
             parity: ParitySource::default(),
             fec_pending: Vec::new(),
             fec_answered: std::collections::VecDeque::new(),
+            ended: None,
         }
     }
 
@@ -154,6 +157,7 @@ impl Stream {
         self.parity.clear();
         self.fec_pending.clear();
         self.fec_answered.clear();
+        self.ended = None;
     }
 
     /// Whether `len` more bytes may go to the origin: always for an upstream the relay

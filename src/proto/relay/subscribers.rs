@@ -52,6 +52,10 @@ impl Relay {
             }
             self.stats.late_join_frames += 1;
         }
+        // An ended stream says so to late joiners too (§6.9).
+        if let Some(e) = &s.ended {
+            first.push(Queued::single(e.clone()));
+        }
         for q in first {
             self.fanout.enqueue(addr, q, false);
         }

@@ -160,3 +160,50 @@ fn local_packets_are_taken_as_built() {
     assert_eq!(r.poll_transmit(t0), None);
     assert_eq!(r.stats().media_in, 1);
 }
+
+/// §6.9: an END from the stream's publisher goes to every subscriber unchanged, and frees
+/// the name at once for the next publisher; an END from a stranger goes nowhere.
+#[test]
+fn end_of_stream_reaches_every_subscriber_and_frees_the_name() {
+    let t0 = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    subscribe(&mut r, t0, addr(2), "cam");
+    subscribe(&mut r, t0, addr(3), "cam");
+    let _ = drain(&mut r, t0);
+    let end = Packet::new(PacketType::End, SSRC, 0, Body::End { last_pts: 90_000 });
+    send(&mut r, t0, addr(9), &end);
+    assert!(drain(&mut r, t0).is_empty());
+    send(&mut r, t0, addr(1), &end);
+    let out = drain(&mut r, t0);
+    let mut to: Vec<SocketAddr> = out
+        .iter()
+        .filter(|(_, p)| p == &end)
+        .map(|(a, _)| *a)
+        .collect();
+    to.sort();
+    assert_eq!(to, vec![addr(2), addr(3)]);
+    // A late joiner learns that the stream ended, after the description.
+    let late: Vec<PacketType> = subscribe(&mut r, t0, addr(5), "cam")
+        .into_iter()
+        .filter(|(to, _)| *to == addr(5))
+        .map(|(_, p)| p.header.ptype)
+        .collect();
+    assert_eq!(late, vec![PacketType::Description, PacketType::End]);
+    // A new publisher takes the name at once, without the 5 s of silence.
+    let _ = events(&mut r);
+    send(
+        &mut r,
+        t0 + Duration::from_millis(10),
+        addr(4),
+        &description(SSRC + 1, "cam"),
+    );
+    assert_eq!(
+        events(&mut r),
+        vec![RelayEvent::StreamClaimed {
+            stream: "cam".into(),
+            publisher: addr(4),
+            displaced: Some(addr(1)),
+        }]
+    );
+}

@@ -19,6 +19,7 @@ use crate::proto::wire::{
     Body, Description, FLAG_REPLAY, FLAG_RETRANSMIT, Packet, RejectReason, SeqExtender,
 };
 
+mod end;
 mod fec_repair;
 mod latency;
 mod repair;
@@ -26,6 +27,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use end::END_MARGIN;
 pub use fec_repair::FecStats;
 pub use stats::{LossCounters, ViewerStats};
 
@@ -100,6 +102,9 @@ pub enum ViewerEvent {
         /// The longest a recent frame took to be whole, from its zero-latency playout time.
         need: Duration,
     },
+    /// The stream's source said the stream ended (§6.9) and its last media has had its
+    /// playout time: nothing more will come. Said once.
+    Ended,
 }
 
 const SCAN_INTERVAL: Duration = Duration::from_millis(2);
@@ -115,6 +120,8 @@ pub enum ViewerTimer {
     /// scan per 2 ms). The scan itself is due once a partial frame has been quiet for
     /// [`ViewerConfig::tail_hold`].
     Scan,
+    /// The end of stream is announced (§6.9); armed by an END.
+    End,
 }
 
 /// The viewer state machine.
@@ -146,6 +153,7 @@ pub struct Viewer {
     stats: ViewerStats,
     ctrl_seq: u32,
     epoch: Option<Instant>,
+    ended: bool,
 }
 
 impl Viewer {
@@ -180,6 +188,7 @@ impl Viewer {
             stats: ViewerStats::default(),
             ctrl_seq: 0,
             epoch: None,
+            ended: false,
             cfg,
         }
     }
@@ -242,6 +251,8 @@ impl Viewer {
             self.stats.source_changes += 1;
         }
         self.ssrc = Some(ssrc);
+        self.timers.stop(ViewerTimer::End);
+        self.ended = false;
         self.clock.reset();
         self.frames.clear();
         self.audio.clear();
@@ -496,6 +507,7 @@ impl Node for Viewer {
                     self.on_parity(now, p.header.seq, pc);
                 }
             }
+            Body::End { last_pts } => self.on_end(now, p.header.ssrc, last_pts),
             _ => self.stats.unknown_sender += 1,
         }
         self.drain_buffers(now);
@@ -508,6 +520,7 @@ impl Node for Viewer {
             self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);
         }
         self.drain_buffers(now);
+        self.poll_end(now);
         self.queue_fec_requests(now);
         self.queue_nacks(now);
         if self
@@ -534,6 +547,7 @@ impl Node for Viewer {
         }
         t = soonest(t, self.timers.get(ViewerTimer::Report));
         t = soonest(t, self.fec_timeout());
+        t = soonest(t, self.timers.get(ViewerTimer::End));
         soonest(t, self.scan_due())
     }
 

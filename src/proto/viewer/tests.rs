@@ -360,3 +360,36 @@ fn an_incomplete_frame_is_dropped_at_its_deadline_and_reports_go_out_on_the_repo
         Some(t0 + Duration::from_secs(2))
     );
 }
+
+/// §6.9: an END is announced once, after the last frame it names has played (plus
+/// `END_MARGIN`); repetitions and an END from another source change nothing.
+#[test]
+fn end_of_stream_is_announced_once_after_the_last_frame() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (_, _, chunks) = frame(&mut p, 90_000, 0xAB);
+    let t1 = t0 + 10 * MS;
+    for c in &chunks {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    let end = |seq, ssrc| {
+        Packet::new(PacketType::End, ssrc, seq, Body::End { last_pts: 90_000 }).encode()
+    };
+    // The END overtakes nothing: the frame still plays at t1 + 100 ms.
+    v.handle_datagram(t1 + MS, server(), &end(0, SSRC));
+    v.handle_datagram(t1 + 2 * MS, server(), &end(0, SSRC ^ 1));
+    assert_eq!(v.stats().unknown_sender, 1);
+    v.handle_datagram(t1 + 3 * MS, server(), &end(1, SSRC));
+    assert!(events(&mut v).is_empty());
+    v.handle_timeout(t1 + 100 * MS);
+    assert!(matches!(events(&mut v).as_slice(), [ViewerEvent::Frame(_)]));
+    assert!(!v.ended());
+    assert_eq!(v.poll_timeout(), Some(t1 + 100 * MS + END_MARGIN));
+    v.handle_timeout(t1 + 100 * MS + END_MARGIN);
+    assert_eq!(events(&mut v), vec![ViewerEvent::Ended]);
+    assert!(v.ended());
+    v.handle_datagram(t1 + 200 * MS, server(), &end(2, SSRC));
+    v.handle_timeout(t1 + 400 * MS);
+    assert!(events(&mut v).is_empty());
+}

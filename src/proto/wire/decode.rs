@@ -211,6 +211,7 @@ impl Packet {
             PacketType::KeepAlive => Body::KeepAlive { echo_us: r.u32()? },
             PacketType::KeepAliveAck => Body::KeepAliveAck { echo_us: r.u32()? },
             PacketType::Bye => Body::Bye,
+            PacketType::End => Body::End { last_pts: r.u64()? },
             PacketType::Nack => {
                 let code = r.u8()?;
                 let flow = Flow::from_u8(code).ok_or(DecodeError::Flow { flow: code })?;

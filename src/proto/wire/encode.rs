@@ -93,6 +93,7 @@ impl Packet {
             Body::Reject { reason } => b.put_u8(*reason as u8),
             Body::KeepAlive { echo_us } | Body::KeepAliveAck { echo_us } => b.put_u32(*echo_us),
             Body::Bye => {}
+            Body::End { last_pts } => b.put_u64(*last_pts),
             Body::Nack { flow, ranges } => {
                 b.put_u8(*flow as u8);
                 let n = ranges.len().min(MAX_NACK_RANGES);

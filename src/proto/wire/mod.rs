@@ -73,6 +73,8 @@ pub enum PacketType {
     Description = 3,
     /// A parity symbol of a video frame's erasure code (§6.7).
     Parity = 4,
+    /// The publisher's stream has ended (§6.9).
+    End = 5,
     /// A viewer asks for a stream.
     Subscribe = 16,
     /// The relay's address-validation challenge.
@@ -100,6 +102,7 @@ impl PacketType {
             2 => PacketType::Audio,
             3 => PacketType::Description,
             4 => PacketType::Parity,
+            5 => PacketType::End,
             16 => PacketType::Subscribe,
             17 => PacketType::Retry,
             18 => PacketType::Reject,

@@ -223,6 +223,11 @@ pub enum Body {
         /// The symbols asked for, per frame.
         entries: Vec<SymbolRequest>,
     },
+    /// §6.9: the stream has ended; nothing follows `last_pts`.
+    End {
+        /// Presentation timestamp (90 kHz) of the stream's last frame or audio block.
+        last_pts: u64,
+    },
 }
 
 /// A whole decoded datagram.

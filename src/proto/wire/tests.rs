@@ -114,6 +114,15 @@ pub(crate) fn spec_vectors() -> Vec<(&'static str, Packet)> {
                 },
             ),
         ),
+        (
+            "end",
+            Packet::new(
+                PacketType::End,
+                0x0A0B_0C0D,
+                1,
+                Body::End { last_pts: 540_000 },
+            ),
+        ),
     ]
 }
 
@@ -316,6 +325,7 @@ fn arb_body() -> impl Strategy<Value = (PacketType, Body)> {
             )),
         any::<u32>().prop_map(|e| (PacketType::KeepAliveAck, Body::KeepAliveAck { echo_us: e })),
         Just((PacketType::Bye, Body::Bye)),
+        any::<u64>().prop_map(|p| (PacketType::End, Body::End { last_pts: p })),
     ]
 }
 

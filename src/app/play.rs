@@ -292,6 +292,10 @@ impl Play {
                         need.as_secs_f64() * 1000.0,
                         to.as_millis()
                     ),
+                    e @ ViewerEvent::FrameDropped { .. } => {
+                        log::debug!("play: {e:?}");
+                        player.handle(e);
+                    }
                     e => player.handle(e),
                 }
             }

@@ -346,10 +346,10 @@ impl Serve {
             );
         }
         source_stop.store(true, Ordering::Relaxed);
-        let source_stats = source.join().unwrap_or_default();
         result.context("serve: network loop failed")?;
-        // Frames still queued in the pacer go out, then the stream's END (§6.9), repeated,
-        // before the report: viewers end cleanly instead of timing out.
+        // Frames still queued in the pacer go out at once (joining the source first could
+        // hold them for a frame interval and make them late), then the stream's END (§6.9),
+        // repeated, before the report: viewers end cleanly instead of timing out.
         let now = Instant::now();
         self.lp.node_mut().end(now);
         let drain_until = now + Duration::from_millis(100);
@@ -361,6 +361,7 @@ impl Serve {
                 LoopControl::Continue(Some(drain_until.max(now + Duration::from_millis(10))))
             }
         });
+        let source_stats = source.join().unwrap_or_default();
         let outputs = std::mem::take(&mut self.outputs).finish();
         let report = ServeReport {
             role: "serve",

@@ -13,7 +13,7 @@
 //! - every run ends with the file: serve returns, and play stops on the end of stream.
 #![cfg(all(feature = "jpeg", feature = "opencv"))]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,18 +22,12 @@ use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs, ServeReport};
 use framecast::media::file_source::FileAudio;
 
-struct TmpDir(PathBuf);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(name: &str) -> TmpDir {
-    let d = std::env::temp_dir().join(format!("framecast-real-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    TmpDir(d)
+/// A fresh directory for one test, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("framecast-real-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 /// Runs ffmpeg (quiet, overwriting) with `args`.
@@ -145,7 +139,7 @@ fn red_corner(w: usize, h: usize, rgb: &[u8]) -> usize {
 #[test]
 fn rotated_phone_videos_stream_as_ffplay_shows_them() {
     let dir = tmp("rotation");
-    let src = dir.0.join("src.mp4");
+    let src = dir.path().join("src.mp4");
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -158,7 +152,7 @@ fn rotated_phone_videos_stream_as_ffplay_shows_them() {
         s(&src),
     ]);
     for deg in ["90", "270"] {
-        let rotated = dir.0.join(format!("rotate{deg}.mp4"));
+        let rotated = dir.path().join(format!("rotate{deg}.mp4"));
         let tag = format!("rotate={deg}");
         ffmpeg(&[
             "-i",
@@ -169,7 +163,7 @@ fn rotated_phone_videos_stream_as_ffplay_shows_them() {
             &tag,
             s(&rotated),
         ]);
-        let rec = dir.0.join(format!("rec{deg}"));
+        let rec = dir.path().join(format!("rec{deg}"));
         let (sent, played) = stream(&rotated, &rec);
         assert_eq!(sent.source.frames, 10);
         assert_eq!(played.record.as_ref().unwrap().video_frames, 10);
@@ -209,7 +203,7 @@ fn first_sound(samples: &[i16], channels: usize) -> usize {
 #[test]
 fn a_late_audio_track_keeps_its_offset() {
     let dir = tmp("offset");
-    let file = dir.0.join("audio_starts_1s.mp4");
+    let file = dir.path().join("audio_starts_1s.mp4");
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -231,7 +225,7 @@ fn a_late_audio_track_keeps_its_offset() {
         "2",
         s(&file),
     ]);
-    let rec = dir.0.join("rec");
+    let rec = dir.path().join("rec");
     let (_, played) = stream(&file, &rec);
     let r = played.record.unwrap();
     assert_eq!(r.video_frames, 90, "{r:?}");
@@ -248,7 +242,7 @@ fn a_late_audio_track_keeps_its_offset() {
 #[test]
 fn a_variable_rate_webm_without_durations_records_every_frame_at_its_time() {
     let dir = tmp("vfr");
-    let webm = dir.0.join("live.webm");
+    let webm = dir.path().join("live.webm");
     // A browser's MediaRecorder: 10 frames 250 ms apart, then 30 fps; live WebM.
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
@@ -312,7 +306,7 @@ fn a_variable_rate_webm_without_durations_records_every_frame_at_its_time() {
     };
     let source = times(&webm);
     assert_eq!(source.len(), 120);
-    let rec = dir.0.join("rec");
+    let rec = dir.path().join("rec");
     let (sent, played) = stream(&webm, &rec);
     assert_eq!(sent.source.frames, 120);
     let r = played.record.unwrap();
@@ -448,7 +442,7 @@ fn sound_plays_from_every_container_and_layout() {
         ),
     ];
     for (i, (name, codecs)) in kinds.into_iter().enumerate() {
-        let file = dir.0.join(name);
+        let file = dir.path().join(name);
         let mut args = vec![
             "-f",
             "lavfi",
@@ -464,7 +458,7 @@ fn sound_plays_from_every_container_and_layout() {
         args.extend_from_slice(codecs);
         args.push(s(&file));
         ffmpeg(&args);
-        let rec = dir.0.join(format!("rec{i}"));
+        let rec = dir.path().join(format!("rec{i}"));
         let (sent, played) = stream(&file, &rec);
         assert!(sent.source.audio_blocks > 250, "{name}: {:?}", sent.source);
         assert_eq!(played.client.audio_concealed, 0, "{name}");

@@ -9,7 +9,7 @@
 //!   with code 3 after 5 s.
 #![cfg(all(feature = "jpeg", feature = "opencv"))]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,18 +17,12 @@ fn framecast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framecast"))
 }
 
-struct TmpDir(PathBuf);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(name: &str) -> TmpDir {
-    let d = std::env::temp_dir().join(format!("framecast-end-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    TmpDir(d)
+/// A fresh directory for one test, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("framecast-end-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 fn free_port() -> String {
@@ -104,7 +98,7 @@ fn probe(path: &Path) -> (u64, f64, Option<f64>) {
 #[test]
 fn the_stream_ends_with_the_file_and_every_role_exits_0() {
     let dir = tmp("eof");
-    let clip = dir.0.join("clip.mp4");
+    let clip = dir.path().join("clip.mp4");
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
         .args(["-i", "testsrc2=s=320x240:r=30:d=3", "-f", "lavfi"])
@@ -144,11 +138,11 @@ fn the_stream_ends_with_the_file_and_every_role_exits_0() {
             .spawn()
             .unwrap()
     };
-    let (direct, relayed) = (dir.0.join("direct"), dir.0.join("relayed"));
+    let (direct, relayed) = (dir.path().join("direct"), dir.path().join("relayed"));
     let mut play_direct = player(&serve_addr, &direct);
     let mut play_relayed = player(&relay_addr, &relayed);
     // The players subscribe during the start delay; the file then plays for 3 s.
-    let stats = dir.0.join("serve.json");
+    let stats = dir.path().join("serve.json");
     let mut serve = framecast()
         .args(["serve", "--listen", &serve_addr, "--relay", &relay_addr])
         .args(["--name", "clip", "--start-delay-ms", "1500", "--stats-json"])
@@ -235,7 +229,7 @@ fn a_killed_recorder_leaves_a_readable_file_and_silence_is_reported() {
         .spawn()
         .unwrap();
     wait_bound(&addr);
-    let rec = dir.0.join("rec");
+    let rec = dir.path().join("rec");
     let mut recorder = framecast()
         .args([
             "play",

@@ -18,18 +18,12 @@ use framecast::app::play::{Play, PlayArgs};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 
-struct TmpDir(PathBuf);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(name: &str) -> TmpDir {
-    let d = std::env::temp_dir().join(format!("framecast-watch-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    TmpDir(d)
+/// A fresh directory for one test, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("framecast-watch-{name}-"))
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 fn lo() -> SocketAddr {
@@ -199,7 +193,7 @@ fn rtp_serve(source: &str, seconds: f64, dir: &Path) -> (Serve, PathBuf, u16) {
 #[test]
 fn ffprobe_reads_the_sdp_and_counts_every_frame_and_sample() {
     let dir = tmp("ffprobe");
-    let (serve, sdp, _) = rtp_serve("test:320x240@30", 3.0, &dir.0);
+    let (serve, sdp, _) = rtp_serve("test:320x240@30", 3.0, dir.path());
     let (report, out) = std::thread::scope(|sc| {
         let t = sc.spawn(|| serve.run(&AtomicBool::new(false)).unwrap());
         wait_for("the SDP file", Duration::from_secs(5), || sdp.exists());
@@ -259,7 +253,7 @@ fn ffprobe_reads_the_sdp_and_counts_every_frame_and_sample() {
 #[test]
 fn gstreamer_receives_video_and_audio() {
     let dir = tmp("gst");
-    let (serve, sdp, base) = rtp_serve("test:320x240@30", 3.0, &dir.0);
+    let (serve, sdp, base) = rtp_serve("test:320x240@30", 3.0, dir.path());
     let (video, audio) = std::thread::scope(|sc| {
         let t = sc.spawn(|| serve.run(&AtomicBool::new(false)).unwrap());
         wait_for("the SDP file", Duration::from_secs(5), || sdp.exists());
@@ -331,8 +325,8 @@ fn gstreamer_receives_video_and_audio() {
 #[test]
 fn rtp_audio_and_video_in_sync_within_one_frame() {
     let dir = tmp("avsync");
-    let (serve, sdp, _) = rtp_serve("test:640x360@30", 4.6, &dir.0);
-    let mkv = dir.0.join("rec.mkv");
+    let (serve, sdp, _) = rtp_serve("test:640x360@30", 4.6, dir.path());
+    let mkv = dir.path().join("rec.mkv");
     let out = std::thread::scope(|sc| {
         let t = sc.spawn(|| serve.run(&AtomicBool::new(false)).unwrap());
         wait_for("the SDP file", Duration::from_secs(5), || sdp.exists());
@@ -482,7 +476,7 @@ fn av_offsets(file: &Path) -> Vec<f64> {
 #[test]
 fn relay_mjpeg_is_byte_identical_with_what_play_receives() {
     let dir = tmp("relay");
-    let sdp = dir.0.join("relay.sdp");
+    let sdp = dir.path().join("relay.sdp");
     let mut r = RelayArgs::new(lo());
     r.duration = Some(5.0);
     r.outputs.http = Some(lo());
@@ -714,7 +708,7 @@ fn browser_page_shows_the_picture_and_figures() {
     let serve = bind_serve(a);
     let http = serve.http_addr().unwrap();
     let stop = AtomicBool::new(false);
-    let shot = dir.0.join("page.png");
+    let shot = dir.path().join("page.png");
     let (dom, rgb) = std::thread::scope(|sc| {
         let t = sc.spawn(|| serve.run(&stop).unwrap());
         wait_for("figures", Duration::from_secs(5), || {
@@ -724,7 +718,7 @@ fn browser_page_shows_the_picture_and_figures() {
                 > 0.0
         });
         let url = format!("http://{http}/");
-        let profile = format!("--user-data-dir={}", dir.0.join("profile").display());
+        let profile = format!("--user-data-dir={}", dir.path().join("profile").display());
         let common = [
             "--headless",
             "--no-sandbox",

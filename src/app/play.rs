@@ -414,18 +414,12 @@ mod tests {
     use crate::app::serve::{Serve, ServeArgs};
     use std::sync::atomic::Ordering;
 
-    struct TmpDir(PathBuf);
-
-    impl Drop for TmpDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmp(name: &str) -> TmpDir {
-        let d = std::env::temp_dir().join(format!("framecast-play-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TmpDir(d)
+    /// A fresh directory for one test, removed when dropped.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("framecast-play-{name}-"))
+            .tempdir()
+            .expect("a temporary directory")
     }
 
     fn serve(lo: SocketAddr, seconds: f64) -> Serve {
@@ -453,7 +447,7 @@ mod tests {
         args.no_video = false;
         args.no_audio = false;
         args.duration = Some(2.6);
-        args.record = Some(dir.0.join("rec"));
+        args.record = Some(dir.path().join("rec"));
         let mut play = Play::bind(args).unwrap();
         play.status = false;
         play.env = OutputEnv::headless();
@@ -534,7 +528,7 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let server = serve(lo, 30.0);
         let mut args = PlayArgs::new(server.local_addr(), "cam1");
-        args.record = Some(dir.0.join("rec"));
+        args.record = Some(dir.path().join("rec"));
         let mut play = Play::bind(args).unwrap();
         play.status = false;
         play.env = OutputEnv::headless();
@@ -545,7 +539,7 @@ mod tests {
             let p = sc.spawn(|| play.run(&stop_play).unwrap());
             // Stop once the file has grown on disk (clusters are flushed as they close);
             // bounded at 20 s.
-            let mkv = dir.0.join("rec.mkv");
+            let mkv = dir.path().join("rec.mkv");
             let deadline = Instant::now() + Duration::from_secs(20);
             while std::fs::metadata(&mkv).map_or(0, |m| m.len()) < 100_000 {
                 assert!(Instant::now() < deadline, "nothing recorded");
@@ -564,7 +558,7 @@ mod tests {
         let rec = r.record.unwrap();
         assert!(rec.video_frames > 0 && rec.audio_frames > 0, "{rec:?}");
         assert_eq!(r.end, PlayEnd::Stopped);
-        let mkv = dir.0.join("rec.mkv");
+        let mkv = dir.path().join("rec.mkv");
         let out = std::process::Command::new("ffprobe")
             .args([
                 "-v",

@@ -11,13 +11,10 @@ use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ff;
 
-use super::demux::{open_input, stream_duration, stream_start, timeline_origin};
+use super::demux::{TrackFeed, open_input, stream_duration, stream_start, timeline_origin};
 use super::ffvideo::codec_name;
 use crate::media::source::AudioFormat;
 use crate::media::wav_source::{self, PcmError, PcmReader};
-
-/// Consecutive unreadable packets after which the track is taken as ending there.
-const MAX_READ_ERRORS: u32 = 64;
 
 /// Rate used when the track's own cannot be streamed (outside 8-192 kHz).
 const FALLBACK_RATE: u32 = 48_000;
@@ -26,7 +23,6 @@ const FALLBACK_RATE: u32 = 48_000;
 pub struct FileAudio {
     path: PathBuf,
     input: ff::format::context::Input,
-    index: usize,
     decoder: ff::decoder::Audio,
     resampler: Option<ff::software::resampling::Context>,
     /// (format, layout bits / channels, rate) the resampler was made for.
@@ -47,7 +43,8 @@ pub struct FileAudio {
     lead_frames: u64,
     pending: Vec<i16>,
     pending_pos: usize,
-    flushed: bool,
+    /// Reads the track's packets into the decoder.
+    feed: TrackFeed,
     drained: bool,
     warned: bool,
 }
@@ -145,7 +142,6 @@ impl FileAudio {
         let mut audio = FileAudio {
             path: path.to_path_buf(),
             input,
-            index,
             decoder,
             resampler: None,
             resampler_for: None,
@@ -161,7 +157,7 @@ impl FileAudio {
             lead_frames: 0,
             pending: Vec::new(),
             pending_pos: 0,
-            flushed: false,
+            feed: TrackFeed::new(index, "audio"),
             drained: false,
             warned: false,
         };
@@ -214,7 +210,6 @@ impl FileAudio {
 
     /// Reads packets and decodes until some samples are pending; false at the end.
     fn decode_next(&mut self) -> Result<bool, PcmError> {
-        let mut errors = 0u32;
         loop {
             if self.drained {
                 return Ok(false);
@@ -238,44 +233,12 @@ impl FileAudio {
                     }
                 }
             }
-            if self.flushed {
+            if self.feed.flushed() {
                 self.drained = true;
                 return Ok(false);
             }
-            let mut packet = ff::Packet::empty();
-            match packet.read(&mut self.input) {
-                Ok(()) => {
-                    errors = 0;
-                    if packet.stream() != self.index {
-                        continue;
-                    }
-                    if let Err(e) = self.decoder.send_packet(&packet) {
-                        // A damaged packet: skip it, as players do.
-                        if !self.warned {
-                            self.warned = true;
-                            log::warn!(
-                                "{}: damaged audio packet skipped ({e})",
-                                self.path.display()
-                            );
-                        }
-                    }
-                }
-                Err(ff::Error::Eof) => {
-                    self.flushed = true;
-                    let _ = self.decoder.send_eof();
-                }
-                Err(e) => {
-                    errors += 1;
-                    if errors >= MAX_READ_ERRORS {
-                        log::warn!(
-                            "{}: the file cannot be read past here ({e}); ending the audio",
-                            self.path.display()
-                        );
-                        self.flushed = true;
-                        let _ = self.decoder.send_eof();
-                    }
-                }
-            }
+            self.feed
+                .feed(&mut self.input, &mut self.decoder, &self.path);
         }
     }
 

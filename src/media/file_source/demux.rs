@@ -6,6 +6,87 @@ use std::path::Path;
 
 use ffmpeg_next as ff;
 
+/// Read errors in a row after which a track is taken to end where its data does.
+const MAX_READ_ERRORS: u32 = 64;
+
+/// Reads the packets of one track of an input and hands them to its decoder: what the video
+/// and the audio reader share. A damaged packet is skipped (as players do, with one warning);
+/// the end of the input, or [`MAX_READ_ERRORS`] read errors in a row (a truncated file),
+/// sends the decoder its end of stream.
+#[derive(Debug)]
+pub(crate) struct TrackFeed {
+    index: usize,
+    /// "video" or "audio", for the messages.
+    what: &'static str,
+    errors: u32,
+    warned: bool,
+    flushed: bool,
+}
+
+impl TrackFeed {
+    /// A feed for stream `index` of the input.
+    pub(crate) fn new(index: usize, what: &'static str) -> TrackFeed {
+        TrackFeed {
+            index,
+            what,
+            errors: 0,
+            warned: false,
+            flushed: false,
+        }
+    }
+
+    /// Whether the decoder was sent its end of stream: nothing more will come.
+    pub(crate) fn flushed(&self) -> bool {
+        self.flushed
+    }
+
+    /// Reads one packet from `input` and, if it is this track's, sends it to `decoder`.
+    /// `path` names the file in messages.
+    pub(crate) fn feed(
+        &mut self,
+        input: &mut ff::format::context::Input,
+        decoder: &mut ff::decoder::Opened,
+        path: &Path,
+    ) {
+        let mut packet = ff::Packet::empty();
+        match packet.read(input) {
+            Ok(()) => {
+                self.errors = 0;
+                if packet.stream() != self.index {
+                    return;
+                }
+                if let Err(e) = decoder.send_packet(&packet) {
+                    if !self.warned {
+                        self.warned = true;
+                        log::warn!(
+                            "{}: damaged {} packet skipped ({e})",
+                            path.display(),
+                            self.what
+                        );
+                    }
+                }
+            }
+            Err(ff::Error::Eof) => self.flush(decoder),
+            Err(e) => {
+                self.errors += 1;
+                if self.errors >= MAX_READ_ERRORS {
+                    log::warn!(
+                        "{}: the file cannot be read past here ({e}); ending the {}",
+                        path.display(),
+                        self.what
+                    );
+                    self.flush(decoder);
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, decoder: &mut ff::decoder::Opened) {
+        self.flushed = true;
+        let _ = decoder.send_eof();
+    }
+}
+
 /// Opens `path` with FFmpeg's demuxers: the error says that the container is what cannot
 /// be read.
 pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input, String> {

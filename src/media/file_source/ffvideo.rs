@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use ffmpeg_next as ff;
 use opencv::core::{Mat, MatTraitConst, MatTraitManual, Scalar};
 
-use super::demux::{open_input, stream_duration, stream_rotation, timeline_origin};
-
-/// Consecutive unreadable packets after which the file is taken as ending there (a
-/// truncated or damaged file streams up to where its data ends).
-const MAX_READ_ERRORS: u32 = 64;
+use super::demux::{TrackFeed, open_input, stream_duration, stream_rotation, timeline_origin};
 
 /// How a decoded picture is turned before it is streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +52,6 @@ unsafe impl Send for Scaler {}
 pub(super) struct VideoReader {
     path: PathBuf,
     input: ff::format::context::Input,
-    index: usize,
     decoder: ff::decoder::Video,
     scaler: Option<(Scaler, (ff::format::Pixel, u32, u32))>,
     decoded: ff::frame::Video,
@@ -66,7 +61,8 @@ pub(super) struct VideoReader {
     /// The timeline's zero, seconds.
     origin: f64,
     rotation: Rotation,
-    flushed: bool,
+    /// Reads the track's packets into the decoder.
+    feed: TrackFeed,
     /// Frames per second the container states (average), if sane.
     pub(super) fps: Option<f64>,
     /// Length of the track in seconds, if known.
@@ -123,7 +119,6 @@ impl VideoReader {
         Ok(VideoReader {
             path: path.to_path_buf(),
             input,
-            index,
             decoder,
             scaler: None,
             decoded: ff::frame::Video::empty(),
@@ -132,7 +127,7 @@ impl VideoReader {
             time_base,
             origin,
             rotation,
-            flushed: false,
+            feed: TrackFeed::new(index, "video"),
             fps,
             duration,
             frames,
@@ -147,7 +142,6 @@ impl VideoReader {
     /// Decodes the next frame; returns its time on the shared timeline in ms (negative if
     /// the file gives none), `None` at the end of the track (or where its data ends).
     pub(super) fn grab(&mut self) -> Option<f64> {
-        let mut errors = 0u32;
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
                 Ok(()) => {
@@ -164,39 +158,11 @@ impl VideoReader {
                     return None;
                 }
             }
-            if self.flushed {
+            if self.feed.flushed() {
                 return None;
             }
-            let mut packet = ff::Packet::empty();
-            match packet.read(&mut self.input) {
-                Ok(()) => {
-                    errors = 0;
-                    if packet.stream() != self.index {
-                        continue;
-                    }
-                    if let Err(e) = self.decoder.send_packet(&packet) {
-                        log::debug!(
-                            "{}: damaged video packet skipped ({e})",
-                            self.path.display()
-                        );
-                    }
-                }
-                Err(ff::Error::Eof) => {
-                    self.flushed = true;
-                    let _ = self.decoder.send_eof();
-                }
-                Err(e) => {
-                    errors += 1;
-                    if errors >= MAX_READ_ERRORS {
-                        log::warn!(
-                            "{}: the file cannot be read past here ({e}); ending the video",
-                            self.path.display()
-                        );
-                        self.flushed = true;
-                        let _ = self.decoder.send_eof();
-                    }
-                }
-            }
+            self.feed
+                .feed(&mut self.input, &mut self.decoder, &self.path);
         }
     }
 

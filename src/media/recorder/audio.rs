@@ -29,9 +29,9 @@ const SLIP_BIAS: Duration = Duration::from_secs(10);
 /// Slip (seconds) left alone: the recorder's readings have no callback jitter.
 const DEADBAND: Duration = Duration::from_millis(2);
 
-/// A slip beyond this (seconds) is more than the correction can follow (a clock off by more
-/// than [`DriftConfig::max_correction_ppm`]): it is resolved at once, silence when the
-/// timestamps ran ahead, a cut when they fell behind.
+/// A slip beyond this is more than the correction follows (a clock thousands of ppm off,
+/// which the estimator takes for steps, or beyond [`DriftConfig::max_correction_ppm`]): it
+/// is resolved at once, silence when the timestamps ran ahead, a cut when they fell behind.
 const MAX_SLIP: Duration = Duration::from_millis(500);
 
 /// One piece of audio for the file: its time (ticks from the start of the recording), its
@@ -228,5 +228,60 @@ impl AudioTimeline {
         let p = self.packet(out);
         summary.audio_frames = self.written;
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `secs` of `block`-frame mono blocks at `rate` Hz stamped `ppm` fast; returns the
+    /// summary and the packets (the tail included).
+    fn feed(rate: u32, block: usize, ppm: f64, secs: u64) -> (RecordSummary, Vec<Packet>) {
+        let mut a = AudioTimeline::new(rate, 1, 0);
+        let mut s = RecordSummary::default();
+        let mut packets = Vec::new();
+        let samples = vec![100i16; block];
+        for k in 0..secs * u64::from(rate) / block as u64 {
+            let t = (k as f64 * block as f64 * 90_000.0 / f64::from(rate) * (1.0 + ppm * 1e-6))
+                .round() as i128;
+            packets.extend(a.place(t, &samples, false, &mut s));
+        }
+        packets.extend(a.finish(&mut s));
+        (s, packets)
+    }
+
+    /// 44.1 kHz in 1024-frame blocks: timestamps rounded to a tick are no creep and no gap;
+    /// the packets follow each other exactly.
+    #[test]
+    fn rounded_timestamps_are_no_drift() {
+        let (s, packets) = feed(44_100, 1024, 0.0, 60);
+        assert_eq!(s.audio_silence_frames, 0, "{s:?}");
+        assert_eq!(s.audio_drift_corrections, 0, "{s:?}");
+        assert_eq!(s.audio_frames, 60 * 44_100 / 1024 * 1024);
+        for w in packets.windows(2) {
+            assert_eq!(w[0].t + w[0].dur, w[1].t);
+        }
+    }
+
+    /// A clock 1 % off is no drift to the estimator (no crystal is that far off; its
+    /// correction stops at 2000 ppm): the file is kept within MAX_SLIP of the timestamps in
+    /// steps, silence when they run ahead, cuts when they fall behind.
+    #[test]
+    fn a_clock_too_far_off_is_caught_up_in_steps() {
+        for ppm in [10_000.0, -10_000.0] {
+            let (s, _) = feed(8000, 40, ppm, 120);
+            let span = 120.0 * 8000.0 * (1.0 + ppm * 1e-6);
+            let (added, cut) = (s.audio_silence_frames, s.audio_skipped);
+            if ppm > 0.0 {
+                assert!(added > 0 && cut == 0, "{s:?}");
+            } else {
+                assert!(added == 0 && cut > 0, "{s:?}");
+            }
+            assert!(
+                (s.audio_frames as f64 - span).abs() <= 0.5 * 8000.0 + 80.0,
+                "{s:?} vs {span}"
+            );
+        }
     }
 }

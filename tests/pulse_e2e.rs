@@ -2,17 +2,19 @@
 //! sink (what a Linux desktop runs, directly or through PipeWire's PulseAudio layer), serves
 //! the test source on loopback, plays it with `framecast play --no-video --record` (cpal →
 //! ALSA's `pulse` plugin → the null sink), and records the sink's monitor with `parec`: exactly
-//! what was heard. It checks, against the WAV the player recorded from the same stream:
+//! what was heard. It checks, against the Matroska recording the player made of the same
+//! stream:
 //!
-//! - no drift corrections (sender, player and sound server share one clock) and no underrun;
+//! - no drift corrections, in the player or the recording (sender, player and sound server
+//!   share one clock), and no underrun;
 //! - the tone's pitch within 0.05 % of 440 Hz;
 //! - continuity: no zero-crossing period off by more than 1.5 samples outside the beeps,
-//!   and the beeps exactly one second (48 000 samples, ±2) apart, as in the recorded WAV;
+//!   and the beeps exactly one second (48 000 samples, ±2) apart, as in the recording;
 //! - the A/V offset the player measured within ±20 ms.
 //!
 //! `FRAMECAST_PULSE_SECONDS` sets how long it plays (default 12; the figure is 60).
 //! Skipped, with one line saying why, only where PulseAudio is not installed or cannot start.
-#![cfg(all(feature = "jpeg", feature = "cpal"))]
+#![cfg(all(feature = "jpeg", feature = "cpal", feature = "ffmpeg"))]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -271,13 +273,21 @@ fn tone_through_a_pulseaudio_null_sink() {
     );
 
     let heard = analyse(&left(&std::fs::read(&heard_path).unwrap()));
-    let wav = hound::WavReader::open(rec.with_extension("wav")).unwrap();
-    let recorded: Vec<f64> = wav
-        .into_samples::<i16>()
-        .step_by(2)
-        .map(|s| f64::from(s.unwrap()))
-        .collect();
-    let recorded = analyse(&recorded);
+    // The recording's audio track, decoded by ffmpeg to raw s16 like parec's.
+    let mkv = rec.with_extension("mkv");
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&mkv)
+        .args(["-map", "0:a", "-f", "s16le", "-"])
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(
+        decoded.status.success(),
+        "{}: {}",
+        mkv.display(),
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    let recorded = analyse(&left(&decoded.stdout));
     eprintln!("heard: {heard:?}");
     eprintln!("recorded: {recorded:?}");
 
@@ -285,6 +295,12 @@ fn tone_through_a_pulseaudio_null_sink() {
     // (a stall, which only an overloaded machine causes, shows as a resync and a gap).
     assert_eq!(num("audio_resyncs"), 0.0, "the sound server stalled: {av}");
     assert_eq!(num("drift_corrections"), 0.0);
+    assert_eq!(
+        play["record"]["audio_drift_corrections"].as_u64(),
+        Some(0),
+        "{}",
+        play["record"]
+    );
     assert_eq!(play["audio_underruns"].as_u64(), Some(0));
     assert_eq!(num("audio_primes"), 1.0);
     assert!(heard.seconds > seconds - 4.0, "{heard:?}");
@@ -298,7 +314,7 @@ fn tone_through_a_pulseaudio_null_sink() {
         );
     }
     // Continuity: nothing off outside the beeps; the beeps one second apart to the sample;
-    // as many off periods per second as in the recorded WAV (the beeps').
+    // as many off periods per second as in the recording (the beeps').
     assert_eq!(heard.off_outside_beeps, 0, "{heard:?}");
     assert_eq!(recorded.off_outside_beeps, 0, "{recorded:?}");
     for w in heard.beeps.windows(2) {

@@ -210,6 +210,48 @@ impl StreamResampler {
         }
     }
 
+    /// Input frames taken but not given out yet: the input held until a whole chunk is
+    /// there and the filter's delay (0 while passing through). Output frames = input frames
+    /// taken − this, times the ratio.
+    pub fn held_frames(&self) -> u64 {
+        if self.inner.is_none() {
+            return 0;
+        }
+        // Output still to be cut (a hand-over's re-fed history, the delay before any
+        // output) carries no new input.
+        let cut = self.skip_out as f64 * f64::from(self.in_rate) / f64::from(self.out_rate);
+        ((self.pending.len() / self.channels + DELAY) as f64 - cut)
+            .max(0.0)
+            .round() as u64
+    }
+
+    /// Gives out what is held ([`held_frames`](Self::held_frames)) at the end of a stream:
+    /// the filter is run on silence past the last input and its output cut where that
+    /// input ends, so the output spans all the input. Nothing while passing through.
+    pub fn flush(&mut self, out: &mut Vec<i16>) {
+        let held = self.held_frames();
+        if held == 0 {
+            return;
+        }
+        let ch = self.channels;
+        let per_in = f64::from(self.out_rate) / f64::from(self.in_rate) * self.relative;
+        let want = (held as f64 * per_in).round() as usize;
+        let zeros = vec![0i16; self.chunk * ch];
+        let mut tail = Vec::new();
+        let mut runs = Vec::new();
+        // Each chunk of silence gives out about a chunk: bounded by what is held.
+        let rounds = held as usize / self.chunk + 3;
+        for _ in 0..rounds {
+            if tail.len() / ch >= want {
+                break;
+            }
+            let pts = self.pending_pts + ticks((self.pending.len() / ch) as f64, self.in_rate);
+            self.process(pts.max(0) as u64, &zeros, &mut tail, &mut runs);
+        }
+        tail.truncate(want * ch);
+        out.extend_from_slice(&tail);
+    }
+
     /// Resamples one block of interleaved `samples` whose first frame has media time `pts`
     /// (90 kHz), appending the output to `out` and its media mapping to `runs`. A trailing
     /// partial frame is ignored. Input is held back until a whole chunk (5 ms) is there.

@@ -8,10 +8,16 @@
 //! block's timestamp; each frame then keeps its own time, so a variable frame rate (a
 //! browser's recording, a source that paused) is recorded as it played, with no frame
 //! repeated or lost. Audio is kept continuous: a gap is filled with silence and concealed
-//! blocks are silence. A jump of more than [`MAX_GAP`] either way (a restarted source) is
-//! not kept: the recording continues right after what was written (counted in
-//! [`RecordSummary::rebases`]). A frame at or before the previous frame's time, or audio
-//! overlapping what was written, is skipped and counted.
+//! blocks are silence. A slow creep between the audio's timestamps and its sample count (an
+//! audio clock that does not match the stream's: tens to hundreds of ppm) is no gap: it is
+//! followed by resampling, as the player does
+//! ([`DriftEstimator`](crate::media::avsync::DriftEstimator),
+//! [`StreamResampler`](crate::media::resample::StreamResampler)), never by inserting or
+//! dropping samples, and counted in [`RecordSummary::audio_drift_corrections`]; with matching
+//! clocks the samples are written bit for bit. A jump of more than [`MAX_GAP`] either way (a
+//! restarted source) is not kept: the recording continues right after what was written
+//! (counted in [`RecordSummary::rebases`]). A frame at or before the previous frame's time,
+//! or audio overlapping what was written, is skipped and counted.
 //!
 //! Media is held back (at most [`HOLD`] of it) until both flows have started, so `t = 0` and
 //! both tracks are known before the header is written; the stream's description gives the
@@ -32,7 +38,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::proto::wire::{CLOCK_RATE, Description};
+use audio::AudioTimeline;
 
+mod audio;
 #[cfg(feature = "ffmpeg")]
 mod mkv;
 #[cfg(all(test, feature = "ffmpeg"))]
@@ -101,6 +109,9 @@ pub struct RecordSummary {
     pub audio_skipped: u64,
     /// Jumps of more than [`MAX_GAP`] that were not kept.
     pub rebases: u64,
+    /// Times the audio's drift correction (its resampling ratio) changed: 0 unless the audio
+    /// timestamps and sample count disagree by more than rounding.
+    pub audio_drift_corrections: u64,
 }
 
 enum Item {
@@ -143,8 +154,8 @@ pub struct Recorder {
     /// Subtracted from a pts to give its time in the file (ticks).
     offset: i128,
     last_video: Option<i128>,
-    /// Time just after the last audio written (ticks), and the audio format.
-    audio_end: Option<i128>,
+    /// The audio written so far (from its first block), and the audio track's format.
+    audio: Option<AudioTimeline>,
     audio_format: Option<(u32, u16)>,
     mkv: Option<MkvWriter>,
     summary: RecordSummary,
@@ -198,7 +209,7 @@ impl Recorder {
             started: false,
             offset: 0,
             last_video: None,
-            audio_end: None,
+            audio: None,
             audio_format: None,
             mkv: None,
             finished: false,
@@ -388,7 +399,9 @@ impl Recorder {
     fn write_video(&mut self, pts: u64, jpeg: &Bytes) -> Result<(), RecordError> {
         let mut t = i128::from(pts) - self.offset;
         let gap = ticks(MAX_GAP);
-        let reference = self.last_video.or(self.audio_end);
+        let reference = self
+            .last_video
+            .or(self.audio.as_ref().map(AudioTimeline::end));
         if let Some(r) = reference {
             if t > r + gap || t < r - gap {
                 // A restarted source: continue one 30 fps frame after what was written.
@@ -422,47 +435,29 @@ impl Recorder {
             self.summary.audio_skipped += frames as u64;
             return Ok(());
         }
-        let rate_i = i128::from(rate);
-        let to_ticks = |n: i128| n * i128::from(CLOCK_RATE) / rate_i;
         let mut t = i128::from(pts) - self.offset;
         let gap = ticks(MAX_GAP);
-        let reference = self.audio_end.or(self.last_video);
+        let reference = self
+            .audio
+            .as_ref()
+            .map(AudioTimeline::end)
+            .or(self.last_video);
         if let Some(r) = reference {
             if t > r + gap || t < r - gap {
                 self.rebase(t, r);
                 t = r;
             }
         }
-        // Within one sample of where the audio ends is "right after it".
-        let slack = to_ticks(1).max(1);
-        if t < 0 || self.audio_end.is_some_and(|e| t < e - slack) {
+        if t < 0 {
             self.summary.audio_skipped += frames as u64;
             return Ok(());
         }
-        if let Some(end) = self.audio_end {
-            // A gap: silence up to this block.
-            let missing = (t - end) * rate_i / i128::from(CLOCK_RATE);
-            if missing > 0 {
-                let n = missing as usize;
-                let silence = vec![0i16; n * usize::from(channels)];
-                self.put_audio(end, &silence, to_ticks(missing))?;
-                self.summary.audio_frames += n as u64;
-                self.summary.audio_silence_frames += n as u64;
-                t = end + to_ticks(missing);
-            } else {
-                t = end;
-            }
+        let audio = self
+            .audio
+            .get_or_insert_with(|| AudioTimeline::new(rate, channels, t));
+        for p in audio.place(t, samples, concealed, &mut self.summary) {
+            self.put_audio(p.t, &p.samples, p.dur)?;
         }
-        let dur = to_ticks(frames as i128);
-        if concealed {
-            let silence = vec![0i16; samples.len()];
-            self.put_audio(t, &silence, dur)?;
-            self.summary.audio_silence_frames += frames as u64;
-        } else {
-            self.put_audio(t, samples, dur)?;
-        }
-        self.summary.audio_frames += frames as u64;
-        self.audio_end = Some(t + dur);
         Ok(())
     }
 
@@ -502,11 +497,20 @@ impl Recorder {
         }
         let held = self.start();
         self.finished = true;
+        let tail = self
+            .audio
+            .as_mut()
+            .and_then(|a| a.finish(&mut self.summary));
+        let tail = match tail {
+            Some(p) => self.put_audio(p.t, &p.samples, p.dur),
+            None => Ok(()),
+        };
         #[cfg(feature = "ffmpeg")]
         let closed = self.mkv.take().map(|w| w.finish().map_err(self.mux_err()));
         #[cfg(not(feature = "ffmpeg"))]
         let closed: Option<Result<(), RecordError>> = self.mkv.take().map(|_| Ok(()));
         held?;
+        tail?;
         if let Some(r) = closed {
             r?;
         }

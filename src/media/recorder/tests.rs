@@ -211,3 +211,66 @@ fn the_description_makes_the_audio_track() {
     let a = packets(s.file.as_ref().unwrap(), "a");
     assert_eq!(a.first().map(|p| p.0), Some(1333), "{a:?}");
 }
+
+/// Audio stamped 200 ppm faster than its samples play (a source whose audio clock does not
+/// match the stream's): the recording follows by resampling, smoothly, with no silence
+/// inserted and nothing skipped; with matching clocks nothing is corrected, and a block lost
+/// now and then is silence of its own length, the rest bit for bit.
+#[test]
+fn audio_clock_drift_is_resampled_not_padded() {
+    // A pure 440 Hz sine: it moves at most 2765 a sample, so a dropped sample (a step of
+    // about twice that) or inserted silence (up to 8000) would show.
+    let sine = |n: u64| (8000.0 * (std::f64::consts::TAU * 440.0 * n as f64 / 8000.0).sin()) as i16;
+    let blocks = 8000u64 * 180 / 40; // 3 minutes of 5 ms blocks (40 frames, 450 ticks)
+    for ppm in [0.0f64, 200.0] {
+        let dir = tmp(&format!("drift{ppm}"));
+        let mut r = Recorder::create(dir.0.join("d")).unwrap();
+        r.describe(&description(true)).unwrap();
+        r.video(0, 32, 16, &jpeg(0)).unwrap();
+        let mut want = Vec::new();
+        for k in 0..blocks {
+            let samples: Vec<i16> = (0..40).map(|j| sine(k * 40 + j)).collect();
+            if ppm == 0.0 && k % 1000 == 500 {
+                want.extend([0i16; 40]);
+                continue; // a block lost now and then: a gap, filled, and no drift
+            }
+            want.extend_from_slice(&samples);
+            let pts = (k as f64 * 450.0 * (1.0 + ppm * 1e-6)).round() as u64;
+            r.audio(pts, 8000, 1, &samples, false).unwrap();
+        }
+        let s = r.finish().unwrap();
+        let got = audio_samples(s.file.as_ref().unwrap());
+        assert_eq!(got.len() as u64, s.audio_frames, "{s:?}");
+        if ppm == 0.0 {
+            let lost = blocks / 1000 * 40;
+            assert_eq!(
+                (s.audio_silence_frames, s.audio_skipped),
+                (lost, 0),
+                "{s:?}"
+            );
+            assert_eq!(s.audio_drift_corrections, 0, "{s:?}");
+            assert_eq!(got.len() as u64, blocks * 40);
+            assert!(got == want, "the samples are not written unchanged");
+            continue;
+        }
+        assert_eq!((s.audio_silence_frames, s.audio_skipped), (0, 0), "{s:?}");
+        assert!(s.audio_drift_corrections > 0, "{s:?}");
+        // The file spans the timestamps (3 min + 200 ppm = 288 frames more than the samples
+        // sent) to within 10 ms (80 frames).
+        let span = (blocks * 40) as f64 * (1.0 + ppm * 1e-6);
+        assert!(
+            (got.len() as f64 - span).abs() <= 80.0,
+            "{} frames for {span}",
+            got.len()
+        );
+        // Smooth: no step beyond the sine's own (2765 a sample, plus the resampling
+        // filter's few % of ripple); a dropped sample would step about 5500.
+        let max_step = got
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap();
+        eprintln!("{s:?} frames {} span {span} max_step {max_step}", got.len());
+        assert!(max_step <= 3000, "step {max_step}");
+    }
+}

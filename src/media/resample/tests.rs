@@ -149,3 +149,41 @@ fn a_correction_starts_without_a_click() {
     let f = pitch(&out[30_000..], 1, 48_000);
     assert!((f / 440.0 - (1.0 - 200e-6)).abs() < 20e-6, "pitch {f}");
 }
+
+/// `held_frames` is what the output lacks, and `flush` gives it out: the output spans all
+/// the input at the ratio, ending with the input's last frames (no silence added).
+#[test]
+fn flush_gives_out_what_is_held() {
+    let mut r = StreamResampler::new(48_000, 48_000, 1).unwrap();
+    let (mut out, mut runs) = run_blocks(&mut r, 10, 240, 48_000, 1);
+    assert_eq!((r.held_frames(), out.len()), (0, 2400));
+    r.set_relative_ratio(1.0 + 1000e-6);
+    // Right after the hand-over nothing new is held.
+    assert_eq!(r.held_frames(), 0);
+    // Blocks of 100 frames: chunks of 240 leave some pending.
+    for b in 0..100u64 {
+        let from = 2400 + b * 100;
+        let pts = from * 90_000 / 48_000;
+        r.process(pts, &sine(48_000, 1, from, 100), &mut out, &mut runs);
+    }
+    let held = r.held_frames();
+    assert!(held > 0);
+    // Output so far: the input minus what is held, at the ratio (to a frame or two).
+    let ratio = 1.0 + 1000e-6;
+    let now = 2400.0 + (10_000.0 - held as f64) * ratio;
+    assert!(
+        (out.len() as f64 - now).abs() <= 2.0,
+        "{} vs {now}",
+        out.len()
+    );
+    let before = out.len();
+    r.flush(&mut out);
+    let want = 2400.0 + 10_000.0 * ratio;
+    assert!(
+        (out.len() as f64 - want).abs() <= 2.0,
+        "{} vs {want}",
+        out.len()
+    );
+    // The tail is the sine going on, not silence.
+    assert!(out[before..].iter().any(|&s| s.abs() > 1000));
+}

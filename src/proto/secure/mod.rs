@@ -12,7 +12,7 @@ pub mod crypto;
 pub mod msg;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_SESSIONS: usize = 4096;
 /// A server answers one source with at most one refusal per this interval.
 pub const REFUSAL_INTERVAL: Duration = Duration::from_millis(200);
+/// The most refusals a server sends per second, all sources together.
+pub const MAX_REFUSALS_PER_SEC: u32 = 100;
 /// Plaintext datagrams a client queues for a peer while its handshake runs.
 const MAX_QUEUED: usize = 64;
 /// Sources whose refusals are remembered (for rate limiting and logging once).
@@ -203,7 +205,9 @@ pub struct Secure<N> {
     peers: HashMap<SocketAddr, Peer>,
     connects: HashMap<SocketAddr, Role>,
     out: VecDeque<Transmit>,
-    refusals: HashMap<IpAddr, RefusalLog>,
+    refusals: HashMap<SocketAddr, RefusalLog>,
+    /// Refusals sent in the current second (all sources), and when that second began.
+    refusal_budget: (Option<Instant>, u32),
     events: VecDeque<SecureEvent>,
     stats: SecureStats,
     next_sweep: Option<Instant>,
@@ -241,6 +245,7 @@ impl<N: Node> Secure<N> {
             connects: HashMap::new(),
             out: VecDeque::new(),
             refusals: HashMap::new(),
+            refusal_budget: (None, 0),
             events: VecDeque::new(),
             stats: SecureStats::default(),
             next_sweep: None,
@@ -297,10 +302,22 @@ impl<N: Node> Secure<N> {
     }
 
     /// Refusals by source address: how many datagrams of each source were refused.
-    pub fn refusal_counts(&self) -> Vec<(IpAddr, u64)> {
+    pub fn refusal_counts(&self) -> Vec<(SocketAddr, u64)> {
         let mut v: Vec<_> = self.refusals.iter().map(|(a, r)| (*a, r.count)).collect();
         v.sort();
         v
+    }
+
+    /// Seals a datagram the node produced outside `poll_transmit` (e.g. a BYE sent at
+    /// shutdown); `None` if there is no session with its destination yet.
+    pub fn seal_now(&mut self, now: Instant, t: Transmit) -> Option<Transmit> {
+        if self.keys.is_none() {
+            return Some(t);
+        }
+        if !self.connected(t.dest) {
+            return None;
+        }
+        self.route(now, t)
     }
 
     fn send(&mut self, dest: SocketAddr, payload: Vec<u8>) {
@@ -349,25 +366,45 @@ impl<N: Node> Secure<N> {
         let Msg::Refuse { reason, .. } = m else {
             return;
         };
-        if self.refusals.len() >= MAX_REFUSAL_LOG && !self.refusals.contains_key(&peer.ip()) {
+        let (first, may_send) = self.note_refusal(now, peer);
+        if first {
+            self.events.push_back(SecureEvent::Refused { peer, reason });
+        }
+        if may_send {
+            self.stats.refusals_sent += 1;
+            self.send(peer, m.encode());
+        }
+    }
+
+    /// Counts a refusal of `peer`; returns whether it is the source's first and whether an
+    /// answer may go: one per [`REFUSAL_INTERVAL`] per source, [`MAX_REFUSALS_PER_SEC`] in
+    /// all (so that spoofed sources cannot turn refusals into a flood).
+    fn note_refusal(&mut self, now: Instant, peer: SocketAddr) -> (bool, bool) {
+        if self.refusals.len() >= MAX_REFUSAL_LOG && !self.refusals.contains_key(&peer) {
             self.refusals.clear();
         }
-        let log = self.refusals.entry(peer.ip()).or_insert(RefusalLog {
+        let log = self.refusals.entry(peer).or_insert(RefusalLog {
             last_sent: None,
             count: 0,
         });
         log.count += 1;
-        if log.count == 1 {
-            self.events.push_back(SecureEvent::Refused { peer, reason });
-        }
-        if log
+        let first = log.count == 1;
+        let due = log
             .last_sent
-            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_INTERVAL)
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_INTERVAL);
+        let budget = &mut self.refusal_budget;
+        if budget
+            .0
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
         {
-            log.last_sent = Some(now);
-            self.stats.refusals_sent += 1;
-            self.send(peer, m.encode());
+            *budget = (Some(now), 0);
         }
+        let may_send = due && budget.1 < MAX_REFUSALS_PER_SEC;
+        if may_send {
+            budget.1 += 1;
+            log.last_sent = Some(now);
+        }
+        (first, may_send)
     }
 
     fn on_hello(&mut self, now: Instant, from: SocketAddr, m: Msg) {
@@ -607,25 +644,19 @@ impl<N: Node> Secure<N> {
 
     fn on_plaintext(&mut self, now: Instant, from: SocketAddr, d: &[u8]) {
         self.stats.plaintext += 1;
-        let log = self.refusals.entry(from.ip()).or_insert(RefusalLog {
-            last_sent: None,
-            count: 0,
-        });
-        log.count += 1;
-        if log.count == 1 {
-            self.events.push_back(SecureEvent::Plaintext { peer: from });
-        }
         // A keyless subscriber or publisher learns why nothing happens: a REJECT
-        // `auth_required` (21 bytes, no larger than what it sent), rate-limited.
+        // `auth_required` (21 bytes, no larger than what it sent), rate-limited. Other
+        // plaintext is only counted.
         let ptype = d[3];
         let asks = ptype == PacketType::Subscribe as u8 || ptype == PacketType::Description as u8;
-        if asks
-            && d.len() >= 21
-            && log
-                .last_sent
-                .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_INTERVAL)
-        {
-            log.last_sent = Some(now);
+        if !asks {
+            return;
+        }
+        let (first, may_send) = self.note_refusal(now, from);
+        if first {
+            self.events.push_back(SecureEvent::Plaintext { peer: from });
+        }
+        if may_send && d.len() >= 21 {
             self.stats.refusals_sent += 1;
             let p = Packet {
                 header: Header {

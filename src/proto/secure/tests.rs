@@ -154,7 +154,7 @@ fn wrong_key_is_refused_before_any_byte_reaches_either_node() {
     p.c.handle_timeout(p.now);
     p.run();
     assert_eq!(p.s.secure_stats().bad_key, 2);
-    assert_eq!(p.s.refusal_counts(), vec![(addr(C).ip(), 2)]);
+    assert_eq!(p.s.refusal_counts(), vec![(addr(C), 2)]);
     let refused: Vec<_> = std::iter::from_fn(|| p.s.poll_secure_event())
         .filter(|e| matches!(e, SecureEvent::Refused { .. }))
         .collect();

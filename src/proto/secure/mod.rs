@@ -332,12 +332,17 @@ impl<N: Node> Secure<N> {
             return;
         };
         let keys = self.keys.as_ref().expect("clients exist only with keys");
-        let cookie = c.cookie.and_then(|cookie| {
-            let key = keys.for_role(c.role)?;
-            Some((
+        let Some(key) = keys.for_role(c.role) else {
+            // A view-only key cannot ask to publish: say so, send nothing.
+            c.refused = Some(RefuseReason::NoKey);
+            c.next_hello = now + REFUSED_RETRY;
+            return;
+        };
+        let cookie = c.cookie.map(|cookie| {
+            (
                 cookie,
                 crypto::proof(key, c.role, &c.client_random, &cookie),
-            ))
+            )
         });
         let m = Msg::Hello {
             role: c.role,
@@ -677,14 +682,13 @@ impl<N: Node> Secure<N> {
     }
 
     fn sweep(&mut self, now: Instant) {
-        if self.next_sweep.is_some_and(|t| now < t) {
-            return;
+        if self.next_sweep.is_none_or(|t| now >= t) {
+            self.next_sweep = Some(now + Duration::from_secs(1));
+            self.peers.retain(|_, p| match p {
+                Peer::Server(s) => now.saturating_duration_since(s.last_heard) < SESSION_TIMEOUT,
+                Peer::Client(_) => true,
+            });
         }
-        self.next_sweep = Some(now + Duration::from_secs(1));
-        self.peers.retain(|_, p| match p {
-            Peer::Server(s) => now.saturating_duration_since(s.last_heard) < SESSION_TIMEOUT,
-            Peer::Client(_) => true,
-        });
         let due: Vec<SocketAddr> = self
             .peers
             .iter()

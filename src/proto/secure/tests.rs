@@ -183,6 +183,8 @@ fn view_key_cannot_publish() {
     let mut p = Pair::new(keys(3).view_part(), keys(3), Role::Publish);
     p.send_c(plain(3, 60));
     assert!(p.s.got.is_empty());
+    assert!(p.c2s.is_empty());
+    assert_eq!(p.c.refused_by(addr(S)), Some(RefuseReason::NoKey));
     // A view session sending media is refused and counted.
     let mut p = Pair::new(keys(3).view_part(), keys(3), Role::View);
     p.send_c(plain(16, 60));

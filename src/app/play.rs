@@ -246,7 +246,7 @@ impl Play {
         let result = self.lp.run(stop, |client, now| {
             while let Some(e) = client.poll_secure_event() {
                 if let SecureEvent::RefusedBy { peer, reason } = e {
-                    log::warn!(
+                    log::info!(
                         "play: stream {stream:?}: {peer} refused it: {}; asking again",
                         refuse_words(reason)
                     );
@@ -279,7 +279,7 @@ impl Play {
                     ViewerEvent::Rejected(r @ RejectReason::AuthRequired) => {
                         let why = format!("play: stream {stream:?}: {from} refused it: {}", reject_words(r));
                         if refusals.refused(now, why.clone()) {
-                            log::warn!("{why}; asking again");
+                            log::info!("{why}; asking again");
                         }
                     }
                     ViewerEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),

@@ -395,7 +395,7 @@ fn watch_refusals(
     while let Some(e) = server.poll_secure_event() {
         match e {
             SecureEvent::RefusedBy { peer, reason } => {
-                log::warn!(
+                log::info!(
                     "serve: stream {name:?}: relay {peer} refused it: {}; asking again",
                     refuse_words(reason)
                 );
@@ -425,7 +425,7 @@ fn watch_refusals(
                 reject_words(reason)
             );
             if watch.refused(now, why.clone()) {
-                log::warn!("{why}; asking again");
+                log::info!("{why}; asking again");
             }
         }
     }

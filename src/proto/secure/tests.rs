@@ -480,7 +480,13 @@ fn secure_vectors() -> Vec<(&'static str, Vec<u8>)> {
 /// A KEEPALIVE (§6.4): ssrc 0, seq 5, echo_us 12345, with its CRC.
 fn keepalive() -> Bytes {
     use crate::proto::wire::{Body, Packet, PacketType};
-    Packet::new(PacketType::KeepAlive, 0, 5, Body::KeepAlive { echo_us: 12345 }).encode()
+    Packet::new(
+        PacketType::KeepAlive,
+        0,
+        5,
+        Body::KeepAlive { echo_us: 12345 },
+    )
+    .encode()
 }
 
 #[test]
@@ -494,7 +500,11 @@ fn spec_vectors_match() {
                 crate::proto::wire::tests::hex(&bytes)
             )
         });
-        assert_eq!(crate::proto::wire::tests::hex(&bytes), crate::proto::wire::tests::hex(&want), "{name}");
+        assert_eq!(
+            crate::proto::wire::tests::hex(&bytes),
+            crate::proto::wire::tests::hex(&want),
+            "{name}"
+        );
         if let Some(m) = Msg::decode(&bytes) {
             assert_eq!(m.encode(), bytes, "{name} decodes and encodes back");
         }

@@ -209,7 +209,7 @@ fn main() {
     let keyed = run_pair(&bin, Some(&key), seconds);
     let _ = std::fs::remove_file(&key);
     let per_s = |d: Duration, s: u64| d.as_secs_f64() * 1000.0 / s as f64;
-    let s_total = (seconds + 1) as u64;
+    let s_total = seconds + 1;
     println!("720p30 test pattern, {seconds} s played, decoding player, loopback");
     println!("                   serve CPU ms/s   play CPU ms/s   Mbit/s   frames played");
     for (name, r) in [("without keys", &plain), ("with keys", &keyed)] {

@@ -395,7 +395,17 @@ fn a_second_publisher_of_a_name_is_refused_with_one_line() {
         ],
         &[],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The first publisher owns the name once a viewer gets its frames through the relay.
+    let owned = (0..20).any(|_| {
+        let out = framecast()
+            .args(["play", "--from", &relay, "--stream", "live", "--no-decode"])
+            .args(["--duration", "1"])
+            .env_remove("FRAMECAST_KEY")
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stderr).contains("played 0 frames")
+    });
+    assert!(owned, "the first publisher never got through");
     let t = Instant::now();
     let out = framecast()
         .args([

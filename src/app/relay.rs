@@ -127,14 +127,14 @@ impl RelayRole {
             upstream: args.upstream,
             ..RelayConfig::default()
         };
-        let mut node = Secure::new(Relay::new(cfg), keys, layer_seed(None)?);
+        let mut node = Secure::new(Relay::new(cfg), keys.clone(), layer_seed(None)?);
         if let Some(up) = args.upstream {
             node.connect(up, Role::View);
         }
         let lp = EventLoop::new(socket, node)?;
         let listen = lp.local_addr().unwrap_or(args.listen);
         let on_demand = args.upstream.is_some();
-        let outputs = Outputs::start("relay", &args.outputs, listen, None, on_demand)?;
+        let outputs = Outputs::start_keyed("relay", &args.outputs, listen, None, on_demand, keys)?;
         Ok(RelayRole {
             args,
             lp,

@@ -227,13 +227,20 @@ impl Serve {
             None => fastrand::Rng::new(),
         };
         cfg.randomize(&mut rng);
-        let mut node = Secure::new(Publisher::new(cfg), keys, layer_seed(args.seed)?);
+        let mut node = Secure::new(Publisher::new(cfg), keys.clone(), layer_seed(args.seed)?);
         if let Some(r) = args.relay {
             node.connect(r, Role::Publish);
         }
         let lp = EventLoop::new(socket, node)?;
         let listen = lp.local_addr().unwrap_or(args.listen);
-        let outputs = Outputs::start("serve", &args.outputs, listen, Some(&args.name), false)?;
+        let outputs = Outputs::start_keyed(
+            "serve",
+            &args.outputs,
+            listen,
+            Some(&args.name),
+            false,
+            keys,
+        )?;
         Ok(Serve {
             args,
             source: Some(source),

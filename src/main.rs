@@ -32,12 +32,26 @@ enum Command {
     Netsim(NetsimArgs),
     /// Serve, relay and two players on loopback, then a summary.
     Demo(DemoArgs),
+    /// Write a new random key file (mode 0600) for --key-file, or the view-only part of one.
+    Keygen(framecast::app::keys::KeygenArgs),
 }
 
 fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => {
             Serve::bind(a)?.run(stop)?;
+        }
+        Command::Keygen(a) => {
+            let keys = framecast::app::keys::keygen(&a)?;
+            eprintln!(
+                "keygen: wrote {} ({}); give it to serve, relay and play with --key-file",
+                a.out.display(),
+                if keys.can_publish() {
+                    "publish and view keys"
+                } else {
+                    "the view key only: it can watch, not publish"
+                }
+            );
         }
         Command::Relay(a) => {
             RelayRole::bind(a)?.run(stop)?;

@@ -235,3 +235,214 @@ fn a_recording_survives_ctrl_c() {
     assert!(!text.contains("duration=N/A"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A relay on a free loopback port, stopped (by its id) when dropped.
+struct Bg(std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Bg {
+    let mut c = framecast();
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Bg(c.spawn().unwrap())
+}
+
+#[test]
+fn keygen_writes_a_private_file_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("framecast-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let k = dir.join("k");
+    let ks = k.to_str().unwrap();
+    let out = framecast().args(["keygen", "--out", ks]).output().unwrap();
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&k).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&k).unwrap();
+    assert!(text.contains("publish ") && text.contains("view "));
+    one_line_error(&["keygen", "--out", ks], "never overwrites");
+    assert_eq!(std::fs::read_to_string(&k).unwrap(), text);
+    let v = dir.join("v");
+    let out = framecast()
+        .args(["keygen", "--view-from", ks, "--out", v.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let view = std::fs::read_to_string(&v).unwrap();
+    assert!(!view.contains("publish") && view.contains("view "));
+    // A view-only file cannot push a stream.
+    one_line_error(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            "127.0.0.1:9",
+            "--key-file",
+            v.to_str().unwrap(),
+        ],
+        "only the view key",
+    );
+    one_line_error(
+        &[
+            "play",
+            "--from",
+            "127.0.0.1:9",
+            "--key-file",
+            "/nonexistent/k",
+        ],
+        "--key-file /nonexistent/k",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Keys from the environment: a viewer with the right key plays, one with a wrong key or
+/// none is refused with one line naming the stream and the reason, within seconds.
+#[test]
+fn keyed_relay_plays_for_the_right_key_and_refuses_the_rest() {
+    let key = format!("publish {}", "42".repeat(32));
+    let wrong = format!("publish {}", "43".repeat(32));
+    let relay = free_port();
+    let _relay = spawn(
+        &["relay", "--listen", &relay, "--duration", "30"],
+        &[("FRAMECAST_KEY", &key)],
+    );
+    let _serve = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--name",
+            "sec",
+            "--source",
+            "test:160x120@30",
+            "--duration",
+            "30",
+        ],
+        &[("FRAMECAST_KEY", &key)],
+    );
+    let play = |env: &[(&str, &str)], secs: &str| {
+        let mut c = framecast();
+        c.args([
+            "play",
+            "--from",
+            &relay,
+            "--stream",
+            "sec",
+            "--no-decode",
+            "--duration",
+            secs,
+        ]);
+        c.env_remove("FRAMECAST_KEY");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let t = Instant::now();
+        let out = c.output().unwrap();
+        (out, t.elapsed())
+    };
+    let (ok, _) = play(&[("FRAMECAST_KEY", &key)], "2");
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    let played: u64 = err
+        .split("played ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(played >= 20, "{err}");
+    for (env, reason) in [
+        (vec![("FRAMECAST_KEY", wrong.as_str())], "wrong key"),
+        (vec![], "auth_required"),
+    ] {
+        let (out, took) = play(&env, "20");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains("\"sec\"") && lines[0].contains(reason),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+}
+
+/// A second publisher of a taken name is told so and exits, instead of streaming to nobody.
+#[test]
+fn a_second_publisher_of_a_name_is_refused_with_one_line() {
+    let relay = free_port();
+    let _relay = spawn(&["relay", "--listen", &relay, "--duration", "30"], &[]);
+    let _first = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--name",
+            "live",
+            "--source",
+            "test:160x120@30",
+            "--duration",
+            "30",
+        ],
+        &[],
+    );
+    // The first publisher owns the name once a viewer gets its frames through the relay.
+    let owned = (0..20).any(|_| {
+        let out = framecast()
+            .args(["play", "--from", &relay, "--stream", "live", "--no-decode"])
+            .args(["--duration", "1"])
+            .env_remove("FRAMECAST_KEY")
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stderr).contains("played 0 frames")
+    });
+    assert!(owned, "the first publisher never got through");
+    let t = Instant::now();
+    let out = framecast()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay,
+            "--name",
+            "live",
+            "--source",
+            "test:160x120@30",
+            "--duration",
+            "20",
+        ])
+        .env_remove("FRAMECAST_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        last.contains("\"live\"") && last.contains("name_taken"),
+        "{err}"
+    );
+}

@@ -154,3 +154,81 @@ fn server_and_client_count_and_drop_every_bad_kind() {
     assert_eq!(client.stats().frames_played, 0);
     assert!(client.poll_event().is_none());
 }
+
+/// A node that sends what it is given (the client side of a keyed session in the test below).
+#[derive(Default)]
+struct Pipe(std::collections::VecDeque<framecast::proto::node::Transmit>);
+
+impl Node for Pipe {
+    fn handle_datagram(&mut self, _: Instant, _: SocketAddr, _: &[u8]) {}
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_transmit(&mut self, _: Instant) -> Option<framecast::proto::node::Transmit> {
+        self.0.pop_front()
+    }
+}
+
+/// With keys (proto-spec.md §8): in the clear, every bad kind is dropped by the secure layer
+/// before the relay sees it (answered, if at all, by one REJECT `auth_required` no larger
+/// than the request); sealed inside a valid session, the relay counts each bad kind exactly
+/// as without keys, and answers nothing.
+#[test]
+fn with_keys_bad_datagrams_are_dropped_in_the_clear_and_counted_when_sealed() {
+    use framecast::proto::node::Transmit;
+    use framecast::proto::secure::{Keys, Role, Secure};
+    let t0 = Instant::now();
+    let keys = Keys::from_publish([5; 32]);
+    let relay_addr: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let from: SocketAddr = "127.0.0.9:9999".parse().unwrap();
+    let mut relay = Secure::new(
+        Relay::new(RelayConfig::default()),
+        Some(keys.clone()),
+        [3; 32],
+    );
+    for (_, d) in bad_datagrams() {
+        relay.handle_datagram(t0, from, &d);
+        while let Some(t) = relay.poll_transmit(t0) {
+            assert!(t.payload.len() <= d.len());
+            let p = Packet::decode(&t.payload).unwrap();
+            assert!(matches!(
+                p.body,
+                Body::Reject {
+                    reason: wire::RejectReason::AuthRequired
+                }
+            ));
+        }
+    }
+    assert_eq!(
+        relay.stats().malformed.total(),
+        0,
+        "nothing reached the relay"
+    );
+    let s = relay.secure_stats();
+    assert_eq!(s.plaintext + s.bad_handshake, bad_datagrams().len() as u64);
+
+    // A publisher's session, then the same bad datagrams sealed inside it.
+    let mut client = Secure::new(Pipe::default(), Some(keys), [4; 32]);
+    client.connect(relay_addr, Role::Publish);
+    let mut t = t0 + Duration::from_millis(300);
+    for (_, d) in bad_datagrams() {
+        client.0.push_back(Transmit {
+            dest: relay_addr,
+            payload: Bytes::from(d),
+        });
+    }
+    for _ in 0..8 {
+        while let Some(x) = client.poll_transmit(t) {
+            relay.handle_datagram(t, from, &x.payload);
+        }
+        while let Some(x) = relay.poll_transmit(t) {
+            assert_eq!(x.dest, from);
+            client.handle_datagram(t, relay_addr, &x.payload);
+        }
+        t += Duration::from_millis(1);
+    }
+    assert!(relay.connected(from));
+    assert_eq!(counts(&relay.stats().malformed), expected_counts());
+    assert_eq!(relay.secure_stats().opened, bad_datagrams().len() as u64);
+}

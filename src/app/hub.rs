@@ -81,6 +81,8 @@ pub struct Hub {
     /// HTTP MJPEG clients now.
     pub clients: AtomicUsize,
     rtp: Option<(String, RtpOutArgs)>,
+    /// The role's keys: taps subscribe with their view part (proto-spec.md §8).
+    pub keys: Option<crate::proto::secure::Keys>,
     state: Mutex<HubState>,
     taps: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -115,6 +117,7 @@ impl Hub {
         on_demand: bool,
         max_clients: usize,
         rtp: Option<(String, RtpOutArgs)>,
+        keys: Option<crate::proto::secure::Keys>,
     ) -> Arc<Hub> {
         let ip = if listen.is_ipv4() {
             std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
@@ -127,6 +130,7 @@ impl Hub {
             listen
         };
         Arc::new(Hub {
+            keys,
             role,
             stop: AtomicBool::new(false),
             server,

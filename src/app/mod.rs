@@ -6,6 +6,7 @@ pub mod demo;
 pub mod figures;
 pub mod http;
 pub mod hub;
+pub mod keys;
 pub mod outputs;
 pub mod play;
 pub mod relay;

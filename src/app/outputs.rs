@@ -92,6 +92,18 @@ impl Outputs {
         own_stream: Option<&str>,
         on_demand: bool,
     ) -> anyhow::Result<Outputs> {
+        Outputs::start_keyed(role, args, listen, own_stream, on_demand, None)
+    }
+
+    /// As [`Outputs::start`], for a role with keys: its taps subscribe with the view key.
+    pub fn start_keyed(
+        role: &'static str,
+        args: &OutputArgs,
+        listen: SocketAddr,
+        own_stream: Option<&str>,
+        on_demand: bool,
+        keys: Option<crate::proto::secure::Keys>,
+    ) -> anyhow::Result<Outputs> {
         if args.http.is_none() && args.rtp_out.is_none() {
             return Ok(Outputs::default());
         }
@@ -127,7 +139,7 @@ impl Outputs {
             }
             _ => None,
         };
-        let hub = Hub::new(role, listen, on_demand, args.http_max_clients, rtp);
+        let hub = Hub::new(role, listen, on_demand, args.http_max_clients, rtp, keys);
         let http = match args.http {
             Some(a) => Some(HttpServer::start(a, hub.clone(), stall)?),
             None => None,

@@ -7,6 +7,9 @@
 //! loop never decodes, shows or writes to disk, and a slow window or disk cannot stall the
 //! socket (a full queue drops its oldest item, counted). See [`crate::media::player`].
 
+use super::keys::{KeyArgs, RefusalWatch, layer_seed, refuse_words, reject_words};
+use crate::proto::secure::{Role, Secure, SecureEvent, SecureStats};
+use crate::proto::wire::RejectReason;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -70,6 +73,9 @@ pub struct PlayArgs {
     /// Local address to bind (default: an ephemeral port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Keys (proto-spec.md §8).
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Keep waiting when the stream goes silent without ending (by default `play` gives up
     /// after [`SILENCE_TIMEOUT`] and exits with [`EXIT_SILENT`]).
     #[arg(long)]
@@ -117,6 +123,7 @@ impl PlayArgs {
             no_audio: true,
             record: None,
             bind: None,
+            keys: KeyArgs::default(),
             wait: false,
         }
     }
@@ -176,6 +183,8 @@ pub struct PlayReport {
     pub audio_crc: Option<u32>,
     /// Audio blocks and recorder items dropped because a media thread was behind.
     pub media_drops: PlayerDrops,
+    /// Secure-layer figures (all 0 without keys).
+    pub secure: SecureStats,
     /// Why playing stopped.
     pub end: PlayEnd,
 }
@@ -183,7 +192,7 @@ pub struct PlayReport {
 /// A bound player.
 pub struct Play {
     args: PlayArgs,
-    lp: EventLoop<Viewer>,
+    lp: EventLoop<Secure<Viewer>>,
     buffers: BufferSizes,
     /// Keep per-frame checksums of what played (tests).
     pub record_checksums: bool,
@@ -209,6 +218,7 @@ impl Play {
         if args.latency == 0 || args.latency > 10_000 {
             anyhow::bail!("--latency {}: expected 1-10000 milliseconds", args.latency);
         }
+        let keys = args.keys.load()?;
         let local = args.bind.unwrap_or_else(|| ephemeral_for(args.from));
         let (socket, buffers) = bind_udp(local, SOCKET_BUFFER).context("play")?;
         crate::driver::udp::warn_if_clamped(&buffers);
@@ -216,7 +226,9 @@ impl Play {
         cfg.latency = Duration::from_millis(args.latency);
         cfg.max_kbps = args.max_kbps;
         cfg.nack = !args.no_nack;
-        let lp = EventLoop::new(socket, Viewer::new(cfg))?;
+        let mut node = Secure::new(Viewer::new(cfg), keys, layer_seed(None)?);
+        node.connect(args.from, Role::View);
+        let lp = EventLoop::new(socket, node)?;
         Ok(Play {
             args,
             lp,
@@ -257,6 +269,10 @@ impl Play {
         let mut meter = FigureMeter::new(Instant::now());
         let stream = self.args.stream.clone();
         let latency = self.args.latency;
+        let from = self.args.from;
+        let auth = super::keys::auth_label(self.lp.node().is_keyed());
+        let mut refusals = RefusalWatch::default();
+        let mut failure: Option<String> = None;
         let wait = self.args.wait;
         let show = self.status;
         let mut why = PlayEnd::Stopped;
@@ -264,6 +280,24 @@ impl Play {
         // any came: keep-alive answers from a relay whose publisher died do not count.
         let mut heard: Option<(u64, Instant)> = None;
         let result = self.lp.run(stop, |client, now| {
+            while let Some(e) = client.poll_secure_event() {
+                if let SecureEvent::RefusedBy { peer, reason } = e {
+                    log::info!(
+                        "play: stream {stream:?}: {peer} refused it: {}; asking again",
+                        refuse_words(reason)
+                    );
+                }
+            }
+            if let Some(reason) = client.refused_by(from) {
+                let _ = refusals.refused(
+                    now,
+                    format!("play: stream {stream:?}: {from} refused it: {}", refuse_words(reason)),
+                );
+            }
+            if let Some(why) = refusals.verdict(now) {
+                failure = Some(why);
+                return LoopControl::Stop;
+            }
             while let Some(e) = client.poll_event() {
                 match e {
                     ViewerEvent::Ended => {
@@ -284,6 +318,12 @@ impl Play {
                             d.audio.map_or(String::new(), |a| format!(", audio {} Hz x{}", a.sample_rate, a.channels))
                         );
                         player.handle(ViewerEvent::Description(d));
+                    }
+                    ViewerEvent::Rejected(r @ RejectReason::AuthRequired) => {
+                        let why = format!("play: stream {stream:?}: {from} refused it: {}", reject_words(r));
+                        if refusals.refused(now, why.clone()) {
+                            log::info!("{why}; asking again");
+                        }
                     }
                     ViewerEvent::Rejected(r) => log::warn!("play: the server refused stream {stream:?}: {r:?}; asking again"),
                     ViewerEvent::LatencyRaised { from, to, need } => eprintln!(
@@ -310,7 +350,7 @@ impl Play {
             let detected = s.video.detected + s.audio.detected;
             status.tick(now, &[s.frames_played as f64, s.bytes as f64 * 8.0, av.frames_shown as f64], |r| {
                 format!(
-                    "play {stream} | {:.1} fps | shown {:.1} fps | {:.1} Mbit/s | loss {:.2}% | recovered {} | late {} | incomplete {} | rtt {:.2} ms | latency {latency} ms | jitter {:.2} ms",
+                    "play {stream} ({auth}) | {:.1} fps | shown {:.1} fps | {:.1} Mbit/s | loss {:.2}% | recovered {} | late {} | incomplete {} | rtt {:.2} ms | latency {latency} ms | jitter {:.2} ms",
                     r[0],
                     r[2],
                     r[1] / 1e6,
@@ -351,7 +391,9 @@ impl Play {
         });
         status.finish();
         let bye = self.lp.node_mut().bye();
-        self.lp.send_now(&bye);
+        if let Some(bye) = self.lp.node_mut().seal_now(Instant::now(), bye) {
+            self.lp.send_now(&bye);
+        }
         let media = player.finish();
         if let (Some(r), true) = (&media.record, self.status) {
             let rate = self.lp.node().description().and_then(|d| d.audio);
@@ -372,6 +414,9 @@ impl Play {
             );
         }
         result.context("play: network loop failed")?;
+        if let Some(why) = failure {
+            anyhow::bail!("{why}");
+        }
         let _ = self.lp.node_mut().poll_timeout();
         let client = self.lp.node().stats();
         let report = PlayReport {
@@ -396,6 +441,7 @@ impl Play {
             frame_crcs: media.frame_crcs,
             audio_crc: media.audio_crc,
             media_drops: media.drops,
+            secure: self.lp.node().secure_stats().clone(),
             end: why,
         };
         if let Some(p) = &self.args.stats_json {

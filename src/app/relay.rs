@@ -1,6 +1,8 @@
 //! `framecast relay`: the cache server. Publishers push into it (`serve --relay`), or it
 //! pulls from `--upstream`; viewers subscribe by stream name.
 
+use super::keys::{KeyArgs, layer_seed, refuse_words};
+use crate::proto::secure::{Role, Secure, SecureEvent, SecureStats};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -44,6 +46,10 @@ pub struct RelayArgs {
     /// HTTP and RTP outputs.
     #[command(flatten)]
     pub outputs: OutputArgs,
+    /// Keys (proto-spec.md §8): the publish key lets publishers push here, the view key
+    /// lets viewers watch and this relay pull from `--upstream`.
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 impl RelayArgs {
@@ -58,6 +64,7 @@ impl RelayArgs {
             duration: None,
             stats_json: None,
             outputs: OutputArgs::default(),
+            keys: KeyArgs::default(),
         }
     }
 }
@@ -79,12 +86,14 @@ pub struct RelayReport {
     pub buffers: BufferSizes,
     /// HTTP and RTP outputs.
     pub outputs: OutputsReport,
+    /// Secure-layer figures (all 0 without keys).
+    pub secure: SecureStats,
 }
 
 /// A bound relay.
 pub struct RelayRole {
     args: RelayArgs,
-    lp: EventLoop<Relay>,
+    lp: EventLoop<Secure<Relay>>,
     buffers: BufferSizes,
     outputs: Outputs,
     /// Print the live status line.
@@ -105,6 +114,7 @@ impl RelayRole {
         if args.queue_kib == 0 || args.cache_packets == 0 || args.max_subscribers == 0 {
             anyhow::bail!("--queue-kib, --cache-packets and --max-subscribers must be positive");
         }
+        let keys = args.keys.load()?;
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("relay --listen")?;
         crate::driver::udp::warn_if_clamped(&buffers);
         let mut key = [0u8; 16];
@@ -117,10 +127,14 @@ impl RelayRole {
             upstream: args.upstream,
             ..RelayConfig::default()
         };
-        let lp = EventLoop::new(socket, Relay::new(cfg))?;
+        let mut node = Secure::new(Relay::new(cfg), keys.clone(), layer_seed(None)?);
+        if let Some(up) = args.upstream {
+            node.connect(up, Role::View);
+        }
+        let lp = EventLoop::new(socket, node)?;
         let listen = lp.local_addr().unwrap_or(args.listen);
         let on_demand = args.upstream.is_some();
-        let outputs = Outputs::start("relay", &args.outputs, listen, None, on_demand)?;
+        let outputs = Outputs::start_keyed("relay", &args.outputs, listen, None, on_demand, keys)?;
         Ok(RelayRole {
             args,
             lp,
@@ -150,10 +164,38 @@ impl RelayRole {
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
         let mut status = StatusLine::new(self.status);
         let outputs = &mut self.outputs;
+        let auth = super::keys::auth_label(self.lp.node().is_keyed());
+        // Refused publishers, counted per (source, stream); each logged once.
+        let mut refused: std::collections::BTreeMap<(SocketAddr, String), u64> = Default::default();
         self.lp
             .run(stop, |relay, now| {
+                while let Some(e) = relay.poll_secure_event() {
+                    match e {
+                        SecureEvent::Refused { peer, reason } => log::warn!(
+                            "relay: refused {peer}: {} (further refusals of this source are counted, not logged)",
+                            refuse_words(reason)
+                        ),
+                        SecureEvent::Plaintext { peer } => log::warn!(
+                            "relay: {peer} sent in the clear and was told keys are required (auth_required); counted from now on"
+                        ),
+                        SecureEvent::RefusedBy { peer, reason } => log::warn!(
+                            "relay: upstream {peer} refused this relay: {}",
+                            refuse_words(reason)
+                        ),
+                        SecureEvent::Connected { .. } => {}
+                    }
+                }
                 while let Some(e) = relay.poll_event() {
                     log::debug!("relay: {e:?}");
+                    if let RelayEvent::StreamRefused { stream, from } = &e {
+                        let n = refused.entry((*from, stream.clone())).or_insert(0);
+                        *n += 1;
+                        if *n == 1 {
+                            log::warn!(
+                                "relay: refused stream {stream:?} from {from}: another publisher feeds it (name_taken); counted from now on"
+                            );
+                        }
+                    }
                     if let RelayEvent::StreamClaimed { stream, .. } = &e {
                         outputs.stream_seen(stream);
                     }
@@ -162,7 +204,7 @@ impl RelayRole {
                 let s = relay.stats();
                 status.tick(now, &[s.datagrams_in as f64, s.datagrams_out as f64, s.bytes_out as f64 * 8.0], |r| {
                     format!(
-                        "relay | in {:.0} pkt/s | out {:.0} pkt/s {:.1} Mbit/s | subscribers {} | cache hits {} | asked upstream {} | queue drops {} | bad {}",
+                        "relay ({auth}) | in {:.0} pkt/s | out {:.0} pkt/s {:.1} Mbit/s | subscribers {} | cache hits {} | asked upstream {} | queue drops {} | bad {}",
                         r[0],
                         r[1],
                         r[2] / 1e6,
@@ -180,6 +222,12 @@ impl RelayRole {
             })
             .context("relay: network loop failed")?;
         status.finish();
+        for ((from, stream), n) in &refused {
+            log::warn!("relay: refused stream {stream:?} from {from} {n} times");
+        }
+        for (from, n) in self.lp.node().refusal_counts() {
+            log::warn!("relay: refused {n} requests from {from} (keys)");
+        }
         let outputs = std::mem::take(&mut self.outputs).finish();
         let report = RelayReport {
             role: "relay",
@@ -189,6 +237,7 @@ impl RelayRole {
             io: self.lp.io_stats().clone(),
             buffers: self.buffers,
             outputs,
+            secure: self.lp.node().secure_stats().clone(),
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;

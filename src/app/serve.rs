@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::keys::{KeyArgs, RefusalWatch, layer_seed, refuse_words, reject_words};
 use super::outputs::{OutputArgs, Outputs, OutputsReport};
 use super::status::StatusLine;
 use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
@@ -19,7 +20,8 @@ use crate::driver::udp::{BufferSizes, SOCKET_BUFFER, bind_udp};
 use crate::media::parse_test_spec;
 use crate::media::source::{MediaItem, MediaSource, SourceStats, TestSource, audio_block_frames};
 use crate::proto::node::soonest;
-use crate::proto::publisher::{Publisher, PublisherConfig, PublisherStats};
+use crate::proto::publisher::{Publisher, PublisherConfig, PublisherEvent, PublisherStats};
+use crate::proto::secure::{Role, SEAL_OVERHEAD, Secure, SecureEvent, SecureStats};
 use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 
 /// `framecast serve` options.
@@ -81,6 +83,9 @@ pub struct ServeArgs {
     /// HTTP and RTP outputs.
     #[command(flatten)]
     pub outputs: OutputArgs,
+    /// Keys (proto-spec.md §8).
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 impl ServeArgs {
@@ -105,6 +110,7 @@ impl ServeArgs {
             seed: None,
             start_delay_ms: 0,
             outputs: OutputArgs::default(),
+            keys: KeyArgs::default(),
         }
     }
 }
@@ -136,13 +142,15 @@ pub struct ServeReport {
     pub audio_crc: Option<u32>,
     /// HTTP and RTP outputs.
     pub outputs: OutputsReport,
+    /// Secure-layer figures (all 0 without keys).
+    pub secure: SecureStats,
 }
 
 /// A bound, ready-to-run server.
 pub struct Serve {
     args: ServeArgs,
     source: Option<Box<dyn MediaSource>>,
-    lp: EventLoop<Publisher>,
+    lp: EventLoop<Secure<Publisher>>,
     buffers: BufferSizes,
     outputs: Outputs,
     /// Keep per-frame checksums of what was sent (tests).
@@ -172,9 +180,15 @@ impl Serve {
                 args.datagram_size
             );
         }
+        let keys = args.keys.load()?;
+        if args.relay.is_some() {
+            super::keys::require_publish(&keys, "serve --relay")?;
+        }
+        // Sealing adds its header and tag to every datagram (§8.4).
+        let inner_size = args.datagram_size - keys.as_ref().map_or(0, |_| SEAL_OVERHEAD);
         // The datagram size bounds the sample frames of one audio block.
         let max_frames = |channels: u8| {
-            crate::proto::packetizer::Packetizer::new(0, args.datagram_size, 0, 0)
+            crate::proto::packetizer::Packetizer::new(0, inner_size, 0, 0)
                 .max_audio_frames(channels)
         };
         let source = open_source(&args, &max_frames)?;
@@ -201,7 +215,7 @@ impl Serve {
             format.fps_num as u16,
         );
         cfg.fps_den = format.fps_den as u16;
-        cfg.max_datagram = args.datagram_size;
+        cfg.max_datagram = inner_size;
         cfg.push_to = args.relay;
         cfg.audio = format.audio.map(|a| AudioParams {
             sample_rate: a.sample_rate,
@@ -213,9 +227,20 @@ impl Serve {
             None => fastrand::Rng::new(),
         };
         cfg.randomize(&mut rng);
-        let lp = EventLoop::new(socket, Publisher::new(cfg))?;
+        let mut node = Secure::new(Publisher::new(cfg), keys.clone(), layer_seed(args.seed)?);
+        if let Some(r) = args.relay {
+            node.connect(r, Role::Publish);
+        }
+        let lp = EventLoop::new(socket, node)?;
         let listen = lp.local_addr().unwrap_or(args.listen);
-        let outputs = Outputs::start("serve", &args.outputs, listen, Some(&args.name), false)?;
+        let outputs = Outputs::start_keyed(
+            "serve",
+            &args.outputs,
+            listen,
+            Some(&args.name),
+            false,
+            keys,
+        )?;
         Ok(Serve {
             args,
             source: Some(source),
@@ -311,17 +336,25 @@ impl Serve {
             }
         };
         let outputs = &mut self.outputs;
+        let auth = super::keys::auth_label(self.lp.node().is_keyed());
+        let mut refusals = RefusalWatch::default();
+        let mut failure: Option<String> = None;
         let mut source_ended = false;
         let result = self.lp.run(stop, |server, now| {
-            if !pump(server, now, &rx) {
+            if !pump(server.inner_mut(), now, &rx) {
                 source_ended = true;
+                return LoopControl::Stop;
+            }
+            watch_refusals(server, now, &name, &mut refusals);
+            if let Some(why) = refusals.verdict(now) {
+                failure = Some(why);
                 return LoopControl::Stop;
             }
             let snapshot = outputs.tick(now, server.relay());
             let s = server.stats();
             status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
                 format!(
-                    "serve {name} | {:.1} fps | {:.1} Mbit/s | subscribers {} | cache hits {} | retransmits {}",
+                    "serve {name} ({auth}) | {:.1} fps | {:.1} Mbit/s | subscribers {} | cache hits {} | retransmits {}",
                     r[0],
                     r[1] / 1e6,
                     s.relay.subscribers,
@@ -347,6 +380,9 @@ impl Serve {
         }
         source_stop.store(true, Ordering::Relaxed);
         result.context("serve: network loop failed")?;
+        if let Some(why) = failure {
+            bail!("{why}");
+        }
         // Frames still queued in the pacer go out at once (joining the source first could
         // hold them for a frame interval and make them late), then the stream's END (§6.9),
         // repeated, before the report: viewers end cleanly instead of timing out.
@@ -375,11 +411,59 @@ impl Serve {
             frame_crcs: crcs,
             audio_crc: record.then(|| audio_hasher.finalize()),
             outputs,
+            secure: self.lp.node().secure_stats().clone(),
         };
         if let Some(p) = &self.args.stats_json {
             super::write_stats_json(p, &report)?;
         }
         Ok(report)
+    }
+}
+
+/// Logs the secure layer's and the publisher's refusals, and notes those that concern
+/// the relay this server pushes into.
+fn watch_refusals(
+    server: &mut Secure<Publisher>,
+    now: Instant,
+    name: &str,
+    watch: &mut RefusalWatch,
+) {
+    while let Some(e) = server.poll_secure_event() {
+        match e {
+            SecureEvent::RefusedBy { peer, reason } => {
+                log::info!(
+                    "serve: stream {name:?}: relay {peer} refused it: {}; asking again",
+                    refuse_words(reason)
+                );
+            }
+            SecureEvent::Connected { .. } => {}
+            SecureEvent::Refused { peer, reason } => {
+                log::warn!("serve: refused {peer}: {}", refuse_words(reason))
+            }
+            SecureEvent::Plaintext { peer } => {
+                log::warn!("serve: {peer} sent in the clear; this server uses keys")
+            }
+        }
+    }
+    if let Some(r) = server.config().push_to {
+        if let Some(reason) = server.refused_by(r) {
+            let why = format!(
+                "serve: stream {name:?}: relay {r} refused it: {}",
+                refuse_words(reason)
+            );
+            let _ = watch.refused(now, why);
+        }
+    }
+    while let Some(e) = server.inner_mut().poll_event() {
+        if let PublisherEvent::PushRefused { relay, reason } = e {
+            let why = format!(
+                "serve: stream {name:?}: relay {relay} refused it: {}",
+                reject_words(reason)
+            );
+            if watch.refused(now, why.clone()) {
+                log::info!("{why}; asking again");
+            }
+        }
     }
 }
 

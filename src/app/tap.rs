@@ -15,6 +15,7 @@ use super::rtp_out::{RtpOutArgs, RtpOutput};
 use crate::driver::event_loop::{EventLoop, LoopControl};
 use crate::driver::udp::{bind_udp, ephemeral_for};
 use crate::proto::node::soonest;
+use crate::proto::secure::{Role, Secure};
 use crate::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
 
 /// The tap's playout latency: the viewers' default, so a tap never makes the relay or the
@@ -40,7 +41,10 @@ pub(crate) fn spawn(
         latency: TAP_LATENCY,
         ..ViewerConfig::new(hub.server, &stream)
     };
-    let lp = EventLoop::new(socket, Viewer::new(cfg))?;
+    let keys = hub.keys.as_ref().map(|k| k.view_part());
+    let mut node = Secure::new(Viewer::new(cfg), keys, super::keys::layer_seed(None)?);
+    node.connect(hub.server, Role::View);
+    let lp = EventLoop::new(socket, node)?;
     if let Ok(a) = lp.local_addr() {
         hub.add_tap_addr(a);
     }
@@ -50,7 +54,12 @@ pub(crate) fn spawn(
         .context("cannot start a tap thread")
 }
 
-fn run(hub: Arc<Hub>, stream: String, mut lp: EventLoop<Viewer>, mut rtp: Option<RtpOutput>) {
+fn run(
+    hub: Arc<Hub>,
+    stream: String,
+    mut lp: EventLoop<Secure<Viewer>>,
+    mut rtp: Option<RtpOutput>,
+) {
     let mut meter = FigureMeter::new(Instant::now());
     let mut next_figures = Instant::now() + FIGURES_EVERY;
     let result = lp.run(&hub.stop, |viewer, now| {

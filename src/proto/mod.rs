@@ -22,6 +22,7 @@ pub mod relay;
 pub mod reorder;
 pub mod rtt;
 pub mod rtx_cache;
+pub mod secure;
 pub mod subscription;
 pub mod timer;
 pub mod token;

@@ -117,6 +117,14 @@ pub enum PublisherEvent {
         /// The viewer's address.
         addr: SocketAddr,
     },
+    /// The relay pushed into refused the stream (§6.3): e.g. `name_taken`, another
+    /// publisher feeds the name, or `auth_required`, the relay uses keys.
+    PushRefused {
+        /// The relay.
+        relay: SocketAddr,
+        /// Why.
+        reason: crate::proto::wire::RejectReason,
+    },
 }
 
 /// The publisher's timers (its [`TimerTable`]). The pacer and the embedded relay keep
@@ -196,6 +204,12 @@ impl Publisher {
                 }
                 RelayEvent::SubscriberEvicted { addr, .. } => {
                     return Some(PublisherEvent::ViewerEvicted { addr });
+                }
+                RelayEvent::Rejected { from, reason } => {
+                    return Some(PublisherEvent::PushRefused {
+                        relay: from,
+                        reason,
+                    });
                 }
                 _ => {}
             }

@@ -49,4 +49,12 @@ pub enum RelayEvent {
         /// The refused sender.
         from: SocketAddr,
     },
+    /// A node this relay sends to (e.g. the relay a publisher pushes into) refused it
+    /// with a REJECT that no subscription of ours was waiting for.
+    Rejected {
+        /// The refusing node.
+        from: SocketAddr,
+        /// Why.
+        reason: crate::proto::wire::RejectReason,
+    },
 }

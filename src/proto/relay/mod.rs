@@ -28,7 +28,7 @@ use crate::proto::packetizer::Packetized;
 use crate::proto::rtx_cache::Inserted;
 use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
-use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType};
+use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType, RejectReason};
 
 pub use events::{LeaveReason, RelayEvent};
 use fanout::{Fanout, Queued};
@@ -386,6 +386,14 @@ impl Relay {
             }
             Claim::Refused => {
                 self.stats.unknown_sender += 1;
+                // Tell the second publisher (21 bytes, in answer to its ≥ 43-byte
+                // DESCRIPTION, once a second): it would otherwise stream to nobody.
+                let reason = if self.streams.position(&d.name).is_some() {
+                    RejectReason::NameTaken
+                } else {
+                    RejectReason::Full
+                };
+                self.reject(from, reason);
                 self.event(RelayEvent::StreamRefused {
                     stream: d.name.clone(),
                     from,
@@ -564,6 +572,10 @@ impl Relay {
                 }
                 if !handled {
                     self.stats.unknown_sender += 1;
+                    if let Body::Reject { reason } = p.body {
+                        // A relay this node pushes into refused it (§6.3).
+                        self.event(RelayEvent::Rejected { from, reason });
+                    }
                 }
             }
         }

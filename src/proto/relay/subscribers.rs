@@ -118,7 +118,7 @@ impl Relay {
         self.insert_subscriber(now, from, &name, max_kbps, false);
     }
 
-    fn reject(&mut self, to: SocketAddr, reason: RejectReason) {
+    pub(super) fn reject(&mut self, to: SocketAddr, reason: RejectReason) {
         let seq = self.next_ctrl_seq();
         self.send_control(
             to,

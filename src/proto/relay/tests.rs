@@ -22,6 +22,20 @@ fn events_tell_who_came_and_went() {
     send(&mut r, t0, addr(1), &description(SSRC, "cam"));
     // Someone else announcing the live name is refused.
     send(&mut r, t0, addr(9), &description(SSRC + 1, "cam"));
+    // ... and told so (§6.3), so that it does not stream to nobody.
+    let told: Vec<_> = drain(&mut r, t0)
+        .into_iter()
+        .map(|(to, p)| (to, p.body))
+        .collect();
+    assert_eq!(
+        told,
+        vec![(
+            addr(9),
+            Body::Reject {
+                reason: RejectReason::NameTaken
+            }
+        )]
+    );
     subscribe(&mut r, t0, addr(2), "cam");
     subscribe(&mut r, t0, addr(3), "cam");
     send(

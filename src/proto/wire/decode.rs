@@ -205,6 +205,8 @@ impl Packet {
                     1 => RejectReason::UnknownStream,
                     2 => RejectReason::Full,
                     3 => RejectReason::BadToken,
+                    4 => RejectReason::AuthRequired,
+                    5 => RejectReason::NameTaken,
                     code => return Err(DecodeError::RejectReason { code }),
                 },
             },

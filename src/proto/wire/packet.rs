@@ -128,6 +128,12 @@ pub enum RejectReason {
     Full = 2,
     /// The token was invalid or expired (ask again without one).
     BadToken = 3,
+    /// The node uses keys and the request came in the clear (§8.3): give the subscriber or
+    /// publisher a key file.
+    AuthRequired = 4,
+    /// Another publisher feeds this stream name (§7.3): a DESCRIPTION from a second
+    /// publisher is refused.
+    NameTaken = 5,
 }
 
 /// A range of missing sequence numbers (§6.5).

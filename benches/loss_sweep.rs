@@ -535,7 +535,7 @@ fn main() {
     );
     println!(
         "(ok%/strict% = frames intact on time, see the rule above; p50/p99 = capture -> \
-         decoded (framecast) or delivered (SRT), ms; ovh = UDP payload bytes into netsim both \
+         played (framecast) or delivered (SRT), ms; ovh = UDP payload bytes into netsim both \
          ways, per hop / media bytes)"
     );
     if let Some(path) = json_out {

@@ -11,9 +11,11 @@ use crate::proto::reassembler::Partial;
 
 /// Frames judged together.
 const WINDOW: usize = 30;
-/// Misses among them that call for a raise: more than 1 in 8 frames, far above what loss
-/// leaves once repaired (a few per thousand).
-const MISSES: usize = 4;
+/// Misses among them that call for a raise: 1 in 15 frames, far above what loss leaves once
+/// repaired (a few per thousand, and those are not counted: only frames whose own chunks were
+/// still arriving at playout are), yet reached within seconds by a latency a few frames in a
+/// hundred miss.
+const MISSES: usize = 2;
 /// Margin over the largest need measured.
 const MARGIN: Duration = Duration::from_millis(2);
 
@@ -66,7 +68,18 @@ impl Viewer {
                 (Some(p), Some(zero)) => {
                     let last = self.fec.last_original(frame_id).unwrap_or(p.last_arrival);
                     let still_arriving = last + latency / 4 >= zero + latency;
-                    still_arriving.then(|| need_of(p, zero))
+                    // Or nothing of it is lost: what it holds is everything the stream sent
+                    // so far (no later sequence number arrived), so its tail was simply not
+                    // there yet.
+                    let tail_pending = p.first_seq.zip(self.video_loss.highest()).is_some_and(
+                        |(first, highest)| {
+                            let held = highest.0.saturating_sub(first.0) + 1;
+                            highest.0 >= first.0
+                                && held == p.received() as u64
+                                && held < u64::from(p.chunk_count())
+                        },
+                    );
+                    (still_arriving || tail_pending).then(|| need_of(p, zero))
                 }
                 _ => None,
             }

@@ -9,13 +9,18 @@ use std::time::{Duration, Instant};
 use super::{Viewer, ViewerEvent};
 use crate::proto::reassembler::Partial;
 
-/// Frames judged together.
+/// Frames judged together for a quick raise.
 const WINDOW: usize = 30;
 /// Misses among them that call for a raise: 1 in 15 frames, far above what loss leaves once
 /// repaired (a few per thousand, and those are not counted: only frames whose own chunks were
 /// still arriving at playout are), yet reached within seconds by a latency a few frames in a
 /// hundred miss.
 const MISSES: usize = 2;
+/// Frames judged together for a slow raise: misses too sparse ever to fall 2 in 30 frames
+/// still cost a viewer about 1 % of the picture.
+const LONG_WINDOW: usize = 300;
+/// Misses among them that call for a raise (1 %).
+const LONG_MISSES: usize = 3;
 /// Margin over the largest need measured.
 const MARGIN: Duration = Duration::from_millis(2);
 
@@ -30,17 +35,21 @@ pub(super) struct LatencyGuard {
 }
 
 impl LatencyGuard {
+    /// Records one frame's outcome; returns the largest need among the misses when they
+    /// call for a raise (2 in the last 30 frames, or 3 in the last 300).
     fn note(&mut self, outcome: Option<Duration>) -> Option<Duration> {
-        if self.recent.len() >= WINDOW {
+        if self.recent.len() >= LONG_WINDOW {
             self.recent.pop_front();
         }
         self.recent.push_back(outcome);
-        let misses: Vec<Duration> = self.recent.iter().flatten().copied().collect();
-        if misses.len() < MISSES {
+        let quick = self.recent.iter().rev().take(WINDOW).flatten().count();
+        let slow = self.recent.iter().flatten().count();
+        if quick < MISSES && slow < LONG_MISSES {
             return None;
         }
+        let worst = self.recent.iter().flatten().copied().max();
         self.recent.clear();
-        misses.into_iter().max()
+        worst
     }
 }
 
@@ -105,5 +114,50 @@ impl Viewer {
             to,
             need: worst,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(g: &mut LatencyGuard, misses_at: &[usize], frames: usize) -> Vec<usize> {
+        (0..frames)
+            .filter(|i| {
+                let need = misses_at
+                    .contains(i)
+                    .then(|| Duration::from_millis(3 + *i as u64 % 5));
+                g.note(need).is_some()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_misses_close_together_raise_at_once() {
+        let mut g = LatencyGuard::default();
+        assert_eq!(feed(&mut g, &[10, 25], 100), vec![25]);
+    }
+
+    #[test]
+    fn sparse_misses_raise_at_the_third_in_300_frames() {
+        let mut g = LatencyGuard::default();
+        // 1 miss every 100 frames: never 2 in 30, but 3 in 300.
+        assert_eq!(feed(&mut g, &[50, 150, 250, 350], 400), vec![250]);
+    }
+
+    #[test]
+    fn misses_further_apart_than_the_long_window_never_raise() {
+        let mut g = LatencyGuard::default();
+        assert!(feed(&mut g, &[0, 200, 400, 600, 800], 1_000).is_empty());
+    }
+
+    #[test]
+    fn the_raise_is_for_the_largest_need_in_the_window() {
+        let mut g = LatencyGuard::default();
+        assert_eq!(g.note(Some(Duration::from_millis(7))), None);
+        assert_eq!(
+            g.note(Some(Duration::from_millis(4))),
+            Some(Duration::from_millis(7))
+        );
     }
 }

@@ -246,25 +246,24 @@ fn run(viewers: usize, seconds: f64, http: bool) -> Outcome {
     })
 }
 
+/// `cargo bench --bench http_fanout -- [OPTIONS]`
+#[derive(clap::Parser)]
+struct Args {
+    /// Viewers of each kind.
+    #[arg(long, default_value_t = 50)]
+    viewers: usize,
+    /// Seconds measured after the warm-up.
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let mut viewers = 50usize;
-    let mut seconds = 8.0f64;
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--viewers" => {
-                viewers = args[i + 1].parse().expect("--viewers N");
-                i += 1;
-            }
-            "--seconds" => {
-                seconds = args[i + 1].parse().expect("--seconds S");
-                i += 1;
-            }
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
-    }
+    let Args {
+        viewers, seconds, ..
+    } = clap::Parser::parse();
     println!(
         "one 720p30 test stream through a relay to {viewers} viewers on loopback, {seconds} s measured after {:.1} s warm-up",
         WARM_UP.as_secs_f64()

@@ -407,27 +407,41 @@ fn median(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
+/// `cargo bench --bench loss_sweep -- [OPTIONS]`
+#[derive(clap::Parser)]
+struct Args {
+    /// Seconds measured per point and tool.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Points to run, comma-separated names (default: all).
+    #[arg(long, value_delimiter = ',')]
+    points: Vec<String>,
+    /// Also write the rows as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-    };
-    let seconds: f64 = value("--seconds").map_or(30.0, |s| s.parse().expect("--seconds S"));
-    let points: Vec<Point> = match value("--points") {
-        None => POINTS.to_vec(),
-        Some(list) => list
-            .split(',')
+    let args = <Args as clap::Parser>::parse();
+    let seconds = args.seconds;
+    let points: Vec<Point> = if args.points.is_empty() {
+        POINTS.to_vec()
+    } else {
+        args.points
+            .iter()
             .map(|n| {
                 *POINTS.iter().find(|p| p.name == n).unwrap_or_else(|| {
                     let names: Vec<_> = POINTS.iter().map(|p| p.name).collect();
-                    panic!("unknown point {n:?}; points are {}", names.join(","))
+                    eprintln!("unknown point {n:?}; points are {}", names.join(","));
+                    std::process::exit(2)
                 })
             })
-            .collect(),
+            .collect()
     };
-    let json_out = value("--json").map(PathBuf::from);
+    let json_out = args.json;
     if Command::new("srt-live-transmit")
         .arg("-version")
         .output()

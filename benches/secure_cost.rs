@@ -188,12 +188,19 @@ fn layer_cost(bytes: f64) -> (Duration, Duration) {
     (seal, open)
 }
 
+/// `cargo bench --bench secure_cost -- [OPTIONS]`
+#[derive(clap::Parser)]
+struct Args {
+    /// Seconds each streaming run lasts.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let mut seconds = 5u64;
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--seconds") {
-        seconds = args[i + 1].parse().expect("--seconds N");
-    }
+    let Args { seconds, .. } = clap::Parser::parse();
     let bin = support::framecast_release_bin();
     let key = std::env::temp_dir().join(format!("secure-cost-{}.key", std::process::id()));
     let _ = std::fs::remove_file(&key);

@@ -15,49 +15,37 @@ use framecast::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
 use framecast::sim::World;
 use framecast::sim::netem::LinkConfig;
 
-#[derive(Debug)]
+/// `cargo run --release --example loss_sim -- [OPTIONS]`
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Loss each way, percent.
+    #[arg(long, default_value_t = 10.0)]
     loss: f64,
+    /// Mean burst length (Gilbert-Elliott loss); independent loss without it.
+    #[arg(long)]
     burst: Option<f64>,
+    /// One-way delay, ms.
+    #[arg(long = "delay", default_value_t = 10)]
     delay_ms: u64,
+    /// The viewer's playout latency, ms.
+    #[arg(long = "latency", default_value_t = 120)]
     latency_ms: u64,
+    /// Frames sent.
+    #[arg(long, default_value_t = 3000)]
     frames: u64,
+    /// Bytes per frame.
+    #[arg(long, default_value_t = 65_000)]
     frame_bytes: usize,
+    /// 1: publisher to viewer; 2: through a relay, loss on both hops.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     hops: u8,
+    /// Seed of the simulated network.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
-fn parse() -> Args {
-    let mut a = Args {
-        loss: 10.0,
-        burst: None,
-        delay_ms: 10,
-        latency_ms: 120,
-        frames: 3000,
-        frame_bytes: 65_000,
-        hops: 1,
-        seed: 1,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--loss" => a.loss = v.parse().expect("--loss percent"),
-            "--burst" => a.burst = Some(v.parse().expect("--burst mean length")),
-            "--delay" => a.delay_ms = v.parse().expect("--delay ms"),
-            "--latency" => a.latency_ms = v.parse().expect("--latency ms"),
-            "--frames" => a.frames = v.parse().expect("--frames"),
-            "--frame-bytes" => a.frame_bytes = v.parse().expect("--frame-bytes"),
-            "--hops" => a.hops = v.parse().expect("--hops 1 or 2"),
-            "--seed" => a.seed = v.parse().expect("--seed"),
-            _ => panic!("unknown option {k}"),
-        }
-    }
-    a
-}
-
 fn main() {
-    let a = parse();
+    let a = <Args as clap::Parser>::parse();
     let start = Instant::now();
     let mut world = World::new(start, a.seed);
     let mut link = match a.burst {

@@ -23,14 +23,26 @@ fn on_frame(frame_id: u32, img: &VideoFrameRgb) {
     );
 }
 
+/// `cargo run --example receive_frames -- [SERVER] [STREAM] [SECONDS]`
+#[derive(clap::Parser)]
+struct Args {
+    /// The server or relay to subscribe to.
+    #[arg(default_value = "127.0.0.1:5000")]
+    server: SocketAddr,
+    /// The stream's name.
+    #[arg(default_value = "live")]
+    stream: String,
+    /// How long to receive, s.
+    #[arg(default_value_t = 5.0)]
+    seconds: f64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let server: SocketAddr = args
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:5000".into())
-        .parse()?;
-    let stream = args.next().unwrap_or_else(|| "live".into());
-    let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
+    let Args {
+        server,
+        stream,
+        seconds,
+    } = clap::Parser::parse();
 
     let (socket, _) = bind_udp(ephemeral_for(server), 4 << 20)?;
     let mut lp = EventLoop::new(socket, Viewer::new(ViewerConfig::new(server, &stream)))?;

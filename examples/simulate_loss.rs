@@ -16,12 +16,19 @@ use framecast::sim::netem::LinkConfig;
 
 const JITTER_MS: u64 = 5;
 
+/// `cargo run --example simulate_loss -- [LOSS] [SEED]`
+#[derive(clap::Parser)]
+struct Args {
+    /// Loss each way, percent.
+    #[arg(default_value_t = 10.0)]
+    loss: f64,
+    /// Seed of the simulated network.
+    #[arg(default_value_t = 1)]
+    seed: u64,
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let loss: f64 = args
-        .next()
-        .map_or(10.0, |s| s.parse().expect("loss percent"));
-    let seed: u64 = args.next().map_or(1, |s| s.parse().expect("seed"));
+    let Args { loss, seed } = clap::Parser::parse();
     let start = Instant::now();
     let mut world = World::new(start, seed);
     world.set_default_link(LinkConfig {

@@ -346,6 +346,65 @@ mod tests {
         ));
     }
 
+    /// Runs the decoder thread over `jpegs`, all queued before it is told `target`; returns
+    /// what it handed on and its outcome.
+    fn run_thread(target: Target, jpegs: &[Vec<u8>]) -> (Vec<Decoded>, DecodeOutcome) {
+        let (tx, rx) = DropOldest::new(8);
+        let (out, decoded) = DropOldest::new(8);
+        let (_spare_tx, spare) = crossbeam_channel::bounded(1);
+        let (target_tx, target_rx) = crossbeam_channel::bounded(1);
+        let h = spawn(rx, out, spare, target_rx, Arc::new(Shared::default()), true).unwrap();
+        for (i, j) in jpegs.iter().enumerate() {
+            tx.push((i as u64 * 3000, Bytes::from(j.clone())));
+        }
+        target_tx.send(target).unwrap();
+        drop(tx);
+        let outcome = h.join().unwrap();
+        (decoded.try_iter().collect(), outcome)
+    }
+
+    #[test]
+    fn with_a_window_only_the_newest_waiting_frame_is_decoded() {
+        let jpegs: Vec<Vec<u8>> = (0..3)
+            .map(|_| jpeg(320, 240, Subsampling::Yuv420))
+            .collect();
+        let (frames, outcome) = run_thread(Target::Window, &jpegs);
+        // The first two had a newer frame behind them when their turn came: never shown, so
+        // never decoded.
+        assert_eq!((outcome.decoded, outcome.superseded), (1, 2));
+        assert_eq!(frames.len(), 1);
+        let f = &frames[0];
+        assert_eq!(
+            (f.pts, f.frame, f.width, f.height),
+            (6000, (320, 240), 320, 240)
+        );
+        assert_eq!(f.bgr.len(), 320 * 240 * 3);
+        assert_eq!(outcome.frame_times.len(), 1);
+    }
+
+    #[test]
+    fn without_a_window_every_frame_is_checked_and_none_gets_pixels() {
+        let good = jpeg(320, 240, Subsampling::Yuv420);
+        let cut = good[..good.len() / 2].to_vec();
+        let (frames, outcome) = run_thread(Target::Nothing, &[good.clone(), cut, good]);
+        assert_eq!(
+            (outcome.decoded, outcome.errors, outcome.superseded),
+            (2, 1, 0)
+        );
+        let pts: Vec<u64> = frames.iter().map(|f| f.pts).collect();
+        assert_eq!(
+            pts,
+            [0, 6000],
+            "the truncated frame is an error, not a frame"
+        );
+        assert!(
+            frames
+                .iter()
+                .all(|f| f.bgr.is_empty() && f.frame == (320, 240))
+        );
+        assert_eq!(outcome.frame_times.len(), 2);
+    }
+
     #[test]
     fn fit_packs_and_unpacks() {
         assert_eq!(unpack_fit(0), None);

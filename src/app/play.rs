@@ -54,13 +54,17 @@ pub struct PlayArgs {
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Keep each decoded frame's pts and wall-clock time (µs since the Unix epoch) in the
-    /// statistics, for end-to-end latency measurements.
+    /// statistics, for end-to-end latency measurements (without a window: when its check
+    /// ended, see --no-video).
     #[arg(long)]
     pub frame_times: bool,
-    /// Count frames without decoding them (load tests with many viewers).
+    /// Count frames without decoding or checking them (load tests with many viewers).
     #[arg(long)]
     pub no_decode: bool,
-    /// Do not open a video window.
+    /// Do not open a video window. Without a window (this, or no display) no pixels are made:
+    /// each frame is checked instead, which finds a corrupt or truncated JPEG as a full
+    /// decode does (header, then every scan entropy-decoded; the IDCT cut to 1/8, no colour
+    /// conversion), and counted as decoded.
     #[arg(long)]
     pub no_video: bool,
     /// Do not play sound (video then plays at the jitter buffer's pace, not audio's).
@@ -143,7 +147,8 @@ pub struct PlayReport {
     pub figures: StreamFigures,
     /// Protocol figures.
     pub client: ViewerStats,
-    /// Frames decoded by turbojpeg.
+    /// Frames decoded by turbojpeg: with a window, to pixels at the window's size; without
+    /// one, checked (entropy-decoded in full, no pixels made; see `--no-video`).
     pub frames_decoded: u64,
     /// (pts, µs since the Unix epoch) of each decoded frame, with `--frame-times`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -154,7 +159,8 @@ pub struct PlayReport {
     pub playout_times: Vec<(u64, u64)>,
     /// Frames that failed to decode.
     pub decode_errors: u64,
-    /// Frames not decoded because the decoder was behind.
+    /// Frames not decoded because the decoder was behind: a newer frame was already due
+    /// (with a window), or its queue was full.
     pub decode_skipped: u64,
     /// Audio sample frames received (concealment excluded).
     pub audio_frames: u64,

@@ -181,6 +181,21 @@ impl Window {
     /// turbojpeg decodes to with `PixelFormat::BGR`), handing the bytes to OpenCV as they are,
     /// with no conversion. Sizes the window like [`show_rgb`](Self::show_rgb).
     pub fn show_bgr(&mut self, width: u32, height: u32, bgr: &[u8]) -> Result<(), DisplayError> {
+        self.show_bgr_fit((width, height), width, height, bgr)
+    }
+
+    /// [`show_bgr`](Self::show_bgr) for a picture decoded smaller than the stream's frames
+    /// (DCT scaling to the window's [`image_size`](Self::image_size)): the window is sized to
+    /// `frame` (the stream's frame size, in pixels) on the first frame and whenever it changes,
+    /// never to the decoded size, and OpenCV scales the `width` x `height` picture to the
+    /// window.
+    pub fn show_bgr_fit(
+        &mut self,
+        frame: (u32, u32),
+        width: u32,
+        height: u32,
+        bgr: &[u8],
+    ) -> Result<(), DisplayError> {
         let expected = u64::from(width)
             .checked_mul(u64::from(height))
             .and_then(|p| p.checked_mul(3))
@@ -201,12 +216,27 @@ impl Window {
         }
         let mat =
             Mat::new_rows_cols_with_bytes::<Vec3b>(h, w, bgr).map_err(cv("Mat from BGR bytes"))?;
-        if self.shown_size != Some((width, height)) {
-            highgui::resize_window(&self.title, w, h).map_err(cv("resizeWindow"))?;
-            self.shown_size = Some((width, height));
+        if self.shown_size != Some(frame) {
+            let bad_size = || DisplayError::BadSize {
+                width: frame.0,
+                height: frame.1,
+            };
+            let fw = i32::try_from(frame.0).map_err(|_| bad_size())?;
+            let fh = i32::try_from(frame.1).map_err(|_| bad_size())?;
+            highgui::resize_window(&self.title, fw, fh).map_err(cv("resizeWindow"))?;
+            self.shown_size = Some(frame);
         }
         highgui::imshow(&self.title, &mat).map_err(cv("imshow"))?;
         Ok(())
+    }
+
+    /// The size of the window's image area in pixels (what a picture is scaled to), or `None`
+    /// when the backend cannot tell or the area is empty (minimised).
+    pub fn image_size(&self) -> Option<(u32, u32)> {
+        let r = highgui::get_window_image_rect(&self.title).ok()?;
+        let w = u32::try_from(r.width).ok().filter(|&w| w > 0)?;
+        let h = u32::try_from(r.height).ok().filter(|&h| h > 0)?;
+        Some((w, h))
     }
 
     /// Runs the GUI event loop for up to 1 ms and reports a key press, or [`Key::Quit`] once the
@@ -322,6 +352,27 @@ mod tests {
             w.show_bgr(320, 240, &blue).unwrap();
             assert_ne!(w.poll_key(), Some(Key::Quit), "closed by itself");
         }
+        assert_eq!(w.image_size(), Some((320, 240)));
+        // A picture decoded at 1/2 of a 640x480 stream: the window takes the stream's size.
+        let small: Vec<u8> = [0u8, 255, 0].repeat(320 * 240);
+        for _ in 0..20 {
+            w.show_bgr_fit((640, 480), 320, 240, &small).unwrap();
+            assert_ne!(w.poll_key(), Some(Key::Quit), "closed by itself");
+        }
+        assert_eq!(
+            w.image_size(),
+            Some((640, 480)),
+            "the window takes the stream's size, not the decoded picture's"
+        );
+        // The user shrinks the window: its image area follows (what the player's decoder
+        // scales to), and showing more frames of the same stream leaves it as the user set it.
+        highgui::resize_window(title, 160, 120).unwrap();
+        for _ in 0..20 {
+            w.show_bgr_fit((640, 480), 160, 120, &small[..160 * 120 * 3])
+                .unwrap();
+            assert_ne!(w.poll_key(), Some(Key::Quit), "closed by itself");
+        }
+        assert_eq!(w.image_size(), Some((160, 120)));
         assert!(matches!(
             w.show_bgr(320, 240, &blue[3..]),
             Err(DisplayError::BadFrame(_))

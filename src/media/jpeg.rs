@@ -329,6 +329,159 @@ impl JpegDecoder {
     }
 }
 
+/// DCT scaling reductions [`JpegDecoder::decode_bgr_fit`] chooses from: libjpeg-turbo decodes
+/// each 8x8 block straight to 8x8, 4x4, 2x2 or 1x1 pixels (SIMD for all four on x86), so a
+/// smaller picture costs less IDCT, upsampling and colour conversion, not more.
+pub const DCT_REDUCTIONS: [u32; 4] = [1, 2, 4, 8];
+
+/// A frame decoded by [`JpegDecoder::decode_bgr_fit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaledDecode {
+    /// What the header says (the full size).
+    pub info: JpegInfo,
+    /// By how much each side was reduced (one of [`DCT_REDUCTIONS`]).
+    pub reduction: u32,
+    /// Width of the decoded picture, pixels: `ceil(info.width / reduction)`.
+    pub width: u32,
+    /// Height of the decoded picture, pixels: `ceil(info.height / reduction)`.
+    pub height: u32,
+}
+
+/// `side` reduced by `reduction` as libjpeg-turbo's DCT scaling rounds it (up).
+pub fn reduced_side(side: u32, reduction: u32) -> u32 {
+    side.div_ceil(reduction.max(1))
+}
+
+/// The largest reduction in [`DCT_REDUCTIONS`] that leaves a `width` x `height` picture at
+/// least `fit` (width, height) on both sides, so showing it in a `fit`-sized area only ever
+/// scales down; 1 when the area is as large as the picture or larger (or has a zero side).
+pub fn reduction_to_fit(width: u32, height: u32, fit: (u32, u32)) -> u32 {
+    let (fw, fh) = fit;
+    if fw == 0 || fh == 0 {
+        return 1;
+    }
+    DCT_REDUCTIONS
+        .into_iter()
+        .rev()
+        .find(|&r| reduced_side(width, r) >= fw && reduced_side(height, r) >= fh)
+        .unwrap_or(1)
+}
+
+impl JpegDecoder {
+    /// Refuses `info` when it claims more than `max_pixels`.
+    fn check_bound(info: &JpegInfo, max_pixels: u64) -> Result<(), JpegError> {
+        if info.pixels() > max_pixels {
+            return Err(JpegError::TooLarge {
+                width: u64::from(info.width),
+                height: u64::from(info.height),
+                pixels: info.pixels(),
+                max_pixels,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decompresses at `reduction` into `image`-shaped output, falling back to full size for a
+    /// lossless JPEG (which libjpeg-turbo cannot scale); leaves the decompressor at full size.
+    /// Returns the reduction used.
+    fn decompress_reduced(
+        &mut self,
+        jpeg: &[u8],
+        info: &JpegInfo,
+        reduction: u32,
+        format: PixelFormat,
+        buf: &mut Vec<u8>,
+    ) -> Result<u32, JpegError> {
+        let mut reduction = reduction;
+        loop {
+            let (w, h) = (
+                reduced_side(info.width, reduction) as usize,
+                reduced_side(info.height, reduction) as usize,
+            );
+            let pitch = w * format.size();
+            // Bounded: at most the full picture, which the caller checked against its bound.
+            buf.resize(pitch * h, 0);
+            let image = Image {
+                pixels: &mut buf[..],
+                width: w,
+                pitch,
+                height: h,
+                format,
+            };
+            let scale = turbojpeg::ScalingFactor::new(1, reduction as usize);
+            let r = self
+                .decompressor
+                .set_scaling_factor(scale)
+                .and_then(|()| self.decompressor.decompress(jpeg, image));
+            // Leave full size for decode_rgb_into and the next caller.
+            let _ = self
+                .decompressor
+                .set_scaling_factor(turbojpeg::ScalingFactor::ONE);
+            match r {
+                Ok(()) => return Ok(reduction),
+                Err(turbojpeg::Error::CannotScaleLossless) if reduction != 1 => reduction = 1,
+                Err(source) => {
+                    return Err(JpegError::Decode {
+                        width: info.width,
+                        height: info.height,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Decodes `jpeg` straight to packed BGR (`B, G, R` per pixel, rows top to bottom, no
+    /// padding: what OpenCV's `imshow` takes) into `buf` (reused), using libjpeg-turbo's DCT
+    /// scaling to decode no more pixels than an area of `fit` (width, height) shows: the
+    /// largest of [`DCT_REDUCTIONS`] that still covers it ([`reduction_to_fit`]); `None`
+    /// decodes at full size. A picture whose header claims more than `max_pixels` is refused
+    /// before anything is allocated.
+    ///
+    /// # Errors
+    /// [`JpegError::Header`], [`JpegError::Empty`], [`JpegError::TooLarge`], or
+    /// [`JpegError::Decode`] (corrupt or truncated data; `buf` then holds unspecified pixels).
+    pub fn decode_bgr_fit(
+        &mut self,
+        jpeg: &[u8],
+        max_pixels: u64,
+        fit: Option<(u32, u32)>,
+        buf: &mut Vec<u8>,
+    ) -> Result<ScaledDecode, JpegError> {
+        let info = self.read_header(jpeg)?;
+        Self::check_bound(&info, max_pixels)?;
+        let want = fit.map_or(1, |f| reduction_to_fit(info.width, info.height, f));
+        let reduction = self.decompress_reduced(jpeg, &info, want, PixelFormat::BGR, buf)?;
+        Ok(ScaledDecode {
+            info,
+            reduction,
+            width: reduced_side(info.width, reduction),
+            height: reduced_side(info.height, reduction),
+        })
+    }
+
+    /// Checks that `jpeg` decodes, as cheaply as libjpeg-turbo allows while still reading all
+    /// of it: the header, then every scan entropy-decoded in full (every Huffman code of every
+    /// block of every component, so corrupt or truncated data is found exactly as a full
+    /// decode finds it), with the IDCT reduced to 1/8 (each block's DC value) and only the
+    /// luma kept: no upsampling and no colour conversion. `scratch` (reused) receives that
+    /// 1/8-size gray picture. For a player with nothing to show.
+    ///
+    /// # Errors
+    /// As [`decode_bgr_fit`](Self::decode_bgr_fit).
+    pub fn check(
+        &mut self,
+        jpeg: &[u8],
+        max_pixels: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<JpegInfo, JpegError> {
+        let info = self.read_header(jpeg)?;
+        Self::check_bound(&info, max_pixels)?;
+        self.decompress_reduced(jpeg, &info, 8, PixelFormat::GRAY, scratch)?;
+        Ok(info)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //! [`Player::handle`], which only routes it into bounded queues and never blocks: a full
 //! queue drops its oldest item (counted) instead. Threads:
 //!
-//! - `decoder` ([`decode`]): JPEG to BGR with turbojpeg.
+//! - `decoder` ([`decode`]): decodes only what is used, with turbojpeg: with a window, each
+//!   frame that will be shown, straight to BGR at the window's size (DCT scaling); without
+//!   one, no pixels: each frame's JPEG is checked (entropy-decoded in full) and counted.
 //! - `presenter` ([`present`]): the OpenCV window, the sound output (cpal, or a
 //!   [`ClockSink`](crate::media::ClockSink) that keeps time without a device) and
 //!   [`AvSync`](crate::media::avsync::AvSync). The viewer's jitter buffer has already released
@@ -14,7 +16,9 @@
 //!   reaches the network loop only through the quit flag and a [`mio::Waker`].
 //! - `recorder` ([`record`]): `--record`'s Matroska writer.
 //!
-//! Outputs degrade instead of failing: with no display the video is decoded and counted but
+//! Recording never decodes: the recorder writes the JPEG bytes as received.
+//!
+//! Outputs degrade instead of failing: with no display the video is checked and counted but
 //! not shown; with no sound device a clock sink keeps the audio clock by arithmetic, so sync
 //! (and its statistics) still work. Each is said once, as one warning line.
 
@@ -108,7 +112,8 @@ pub struct PlayerDrops {
 /// What a [`Player`] reports when finished.
 #[derive(Debug)]
 pub struct PlayerReport {
-    /// Frames decoded by turbojpeg.
+    /// Frames decoded by turbojpeg: with a window, decoded to pixels; without one, checked
+    /// (entropy-decoded in full, no pixels made; see [`decode`]).
     pub frames_decoded: u64,
     /// (pts, µs since the Unix epoch) of each decoded frame, with `frame_times`.
     pub frame_times: Vec<(u64, u64)>,
@@ -117,7 +122,8 @@ pub struct PlayerReport {
     pub playout_times: Vec<(u64, u64)>,
     /// Frames that failed to decode.
     pub decode_errors: u64,
-    /// Frames not decoded because the decoder was behind (or missing).
+    /// Frames not decoded because the decoder was behind (a newer frame was already due, or
+    /// its queue was full) or missing.
     pub decode_skipped: u64,
     /// Audio sample frames received (concealment excluded).
     pub audio_frames: u64,
@@ -192,9 +198,17 @@ impl Player {
         let shared = Arc::new(Shared::default());
         let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<u8>>(PRESENT_QUEUE);
         let (decoded_tx, decoded_rx) = DropOldest::<Decoded>::new(PRESENT_QUEUE);
+        let (target_tx, target_rx) = crossbeam_channel::bounded(1);
         let (to_decoder, decoder) = if cfg.decode {
             let (tx, rx) = DropOldest::new(DECODE_QUEUE);
-            let h = decode::spawn(rx, decoded_tx, spare_rx, cfg.frame_times)?;
+            let h = decode::spawn(
+                rx,
+                decoded_tx,
+                spare_rx,
+                target_rx,
+                shared.clone(),
+                cfg.frame_times,
+            )?;
             (Some(tx), Some(h))
         } else {
             drop(decoded_tx);
@@ -206,6 +220,7 @@ impl Player {
             msgs,
             decoded_rx,
             spare_tx,
+            target_tx,
             shared.clone(),
             waker,
         )?;
@@ -330,7 +345,7 @@ impl Player {
             frame_times: dec.frame_times,
             playout_times,
             decode_errors: dec.errors,
-            decode_skipped: skipped_queue + dec.skipped,
+            decode_skipped: skipped_queue + dec.skipped + dec.superseded,
             audio_frames,
             video_output: pres.video_output,
             audio_output: pres.audio_output,

@@ -1,12 +1,12 @@
 //! The presenter thread: the OpenCV window, the sound output and A/V sync (audio master).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select};
 
-use super::decode::Decoded;
+use super::decode::{Decoded, Target, pack_fit};
 use super::{OutputEnv, PlayerConfig, pcm_from_le};
 use crate::media::avsync::{AudioBlock, AudioReading, AvStats, AvSync, AvSyncConfig, Present};
 use crate::media::{AudioSink, ClockSink};
@@ -14,6 +14,9 @@ use crate::proto::jitter::AudioOut;
 
 /// The window is pumped at least this often while open.
 const PUMP_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the window's image area is read (for the decoder's DCT scaling) while frames
+/// are shown.
+const FIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What the presenter is told besides frames.
 #[derive(Debug)]
@@ -46,6 +49,9 @@ pub(super) struct PresentOutcome {
 pub(super) struct Shared {
     pub live: Mutex<LiveStats>,
     pub quit: AtomicBool,
+    /// The window's image area, pixels, packed by [`pack_fit`] (0: not known yet), which the
+    /// decoder decodes to.
+    pub fit: AtomicU64,
 }
 
 /// The audio sink in use and its format.
@@ -123,8 +129,17 @@ struct NoWindow;
 
 #[cfg(not(feature = "opencv"))]
 impl NoWindow {
-    fn show_bgr(&mut self, _: u32, _: u32, _: &[u8]) -> Result<(), std::convert::Infallible> {
+    fn show_bgr_fit(
+        &mut self,
+        _: (u32, u32),
+        _: u32,
+        _: u32,
+        _: &[u8],
+    ) -> Result<(), std::convert::Infallible> {
         Ok(())
+    }
+    fn image_size(&self) -> Option<(u32, u32)> {
+        None
     }
     fn poll_key(&mut self) -> Option<()> {
         None
@@ -159,7 +174,7 @@ fn open_window(cfg: &PlayerConfig) -> (Option<Win>, String) {
         match opened {
             Ok(w) => (Some(w), "window".into()),
             Err(e) => {
-                log::warn!("play: no video window ({e}); frames are decoded and counted");
+                log::warn!("play: no video window ({e}); frames are checked and counted");
                 (None, format!("none: {e}"))
             }
         }
@@ -268,13 +283,15 @@ impl Presenter {
 
 /// Starts the presenter thread. It shows each decoded frame from `frames` when the audio
 /// clock reaches it (at once without audio), plays the audio blocks from `msgs`, pumps the
-/// window, and on the quit key sets the shared quit flag and wakes the network loop. It ends
-/// when `msgs` ends.
+/// window, and on the quit key sets the shared quit flag and wakes the network loop. It tells
+/// the decoder through `target` whether frames will be shown, once the window is open (or
+/// not), and keeps [`Shared::fit`] at the window's image area. It ends when `msgs` ends.
 pub(super) fn spawn(
     cfg: PlayerConfig,
     msgs: Receiver<PresentMsg>,
     frames: Receiver<Decoded>,
     spare: Sender<Vec<u8>>,
+    target: Sender<Target>,
     shared: Arc<Shared>,
     waker: Arc<mio::Waker>,
 ) -> std::io::Result<std::thread::JoinHandle<PresentOutcome>> {
@@ -282,6 +299,14 @@ pub(super) fn spawn(
         .name("presenter".into())
         .spawn(move || {
             let (mut window, video_output) = open_window(&cfg);
+            // No decoder (--no-decode) means nobody listens: fine.
+            let _ = target.send(if window.is_some() {
+                Target::Window
+            } else {
+                Target::Nothing
+            });
+            drop(target);
+            let mut next_fit = Instant::now();
             let audio_output = if cfg.audio { "none" } else { "off" }.to_string();
             let mut p = Presenter {
                 cfg,
@@ -311,11 +336,19 @@ pub(super) fn spawn(
                         Present::Wait(at) => wake = Some(at.max(now + Duration::from_micros(500))),
                         Present::Show { .. } => {
                             if let (Some(w), Some(f)) = (&mut window, &held) {
-                                if let Err(e) = w.show_bgr(f.width, f.height, &f.bgr) {
+                                if let Err(e) = w.show_bgr_fit(f.frame, f.width, f.height, &f.bgr) {
                                     if !show_warned {
                                         log::warn!("play: cannot show a frame: {e}");
                                         show_warned = true;
                                     }
+                                }
+                                // Once a frame has sized the window, follow its image area
+                                // (the user may resize it) so the decoder makes no more
+                                // pixels than it shows.
+                                if now >= next_fit {
+                                    let fit = w.image_size().map_or(0, |(w, h)| pack_fit(w, h));
+                                    p.shared.fit.store(fit, Ordering::Relaxed);
+                                    next_fit = now + FIT_INTERVAL;
                                 }
                             }
                             shown = true;

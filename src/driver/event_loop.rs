@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::batch::{Flushed, SendStats, Sender};
 use super::recv::Receiver;
-use super::send_pool::SendPool;
+use super::send_pool::{AutoScale, SendPool, thread_cpu_time};
 use crate::proto::node::{Node, Transmit, soonest};
 
 const SOCKET: Token = Token(0);
@@ -59,6 +59,8 @@ pub struct IoStats {
     pub gro_receives: u64,
     /// Whether GRO is on for the socket.
     pub gro: bool,
+    /// Most sender threads used at once (0: the loop always sent itself).
+    pub send_threads: usize,
 }
 
 /// What the role's hook tells the loop.
@@ -84,6 +86,12 @@ pub struct EventLoop<N> {
     send_stats: SendStats,
     /// Sender threads, when sends are spread over more cores ([`EventLoop::set_send_threads`]).
     pool: Option<SendPool>,
+    /// Most sender threads [`AutoScale`] may start (0: no automatic threads).
+    auto_threads: usize,
+    auto: AutoScale,
+    /// When the loop's busy share was last measured, and its thread's CPU time then.
+    busy_mark: Option<(Instant, Duration)>,
+    threads_peak: usize,
     receiver: Receiver,
     writable_wanted: bool,
     stats: IoStats,
@@ -109,6 +117,10 @@ impl<N: Node> EventLoop<N> {
             sender,
             send_stats: SendStats::default(),
             pool: None,
+            auto_threads: 0,
+            auto: AutoScale::default(),
+            busy_mark: None,
+            threads_peak: 0,
             receiver,
             writable_wanted: false,
             stats: IoStats::default(),
@@ -163,6 +175,48 @@ impl<N: Node> EventLoop<N> {
         if threads > 0 {
             self.pool = Some(SendPool::start(&self.socket, threads, self.sender.gso())?);
         }
+        self.threads_peak = self.threads_peak.max(self.send_threads());
+        Ok(())
+    }
+
+    /// Starts sender threads as the load needs them, up to `max` (0: never): one more each
+    /// time the loop's thread has been saturated for a while (see [`AutoScale`]). A loop
+    /// one core carries never starts one.
+    pub fn set_auto_send_threads(&mut self, max: usize) {
+        self.auto_threads = max;
+    }
+
+    /// Sender threads now (0: the loop sends itself).
+    pub fn send_threads(&self) -> usize {
+        self.pool.as_ref().map_or(0, SendPool::threads)
+    }
+
+    /// Once a second: measures the loop thread's busy share and adds a sender thread when
+    /// [`AutoScale`] says so.
+    fn autoscale(&mut self, now: Instant) -> io::Result<()> {
+        let threads = self.send_threads();
+        if threads >= self.auto_threads {
+            return Ok(());
+        }
+        let cpu = thread_cpu_time();
+        let Some((t0, c0)) = self.busy_mark else {
+            self.busy_mark = Some((now, cpu));
+            return Ok(());
+        };
+        let wall = now.saturating_duration_since(t0);
+        if wall < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.busy_mark = Some((now, cpu));
+        let busy = cpu.saturating_sub(c0).as_secs_f64() / wall.as_secs_f64();
+        if self.auto.observe(busy) {
+            self.set_send_threads(threads + 1)?;
+            log::info!(
+                "network loop busy {:.0}% of a core: sending on {} thread(s) now",
+                busy * 100.0,
+                threads + 1
+            );
+        }
         Ok(())
     }
 
@@ -182,6 +236,7 @@ impl<N: Node> EventLoop<N> {
             gso: self.sender.gso() && self.pool.as_ref().is_none_or(|p| p.gso()),
             gro_receives: self.receiver.gro_receives(),
             gro: self.receiver.gro(),
+            send_threads: self.threads_peak,
             ..self.stats.clone()
         }
     }
@@ -210,6 +265,7 @@ impl<N: Node> EventLoop<N> {
                 LoopControl::Continue(t) => t,
             };
             self.flush(now)?;
+            self.autoscale(now)?;
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }

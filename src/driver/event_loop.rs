@@ -306,11 +306,14 @@ impl<N: Node> EventLoop<N> {
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         loop {
-            // What waited for WRITABLE stays first; then whatever the node has ready.
-            while self.pending.len() < PULL {
-                match self.node.poll_transmit(now) {
-                    Some(t) => self.pending.push(t),
-                    None => break,
+            // What waited for WRITABLE goes first, on its own: while the socket is
+            // congested the node keeps the rest, under its own (time-bounded) queues.
+            if self.pending.is_empty() {
+                while self.pending.len() < PULL {
+                    match self.node.poll_transmit(now) {
+                        Some(t) => self.pending.push(t),
+                        None => break,
+                    }
                 }
             }
             if self.pending.is_empty() {

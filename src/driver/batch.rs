@@ -27,6 +27,12 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 
+/// `sendmmsg`/`recvmmsg` headers (Linux); elsewhere one datagram per call needs none.
+#[cfg(target_os = "linux")]
+type MsgHdr = libc::mmsghdr;
+#[cfg(not(target_os = "linux"))]
+type MsgHdr = ();
+
 /// Entries (runs, or datagrams without GSO) per `sendmmsg` call.
 pub const BATCH: usize = 64;
 
@@ -119,7 +125,7 @@ pub struct Sender {
     addrs: Vec<socket2::SockAddr>,
     iovs: Vec<libc::iovec>,
     cmsgs: Vec<CmsgBuf>,
-    msgs: Vec<libc::mmsghdr>,
+    msgs: Vec<MsgHdr>,
     /// Test hook: the next GSO call fails with this errno.
     #[cfg(test)]
     fail_next_gso: Option<i32>,

@@ -204,7 +204,7 @@ impl RelayRole {
                 let s = relay.stats();
                 status.tick(now, &[s.datagrams_in as f64, s.datagrams_out as f64, s.bytes_out as f64 * 8.0], |r| {
                     format!(
-                        "relay ({auth}) | in {:.0} pkt/s | out {:.0} pkt/s {:.1} Mbit/s | subscribers {} | cache hits {} | asked upstream {} | queue drops {} | bad {}",
+                        "relay ({auth}) | in {:.0} pkt/s | out {:.0} pkt/s {:.1} Mbit/s | subscribers {} | cache hits {} | asked upstream {} | queue drops {} | bad {}{}",
                         r[0],
                         r[1],
                         r[2] / 1e6,
@@ -212,7 +212,8 @@ impl RelayRole {
                         s.cache_hits,
                         s.upstream_requests,
                         s.queue_frames_dropped,
-                        s.malformed.total() + s.unknown_sender
+                        s.malformed.total() + s.unknown_sender,
+                        overload_words(&s)
                     )
                 });
                 if end.is_some_and(|e| now >= e) {
@@ -243,5 +244,21 @@ impl RelayRole {
             super::write_stats_json(p, &report)?;
         }
         Ok(report)
+    }
+}
+
+/// The status line's overload note (proto-spec.md §7.3): which limit made the relay skip
+/// frames in the last second, and how many it skipped for each limit so far; empty when
+/// it is not overloaded.
+pub fn overload_words(s: &RelayStats) -> String {
+    match s.overloaded {
+        Some(limit) => format!(
+            " | OVERLOADED: {} (frames skipped: relay CPU {}, socket buffer {}, slow subscriber {})",
+            limit.words(),
+            s.frames_skipped_relay_cpu,
+            s.frames_skipped_socket_buffer,
+            s.frames_skipped_slow_subscriber
+        ),
+        None => String::new(),
     }
 }

@@ -97,6 +97,8 @@ pub struct ViewerFigures {
     pub on_time: f64,
     /// Datagrams received.
     pub datagrams: u64,
+    /// Bytes received (UDP payload).
+    pub bytes: u64,
     /// Video datagrams never recovered.
     pub lost: u64,
     /// NACK datagrams sent.
@@ -263,27 +265,41 @@ impl Slot {
                 0.0
             },
             datagrams: s.datagrams,
+            bytes: s.bytes,
             lost: s.video.lost,
             nacks_sent: s.nacks_sent,
         }
     }
 }
 
-/// Receive buffers for one thread's `recvmmsg` calls.
-struct RecvBufs {
-    data: Vec<[u8; MAX_DATAGRAM]>,
+/// Receive buffers for one thread's `recvmmsg` calls (also used by the relay benchmark's
+/// plain receivers).
+pub struct RecvBatch {
+    /// The datagrams of the latest call, each in its own buffer.
+    pub data: Vec<[u8; MAX_DATAGRAM]>,
 }
 
-impl RecvBufs {
-    fn new() -> RecvBufs {
-        RecvBufs {
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch::new()
+    }
+}
+
+impl RecvBatch {
+    /// [`RECV_BATCH`] buffers of [`MAX_DATAGRAM`] bytes.
+    pub fn new() -> RecvBatch {
+        RecvBatch {
             data: vec![[0u8; MAX_DATAGRAM]; RECV_BATCH],
         }
     }
 
-    /// Receives up to [`RECV_BATCH`] datagrams; returns their lengths and senders.
+    /// Receives up to [`RECV_BATCH`] datagrams into `out` (their lengths and senders;
+    /// empty or `WouldBlock` when none is waiting).
+    ///
+    /// # Errors
+    /// The socket's error, `WouldBlock` included.
     #[cfg(target_os = "linux")]
-    fn recv(
+    pub fn recv(
         &mut self,
         socket: &UdpSocket,
         out: &mut Vec<(usize, SocketAddr)>,
@@ -334,8 +350,11 @@ impl RecvBufs {
     }
 
     /// Portable fallback: one datagram per call.
+    ///
+    /// # Errors
+    /// The socket's error, `WouldBlock` included.
     #[cfg(not(target_os = "linux"))]
-    fn recv(
+    pub fn recv(
         &mut self,
         socket: &UdpSocket,
         out: &mut Vec<(usize, SocketAddr)>,
@@ -368,7 +387,7 @@ fn run_shard(
             .register(&mut s.socket, Token(i), Interest::READABLE)?;
     }
     let mut events = Events::with_capacity(1024);
-    let mut bufs = RecvBufs::new();
+    let mut bufs = RecvBatch::new();
     let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(RECV_BATCH);
     let mut readable: Vec<usize> = Vec::new();
     // Subscribe everyone.

@@ -120,6 +120,7 @@ impl Viewers {
 
 struct Outcome {
     relay_cpu_s: f64,
+    wall_s: f64,
     out: u64,
     us_per_datagram: f64,
 }
@@ -235,6 +236,7 @@ fn run(subscribers: usize, seconds: f64, batch: usize) -> Outcome {
         );
         Outcome {
             relay_cpu_s: relay_cpu.as_secs_f64(),
+            wall_s: relay_wall.as_secs_f64(),
             out: r.datagrams_out,
             us_per_datagram: relay_cpu.as_secs_f64() * 1e6 / r.datagrams_out.max(1) as f64,
         }

@@ -436,7 +436,7 @@ impl Play {
             av: media.av,
             audio_underruns: media.audio_underruns,
             record: media.record,
-            io: self.lp.io_stats().clone(),
+            io: self.lp.io_stats(),
             buffers: self.buffers,
             frame_crcs: media.frame_crcs,
             audio_crc: media.audio_crc,

@@ -43,6 +43,16 @@ pub struct RelayArgs {
     /// Write figures as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Send every datagram on its own (`sendmmsg` without UDP GSO), as after a kernel or
+    /// route refused GSO; `FRAMECAST_NO_GSO=1` does the same for every role.
+    #[arg(long)]
+    pub no_gso: bool,
+    /// Sender threads for the fan-out, each owning a shard of the subscribers (0: send on
+    /// the relay's own thread). Only worth it when one core cannot keep up: with GSO one
+    /// core sends several hundred thousand datagrams a second (hundreds of 15 Mbit/s
+    /// viewers), and every extra thread costs a hand-off per batch.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub send_threads: usize,
     /// HTTP and RTP outputs.
     #[command(flatten)]
     pub outputs: OutputArgs,
@@ -63,6 +73,8 @@ impl RelayArgs {
             max_subscribers: 1024,
             duration: None,
             stats_json: None,
+            no_gso: false,
+            send_threads: 0,
             outputs: OutputArgs::default(),
             keys: KeyArgs::default(),
         }
@@ -114,6 +126,13 @@ impl RelayRole {
         if args.queue_kib == 0 || args.cache_packets == 0 || args.max_subscribers == 0 {
             anyhow::bail!("--queue-kib, --cache-packets and --max-subscribers must be positive");
         }
+        let max_threads = crate::driver::send_pool::MAX_SEND_THREADS;
+        if args.send_threads > max_threads {
+            anyhow::bail!(
+                "--send-threads {}: expected 0-{max_threads} (0 sends on the relay's own thread)",
+                args.send_threads
+            );
+        }
         let keys = args.keys.load()?;
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("relay --listen")?;
         crate::driver::udp::warn_if_clamped(&buffers);
@@ -131,7 +150,10 @@ impl RelayRole {
         if let Some(up) = args.upstream {
             node.connect(up, Role::View);
         }
-        let lp = EventLoop::new(socket, node)?;
+        let mut lp = EventLoop::new(socket, node)?;
+        lp.set_gso(!args.no_gso);
+        lp.set_send_threads(args.send_threads)
+            .context("relay --send-threads")?;
         let listen = lp.local_addr().unwrap_or(args.listen);
         let on_demand = args.upstream.is_some();
         let outputs = Outputs::start_keyed("relay", &args.outputs, listen, None, on_demand, keys)?;
@@ -147,6 +169,11 @@ impl RelayRole {
     /// Datagrams per send system call (see [`EventLoop::set_batch_size`]).
     pub fn set_batch_size(&mut self, n: usize) {
         self.lp.set_batch_size(n);
+    }
+
+    /// Turns UDP GSO off (`false`) for this relay's sends (see [`EventLoop::set_gso`]).
+    pub fn set_gso(&mut self, on: bool) {
+        self.lp.set_gso(on);
     }
 
     /// The HTTP server's address (`--http`).
@@ -229,13 +256,17 @@ impl RelayRole {
         for (from, n) in self.lp.node().refusal_counts() {
             log::warn!("relay: refused {n} requests from {from} (keys)");
         }
+        // Let sender threads finish, so that the socket figures are final.
+        self.lp
+            .set_send_threads(0)
+            .context("relay: stopping sender threads")?;
         let outputs = std::mem::take(&mut self.outputs).finish();
         let report = RelayReport {
             role: "relay",
             listen: self.local_addr().to_string(),
             relay: self.lp.node().stats(),
             subscribers: self.lp.node().subscribers(),
-            io: self.lp.io_stats().clone(),
+            io: self.lp.io_stats(),
             buffers: self.buffers,
             outputs,
             secure: self.lp.node().secure_stats().clone(),

@@ -406,7 +406,7 @@ impl Serve {
             start_unix_us,
             server: self.lp.node().stats(),
             source: source_stats,
-            io: self.lp.io_stats().clone(),
+            io: self.lp.io_stats(),
             buffers: self.buffers,
             frame_crcs: crcs,
             audio_crc: record.then(|| audio_hasher.finalize()),

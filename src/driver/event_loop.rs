@@ -1,9 +1,12 @@
 //! The mio event loop that drives any sans-IO [`Node`] over one UDP socket.
 //!
-//! Per wake-up: take `now` once, drain reads into `handle_datagram` (until `WouldBlock`,
-//! retrying on `Interrupted`), call `handle_timeout`, let the role's hook feed inputs and
-//! take events, then drain `poll_transmit` (a datagram that meets `WouldBlock` is parked
-//! until the socket is WRITABLE). Media threads wake the loop through a [`mio::Waker`].
+//! Per wake-up: take `now` once, drain reads into `handle_datagram` (`recvmmsg` batches,
+//! GRO super-datagrams cut back into datagrams by [`Receiver`]; until `WouldBlock`, retrying
+//! on `Interrupted`), call `handle_timeout`, let the role's hook feed inputs and take
+//! events, then drain `poll_transmit` into a queue that [`Sender`] sends grouped by
+//! destination, each destination's runs as GSO super-datagrams (what meets `WouldBlock`
+//! stays queued until the socket is WRITABLE). Media threads wake the loop through a
+//! [`mio::Waker`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,15 +18,23 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Serialize;
 
-use super::batch::{BATCH, send_batch};
+use super::batch::{Flushed, SendStats, Sender};
+use super::recv::Receiver;
+use super::send_pool::SendPool;
 use crate::proto::node::{Node, Transmit, soonest};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 /// The loop wakes at least this often to check the stop flag.
 const MAX_WAIT: Duration = Duration::from_millis(50);
-/// Reads per wake-up before transmits get a turn.
+/// Datagrams read per wake-up before transmits get a turn.
 const READ_BUDGET: usize = 4096;
+/// Most datagrams taken from the node per send round. The relay core serves its
+/// subscribers round-robin, one datagram each, so a destination's run (and thus a GSO
+/// super-datagram) can only be as long as this over the number of subscribers: 8192 gives
+/// runs of a whole 1316-byte-chunked 60 KB frame for up to about 170 subscribers. Only
+/// references are held (64 bytes a datagram), and only until the kernel takes them.
+const PULL: usize = 8192;
 
 /// Socket-level counters of a loop.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +49,16 @@ pub struct IoStats {
     pub send_errors: u64,
     /// `sendmmsg` calls (datagrams sent per call = sent / batches).
     pub batches: u64,
+    /// GSO super-datagrams sent (several datagrams in one `sendmmsg` entry).
+    pub gso_sends: u64,
+    /// Whether sends still use GSO (false when off from the start or after a fallback).
+    pub gso: bool,
+    /// `recvmmsg` calls that returned something.
+    pub recv_calls: u64,
+    /// GRO super-datagrams received (several datagrams of one sender in one buffer).
+    pub gro_receives: u64,
+    /// Whether GRO is on for the socket.
+    pub gro: bool,
 }
 
 /// What the role's hook tells the loop.
@@ -56,16 +77,25 @@ pub struct EventLoop<N> {
     socket: UdpSocket,
     waker: Arc<Waker>,
     node: N,
-    parked: std::collections::VecDeque<Transmit>,
-    batch_size: usize,
+    /// Datagrams taken from the node and not yet sent (waiting for WRITABLE when the
+    /// socket buffer is full).
+    pending: Vec<Transmit>,
+    sender: Sender,
+    send_stats: SendStats,
+    /// Sender threads, when sends are spread over more cores ([`EventLoop::set_send_threads`]).
+    pool: Option<SendPool>,
+    receiver: Receiver,
     writable_wanted: bool,
-    buf: Vec<u8>,
     stats: IoStats,
 }
 
 impl<N: Node> EventLoop<N> {
-    /// Wraps a bound socket and a node.
+    /// Wraps a bound socket and a node. GSO and GRO are used where the kernel has them
+    /// unless `FRAMECAST_NO_GSO` / `FRAMECAST_NO_GRO` say otherwise (see [`Sender`],
+    /// [`Receiver`]).
     pub fn new(mut socket: UdpSocket, node: N) -> io::Result<EventLoop<N>> {
+        let sender = Sender::new(&socket, true);
+        let receiver = Receiver::new(&socket, true);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE)?;
@@ -75,10 +105,12 @@ impl<N: Node> EventLoop<N> {
             socket,
             waker,
             node,
-            parked: std::collections::VecDeque::new(),
-            batch_size: BATCH,
+            pending: Vec::new(),
+            sender,
+            send_stats: SendStats::default(),
+            pool: None,
+            receiver,
             writable_wanted: false,
-            buf: vec![0u8; 65_536],
             stats: IoStats::default(),
         })
     }
@@ -103,15 +135,55 @@ impl<N: Node> EventLoop<N> {
         &mut self.node
     }
 
-    /// Datagrams per send system call, 1 to [`BATCH`] (1 turns batching off; for
-    /// side-by-side comparisons).
+    /// Entries (GSO runs, or datagrams) per send system call, 1 to
+    /// [`super::batch::BATCH`] (1 turns `sendmmsg` batching off; for side-by-side
+    /// comparisons).
     pub fn set_batch_size(&mut self, n: usize) {
-        self.batch_size = n.clamp(1, BATCH);
+        self.sender.set_entries_per_call(n);
+    }
+
+    /// Turns GSO off for this socket (`false`); GSO cannot be turned back on once off.
+    pub fn set_gso(&mut self, on: bool) {
+        if !on {
+            self.sender.disable_gso();
+        }
+    }
+
+    /// Spreads sends over `threads` sender threads, each owning the destinations that hash
+    /// to it (see [`SendPool`]); 0 sends on the loop's own thread (the default, and the
+    /// cheapest while one core keeps up). The sans-IO node stays on the loop's thread.
+    ///
+    /// # Errors
+    /// Duplicating the socket or starting a thread failed.
+    pub fn set_send_threads(&mut self, threads: usize) -> io::Result<()> {
+        if let Some(mut p) = self.pool.take() {
+            let s = p.stop();
+            self.send_stats.add(&s);
+        }
+        if threads > 0 {
+            self.pool = Some(SendPool::start(&self.socket, threads, self.sender.gso())?);
+        }
+        Ok(())
     }
 
     /// Socket counters.
-    pub fn io_stats(&self) -> &IoStats {
-        &self.stats
+    pub fn io_stats(&self) -> IoStats {
+        let mut s = self.send_stats;
+        if let Some(p) = &self.pool {
+            s.add(&p.stats());
+        }
+        let s = &s;
+        IoStats {
+            sent: self.stats.sent + s.sent,
+            would_block: s.would_block,
+            send_errors: s.send_errors,
+            batches: s.batches,
+            gso_sends: s.gso_sends,
+            gso: self.sender.gso() && self.pool.as_ref().is_none_or(|p| p.gso()),
+            gro_receives: self.receiver.gro_receives(),
+            gro: self.receiver.gro(),
+            ..self.stats.clone()
+        }
     }
 
     /// Sends one datagram right away, outside the node (e.g. a BYE at shutdown).
@@ -154,11 +226,17 @@ impl<N: Node> EventLoop<N> {
     }
 
     fn read_all(&mut self, now: Instant) -> io::Result<()> {
-        for _ in 0..READ_BUDGET {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    self.stats.received += 1;
-                    self.node.handle_datagram(now, from, &self.buf[..n]);
+        let mut read = 0;
+        while read < READ_BUDGET {
+            match self.receiver.recv(&self.socket) {
+                Ok(_) => {
+                    self.stats.recv_calls += 1;
+                    let node = &mut self.node;
+                    let n = self
+                        .receiver
+                        .for_each(|from, d| node.handle_datagram(now, from, d));
+                    self.stats.received += n as u64;
+                    read += n.max(1);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -171,46 +249,30 @@ impl<N: Node> EventLoop<N> {
     }
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
-        let mut batch: Vec<Transmit> = Vec::with_capacity(BATCH);
         loop {
-            // Parked datagrams first, in order, then whatever the node has ready.
-            while batch.len() < self.batch_size {
-                match self
-                    .parked
-                    .pop_front()
-                    .or_else(|| self.node.poll_transmit(now))
-                {
-                    Some(t) => batch.push(t),
+            // What waited for WRITABLE stays first; then whatever the node has ready.
+            while self.pending.len() < PULL {
+                match self.node.poll_transmit(now) {
+                    Some(t) => self.pending.push(t),
                     None => break,
                 }
             }
-            if batch.is_empty() {
+            if self.pending.is_empty() {
                 break;
             }
-            match send_batch(&self.socket, &batch) {
-                Ok(k) => {
-                    self.stats.sent += k as u64;
-                    self.stats.batches += 1;
-                    batch.drain(..k);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The socket buffer is full: keep the rest, in order, for WRITABLE.
-                    self.stats.would_block += 1;
-                    for t in batch.drain(..).rev() {
-                        self.parked.push_front(t);
-                    }
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The first datagram's destination refused it (e.g. ICMP unreachable from
-                    // a departed viewer); that concerns one peer only.
-                    self.stats.send_errors += 1;
-                    batch.remove(0);
-                }
+            if let Some(pool) = &mut self.pool {
+                pool.dispatch(&mut self.pending);
+                continue;
+            }
+            match self
+                .sender
+                .send(&self.socket, &mut self.pending, &mut self.send_stats)?
+            {
+                Flushed::All => {}
+                Flushed::Blocked => break,
             }
         }
-        let want = !self.parked.is_empty();
+        let want = !self.pending.is_empty();
         if want != self.writable_wanted {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE

@@ -1,0 +1,362 @@
+//! Batched receives with UDP generic receive offload (GRO).
+//!
+//! `recvmmsg(2)` fills up to [`RECV_BATCH`] reusable buffers per system call. With the
+//! `UDP_GRO` socket option (Linux ≥ 5.0) the kernel may also hand over several consecutive
+//! datagrams of one flow as one super-datagram (a GSO send on loopback arrives that way
+//! whole), with their segment size in a `UDP_GRO` control message; [`Receiver`] cuts it
+//! back into the datagrams the sender sent before the sans-IO core sees any of them.
+//! Buffers are 64 KiB with GRO (the largest super-datagram) and 16 KiB without: above
+//! `MAX_DATAGRAM` (proto-spec.md §2), so an oversized datagram is still seen as too large
+//! rather than cut to a plausible size.
+//!
+//! `FRAMECAST_NO_GRO=1` leaves GRO off (see [`gro_wanted`]).
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Messages (datagrams, or GRO super-datagrams) per `recvmmsg` call.
+pub const RECV_BATCH: usize = 32;
+
+/// Buffer per message with GRO: the largest UDP payload.
+pub const GRO_BUFFER: usize = 65_536;
+
+/// Buffer per message without GRO: above `MAX_DATAGRAM` (9000 bytes).
+pub const PLAIN_BUFFER: usize = 16_384;
+
+/// The environment variable that keeps GRO off when set to anything but `0` or empty.
+pub const NO_GRO_ENV: &str = "FRAMECAST_NO_GRO";
+
+/// Whether the environment allows GRO ([`NO_GRO_ENV`] unset, empty or `0`).
+pub fn gro_wanted() -> bool {
+    !matches!(std::env::var(NO_GRO_ENV), Ok(v) if !v.is_empty() && v != "0")
+}
+
+/// Turns `UDP_GRO` on for a socket; false if the kernel refuses (before Linux 5.0).
+#[cfg(target_os = "linux")]
+pub fn enable_gro(socket: &impl std::os::fd::AsRawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// GRO is Linux-only.
+#[cfg(not(target_os = "linux"))]
+pub fn enable_gro(_socket: &impl std::os::fd::AsRawFd) -> bool {
+    false
+}
+
+/// Room for the `UDP_GRO` control message (an `int`), 8-aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// One received message: where from, how many bytes, and the GRO segment size (0: one
+/// datagram).
+#[derive(Debug, Clone, Copy)]
+struct Got {
+    from: Option<SocketAddr>,
+    len: usize,
+    segment: usize,
+}
+
+/// Receives batches of datagrams from one socket into reusable buffers, GRO super-datagrams
+/// cut back into datagrams.
+pub struct Receiver {
+    gro: bool,
+    buf_size: usize,
+    bufs: Vec<u8>,
+    got: Vec<Got>,
+    /// Super-datagrams of more than one datagram received.
+    gro_receives: u64,
+    /// Messages cut short by a too-small buffer.
+    truncated: u64,
+    // Scratch for one system call (raw pointers written just before it).
+    names: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    cmsgs: Vec<CmsgBuf>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in the scratch vectors are written right before a system call
+// and read only by the kernel during it; moving the receiver between threads is harmless.
+unsafe impl Send for Receiver {}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("gro", &self.gro)
+            .field("buf_size", &self.buf_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// A receiver for `socket`, turning GRO on when `gro` is set, the environment allows
+    /// it ([`gro_wanted`]) and the kernel accepts it.
+    pub fn new(socket: &impl std::os::fd::AsRawFd, gro: bool) -> Receiver {
+        let gro = gro && gro_wanted() && enable_gro(socket);
+        Receiver::shared(gro)
+    }
+
+    /// A receiver not tied to one socket, for a thread that serves many (e.g. a load
+    /// generator's viewers): [`Receiver::recv`] reads whichever socket it is given. With
+    /// `gro` its buffers are sized for super-datagrams; turn GRO on for each socket with
+    /// [`enable_gro`].
+    pub fn shared(gro: bool) -> Receiver {
+        let buf_size = if gro { GRO_BUFFER } else { PLAIN_BUFFER };
+        Receiver {
+            gro,
+            buf_size,
+            bufs: vec![0u8; buf_size * RECV_BATCH],
+            got: Vec::with_capacity(RECV_BATCH),
+            gro_receives: 0,
+            truncated: 0,
+            // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
+            names: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+            iovs: Vec::with_capacity(RECV_BATCH),
+            cmsgs: vec![CmsgBuf([0; 64]); RECV_BATCH],
+            msgs: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+
+    /// Whether GRO is on for the socket.
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// GRO super-datagrams (more than one datagram) received so far.
+    pub fn gro_receives(&self) -> u64 {
+        self.gro_receives
+    }
+
+    /// Messages cut short so far (larger than the buffer; the core sees a too-large
+    /// datagram or the whole segments of a super-datagram).
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+
+    /// One `recvmmsg`: the number of messages received (≥ 1), read through
+    /// [`Receiver::for_each`].
+    ///
+    /// # Errors
+    /// `WouldBlock` when nothing is waiting; any other socket error (e.g.
+    /// `ConnectionRefused` from an earlier ICMP error) as the kernel reports it.
+    #[cfg(target_os = "linux")]
+    pub fn recv(&mut self, socket: &impl std::os::fd::AsRawFd) -> io::Result<usize> {
+        self.got.clear();
+        self.iovs.clear();
+        self.msgs.clear();
+        let base = self.bufs.as_mut_ptr();
+        for i in 0..RECV_BATCH {
+            self.iovs.push(libc::iovec {
+                // SAFETY: `i * buf_size` is inside `bufs` (RECV_BATCH buffers).
+                iov_base: unsafe { base.add(i * self.buf_size) } as *mut libc::c_void,
+                iov_len: self.buf_size,
+            });
+        }
+        for i in 0..RECV_BATCH {
+            // SAFETY: an all-zero msghdr is valid; the pointers set below stay valid for
+            // the call.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = &mut self.names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.cmsgs[i].0.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_controllen = std::mem::size_of::<CmsgBuf>() as _;
+            self.msgs.push(libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            });
+        }
+        let fd = socket.as_raw_fd();
+        // SAFETY: `msgs` holds RECV_BATCH headers pointing into our own buffers.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for m in &self.msgs[..r as usize] {
+            let hdr = &m.msg_hdr;
+            let len = (m.msg_len as usize).min(self.buf_size);
+            if hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.truncated += 1;
+            }
+            let mut segment = 0;
+            // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control
+            // messages into our buffer; the CMSG_* macros walk exactly those.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                        let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                        segment = v.max(0) as usize;
+                    }
+                    c = libc::CMSG_NXTHDR(hdr, c);
+                }
+            }
+            // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes.
+            let from = unsafe {
+                socket2::SockAddr::new(
+                    std::ptr::read(hdr.msg_name as *const socket2::SockAddrStorage),
+                    hdr.msg_namelen,
+                )
+            }
+            .as_socket();
+            if segment > 0 && len > segment {
+                self.gro_receives += 1;
+            }
+            self.got.push(Got { from, len, segment });
+        }
+        Ok(r as usize)
+    }
+
+    /// Portable fallback: one `recv_from` per call.
+    #[cfg(not(target_os = "linux"))]
+    pub fn recv(&mut self, socket: &impl std::os::fd::AsRawFd) -> io::Result<usize> {
+        use std::os::fd::BorrowedFd;
+        self.got.clear();
+        // SAFETY: the fd belongs to `socket`, borrowed for this call.
+        let sock = socket2::SockRef::from(&unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) });
+        let buf = &mut self.bufs[..self.buf_size];
+        // SAFETY: u8 and MaybeUninit<u8> have the same layout; recv_from only writes.
+        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        let (len, from) = sock.recv_from(uninit)?;
+        self.got.push(Got {
+            from: from.as_socket(),
+            len,
+            segment: 0,
+        });
+        Ok(1)
+    }
+
+    /// Calls `f` with each datagram of the last [`Receiver::recv`], in arrival order, a
+    /// super-datagram cut at its segment size (the last piece may be shorter). Returns the
+    /// number of datagrams.
+    pub fn for_each(&self, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
+        let mut n = 0;
+        for (i, g) in self.got.iter().enumerate() {
+            let Some(from) = g.from else { continue };
+            let msg = &self.bufs[i * self.buf_size..i * self.buf_size + g.len];
+            if g.segment == 0 || g.len <= g.segment {
+                f(from, msg);
+                n += 1;
+            } else {
+                for d in msg.chunks(g.segment) {
+                    f(from, d);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::batch::{SendStats, Sender, pattern};
+    use crate::proto::node::Transmit;
+
+    /// Reads until `want` datagrams arrived, waiting on poll (bounded) between batches.
+    fn collect(
+        rx: &mut mio::net::UdpSocket,
+        r: &mut Receiver,
+        want: usize,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut poll = mio::Poll::new().unwrap();
+        poll.registry()
+            .register(rx, mio::Token(0), mio::Interest::READABLE)
+            .unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while out.len() < want && std::time::Instant::now() < deadline {
+            match r.recv(rx) {
+                Ok(_) => {
+                    r.for_each(|from, d| out.push((from, d.to_vec())));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+                        .unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gso_to_a_gro_receiver_gives_back_the_exact_datagrams() {
+        let mut rx = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket2::SockRef::from(&rx)
+            .set_recv_buffer_size(4 << 20)
+            .unwrap();
+        let mut r = Receiver::new(&rx, true);
+        assert!(r.gro(), "this kernel has UDP_GRO (Linux >= 5.0)");
+        let tx = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut s = Sender::new(&tx, true);
+        let dest = rx.local_addr().unwrap();
+        // Frames of 20 full chunks and a short one, three times.
+        let lens: Vec<usize> = (0..63)
+            .map(|k| if k % 21 == 20 { 77 + k } else { 1316 })
+            .collect();
+        let mut q: Vec<Transmit> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| Transmit {
+                dest,
+                payload: pattern(k as u32, len),
+            })
+            .collect();
+        let mut stats = SendStats::default();
+        s.send(&tx, &mut q, &mut stats).unwrap();
+        assert_eq!((stats.sent, stats.gso_sends), (63, 3));
+        let got = collect(&mut rx, &mut r, 63);
+        assert_eq!(got.len(), 63);
+        let from = tx.local_addr().unwrap();
+        for (k, (a, d)) in got.iter().enumerate() {
+            assert_eq!(*a, from);
+            assert_eq!(&d[..], &pattern(k as u32, lens[k])[..], "datagram {k}");
+        }
+        assert!(r.gro_receives() >= 1, "super-datagrams arrived whole");
+    }
+
+    #[test]
+    fn plain_receiver_without_gro_gets_the_same_datagrams() {
+        let mut rx = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut r = Receiver::new(&rx, false);
+        assert!(!r.gro());
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = rx.local_addr().unwrap();
+        for k in 0..40u32 {
+            tx.send_to(&pattern(k, 200 + k as usize), dest).unwrap();
+        }
+        // One datagram larger than the buffer: cut, and counted.
+        tx.send_to(&vec![1u8; PLAIN_BUFFER + 10], dest).unwrap();
+        let got = collect(&mut rx, &mut r, 41);
+        assert_eq!(got.len(), 41);
+        for (k, (_, d)) in got.iter().take(40).enumerate() {
+            assert_eq!(&d[..], &pattern(k as u32, 200 + k)[..]);
+        }
+        assert_eq!(got[40].1.len(), PLAIN_BUFFER);
+        assert_eq!(r.truncated(), 1);
+        assert_eq!(r.gro_receives(), 0);
+    }
+}

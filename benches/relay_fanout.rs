@@ -360,7 +360,7 @@ fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
 
 /// GStreamer `udpsrc ! multiudpsink` to N plain receivers, fed by the same serve.
 fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
-    use framecast::app::load::RecvBatch;
+    use framecast::driver::recv::Receiver;
     let port = support::free_port();
     let mut poll = Poll::new().unwrap();
     let mut socks = Vec::new();
@@ -392,15 +392,16 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
     let until = Instant::now() + Duration::from_secs_f64(seconds + 1.5);
     let mut got = vec![(0u64, 0u64); n];
     let mut events = Events::with_capacity(1024);
-    let mut batch = RecvBatch::new();
-    let mut out = Vec::new();
+    // Plain receivers (no GRO: multiudpsink sends datagram by datagram).
+    let mut rx = Receiver::shared(false);
     while Instant::now() < until {
         poll.poll(&mut events, Some(Duration::from_millis(20))).unwrap();
         for e in events.iter() {
             let i = e.token().0;
-            while batch.recv(&socks[i], &mut out).is_ok() && !out.is_empty() {
-                got[i].0 += out.len() as u64;
-                got[i].1 += out.iter().map(|(len, _)| *len as u64).sum::<u64>();
+            while rx.recv(&socks[i]).is_ok() {
+                let mut bytes = 0;
+                got[i].0 += rx.for_each(|_, d| bytes += d.len() as u64) as u64;
+                got[i].1 += bytes;
             }
         }
     }

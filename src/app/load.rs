@@ -5,7 +5,8 @@
 //! gives min/median/max over the viewers.
 //!
 //! The receive path is what limits a load generator next to the relay it measures, so each
-//! socket is drained with `recvmmsg(2)` (up to [`RECV_BATCH`] datagrams per system call).
+//! socket is drained with `recvmmsg(2)`, with UDP GRO where the kernel offers it (a relay's
+//! GSO runs arrive whole and are cut here): [`crate::driver::recv::Receiver`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,14 +18,12 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
+use crate::driver::recv::{Receiver, enable_gro, gro_wanted};
 use crate::driver::udp::{bind_udp, ephemeral_for};
 use crate::proto::jitter::DropReason;
 use crate::proto::node::Node;
 use crate::proto::viewer::{Viewer, ViewerConfig, ViewerEvent};
-use crate::proto::wire::{MAX_DATAGRAM, RejectReason};
-
-/// Datagrams per `recvmmsg` call.
-pub const RECV_BATCH: usize = 32;
+use crate::proto::wire::RejectReason;
 /// Receive buffer asked for per viewer socket, bytes: a few frames of a 15 Mbit/s stream
 /// (300 viewers × 2 MiB is what the kernel may hold for them at worst).
 const VIEWER_SOCKET_BUFFER: usize = 2 * 1024 * 1024;
@@ -272,100 +271,6 @@ impl Slot {
     }
 }
 
-/// Receive buffers for one thread's `recvmmsg` calls (also used by the relay benchmark's
-/// plain receivers).
-pub struct RecvBatch {
-    /// The datagrams of the latest call, each in its own buffer.
-    pub data: Vec<[u8; MAX_DATAGRAM]>,
-}
-
-impl Default for RecvBatch {
-    fn default() -> Self {
-        RecvBatch::new()
-    }
-}
-
-impl RecvBatch {
-    /// [`RECV_BATCH`] buffers of [`MAX_DATAGRAM`] bytes.
-    pub fn new() -> RecvBatch {
-        RecvBatch {
-            data: vec![[0u8; MAX_DATAGRAM]; RECV_BATCH],
-        }
-    }
-
-    /// Receives up to [`RECV_BATCH`] datagrams into `out` (their lengths and senders;
-    /// empty or `WouldBlock` when none is waiting).
-    ///
-    /// # Errors
-    /// The socket's error, `WouldBlock` included.
-    #[cfg(target_os = "linux")]
-    pub fn recv(
-        &mut self,
-        socket: &UdpSocket,
-        out: &mut Vec<(usize, SocketAddr)>,
-    ) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        out.clear();
-        // SAFETY: all-zero sockaddr_storage, iovec and msghdr values are valid; the
-        // pointers set below point into `self.data`, `names` and `iovs`, which outlive the
-        // call, and the kernel writes at most `msg_namelen` / `iov_len` bytes into them.
-        let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
-        let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..RECV_BATCH {
-            iovs[i].iov_base = self.data[i].as_mut_ptr() as *mut libc::c_void;
-            iovs[i].iov_len = MAX_DATAGRAM;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-        }
-        // SAFETY: `msgs` holds RECV_BATCH initialised headers (see above).
-        let n = unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                RECV_BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        for (i, m) in msgs.iter().take(n as usize).enumerate() {
-            // SAFETY: the kernel filled `names[i]` with an address of `msg_namelen` bytes.
-            let addr = unsafe {
-                socket2::SockAddr::new(
-                    std::ptr::read(&names[i] as *const libc::sockaddr_storage as *const _),
-                    m.msg_hdr.msg_namelen,
-                )
-            };
-            if let Some(a) = addr.as_socket() {
-                out.push((m.msg_len as usize, a));
-            }
-        }
-        Ok(())
-    }
-
-    /// Portable fallback: one datagram per call.
-    ///
-    /// # Errors
-    /// The socket's error, `WouldBlock` included.
-    #[cfg(not(target_os = "linux"))]
-    pub fn recv(
-        &mut self,
-        socket: &UdpSocket,
-        out: &mut Vec<(usize, SocketAddr)>,
-    ) -> std::io::Result<()> {
-        out.clear();
-        let (n, a) = socket.recv_from(&mut self.data[0])?;
-        out.push((n, a));
-        Ok(())
-    }
-}
-
 /// Why a shard stopped early.
 enum ShardEnd {
     Done(Vec<ViewerFigures>),
@@ -387,8 +292,9 @@ fn run_shard(
             .register(&mut s.socket, Token(i), Interest::READABLE)?;
     }
     let mut events = Events::with_capacity(1024);
-    let mut bufs = RecvBatch::new();
-    let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(RECV_BATCH);
+    // GRO is on for a socket only if the kernel took it: all or none, as they are alike.
+    let gro = gro_wanted() && slots.iter().all(|s| enable_gro(&s.socket));
+    let mut receiver = Receiver::shared(gro);
     let mut readable: Vec<usize> = Vec::new();
     // Subscribe everyone.
     for s in &mut slots {
@@ -422,12 +328,10 @@ fn run_shard(
         for &i in &readable {
             let s = &mut slots[i];
             loop {
-                match bufs.recv(&s.socket, &mut got) {
-                    Ok(()) if got.is_empty() => break,
-                    Ok(()) => {
-                        for (k, &(n, from)) in got.iter().enumerate() {
-                            s.viewer.handle_datagram(now, from, &bufs.data[k][..n]);
-                        }
+                match receiver.recv(&s.socket) {
+                    Ok(_) => {
+                        let v = &mut s.viewer;
+                        receiver.for_each(|from, d| v.handle_datagram(now, from, d));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -348,12 +348,13 @@ fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         share: (f("on_time", "min"), f("on_time", "median"), f("on_time", "max")),
         late: views.iter().map(|v| v["late"].as_f64().unwrap()).sum(),
         note: format!(
-            "skipped cpu/socket/slow {}/{}/{}{}; load {:.1} CPU-s",
+            "skipped cpu/socket/slow {}/{}/{}{}; load {:.1} CPU-s, lag up to {:.0} ms",
             rr["frames_skipped_relay_cpu"],
             rr["frames_skipped_socket_buffer"],
             rr["frames_skipped_slow_subscriber"],
             if overloaded { ", status said OVERLOADED" } else { "" },
-            l["cpu_s"].as_f64().unwrap_or(0.0)
+            l["cpu_s"].as_f64().unwrap_or(0.0),
+            l["max_loop_lag_ms"].as_f64().unwrap_or(0.0)
         ),
     }
 }
@@ -462,6 +463,18 @@ fn compare(list: &[usize], seconds: f64) {
                 r.note
             );
         }
+    }
+    match framecast::driver::ceilings::measure_loopback_ceilings(Duration::from_millis(700)) {
+        Ok(c) => println!(
+            "this machine's loopback ceilings (1316-byte datagrams, one thread each side): sendmmsg {:.0}/s, GSO {:.0}/s, GSO+GRO {:.0}/s; at 15 Mbit/s (~1400 datagrams/s a viewer) that is {:.0} / {:.0} / {:.0} viewers a core",
+            c.sendmmsg,
+            c.gso,
+            c.gso_gro,
+            c.sendmmsg / 1400.0,
+            c.gso / 1400.0,
+            c.gso_gro / 1400.0
+        ),
+        Err(e) => println!("loopback ceilings not measured: {e}"),
     }
     println!(
         "(framecast: frames played on time per viewer, from `framecast load`; GStreamer: datagrams delivered per receiver. CPU of the relay / gst-launch process from wait4 rusage; GB delivered to the receivers.)"

@@ -162,6 +162,10 @@ pub struct LoadReport {
     pub threads: usize,
     /// CPU seconds the load generator used (user + system).
     pub cpu_s: f64,
+    /// The largest lateness of a viewer thread waking for its timers, ms: tens of ms mean
+    /// the load generator (or the machine) could not keep up, and its viewers' late frames
+    /// are not the relay's.
+    pub max_loop_lag_ms: f64,
     /// Min/median/max over the viewers.
     pub summary: LoadSummary,
     /// Per viewer.
@@ -173,7 +177,7 @@ impl LoadReport {
     pub fn line(&self) -> String {
         let s = &self.summary;
         format!(
-            "load: {} viewers of {:?} from {} for {:.1} s: frames played min/median/max {:.0}/{:.0}/{:.0} of {:.0} ({:.1}%/{:.1}%/{:.1}% on time), late {:.0}/{:.0}/{:.0}, incomplete {:.0}/{:.0}/{:.0}; {:.2} CPU-s",
+            "load: {} viewers of {:?} from {} for {:.1} s: frames played min/median/max {:.0}/{:.0}/{:.0} of {:.0} ({:.1}%/{:.1}%/{:.1}% on time), late {:.0}/{:.0}/{:.0}, incomplete {:.0}/{:.0}/{:.0}; {:.2} CPU-s, its own loop up to {:.0} ms late",
             self.viewers,
             self.stream,
             self.from,
@@ -191,7 +195,8 @@ impl LoadReport {
             s.incomplete.min,
             s.incomplete.median,
             s.incomplete.max,
-            self.cpu_s
+            self.cpu_s,
+            self.max_loop_lag_ms
         )
     }
 }
@@ -273,7 +278,8 @@ impl Slot {
 
 /// Why a shard stopped early.
 enum ShardEnd {
-    Done(Vec<ViewerFigures>),
+    /// The viewers' figures and the thread's largest lateness waking for a timer.
+    Done(Vec<ViewerFigures>, Duration),
     NoStream(Option<RejectReason>),
 }
 
@@ -296,6 +302,7 @@ fn run_shard(
     let gro = gro_wanted() && slots.iter().all(|s| enable_gro(&s.socket));
     let mut receiver = Receiver::shared(gro);
     let mut readable: Vec<usize> = Vec::new();
+    let mut max_lag = Duration::ZERO;
     // Subscribe everyone.
     for s in &mut slots {
         s.flush(start);
@@ -316,6 +323,7 @@ fn run_shard(
             .unwrap_or(now + MAX_WAIT)
             .min(end);
         let timeout = deadline.saturating_duration_since(now).min(MAX_WAIT);
+        let due = (deadline < now + MAX_WAIT).then_some(deadline);
         match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -324,6 +332,11 @@ fn run_shard(
         readable.clear();
         readable.extend(events.iter().map(|e| e.token().0));
         let now = Instant::now();
+        // How late this thread woke for its timers: when the load generator itself falls
+        // behind, its viewers' late frames are its own, not the relay's.
+        if let Some(d) = due {
+            max_lag = max_lag.max(now.saturating_duration_since(d));
+        }
         // Edge-triggered: drain every readable socket.
         for &i in &readable {
             let s = &mut slots[i];
@@ -357,7 +370,7 @@ fn run_shard(
         let bye = s.viewer.bye();
         let _ = s.socket.send_to(&bye.payload, bye.dest);
     }
-    Ok(ShardEnd::Done(figures))
+    Ok(ShardEnd::Done(figures, max_lag))
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -435,9 +448,13 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
     });
     let mut per_viewer = Vec::new();
     let mut no_stream: Option<Option<RejectReason>> = None;
+    let mut max_lag = Duration::ZERO;
     for r in results {
         match r? {
-            ShardEnd::Done(f) => per_viewer.extend(f),
+            ShardEnd::Done(f, lag) => {
+                per_viewer.extend(f);
+                max_lag = max_lag.max(lag);
+            }
             ShardEnd::NoStream(why) => {
                 no_stream = Some(no_stream.flatten().or(why));
             }
@@ -473,6 +490,7 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
         duration_s: start.elapsed().as_secs_f64(),
         threads,
         cpu_s,
+        max_loop_lag_ms: max_lag.as_secs_f64() * 1000.0,
         summary,
         per_viewer,
     };

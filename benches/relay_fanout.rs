@@ -243,18 +243,30 @@ fn run(subscribers: usize, seconds: f64, batch: usize) -> Outcome {
     })
 }
 
-/// CPU seconds (user + system) of a child, reaped with wait4(2) once it has exited.
-fn reap_cpu_s(child: &std::process::Child) -> f64 {
-    let mut status = 0;
-    // SAFETY: wait4 writes into the zeroed rusage and the status we own; the pid is our
-    // child's, not yet reaped.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
-    if r < 0 {
-        return f64::NAN;
+/// CPU seconds (user + system) of a child, reaped with wait4(2) once it has exited; killed
+/// if it is still running 10 s from now.
+fn reap_cpu_s(mut child: std::process::Child) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = child.id() as libc::pid_t;
+    loop {
+        let mut status = 0;
+        // SAFETY: wait4 writes into the zeroed rusage and the status we own; the pid is our
+        // child's, not yet reaped.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            return tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+        if r < 0 {
+            return f64::NAN;
+        }
+        if Instant::now() >= deadline {
+            println!("  (a child outlived its time: killed)");
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn read_json(p: &std::path::Path) -> serde_json::Value {
@@ -280,14 +292,28 @@ struct Row {
 
 const STREAM: &str = "test:960x540@30";
 
-fn serve_cmd(bin: &std::path::Path, into: SocketAddr, seconds: f64, stats: &std::path::Path) -> std::process::Command {
+fn serve_cmd(
+    bin: &std::path::Path,
+    into: SocketAddr,
+    seconds: f64,
+    stats: &std::path::Path,
+) -> std::process::Command {
     let mut c = std::process::Command::new(bin);
-    c.args(["serve", "--source", STREAM, "--quality", "80", "--no-audio", "--seed", "1"])
-        .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
-        .args(["--relay", &into.to_string(), "--name", "cam1"])
-        .args(["--duration", &format!("{seconds}")])
-        .arg("--stats-json")
-        .arg(stats);
+    c.args([
+        "serve",
+        "--source",
+        STREAM,
+        "--quality",
+        "80",
+        "--no-audio",
+        "--seed",
+        "1",
+    ])
+    .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
+    .args(["--relay", &into.to_string(), "--name", "cam1"])
+    .args(["--duration", &format!("{seconds}")])
+    .arg("--stats-json")
+    .arg(stats);
     c
 }
 
@@ -301,7 +327,9 @@ fn spawn_logged(mut c: std::process::Command, log: &std::path::Path) -> std::pro
 
 /// framecast relay + framecast load (N viewers) + framecast serve, as three processes.
 fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
-    let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port()).parse().unwrap();
+    let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
     let mut c = std::process::Command::new(bin);
     c.args(["relay", "--listen", &relay_addr.to_string()])
         .args(["--duration", &format!("{}", seconds + 3.0)])
@@ -314,14 +342,25 @@ fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
     );
     std::thread::sleep(Duration::from_millis(700));
     let mut c = std::process::Command::new(bin);
-    c.args(["load", "--from", &relay_addr.to_string(), "--stream", "cam1"])
-        .args(["--viewers", &n.to_string(), "--duration", &format!("{seconds}")])
-        .arg("--stats-json")
-        .arg(dir.join("load.json"));
+    c.args([
+        "load",
+        "--from",
+        &relay_addr.to_string(),
+        "--stream",
+        "cam1",
+    ])
+    .args([
+        "--viewers",
+        &n.to_string(),
+        "--duration",
+        &format!("{seconds}"),
+    ])
+    .arg("--stats-json")
+    .arg(dir.join("load.json"));
     let mut load = spawn_logged(c, &dir.join("load.log"));
     let ok = load.wait().map(|s| s.success()).unwrap_or(false);
-    let relay_cpu = reap_cpu_s(&relay);
-    let _ = reap_cpu_s(&serve);
+    let relay_cpu = reap_cpu_s(relay);
+    let _ = reap_cpu_s(serve);
     if !ok {
         let why = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
         return Row {
@@ -335,7 +374,11 @@ fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
     let l = read_json(&dir.join("load.json"));
     let r = read_json(&dir.join("relay.json"));
     let views = l["per_viewer"].as_array().unwrap();
-    let gb: f64 = views.iter().map(|v| v["bytes"].as_f64().unwrap()).sum::<f64>() / 1e9;
+    let gb: f64 = views
+        .iter()
+        .map(|v| v["bytes"].as_f64().unwrap())
+        .sum::<f64>()
+        / 1e9;
     let s = &l["summary"];
     let f = |k: &str, m: &str| s[k][m].as_f64().unwrap();
     let rr = &r["relay"];
@@ -345,14 +388,22 @@ fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
     Row {
         cpu_s: relay_cpu,
         gb,
-        share: (f("on_time", "min"), f("on_time", "median"), f("on_time", "max")),
+        share: (
+            f("on_time", "min"),
+            f("on_time", "median"),
+            f("on_time", "max"),
+        ),
         late: views.iter().map(|v| v["late"].as_f64().unwrap()).sum(),
         note: format!(
             "skipped cpu/socket/slow {}/{}/{}{}; load {:.1} CPU-s, lag up to {:.0} ms",
             rr["frames_skipped_relay_cpu"],
             rr["frames_skipped_socket_buffer"],
             rr["frames_skipped_slow_subscriber"],
-            if overloaded { ", status said OVERLOADED" } else { "" },
+            if overloaded {
+                ", status said OVERLOADED"
+            } else {
+                ""
+            },
             l["cpu_s"].as_f64().unwrap_or(0.0),
             l["max_loop_lag_ms"].as_f64().unwrap_or(0.0)
         ),
@@ -378,7 +429,12 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         .collect();
     let mut c = std::process::Command::new("gst-launch-1.0");
     c.arg("-q")
-        .args(["udpsrc", "address=127.0.0.1", &format!("port={port}"), "buffer-size=4194304"])
+        .args([
+            "udpsrc",
+            "address=127.0.0.1",
+            &format!("port={port}"),
+            "buffer-size=4194304",
+        ])
         .arg("!")
         .args(["multiudpsink", &format!("clients={}", clients.join(","))])
         .args(["sync=false", "async=false", "buffer-size=4194304"]);
@@ -396,7 +452,8 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
     // Plain receivers (no GRO: multiudpsink sends datagram by datagram).
     let mut rx = Receiver::shared(false);
     while Instant::now() < until {
-        poll.poll(&mut events, Some(Duration::from_millis(20))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
         for e in events.iter() {
             let i = e.token().0;
             while rx.recv(&socks[i]).is_ok() {
@@ -407,8 +464,8 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         }
     }
     interrupt(&gst);
-    let cpu = reap_cpu_s(&gst);
-    let _ = reap_cpu_s(&serve);
+    let cpu = reap_cpu_s(gst);
+    let _ = reap_cpu_s(serve);
     let sent = read_json(&dir.join("gserve.json"))["io"]["sent"]
         .as_f64()
         .unwrap_or(0.0)
@@ -459,7 +516,11 @@ fn compare(list: &[usize], seconds: f64) {
                 100.0 * r.share.0,
                 100.0 * r.share.1,
                 100.0 * r.share.2,
-                if r.late.is_nan() { "-".into() } else { format!("{:.0}", r.late) },
+                if r.late.is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:.0}", r.late)
+                },
                 r.note
             );
         }

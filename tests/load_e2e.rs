@@ -44,7 +44,11 @@ fn load_generator_reports_every_viewer_against_a_relay() {
     assert_eq!(report.viewers, 6);
     assert_eq!(report.per_viewer.len(), 6);
     assert_eq!(report.threads, 2);
-    assert!((2.9..4.0).contains(&report.duration_s), "{}", report.duration_s);
+    assert!(
+        (2.9..4.0).contains(&report.duration_s),
+        "{}",
+        report.duration_s
+    );
     for v in &report.per_viewer {
         // About 90 frames in 3 s at 30 fps; the first ones arrive after the handshake.
         assert!(v.frames >= 60 && v.frames <= 95, "{v:?}");

@@ -539,7 +539,10 @@ fn slow_subscriber_is_isolated() {
     // its queue reaches the byte bound; none arrives late.
     assert!(r.frames_skipped_slow_subscriber > 0, "{r:?}");
     assert_eq!(r.frames_skipped_relay_cpu, 0);
-    assert!(max_queue <= RelayConfig::default().queue_bytes / 8, "{max_queue}");
+    assert!(
+        max_queue <= RelayConfig::default().queue_bytes / 8,
+        "{max_queue}"
+    );
     assert_eq!(net.client(slow).stats().frames_late, 0);
     let s = &net.seen[&slow];
     assert!(

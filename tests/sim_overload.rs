@@ -253,7 +253,10 @@ fn one_slow_subscriber_skips_frames_alone_and_is_named() {
     }
     let s = &net.seen[&slow];
     let played = s.played.len() as u32;
-    assert!(played * 100 >= frames * 30 && played < frames, "slow played {played}");
+    assert!(
+        played * 100 >= frames * 30 && played < frames,
+        "slow played {played}"
+    );
     assert!(longest_gap(&s.played, 30, frames) <= 4);
     let r = net.relay().stats();
     assert!(r.frames_skipped_slow_subscriber > 0);

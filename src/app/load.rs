@@ -227,11 +227,7 @@ impl Slot {
                 ViewerEvent::Frame(f) => self.saw(f.frame_id),
                 ViewerEvent::FrameDropped {
                     frame_id, reason, ..
-                } => {
-                    if reason != DropReason::Overflow {
-                        self.saw(frame_id);
-                    }
-                }
+                } if reason != DropReason::Overflow => self.saw(frame_id),
                 ViewerEvent::Description(_) => self.described = true,
                 ViewerEvent::Rejected(r) => self.rejected = Some(r),
                 _ => {}
@@ -401,10 +397,7 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
     let duration = super::duration_arg("duration", Some(args.duration))?.unwrap_or_default();
     let wait = super::duration_arg("wait", Some(args.wait))?.unwrap_or_default();
     if args.latency_ms == 0 || args.latency_ms > 10_000 {
-        anyhow::bail!(
-            "--latency-ms {}: expected 1 to 10000 ms",
-            args.latency_ms
-        );
+        anyhow::bail!("--latency-ms {}: expected 1 to 10000 ms", args.latency_ms);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cores.min(4)).clamp(1, args.viewers);

@@ -205,8 +205,6 @@ impl Fanout {
         self.send_blocked_at = Some(now);
     }
 
-
-
     /// Adds a subscriber of `stream` with an empty queue, capped at `max_kbps` (0: no
     /// cap). Returns the subscriber it replaced at that address.
     pub(super) fn insert(

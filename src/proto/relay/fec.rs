@@ -101,7 +101,10 @@ impl Relay {
         let Some(idx) = self.streams.position(&sub.stream.clone()) else {
             return;
         };
-        let skipped: Vec<bool> = entries.iter().map(|r| sub.skipped_frame(r.frame_id)).collect();
+        let skipped: Vec<bool> = entries
+            .iter()
+            .map(|r| sub.skipped_frame(r.frame_id))
+            .collect();
         for (r, skipped) in entries.iter().zip(skipped) {
             self.stats.fec_requests += 1;
             if skipped {

@@ -141,8 +141,7 @@ impl Relay {
         s.queue_datagrams_dropped = self.fanout.drops.datagrams;
         s.frames_skipped_relay_cpu = self.fanout.drops.skipped(OverloadLimit::RelayCpu);
         s.frames_skipped_socket_buffer = self.fanout.drops.skipped(OverloadLimit::SocketBuffer);
-        s.frames_skipped_slow_subscriber =
-            self.fanout.drops.skipped(OverloadLimit::SlowSubscriber);
+        s.frames_skipped_slow_subscriber = self.fanout.drops.skipped(OverloadLimit::SlowSubscriber);
         s.overloaded = self.overloaded();
         s.frames_coded = self.streams.iter().map(|st| st.parity.frames_coded).sum();
         s

@@ -12,6 +12,7 @@
 //! plain receivers; then prints a table: relay CPU-seconds per delivered GB (wait4 rusage
 //! of the relay process), share of a core, frames on time per viewer (framecast) or
 //! datagrams delivered per receiver (GStreamer), late frames and what the relay skipped.
+//! `--relay-args "--no-gso"` passes options to the relay process (e.g. to see it overloaded).
 //! Traffic stays on 127.0.0.1; every run is bounded by --seconds.
 
 mod support;
@@ -326,12 +327,19 @@ fn spawn_logged(mut c: std::process::Command, log: &std::path::Path) -> std::pro
 }
 
 /// framecast relay + framecast load (N viewers) + framecast serve, as three processes.
-fn framecast_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
+fn framecast_side(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    seconds: f64,
+    relay_args: &[String],
+) -> Row {
     let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .unwrap();
     let mut c = std::process::Command::new(bin);
     c.args(["relay", "--listen", &relay_addr.to_string()])
+        .args(relay_args)
         .args(["--duration", &format!("{}", seconds + 3.0)])
         .arg("--stats-json")
         .arg(dir.join("relay.json"));
@@ -482,7 +490,7 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
 }
 
 /// The side-by-side table for every N of `list`.
-fn compare(list: &[usize], seconds: f64) {
+fn compare(list: &[usize], seconds: f64, relay_args: &[String]) {
     let bin = support::framecast_release_bin();
     let have_gst = std::process::Command::new("gst-launch-1.0")
         .arg("--version")
@@ -500,7 +508,10 @@ fn compare(list: &[usize], seconds: f64) {
         "N", "side", "CPU-s", "CPU-s/GB", "core%", "on time min/median/max %", "late"
     );
     for &n in list {
-        let mut rows = vec![("framecast", framecast_side(&bin, dir.path(), n, seconds))];
+        let mut rows = vec![(
+            "framecast",
+            framecast_side(&bin, dir.path(), n, seconds, relay_args),
+        )];
         if have_gst {
             rows.push(("gstreamer", gstreamer_side(&bin, dir.path(), n, seconds)));
         }
@@ -546,6 +557,7 @@ fn main() {
     let mut subscribers = 50usize;
     let mut seconds = 10.0f64;
     let mut list: Option<Vec<usize>> = None;
+    let mut relay_args: Vec<String> = Vec::new();
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -556,6 +568,11 @@ fn main() {
             }
             "--seconds" => {
                 seconds = args[i + 1].parse().expect("--seconds S");
+                i += 1;
+            }
+            // Extra options for the `framecast relay` process, e.g. "--no-gso".
+            "--relay-args" => {
+                relay_args = args[i + 1].split_whitespace().map(String::from).collect();
                 i += 1;
             }
             "--viewers-list" => {
@@ -572,7 +589,7 @@ fn main() {
         i += 1;
     }
     if let Some(list) = list {
-        compare(&list, seconds);
+        compare(&list, seconds, &relay_args);
         return;
     }
     // Side by side in one run: batched sends (sendmmsg, 64 a call) against one per call.

@@ -217,11 +217,16 @@ struct Slot {
 }
 
 impl Slot {
+    /// Widens the span of frame ids seen to `id` (either end; ids wrap).
     fn saw(&mut self, id: u32) {
         let first = *self.first.get_or_insert(id);
         let d = id.wrapping_sub(first);
         if d < u32::MAX / 2 {
             self.span = self.span.max(d);
+        } else {
+            // Older than the first seen (e.g. a frame dropped late after a later one).
+            self.span = self.span.saturating_add(first.wrapping_sub(id));
+            self.first = Some(id);
         }
     }
 
@@ -533,6 +538,30 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("no stream \"cam1\""), "{msg}");
         assert!(msg.contains("after 0 s") || msg.contains("after"), "{msg}");
+    }
+
+    #[test]
+    fn the_span_of_frames_grows_at_both_ends_across_the_wrap() {
+        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).unwrap().0;
+        let cfg = ViewerConfig::new("127.0.0.1:9".parse().unwrap(), "cam1");
+        let mut slot = Slot {
+            socket,
+            viewer: Viewer::new(cfg),
+            first: None,
+            span: 0,
+            described: false,
+            rejected: None,
+            next: None,
+            touched: false,
+        };
+        slot.saw(5);
+        slot.saw(9);
+        slot.saw(3);
+        assert_eq!((slot.first, slot.span), (Some(3), 6));
+        slot.saw(u32::MAX);
+        slot.saw(1);
+        assert_eq!((slot.first, slot.span), (Some(u32::MAX), 10));
+        assert_eq!(slot.figures().frames, 11);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
 use framecast::app::play::{Play, PlayArgs, PlayReport};
-use framecast::app::relay::{RelayArgs, RelayReport, RelayRole};
+use framecast::app::relay::{RelayArgs, RelayReport, RelayRole, SendThreads};
 use framecast::app::serve::{Serve, ServeArgs};
 
 fn chain(tweak: impl FnOnce(&mut RelayArgs)) -> (RelayReport, Vec<PlayReport>) {
@@ -70,7 +70,8 @@ fn chain(tweak: impl FnOnce(&mut RelayArgs)) -> (RelayReport, Vec<PlayReport>) {
 
 #[test]
 fn gso_sends_reach_gro_players_whole() {
-    let (relay, played) = chain(|_| {});
+    let (relay, played) = chain(|r| r.send_threads = SendThreads::Fixed(0));
+    assert_eq!(relay.io.send_threads, 0);
     assert!(relay.io.gso, "this kernel has UDP GSO");
     assert!(relay.io.gso_sends > 0, "{:?}", relay.io);
     assert_eq!(relay.io.sent, relay.relay.datagrams_out);
@@ -90,7 +91,31 @@ fn a_relay_without_gso_still_delivers_every_frame() {
 
 #[test]
 fn sender_threads_deliver_every_frame_in_order() {
-    let (relay, _) = chain(|r| r.send_threads = 2);
+    let (relay, _) = chain(|r| r.send_threads = SendThreads::Fixed(2));
+    assert_eq!(relay.io.send_threads, 2);
     assert!(relay.io.gso_sends > 0, "{:?}", relay.io);
     assert_eq!(relay.io.sent, relay.relay.datagrams_out);
+}
+
+/// `FRAMECAST_NO_GSO=1` / `FRAMECAST_NO_GRO=1` turn the offloads off for a whole process.
+#[test]
+fn the_environment_turns_gso_and_gro_off() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let io = |off: &str| {
+        let json = dir.path().join(format!("relay-{off}.json"));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_framecast"))
+            .args(["relay", "--listen", "127.0.0.1:0", "--duration", "0.2"])
+            .arg("--stats-json")
+            .arg(&json)
+            .env("FRAMECAST_NO_GSO", off)
+            .env("FRAMECAST_NO_GRO", off)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (v["io"]["gso"].as_bool(), v["io"]["gro"].as_bool())
+    };
+    assert_eq!(io("1"), (Some(false), Some(false)));
+    assert_eq!(io("0"), (Some(true), Some(true)));
 }

@@ -47,12 +47,13 @@ pub struct RelayArgs {
     /// route refused GSO; `FRAMECAST_NO_GSO=1` does the same for every role.
     #[arg(long)]
     pub no_gso: bool,
-    /// Sender threads for the fan-out, each owning a shard of the subscribers (0: send on
-    /// the relay's own thread). Only worth it when one core cannot keep up: with GSO one
-    /// core sends several hundred thousand datagrams a second (hundreds of 15 Mbit/s
-    /// viewers), and every extra thread costs a hand-off per batch.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub send_threads: usize,
+    /// Sender threads for the fan-out, each owning a shard of the subscribers: `auto` sends
+    /// on the relay's own thread until it is saturated (85 % of a core for 2 s), then adds
+    /// threads one at a time, up to one per core but one; `N` starts N threads (0: never).
+    /// With GSO one core sends several hundred thousand datagrams a second (hundreds of
+    /// 15 Mbit/s viewers), and every extra thread costs a hand-off per batch.
+    #[arg(long, default_value = "auto", value_name = "auto|N")]
+    pub send_threads: SendThreads,
     /// HTTP and RTP outputs.
     #[command(flatten)]
     pub outputs: OutputArgs,
@@ -74,9 +75,35 @@ impl RelayArgs {
             duration: None,
             stats_json: None,
             no_gso: false,
-            send_threads: 0,
+            send_threads: SendThreads::Auto,
             outputs: OutputArgs::default(),
             keys: KeyArgs::default(),
+        }
+    }
+}
+
+/// `--send-threads`: how many threads send the fan-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendThreads {
+    /// The relay's own thread until it is saturated, then more as needed.
+    Auto,
+    /// Exactly this many sender threads (0: the relay's own thread only).
+    Fixed(usize),
+}
+
+impl std::str::FromStr for SendThreads {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SendThreads, String> {
+        let max = crate::driver::send_pool::MAX_SEND_THREADS;
+        match s {
+            "auto" => Ok(SendThreads::Auto),
+            _ => match s.parse::<usize>() {
+                Ok(n) if n <= max => Ok(SendThreads::Fixed(n)),
+                _ => Err(format!(
+                    "expected `auto` or a number of threads from 0 to {max} (0 sends on the relay's own thread)"
+                )),
+            },
         }
     }
 }
@@ -126,13 +153,7 @@ impl RelayRole {
         if args.queue_kib == 0 || args.cache_packets == 0 || args.max_subscribers == 0 {
             anyhow::bail!("--queue-kib, --cache-packets and --max-subscribers must be positive");
         }
-        let max_threads = crate::driver::send_pool::MAX_SEND_THREADS;
-        if args.send_threads > max_threads {
-            anyhow::bail!(
-                "--send-threads {}: expected 0-{max_threads} (0 sends on the relay's own thread)",
-                args.send_threads
-            );
-        }
+
         let keys = args.keys.load()?;
         let (socket, buffers) = bind_udp(args.listen, SOCKET_BUFFER).context("relay --listen")?;
         crate::driver::udp::warn_if_clamped(&buffers);
@@ -152,8 +173,13 @@ impl RelayRole {
         }
         let mut lp = EventLoop::new(socket, FreshClock::new(node))?;
         lp.set_gso(!args.no_gso);
-        lp.set_send_threads(args.send_threads)
-            .context("relay --send-threads")?;
+        match args.send_threads {
+            SendThreads::Auto => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                lp.set_auto_send_threads(cores.saturating_sub(1).min(8));
+            }
+            SendThreads::Fixed(n) => lp.set_send_threads(n).context("relay --send-threads")?,
+        }
         let listen = lp.local_addr().unwrap_or(args.listen);
         let on_demand = args.upstream.is_some();
         let outputs = Outputs::start_keyed("relay", &args.outputs, listen, None, on_demand, keys)?;

@@ -27,6 +27,12 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 
+/// `sendmmsg`/`recvmmsg` headers (Linux); elsewhere one datagram per call needs none.
+#[cfg(target_os = "linux")]
+type MsgHdr = libc::mmsghdr;
+#[cfg(not(target_os = "linux"))]
+type MsgHdr = ();
+
 /// Entries (runs, or datagrams without GSO) per `sendmmsg` call.
 pub const BATCH: usize = 64;
 
@@ -108,8 +114,10 @@ pub struct Sender {
     entries_per_call: usize,
     /// Destination → group number, in order of first appearance in the queue.
     groups: HashMap<SocketAddr, u32>,
-    /// (group, position in the queue): sorted, the grouped order.
-    keys: Vec<(u32, u32)>,
+    /// Each queued datagram's group.
+    keys: Vec<u32>,
+    /// Per group: its size, then its next slot in the grouped order.
+    starts: Vec<u32>,
     grouped: Vec<Transmit>,
     runs: Vec<Run>,
     // Scratch for one system call; the raw pointers in `iovs` and `msgs` are written just
@@ -117,7 +125,7 @@ pub struct Sender {
     addrs: Vec<socket2::SockAddr>,
     iovs: Vec<libc::iovec>,
     cmsgs: Vec<CmsgBuf>,
-    msgs: Vec<libc::mmsghdr>,
+    msgs: Vec<MsgHdr>,
     /// Test hook: the next GSO call fails with this errno.
     #[cfg(test)]
     fail_next_gso: Option<i32>,
@@ -146,6 +154,7 @@ impl Sender {
             entries_per_call: BATCH,
             groups: HashMap::new(),
             keys: Vec::new(),
+            starts: Vec::new(),
             grouped: Vec::new(),
             runs: Vec::with_capacity(BATCH),
             addrs: Vec::with_capacity(BATCH),
@@ -242,29 +251,47 @@ impl Sender {
         }
         self.groups.clear();
         self.keys.clear();
+        self.starts.clear();
         let mut last: Option<(SocketAddr, u32)> = None;
-        for (i, t) in queue.iter().enumerate() {
+        for t in queue.iter() {
             let g = match last {
                 Some((d, g)) if d == t.dest => g,
                 _ => {
                     let next = self.groups.len() as u32;
-                    *self.groups.entry(t.dest).or_insert(next)
+                    let g = *self.groups.entry(t.dest).or_insert(next);
+                    if g == next {
+                        self.starts.push(0);
+                    }
+                    g
                 }
             };
             last = Some((t.dest, g));
-            self.keys.push((g, i as u32));
+            self.starts[g as usize] += 1;
+            self.keys.push(g);
         }
         if self.groups.len() == queue.len() {
             return; // one datagram per destination: nothing to group
         }
-        self.keys.sort_unstable();
+        // Counting sort, stable: each group's first slot, then every datagram to the next
+        // slot of its group. Payloads are moved, not cloned.
+        let mut at = 0;
+        for n in self.starts.iter_mut() {
+            let count = *n;
+            *n = at;
+            at += count;
+        }
+        let placeholder = Transmit {
+            dest: queue[0].dest,
+            payload: Bytes::new(),
+        };
         self.grouped.clear();
-        for &(_, i) in &self.keys {
-            let t = &mut queue[i as usize];
-            self.grouped.push(Transmit {
-                dest: t.dest,
-                payload: std::mem::take(&mut t.payload),
-            });
+        self.grouped.resize(queue.len(), placeholder);
+        for (t, &g) in queue.iter_mut().zip(&self.keys) {
+            let slot = &mut self.starts[g as usize];
+            let to = &mut self.grouped[*slot as usize];
+            to.dest = t.dest;
+            to.payload = std::mem::take(&mut t.payload);
+            *slot += 1;
         }
         queue.clear();
         std::mem::swap(queue, &mut self.grouped);

@@ -112,6 +112,7 @@ mod tests {
     #[test]
     fn ceilings_are_measured_and_ordered_plausibly() {
         let c = measure_loopback_ceilings(Duration::from_millis(150)).unwrap();
+        eprintln!("{c:?}");
         // Loose bounds: any machine that runs the tests moves 10,000 datagrams a second
         // on loopback, and none moves a billion.
         for v in [c.sendmmsg, c.gso, c.gso_gro] {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::batch::{Flushed, SendStats, Sender};
 use super::recv::Receiver;
-use super::send_pool::SendPool;
+use super::send_pool::{AutoScale, SendPool, thread_cpu_time};
 use crate::proto::node::{Node, Transmit, soonest};
 
 const SOCKET: Token = Token(0);
@@ -31,10 +31,11 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 const READ_BUDGET: usize = 4096;
 /// Most datagrams taken from the node per send round. The relay core serves its
 /// subscribers round-robin, one datagram each, so a destination's run (and thus a GSO
-/// super-datagram) can only be as long as this over the number of subscribers: 8192 gives
-/// runs of a whole 1316-byte-chunked 60 KB frame for up to about 170 subscribers. Only
-/// references are held (64 bytes a datagram), and only until the kernel takes them.
-const PULL: usize = 8192;
+/// super-datagram) can only be as long as this over the number of subscribers: 32,768
+/// gives runs of a whole 1400-byte-chunked 70 KB frame (about 50 datagrams, one
+/// super-datagram) for up to about 650 subscribers. Only references are held (64 bytes a
+/// datagram, 2 MB in all), and only until the kernel takes them.
+const PULL: usize = 32_768;
 
 /// Socket-level counters of a loop.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -59,6 +60,8 @@ pub struct IoStats {
     pub gro_receives: u64,
     /// Whether GRO is on for the socket.
     pub gro: bool,
+    /// Most sender threads used at once (0: the loop always sent itself).
+    pub send_threads: usize,
 }
 
 /// What the role's hook tells the loop.
@@ -84,6 +87,12 @@ pub struct EventLoop<N> {
     send_stats: SendStats,
     /// Sender threads, when sends are spread over more cores ([`EventLoop::set_send_threads`]).
     pool: Option<SendPool>,
+    /// Most sender threads [`AutoScale`] may start (0: no automatic threads).
+    auto_threads: usize,
+    auto: AutoScale,
+    /// When the loop's busy share was last measured, and its thread's CPU time then.
+    busy_mark: Option<(Instant, Duration)>,
+    threads_peak: usize,
     receiver: Receiver,
     writable_wanted: bool,
     stats: IoStats,
@@ -109,6 +118,10 @@ impl<N: Node> EventLoop<N> {
             sender,
             send_stats: SendStats::default(),
             pool: None,
+            auto_threads: 0,
+            auto: AutoScale::default(),
+            busy_mark: None,
+            threads_peak: 0,
             receiver,
             writable_wanted: false,
             stats: IoStats::default(),
@@ -163,6 +176,48 @@ impl<N: Node> EventLoop<N> {
         if threads > 0 {
             self.pool = Some(SendPool::start(&self.socket, threads, self.sender.gso())?);
         }
+        self.threads_peak = self.threads_peak.max(self.send_threads());
+        Ok(())
+    }
+
+    /// Starts sender threads as the load needs them, up to `max` (0: never): one more each
+    /// time the loop's thread has been saturated for a while (see [`AutoScale`]). A loop
+    /// one core carries never starts one.
+    pub fn set_auto_send_threads(&mut self, max: usize) {
+        self.auto_threads = max;
+    }
+
+    /// Sender threads now (0: the loop sends itself).
+    pub fn send_threads(&self) -> usize {
+        self.pool.as_ref().map_or(0, SendPool::threads)
+    }
+
+    /// Once a second: measures the loop thread's busy share and adds a sender thread when
+    /// [`AutoScale`] says so.
+    fn autoscale(&mut self, now: Instant) -> io::Result<()> {
+        let threads = self.send_threads();
+        if threads >= self.auto_threads {
+            return Ok(());
+        }
+        let cpu = thread_cpu_time();
+        let Some((t0, c0)) = self.busy_mark else {
+            self.busy_mark = Some((now, cpu));
+            return Ok(());
+        };
+        let wall = now.saturating_duration_since(t0);
+        if wall < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.busy_mark = Some((now, cpu));
+        let busy = cpu.saturating_sub(c0).as_secs_f64() / wall.as_secs_f64();
+        if self.auto.observe(busy) {
+            self.set_send_threads(threads + 1)?;
+            log::info!(
+                "network loop busy {:.0}% of a core: sending on {} thread(s) now",
+                busy * 100.0,
+                threads + 1
+            );
+        }
         Ok(())
     }
 
@@ -182,6 +237,7 @@ impl<N: Node> EventLoop<N> {
             gso: self.sender.gso() && self.pool.as_ref().is_none_or(|p| p.gso()),
             gro_receives: self.receiver.gro_receives(),
             gro: self.receiver.gro(),
+            send_threads: self.threads_peak,
             ..self.stats.clone()
         }
     }
@@ -210,6 +266,7 @@ impl<N: Node> EventLoop<N> {
                 LoopControl::Continue(t) => t,
             };
             self.flush(now)?;
+            self.autoscale(now)?;
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -250,11 +307,14 @@ impl<N: Node> EventLoop<N> {
 
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         loop {
-            // What waited for WRITABLE stays first; then whatever the node has ready.
-            while self.pending.len() < PULL {
-                match self.node.poll_transmit(now) {
-                    Some(t) => self.pending.push(t),
-                    None => break,
+            // What waited for WRITABLE goes first, on its own: while the socket is
+            // congested the node keeps the rest, under its own (time-bounded) queues.
+            if self.pending.is_empty() {
+                while self.pending.len() < PULL {
+                    match self.node.poll_transmit(now) {
+                        Some(t) => self.pending.push(t),
+                        None => break,
+                    }
                 }
             }
             if self.pending.is_empty() {

@@ -14,6 +14,12 @@
 use std::io;
 use std::net::SocketAddr;
 
+/// `sendmmsg`/`recvmmsg` headers (Linux); elsewhere one datagram per call needs none.
+#[cfg(target_os = "linux")]
+type MsgHdr = libc::mmsghdr;
+#[cfg(not(target_os = "linux"))]
+type MsgHdr = ();
+
 /// Messages (datagrams, or GRO super-datagrams) per `recvmmsg` call.
 pub const RECV_BATCH: usize = 32;
 
@@ -83,7 +89,7 @@ pub struct Receiver {
     names: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     cmsgs: Vec<CmsgBuf>,
-    msgs: Vec<libc::mmsghdr>,
+    msgs: Vec<MsgHdr>,
 }
 
 // SAFETY: the raw pointers in the scratch vectors are written right before a system call

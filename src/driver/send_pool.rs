@@ -29,6 +29,53 @@ use crossbeam_channel::{Receiver as ChanRx, Sender as ChanTx};
 use super::batch::{Flushed, SendStats, Sender};
 use crate::proto::node::Transmit;
 
+/// Share of one core the loop's thread may spend (measured over a second) before it counts
+/// as saturated.
+pub const SATURATED: f64 = 0.85;
+
+/// Consecutive saturated seconds before [`AutoScale`] adds a sender thread.
+pub const SATURATED_SECONDS: u32 = 2;
+
+/// When to add a sender thread: after [`SATURATED_SECONDS`] seconds in a row in which the
+/// loop's thread was busy more than [`SATURATED`] of the time. A relay that one core
+/// carries never starts a thread (and pays nothing for the hand-off); once threads send,
+/// the loop's own share falls, so it stops adding them when the core work fits again.
+#[derive(Debug, Clone, Default)]
+pub struct AutoScale {
+    hot: u32,
+}
+
+impl AutoScale {
+    /// Feeds one second's busy share (CPU time / wall time of the loop's thread, 0–1);
+    /// true when a thread should be added now.
+    pub fn observe(&mut self, busy: f64) -> bool {
+        if busy > SATURATED {
+            self.hot += 1;
+        } else {
+            self.hot = 0;
+        }
+        if self.hot >= SATURATED_SECONDS {
+            self.hot = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Batches queued per sender thread before the loop waits for it.
 pub const QUEUED_BATCHES: usize = 4;
 
@@ -222,6 +269,19 @@ fn wait_writable(sock: &socket2::Socket, ms: i32) {
 mod tests {
     use super::*;
     use crate::driver::batch::pattern;
+
+    #[test]
+    fn a_thread_is_added_only_after_two_saturated_seconds_in_a_row() {
+        let mut a = AutoScale::default();
+        let seen: Vec<bool> = [0.5, 0.9, 0.3, 0.9, 0.95, 0.9, 0.9, 0.9]
+            .into_iter()
+            .map(|b| a.observe(b))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![false, false, false, false, true, false, true, false]
+        );
+    }
 
     #[test]
     fn sharded_sends_keep_every_destinations_order() {

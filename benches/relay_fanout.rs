@@ -4,7 +4,18 @@
 //! overflow, send errors) and what each viewer played.
 //!
 //! `cargo bench --bench relay_fanout -- [--subscribers N] [--seconds S]`
-//! Traffic stays on 127.0.0.1; the run is bounded by --seconds.
+//!
+//! With `--viewers-list 50,150,300,600` it instead runs, for each N, side by side: the
+//! `framecast relay` process carrying one ~15 Mbit/s stream (`test:960x540@30`, quality 80)
+//! to N viewers of `framecast load` (a separate process), and GStreamer (`udpsrc !
+//! multiudpsink`, N clients) carrying the same stream from the same `framecast serve` to N
+//! plain receivers; then prints a table: relay CPU-seconds per delivered GB (wait4 rusage
+//! of the relay process), share of a core, frames on time per viewer (framecast) or
+//! datagrams delivered per receiver (GStreamer), late frames and what the relay skipped.
+//! `--relay-args "--no-gso"` passes options to the relay process (e.g. to see it overloaded).
+//! Traffic stays on 127.0.0.1; every run is bounded by --seconds.
+
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -233,9 +244,320 @@ fn run(subscribers: usize, seconds: f64, batch: usize) -> Outcome {
     })
 }
 
+/// CPU seconds (user + system) of a child, reaped with wait4(2) once it has exited; killed
+/// if it is still running 10 s from now.
+fn reap_cpu_s(mut child: std::process::Child) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = child.id() as libc::pid_t;
+    loop {
+        let mut status = 0;
+        // SAFETY: wait4 writes into the zeroed rusage and the status we own; the pid is our
+        // child's, not yet reaped.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            return tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+        if r < 0 {
+            return f64::NAN;
+        }
+        if Instant::now() >= deadline {
+            println!("  (a child outlived its time: killed)");
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_json(p: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+}
+
+/// One side's figures at one N.
+struct Row {
+    cpu_s: f64,
+    gb: f64,
+    /// Per viewer: share of frames played on time (framecast) or of datagrams delivered
+    /// (GStreamer), min / median / max.
+    share: (f64, f64, f64),
+    late: f64,
+    note: String,
+}
+
+const STREAM: &str = "test:960x540@30";
+
+fn serve_cmd(
+    bin: &std::path::Path,
+    into: SocketAddr,
+    seconds: f64,
+    stats: &std::path::Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.args([
+        "serve",
+        "--source",
+        STREAM,
+        "--quality",
+        "80",
+        "--no-audio",
+        "--seed",
+        "1",
+    ])
+    .args(["--listen", &format!("127.0.0.1:{}", support::free_port())])
+    .args(["--relay", &into.to_string(), "--name", "cam1"])
+    .args(["--duration", &format!("{seconds}")])
+    .arg("--stats-json")
+    .arg(stats);
+    c
+}
+
+fn spawn_logged(mut c: std::process::Command, log: &std::path::Path) -> std::process::Child {
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", c.get_program().to_string_lossy()))
+}
+
+/// framecast relay + framecast load (N viewers) + framecast serve, as three processes.
+fn framecast_side(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    seconds: f64,
+    relay_args: &[String],
+) -> Row {
+    let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let mut c = std::process::Command::new(bin);
+    c.args(["relay", "--listen", &relay_addr.to_string()])
+        .args(relay_args)
+        .args(["--duration", &format!("{}", seconds + 3.0)])
+        .arg("--stats-json")
+        .arg(dir.join("relay.json"));
+    let relay = spawn_logged(c, &dir.join("relay.log"));
+    let serve = spawn_logged(
+        serve_cmd(bin, relay_addr, seconds + 2.0, &dir.join("serve.json")),
+        &dir.join("serve.log"),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let mut c = std::process::Command::new(bin);
+    c.args([
+        "load",
+        "--from",
+        &relay_addr.to_string(),
+        "--stream",
+        "cam1",
+    ])
+    .args([
+        "--viewers",
+        &n.to_string(),
+        "--duration",
+        &format!("{seconds}"),
+    ])
+    .arg("--stats-json")
+    .arg(dir.join("load.json"));
+    let mut load = spawn_logged(c, &dir.join("load.log"));
+    let ok = load.wait().map(|s| s.success()).unwrap_or(false);
+    let relay_cpu = reap_cpu_s(relay);
+    let _ = reap_cpu_s(serve);
+    if !ok {
+        let why = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
+        return Row {
+            cpu_s: relay_cpu,
+            gb: 0.0,
+            share: (0.0, 0.0, 0.0),
+            late: 0.0,
+            note: format!("load failed: {}", why.trim()),
+        };
+    }
+    let l = read_json(&dir.join("load.json"));
+    let r = read_json(&dir.join("relay.json"));
+    let views = l["per_viewer"].as_array().unwrap();
+    let gb: f64 = views
+        .iter()
+        .map(|v| v["bytes"].as_f64().unwrap())
+        .sum::<f64>()
+        / 1e9;
+    let s = &l["summary"];
+    let f = |k: &str, m: &str| s[k][m].as_f64().unwrap();
+    let rr = &r["relay"];
+    let overloaded = std::fs::read_to_string(dir.join("relay.log"))
+        .unwrap_or_default()
+        .contains("OVERLOADED");
+    Row {
+        cpu_s: relay_cpu,
+        gb,
+        share: (
+            f("on_time", "min"),
+            f("on_time", "median"),
+            f("on_time", "max"),
+        ),
+        late: views.iter().map(|v| v["late"].as_f64().unwrap()).sum(),
+        note: format!(
+            "skipped cpu/socket/slow {}/{}/{}{}; load {:.1} CPU-s, lag up to {:.0} ms",
+            rr["frames_skipped_relay_cpu"],
+            rr["frames_skipped_socket_buffer"],
+            rr["frames_skipped_slow_subscriber"],
+            if overloaded {
+                ", status said OVERLOADED"
+            } else {
+                ""
+            },
+            l["cpu_s"].as_f64().unwrap_or(0.0),
+            l["max_loop_lag_ms"].as_f64().unwrap_or(0.0)
+        ),
+    }
+}
+
+/// GStreamer `udpsrc ! multiudpsink` to N plain receivers, fed by the same serve.
+fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
+    use framecast::driver::recv::Receiver;
+    let port = support::free_port();
+    let mut poll = Poll::new().unwrap();
+    let mut socks = Vec::new();
+    for i in 0..n {
+        let (mut s, _) = bind_udp("127.0.0.1:0".parse().unwrap(), 2 << 20).unwrap();
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE)
+            .unwrap();
+        socks.push(s);
+    }
+    let clients: Vec<String> = socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect();
+    let mut c = std::process::Command::new("gst-launch-1.0");
+    c.arg("-q")
+        .args([
+            "udpsrc",
+            "address=127.0.0.1",
+            &format!("port={port}"),
+            "buffer-size=4194304",
+        ])
+        .arg("!")
+        .args(["multiudpsink", &format!("clients={}", clients.join(","))])
+        .args(["sync=false", "async=false", "buffer-size=4194304"]);
+    let gst = spawn_logged(c, &dir.join("gst.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    let gst_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let serve = spawn_logged(
+        serve_cmd(bin, gst_addr, seconds, &dir.join("gserve.json")),
+        &dir.join("gserve.log"),
+    );
+    // Count what each receiver gets until the serve is done and the queues drained.
+    let until = Instant::now() + Duration::from_secs_f64(seconds + 1.5);
+    let mut got = vec![(0u64, 0u64); n];
+    let mut events = Events::with_capacity(1024);
+    // Plain receivers (no GRO: multiudpsink sends datagram by datagram).
+    let mut rx = Receiver::shared(false);
+    while Instant::now() < until {
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for e in events.iter() {
+            let i = e.token().0;
+            while rx.recv(&socks[i]).is_ok() {
+                let mut bytes = 0;
+                got[i].0 += rx.for_each(|_, d| bytes += d.len() as u64) as u64;
+                got[i].1 += bytes;
+            }
+        }
+    }
+    interrupt(&gst);
+    let cpu = reap_cpu_s(gst);
+    let _ = reap_cpu_s(serve);
+    let sent = read_json(&dir.join("gserve.json"))["io"]["sent"]
+        .as_f64()
+        .unwrap_or(0.0)
+        .max(1.0);
+    let mut shares: Vec<f64> = got.iter().map(|g| g.0 as f64 / sent).collect();
+    shares.sort_by(f64::total_cmp);
+    Row {
+        cpu_s: cpu,
+        gb: got.iter().map(|g| g.1 as f64).sum::<f64>() / 1e9,
+        share: (shares[0], support::percentile(&shares, 0.5), shares[n - 1]),
+        late: f64::NAN,
+        note: format!("{sent:.0} datagrams from serve"),
+    }
+}
+
+/// The side-by-side table for every N of `list`.
+fn compare(list: &[usize], seconds: f64, relay_args: &[String]) {
+    let bin = support::framecast_release_bin();
+    let have_gst = std::process::Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_gst {
+        println!("GStreamer (gst-launch-1.0) not found: scripts/setup.sh installs it");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "relay fan-out, side by side: one {STREAM} stream (quality 80) to N receivers on loopback, {seconds} s each"
+    );
+    println!(
+        "{:>5} {:<10} {:>8} {:>9} {:>7} {:>26} {:>6}  notes",
+        "N", "side", "CPU-s", "CPU-s/GB", "core%", "on time min/median/max %", "late"
+    );
+    for &n in list {
+        let mut rows = vec![(
+            "framecast",
+            framecast_side(&bin, dir.path(), n, seconds, relay_args),
+        )];
+        if have_gst {
+            rows.push(("gstreamer", gstreamer_side(&bin, dir.path(), n, seconds)));
+        }
+        for (side, r) in rows {
+            println!(
+                "{:>5} {:<10} {:>8.2} {:>9.2} {:>6.0}% {:>8.2}/{:>7.2}/{:>7.2}  {:>6}  {}",
+                n,
+                side,
+                r.cpu_s,
+                r.cpu_s / r.gb.max(1e-9),
+                // Share of a core while the stream flows (the processes idle around it).
+                100.0 * r.cpu_s / seconds,
+                100.0 * r.share.0,
+                100.0 * r.share.1,
+                100.0 * r.share.2,
+                if r.late.is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:.0}", r.late)
+                },
+                r.note
+            );
+        }
+    }
+    match framecast::driver::ceilings::measure_loopback_ceilings(Duration::from_millis(700)) {
+        Ok(c) => println!(
+            "this machine's loopback ceilings (1316-byte datagrams, one thread each side): sendmmsg {:.0}/s, GSO {:.0}/s, GSO+GRO {:.0}/s; at 15 Mbit/s (~1400 datagrams/s a viewer) that is {:.0} / {:.0} / {:.0} viewers a core",
+            c.sendmmsg,
+            c.gso,
+            c.gso_gro,
+            c.sendmmsg / 1400.0,
+            c.gso / 1400.0,
+            c.gso_gro / 1400.0
+        ),
+        Err(e) => println!("loopback ceilings not measured: {e}"),
+    }
+    println!(
+        "(framecast: frames played on time per viewer, from `framecast load`; GStreamer: datagrams delivered per receiver. CPU of the relay / gst-launch process from wait4 rusage; GB delivered to the receivers.)"
+    );
+}
+
 fn main() {
     let mut subscribers = 50usize;
     let mut seconds = 10.0f64;
+    let mut list: Option<Vec<usize>> = None;
+    let mut relay_args: Vec<String> = Vec::new();
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -248,9 +570,27 @@ fn main() {
                 seconds = args[i + 1].parse().expect("--seconds S");
                 i += 1;
             }
+            // Extra options for the `framecast relay` process, e.g. "--no-gso".
+            "--relay-args" => {
+                relay_args = args[i + 1].split_whitespace().map(String::from).collect();
+                i += 1;
+            }
+            "--viewers-list" => {
+                list = Some(
+                    args[i + 1]
+                        .split(',')
+                        .map(|v| v.trim().parse().expect("--viewers-list N,N,..."))
+                        .collect(),
+                );
+                i += 1;
+            }
             _ => {} // cargo bench passes --bench
         }
         i += 1;
+    }
+    if let Some(list) = list {
+        compare(&list, seconds, &relay_args);
+        return;
     }
     // Side by side in one run: batched sends (sendmmsg, 64 a call) against one per call.
     let batched = run(subscribers, seconds, 64);

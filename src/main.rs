@@ -1,4 +1,4 @@
-//! The `framecast` command line: `serve`, `relay`, `play`, `netsim`, `demo`.
+//! The `framecast` command line: `serve`, `relay`, `play`, `netsim`, `demo`, `load`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use framecast::app::demo::{DemoArgs, run_demo};
+use framecast::app::load::{LoadArgs, run_load};
 use framecast::app::play::{EXIT_SILENT, Play, PlayArgs, PlayEnd};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
@@ -32,6 +33,9 @@ enum Command {
     Netsim(NetsimArgs),
     /// Serve, relay and two players on loopback, then a summary.
     Demo(DemoArgs),
+    /// A load generator: N viewers of one stream in this process (no decoding), then
+    /// frames played, late and incomplete per viewer, min/median/max.
+    Load(LoadArgs),
     /// Write a new random key file (mode 0600) for --key-file, or the view-only part of one.
     Keygen(framecast::app::keys::KeygenArgs),
 }
@@ -88,6 +92,10 @@ fn run(cli: Cli, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(a) => {
             run_demo(&a, stop)?;
+        }
+        Command::Load(a) => {
+            let r = run_load(&a, stop)?;
+            eprintln!("{}", r.line());
         }
     }
     Ok(ExitCode::SUCCESS)

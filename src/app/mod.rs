@@ -1,4 +1,4 @@
-//! The roles behind the command line (`serve`, `relay`, `play`, `demo`): each binds its
+//! The roles behind the command line (`serve`, `relay`, `play`, `demo`, `load`): each binds its
 //! socket first (so a caller learns the address, and a busy port is reported before
 //! anything starts), then runs its node in an [`crate::driver::event_loop::EventLoop`].
 
@@ -7,6 +7,7 @@ pub mod figures;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod load;
 pub mod outputs;
 pub mod play;
 pub mod relay;

@@ -38,6 +38,13 @@ pub trait Node {
 
     /// The next datagram to send, if any is ready at `now`.
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit>;
+
+    /// The driver's socket refused a send at `now` (EAGAIN/ENOBUFS: its buffer is full).
+    /// A relay puts the frames it then skips down to the socket buffer (proto-spec.md §7.3);
+    /// other nodes ignore it. The driver calls it once per refused send call.
+    fn on_send_blocked(&mut self, now: Instant) {
+        let _ = now;
+    }
 }
 
 /// The earliest of two optional deadlines (str0m's `soonest`).

@@ -1,11 +1,14 @@
-//! Fan-out (proto-spec.md §7.3): one byte-bounded queue per subscriber, served round-robin.
-//! A queue over its bound drops whole frames, oldest first, for that subscriber only; a
-//! subscriber that asked for a rate cap (`max_kbps`, §6.2) is held back by the shared
-//! [`TokenBucket`].
+//! Fan-out (proto-spec.md §7.3): one queue per subscriber, bounded in bytes and in time,
+//! served round-robin. A queue over its byte bound drops whole frames, oldest first, for that
+//! subscriber only; a frame that waited longer than the subscriber's share of its latency
+//! budget before its first chunk could go out is skipped whole (§7.3, overload), so that when
+//! the relay or one subscriber's path cannot keep up the frame rate drops and the newest frame
+//! wins instead of every frame arriving late. A subscriber that asked for a rate cap
+//! (`max_kbps`, §6.2) is held back by the shared [`TokenBucket`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -13,12 +16,31 @@ use crate::proto::node::Transmit;
 use crate::proto::pacer::TokenBucket;
 use crate::proto::wire::ReceiverReport;
 
+use super::stats::OverloadLimit;
+
+/// A subscriber's frame may wait in its queue at most 1/`QUEUE_DELAY_SHARE` of the playout
+/// latency it stated (§7.3): the rest of the budget goes to pacing, sending the frame's
+/// chunks at a reduced rate when overloaded, the path and repair.
+pub(super) const QUEUE_DELAY_SHARE: u32 = 4;
+/// The latency assumed for a subscriber that stated none (the viewer's default, §7.2).
+pub(super) const DEFAULT_LATENCY: Duration = Duration::from_millis(100);
+/// A send the socket refused (EAGAIN/ENOBUFS) names the socket buffer as the limit for this
+/// long.
+const PRESSURE_MEMORY: Duration = Duration::from_secs(1);
+/// Frames skipped per subscriber remembered, so that its requests for them go unanswered.
+const SKIPPED_MEMORY: usize = 64;
+/// A subscriber skipped a frame this recently: no proactive parity for it (its reported
+/// loss counts the skipped chunks, and parity would only add to the overload).
+const SKIP_QUIET: Duration = Duration::from_secs(1);
+
 /// One datagram queued for a subscriber, tagged with its frame id when it is a chunk that
 /// may be dropped with its frame.
 #[derive(Debug)]
 pub(super) struct Queued {
     pub(super) datagram: Bytes,
     pub(super) frame: Option<u32>,
+    /// When it was queued (set by [`Fanout::enqueue`]).
+    at: Option<Instant>,
 }
 
 impl Queued {
@@ -27,6 +49,16 @@ impl Queued {
         Queued {
             datagram,
             frame: None,
+            at: None,
+        }
+    }
+
+    /// A datagram of frame `frame` (a chunk or its parity), dropped or skipped with it.
+    pub(super) fn of_frame(datagram: Bytes, frame: u32) -> Queued {
+        Queued {
+            datagram,
+            frame: Some(frame),
+            at: None,
         }
     }
 }
@@ -44,6 +76,16 @@ pub(super) struct Subscriber {
     skip_frame: Option<u32>,
     pub(super) report: Option<ReceiverReport>,
     pub(super) frames_dropped: u64,
+    /// Whole frames skipped because they waited longer than its queue-delay budget.
+    pub(super) frames_skipped: u64,
+    /// The frame whose chunks are going out: it is sent whole, never cut short.
+    sending: Option<u32>,
+    /// Its rate cap held it back since its queue was last empty (a slow subscriber).
+    rate_limited: bool,
+    /// The latest frames skipped for it: (frame id, sequence number of chunk 0, chunks).
+    skipped: VecDeque<(u32, u32, u16)>,
+    /// When it last had a frame skipped.
+    skipped_at: Option<Instant>,
     /// The playout latency it stated in its SUBSCRIBE, ms (0: not stated).
     pub(super) latency_ms: u16,
     /// (chunk count, proactive parity) last sized for its path; cleared when its report or
@@ -61,15 +103,62 @@ impl Subscriber {
     pub(super) fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
+
+    /// The longest a frame may wait in its queue before its first chunk goes out (§7.3).
+    pub(super) fn queue_delay_budget(&self) -> Duration {
+        let latency = match self.latency_ms {
+            0 => DEFAULT_LATENCY,
+            ms => Duration::from_millis(ms.into()),
+        };
+        latency / QUEUE_DELAY_SHARE
+    }
+
+    /// Whether a frame was skipped for it recently (within a second of `now`).
+    pub(super) fn skipping(&self, now: Instant) -> bool {
+        self.skipped_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SKIP_QUIET)
+    }
+
+    /// Whether video sequence number `seq` (wire form) belongs to a frame skipped for it:
+    /// a request for it is not answered (§7.3).
+    pub(super) fn skipped_seq(&self, seq: u32) -> bool {
+        self.skipped
+            .iter()
+            .any(|&(_, base, n)| seq.wrapping_sub(base) < u32::from(n))
+    }
+
+    /// Whether frame `f` was skipped for it.
+    pub(super) fn skipped_frame(&self, f: u32) -> bool {
+        self.skipped.iter().any(|&(id, _, _)| id == f)
+    }
+
+    /// Drops every queued datagram of frame `f` and the rest of it when it arrives.
+    fn drop_frame(&mut self, f: u32) -> u64 {
+        let before = self.queue.len();
+        self.queue.retain(|e| e.frame != Some(f));
+        self.queued_bytes = self.queue.iter().map(|e| e.datagram.len()).sum();
+        self.skip_frame = Some(f);
+        (before - self.queue.len()) as u64
+    }
 }
 
 /// What the queues dropped, in all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Drops {
-    /// Whole frames.
+    /// Whole frames dropped for the byte bound.
     pub(super) frames: u64,
-    /// Datagrams.
+    /// Datagrams (of dropped and skipped frames).
     pub(super) datagrams: u64,
+    /// Whole frames skipped for the time bound, by the limit that was hit: relay CPU,
+    /// socket buffer, one slow subscriber.
+    pub(super) skipped: [u64; 3],
+}
+
+impl Drops {
+    /// Frames skipped for `limit`.
+    pub(super) fn skipped(&self, limit: OverloadLimit) -> u64 {
+        self.skipped[limit as usize]
+    }
 }
 
 /// Every subscriber's queue and the round-robin schedule over them.
@@ -82,6 +171,12 @@ pub(super) struct Fanout {
     blocked: Vec<(Instant, SocketAddr)>,
     queue_bytes: usize,
     pub(super) drops: Drops,
+    /// The latest input's time: what [`Fanout::enqueue`] stamps queued frames with.
+    now: Option<Instant>,
+    /// When the driver last said the socket refused a send.
+    send_blocked_at: Option<Instant>,
+    /// The latest frame skip: when, and the limit that was hit.
+    pub(super) last_skip: Option<(Instant, OverloadLimit)>,
 }
 
 impl Fanout {
@@ -93,7 +188,21 @@ impl Fanout {
             blocked: Vec::new(),
             queue_bytes,
             drops: Drops::default(),
+            now: None,
+            send_blocked_at: None,
+            last_skip: None,
         }
+    }
+
+    /// The time of the input being handled (stamps what is queued).
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// The driver's socket refused a send at `now` (EAGAIN/ENOBUFS): skips in the next
+    /// [`PRESSURE_MEMORY`] are put down to the socket buffer.
+    pub(super) fn on_send_blocked(&mut self, now: Instant) {
+        self.send_blocked_at = Some(now);
     }
 
     /// Adds a subscriber of `stream` with an empty queue, capped at `max_kbps` (0: no
@@ -120,6 +229,11 @@ impl Fanout {
                 skip_frame: None,
                 report: None,
                 frames_dropped: 0,
+                frames_skipped: 0,
+                sending: None,
+                rate_limited: false,
+                skipped: VecDeque::new(),
+                skipped_at: None,
                 latency_ms: 0,
                 proactive_memo: None,
             },
@@ -156,8 +270,9 @@ impl Fanout {
     /// Queues a datagram for one subscriber, at the front for answers that should overtake
     /// media. On overflow drops the oldest whole frames for that subscriber only, and the
     /// rest of a dropped frame when it arrives (§7.3).
-    pub(super) fn enqueue(&mut self, addr: SocketAddr, q: Queued, front: bool) {
+    pub(super) fn enqueue(&mut self, addr: SocketAddr, mut q: Queued, front: bool) {
         let cap = self.queue_bytes;
+        q.at = self.now;
         let Some(sub) = self.subs.get_mut(&addr) else {
             return;
         };
@@ -172,11 +287,7 @@ impl Fanout {
             sub.queued_bytes -= old.datagram.len();
             self.drops.datagrams += 1;
             if let Some(f) = old.frame {
-                let before = sub.queue.len();
-                sub.queue.retain(|e| e.frame != Some(f));
-                self.drops.datagrams += (before - sub.queue.len()) as u64;
-                sub.queued_bytes = sub.queue.iter().map(|e| e.datagram.len()).sum();
-                sub.skip_frame = Some(f);
+                self.drops.datagrams += sub.drop_frame(f);
                 sub.frames_dropped += 1;
                 self.drops.frames += 1;
             }
@@ -210,6 +321,7 @@ impl Fanout {
                 Queued {
                     datagram: datagram.clone(),
                     frame,
+                    at: None,
                 },
                 false,
             );
@@ -217,20 +329,49 @@ impl Fanout {
     }
 
     /// The next datagram to send at `now`, round-robin over the subscribers. A subscriber
-    /// out of tokens is set aside until [`Fanout::next_wake`].
+    /// out of tokens is set aside until [`Fanout::next_wake`]. Frames that waited past the
+    /// subscriber's queue-delay budget before their first chunk went out are skipped whole.
     pub(super) fn pop(&mut self, now: Instant) -> Option<Transmit> {
         for _ in 0..self.ready.len() {
             let addr = self.ready.pop_front()?;
             let Some(sub) = self.subs.get_mut(&addr) else {
                 continue;
             };
-            let Some(front_len) = sub.queue.front().map(|q| q.datagram.len()) else {
+            // Skip stale frames not yet started (the newest frame wins; never half a frame).
+            let budget = sub.queue_delay_budget();
+            while let Some(&Queued {
+                frame: Some(f),
+                at: Some(at),
+                ..
+            }) = sub.queue.front()
+            {
+                if sub.sending == Some(f) || now.saturating_duration_since(at) <= budget {
+                    break;
+                }
+                let rate_limited = sub.rate_limited;
+                if let Some((base, n)) = sub.queue.front().and_then(|q| chunk_span(&q.datagram)) {
+                    if sub.skipped.len() >= SKIPPED_MEMORY {
+                        sub.skipped.pop_front();
+                    }
+                    sub.skipped.push_back((f, base, n));
+                }
+                sub.skipped_at = Some(now);
+                self.drops.datagrams += sub.drop_frame(f);
+                sub.frames_skipped += 1;
+                let limit = limit_hit(now, rate_limited, self.send_blocked_at);
+                self.drops.skipped[limit as usize] += 1;
+                self.last_skip = Some((now, limit));
+            }
+            let Some(front) = sub.queue.front() else {
                 sub.in_ready = false;
+                sub.rate_limited = false;
                 continue;
             };
+            let front_len = front.datagram.len();
             if let Some(b) = &mut sub.bucket {
                 if let Err(retry) = b.take(now, front_len) {
                     sub.in_ready = false;
+                    sub.rate_limited = true;
                     self.blocked.push((retry, addr));
                     continue;
                 }
@@ -239,8 +380,12 @@ impl Fanout {
                 continue;
             };
             sub.queued_bytes -= q.datagram.len();
+            if q.frame.is_some() {
+                sub.sending = q.frame;
+            }
             if sub.queue.is_empty() {
                 sub.in_ready = false;
+                sub.rate_limited = false;
             } else {
                 self.ready.push_back(addr);
             }
@@ -281,6 +426,31 @@ impl Fanout {
     }
 }
 
+/// The sequence number of chunk 0 and the chunk count of the frame a VIDEO datagram
+/// belongs to (§5.1: its chunks have consecutive sequence numbers), read from the header.
+fn chunk_span(d: &[u8]) -> Option<(u32, u16)> {
+    if d.len() < 40 || d[3] != 1 {
+        return None;
+    }
+    let seq = u32::from_be_bytes(d[12..16].try_into().ok()?);
+    let index = u16::from_be_bytes(d[36..38].try_into().ok()?);
+    let count = u16::from_be_bytes(d[38..40].try_into().ok()?);
+    Some((seq.wrapping_sub(index.into()), count))
+}
+
+/// The limit that made a frame skip for a subscriber at `now`: its own rate cap if that held
+/// it back, else the socket buffer if the driver's socket refused a send lately, else the
+/// relay's CPU.
+fn limit_hit(now: Instant, rate_limited: bool, send_blocked_at: Option<Instant>) -> OverloadLimit {
+    if rate_limited {
+        OverloadLimit::SlowSubscriber
+    } else if send_blocked_at.is_some_and(|t| now.saturating_duration_since(t) < PRESSURE_MEMORY) {
+        OverloadLimit::SocketBuffer
+    } else {
+        OverloadLimit::RelayCpu
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,10 +461,7 @@ mod tests {
     }
 
     fn chunk(frame: u32, byte: u8, len: usize) -> Queued {
-        Queued {
-            datagram: Bytes::from(vec![byte; len]),
-            frame: Some(frame),
-        }
+        Queued::of_frame(Bytes::from(vec![byte; len]), frame)
     }
 
     #[test]
@@ -319,7 +486,8 @@ mod tests {
             f.drops,
             Drops {
                 frames: 1,
-                datagrams: 2
+                datagrams: 2,
+                skipped: [0; 3],
             }
         );
         // The rest of a dropped frame is dropped when it arrives.
@@ -338,6 +506,76 @@ mod tests {
         }
         assert_eq!(out, vec![3, 9]);
         assert_eq!(f.queued_bytes(), 0);
+    }
+
+    /// A VIDEO datagram of frame `frame`, chunk `index` of `count`, sequence number `seq`.
+    fn video(frame: u32, seq: u32, index: u16, count: u16) -> Queued {
+        use crate::proto::wire::{Body, Packet, PacketType, VideoChunk};
+        let p = Packet::new(
+            PacketType::Video,
+            1,
+            seq,
+            Body::Video(VideoChunk {
+                frame_id: frame,
+                pts: 0,
+                frame_size: 10 * count as u32,
+                width: 8,
+                height: 8,
+                chunk_index: index,
+                chunk_count: count,
+                offset: 10 * index as u32,
+                payload: Bytes::from(vec![0; 10]),
+            }),
+        );
+        Queued::of_frame(p.encode(), frame)
+    }
+
+    #[test]
+    fn frames_past_the_time_budget_are_skipped_whole_never_cut_short() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        // latency 100 ms stated: a frame may wait 25 ms.
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        f.set_now(t0);
+        for i in 0..3 {
+            f.enqueue(a, video(1, 10 + i, i as u16, 3), false);
+        }
+        f.set_now(t0 + ms(20));
+        for i in 0..3 {
+            f.enqueue(a, video(2, 13 + i, i as u16, 3), false);
+        }
+        // Frame 1 starts in time; its rest goes out even once it is stale.
+        let seq = |t: Transmit| u32::from_be_bytes(t.payload[12..16].try_into().unwrap());
+        assert_eq!(f.pop(t0 + ms(25)).map(seq), Some(10));
+        assert_eq!(f.pop(t0 + ms(40)).map(seq), Some(11));
+        assert_eq!(f.pop(t0 + ms(40)).map(seq), Some(12));
+        assert_eq!(f.drops.skipped, [0; 3]);
+        // Frame 2 waited 26 ms before its first chunk could go: skipped whole, and its
+        // late chunk too.
+        assert_eq!(f.pop(t0 + ms(46)), None);
+        f.set_now(t0 + ms(46));
+        f.enqueue(a, video(2, 16, 3, 4), false);
+        assert_eq!(f.pop(t0 + ms(46)), None);
+        assert_eq!(f.drops.skipped(OverloadLimit::RelayCpu), 1);
+        assert_eq!(f.drops.datagrams, 4);
+        let sub = f.get(&a).unwrap();
+        assert_eq!(sub.frames_skipped, 1);
+        assert!(sub.skipped_frame(2) && !sub.skipped_frame(1));
+        assert!(sub.skipped_seq(13) && sub.skipped_seq(15) && !sub.skipped_seq(12));
+        assert!(!sub.skipped_seq(16));
+        // The socket refused a send: the next skip is put down to the socket buffer.
+        f.on_send_blocked(t0 + ms(50));
+        f.set_now(t0 + ms(50));
+        f.enqueue(a, video(3, 20, 0, 1), false);
+        assert_eq!(f.pop(t0 + ms(80)), None);
+        assert_eq!(f.drops.skipped(OverloadLimit::SocketBuffer), 1);
+        assert_eq!(
+            f.last_skip,
+            Some((t0 + ms(80), OverloadLimit::SocketBuffer))
+        );
     }
 
     #[test]

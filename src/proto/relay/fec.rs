@@ -41,6 +41,9 @@ impl Relay {
                 continue;
             };
             let Some(report) = sub.report else { continue };
+            if sub.skipping(now) {
+                continue;
+            }
             // Sizing is worth remembering: it changes only with the report (every 250 ms)
             // or the frame's chunk count.
             let r = match sub.proactive_memo {
@@ -61,10 +64,7 @@ impl Relay {
             for (m, r) in plan {
                 for d in symbols.iter().take(r) {
                     self.stats.parity_sent += 1;
-                    let q = Queued {
-                        datagram: d.clone(),
-                        frame: Some(frame_id),
-                    };
+                    let q = Queued::of_frame(d.clone(), frame_id);
                     self.fanout.enqueue(m, q, false);
                 }
             }
@@ -101,8 +101,16 @@ impl Relay {
         let Some(idx) = self.streams.position(&sub.stream.clone()) else {
             return;
         };
-        for r in entries {
+        let skipped: Vec<bool> = entries
+            .iter()
+            .map(|r| sub.skipped_frame(r.frame_id))
+            .collect();
+        for (r, skipped) in entries.iter().zip(skipped) {
             self.stats.fec_requests += 1;
+            if skipped {
+                self.stats.skipped_requests += 1;
+                continue;
+            }
             let s = self.streams.get_mut(idx);
             if s.fec_answered.contains(&(from, *r))
                 || s.fec_pending.iter().any(|(_, w, p)| *w == from && p == r)

@@ -33,7 +33,7 @@ use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType, Reject
 pub use events::{LeaveReason, RelayEvent};
 use fanout::{Fanout, Queued};
 pub use repair::ranges_of;
-pub use stats::{RelayStats, SubscriberInfo};
+pub use stats::{OverloadLimit, RelayStats, SubscriberInfo};
 use streams::{Claim, Origin, StreamTable};
 
 /// Relay tunables.
@@ -96,6 +96,8 @@ pub enum RelayTimer {
 /// A pulling relay states 1/n of its tightest viewer's latency upstream.
 const UPSTREAM_LATENCY_SHARE: u128 = 3;
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// The relay says it is overloaded while its latest frame skip is this recent.
+const OVERLOAD_MEMORY: Duration = Duration::from_secs(1);
 /// Events kept for [`Relay::poll_event`] when nobody pulls them; the oldest go first.
 const MAX_EVENTS: usize = 1024;
 
@@ -137,8 +139,22 @@ impl Relay {
         s.subscribers = self.fanout.len() as u64;
         s.queue_frames_dropped = self.fanout.drops.frames;
         s.queue_datagrams_dropped = self.fanout.drops.datagrams;
+        s.frames_skipped_relay_cpu = self.fanout.drops.skipped(OverloadLimit::RelayCpu);
+        s.frames_skipped_socket_buffer = self.fanout.drops.skipped(OverloadLimit::SocketBuffer);
+        s.frames_skipped_slow_subscriber = self.fanout.drops.skipped(OverloadLimit::SlowSubscriber);
+        s.overloaded = self.overloaded();
         s.frames_coded = self.streams.iter().map(|st| st.parity.frames_coded).sum();
         s
+    }
+
+    /// The limit the relay hit if it skipped a frame for some subscriber within the last
+    /// second of its latest input (§7.3, overload), else `None`.
+    pub fn overloaded(&self) -> Option<OverloadLimit> {
+        let now = self.last_now?;
+        self.fanout
+            .last_skip
+            .filter(|(t, _)| now.saturating_duration_since(*t) < OVERLOAD_MEMORY)
+            .map(|(_, l)| l)
     }
 
     /// The next event, oldest first. Unpulled events are bounded (the oldest are dropped).
@@ -163,6 +179,7 @@ impl Relay {
                 stream: s.stream.clone(),
                 queued: s.queued(),
                 frames_dropped: s.frames_dropped,
+                frames_skipped: s.frames_skipped,
                 frames_played: s.report.map(|r| r.frames_played),
             })
             .collect();
@@ -200,6 +217,7 @@ impl Relay {
     fn now(&mut self, now: Instant) -> Instant {
         let now = self.last_now.map_or(now, |l| l.max(now));
         self.last_now = Some(now);
+        self.fanout.set_now(now);
         if self.timers.get(RelayTimer::Housekeeping).is_none() {
             self.timers
                 .set(RelayTimer::Housekeeping, now + HOUSEKEEPING);
@@ -451,6 +469,11 @@ impl Node for Relay {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()
+    }
+
+    fn on_send_blocked(&mut self, now: Instant) {
+        let now = self.now(now);
+        self.fanout.on_send_blocked(now);
     }
 
     fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {

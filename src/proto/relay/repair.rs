@@ -135,6 +135,9 @@ impl Relay {
         let Some(idx) = self.streams.position(&sub.stream) else {
             return;
         };
+        // Chunks of frames skipped for it under overload are not sent after all (§7.3).
+        let skipped = |seq: u32| flow == Flow::Video && sub.skipped_seq(seq);
+        let mut ignored = 0;
         let mut hits: Vec<Bytes> = Vec::new();
         let mut ask: Vec<SeqNo> = Vec::new();
         let mut misses = 0;
@@ -151,6 +154,10 @@ impl Relay {
                 }
                 budget -= 1;
                 let seq = start.plus(i);
+                if skipped(seq.wire()) {
+                    ignored += 1;
+                    continue;
+                }
                 if let Some(d) = cache.get(now, seq) {
                     if let Some(d) = wire::with_flags(d, FLAG_RETRANSMIT) {
                         hits.push(d);
@@ -163,6 +170,7 @@ impl Relay {
             }
         }
         self.stats.cache_misses += misses;
+        self.stats.skipped_requests += ignored;
         let mut forward: Vec<SeqNo> = Vec::new();
         let s = self.streams.get_mut(idx);
         let pending = &mut s.repair.pending;

@@ -46,8 +46,22 @@ pub struct RelayStats {
     pub duplicates: u64,
     /// Whole frames dropped from slow subscribers' queues.
     pub queue_frames_dropped: u64,
-    /// Datagrams dropped from slow subscribers' queues.
+    /// Datagrams dropped from slow subscribers' queues (dropped and skipped frames).
     pub queue_datagrams_dropped: u64,
+    /// Whole frames skipped because they waited longer than a subscriber's queue-delay
+    /// budget (§7.3) while the relay's CPU was the limit (it could not send fast enough).
+    pub frames_skipped_relay_cpu: u64,
+    /// ... while the socket buffer was the limit (the kernel refused sends: EAGAIN/ENOBUFS).
+    pub frames_skipped_socket_buffer: u64,
+    /// ... while the subscriber's own rate cap (`max_kbps`) was the limit: one slow
+    /// subscriber.
+    pub frames_skipped_slow_subscriber: u64,
+    /// NACKed sequence numbers and FEC request entries not answered because their frame
+    /// was skipped for that subscriber.
+    pub skipped_requests: u64,
+    /// The limit behind the latest skip if it was within the last second, else none: the
+    /// relay is overloaded now.
+    pub overloaded: Option<OverloadLimit>,
     /// Latest frames replayed to late joiners.
     pub late_join_frames: u64,
     /// Receiver reports received, latest per subscriber summed.
@@ -71,6 +85,29 @@ pub struct RelayStats {
     pub chunks_restored: u64,
 }
 
+/// What made the relay skip frames for a subscriber (§7.3, overload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverloadLimit {
+    /// The relay could not send fast enough (its CPU, or its event loop fell behind).
+    RelayCpu = 0,
+    /// The kernel refused sends: the socket buffer was full (EAGAIN/ENOBUFS).
+    SocketBuffer = 1,
+    /// The subscriber's own rate cap (`max_kbps`) held its queue back.
+    SlowSubscriber = 2,
+}
+
+impl OverloadLimit {
+    /// Words for the status line.
+    pub fn words(self) -> &'static str {
+        match self {
+            OverloadLimit::RelayCpu => "relay CPU",
+            OverloadLimit::SocketBuffer => "socket buffer",
+            OverloadLimit::SlowSubscriber => "one slow subscriber",
+        }
+    }
+}
+
 /// Per-subscriber figures for statistics.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriberInfo {
@@ -80,8 +117,10 @@ pub struct SubscriberInfo {
     pub stream: String,
     /// Datagrams queued now.
     pub queued: usize,
-    /// Whole frames dropped for this subscriber.
+    /// Whole frames dropped for this subscriber (byte bound).
     pub frames_dropped: u64,
+    /// Whole frames skipped for this subscriber (time bound, §7.3).
+    pub frames_skipped: u64,
     /// Frames played, from its last receiver report.
     pub frames_played: Option<u32>,
 }

@@ -44,10 +44,7 @@ impl Relay {
         if let Some((id, chunks)) = &s.late.latest {
             for c in chunks {
                 if let Some(d) = wire::with_flags(c, FLAG_REPLAY) {
-                    first.push(Queued {
-                        datagram: d,
-                        frame: Some(*id),
-                    });
+                    first.push(Queued::of_frame(d, *id));
                 }
             }
             self.stats.late_join_frames += 1;

@@ -822,6 +822,10 @@ impl<N: Node> Node for Secure<N> {
             }
         }
     }
+
+    fn on_send_blocked(&mut self, now: Instant) {
+        self.inner.on_send_blocked(now);
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! `framecast load` on loopback: a relay fed by a test-source publisher, watched by the
+//! load generator's viewers for a bounded time; the summary accounts for every viewer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use framecast::app::load::{LoadArgs, run_load};
+use framecast::app::relay::{RelayArgs, RelayRole};
+use framecast::app::serve::{Serve, ServeArgs};
+
+#[test]
+fn load_generator_reports_every_viewer_against_a_relay() {
+    let lo = "127.0.0.1:0".parse().unwrap();
+    let mut r = RelayArgs::new(lo);
+    r.duration = Some(20.0);
+    let mut relay = RelayRole::bind(r).unwrap();
+    relay.status = false;
+    let relay_addr = relay.local_addr();
+    let mut s = ServeArgs::new(lo);
+    s.source = "test:320x240@30".into();
+    s.relay = Some(relay_addr);
+    s.name = "cam1".into();
+    s.no_audio = true;
+    s.duration = Some(20.0);
+    s.seed = Some(3);
+    let mut serve = Serve::bind(s).unwrap();
+    serve.status = false;
+    let stop = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let report = std::thread::scope(|sc| {
+        let relay_t = sc.spawn(|| relay.run(&stop).unwrap());
+        let serve_t = sc.spawn(|| serve.run(&stop).unwrap());
+        let mut args = LoadArgs::new(relay_addr, "cam1", 6, 3.0);
+        args.threads = Some(2);
+        args.stats_json = Some(json.clone());
+        let report = run_load(&args, &AtomicBool::new(false));
+        stop.store(true, Ordering::Relaxed);
+        serve_t.join().unwrap();
+        let relay_report = relay_t.join().unwrap();
+        // Every viewer subscribed and said BYE at the end, or is still there.
+        assert_eq!(relay_report.relay.subscribed, 6);
+        report.unwrap()
+    });
+    assert_eq!(report.viewers, 6);
+    assert_eq!(report.per_viewer.len(), 6);
+    assert_eq!(report.threads, 2);
+    assert!(
+        (2.9..4.0).contains(&report.duration_s),
+        "{}",
+        report.duration_s
+    );
+    for v in &report.per_viewer {
+        // About 90 frames in 3 s at 30 fps; the first ones arrive after the handshake.
+        assert!(v.frames >= 60 && v.frames <= 95, "{v:?}");
+        assert!(v.played + v.late + v.incomplete <= v.frames, "{v:?}");
+        assert!(v.played * 100 >= v.frames * 95, "{v:?}");
+        assert!(v.datagrams > 0);
+    }
+    let s = &report.summary;
+    assert!(s.played.min <= s.played.median && s.played.median <= s.played.max);
+    assert!(s.on_time.min >= 0.95, "{s:?}");
+    let text = std::fs::read_to_string(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["role"], "load");
+    assert_eq!(v["per_viewer"].as_array().unwrap().len(), 6);
+    assert_eq!(v["summary"]["played"]["min"], s.played.min);
+    assert!(report.line().contains("6 viewers of \"cam1\""));
+}

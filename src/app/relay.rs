@@ -132,7 +132,7 @@ pub struct RelayReport {
 /// A bound relay.
 pub struct RelayRole {
     args: RelayArgs,
-    lp: EventLoop<FreshClock<Secure<Relay>>>,
+    lp: EventLoop<Secure<Relay>>,
     buffers: BufferSizes,
     outputs: Outputs,
     /// Print the live status line.
@@ -171,7 +171,7 @@ impl RelayRole {
         if let Some(up) = args.upstream {
             node.connect(up, Role::View);
         }
-        let mut lp = EventLoop::new(socket, FreshClock::new(node))?;
+        let mut lp = EventLoop::new(socket, node)?;
         lp.set_gso(!args.no_gso);
         match args.send_threads {
             SendThreads::Auto => {
@@ -317,71 +317,5 @@ pub fn overload_words(s: &RelayStats) -> String {
             s.frames_skipped_slow_subscriber
         ),
         None => String::new(),
-    }
-}
-
-/// Datagrams between two clock reads while the event loop drains the relay's transmits.
-const CLOCK_EVERY: u32 = 64;
-
-/// The relay node as its event loop drives it: [`Node::poll_transmit`] sees the time it is
-/// called at (read every [`CLOCK_EVERY`] datagrams), not the wake-up's. When the relay
-/// cannot keep up, one drain of its queues takes tens of milliseconds; with the wake-up's
-/// time a frame would seem not to have waited at all, and the relay would never skip frames
-/// for its subscribers' time bound (proto-spec.md §7.3) however late they went out.
-pub struct FreshClock<N> {
-    node: N,
-    calls: u32,
-    now: Option<Instant>,
-}
-
-impl<N> FreshClock<N> {
-    /// Wraps `node`.
-    pub fn new(node: N) -> FreshClock<N> {
-        FreshClock {
-            node,
-            calls: 0,
-            now: None,
-        }
-    }
-}
-
-impl<N> std::ops::Deref for FreshClock<N> {
-    type Target = N;
-    fn deref(&self) -> &N {
-        &self.node
-    }
-}
-
-impl<N> std::ops::DerefMut for FreshClock<N> {
-    fn deref_mut(&mut self) -> &mut N {
-        &mut self.node
-    }
-}
-
-impl<N: crate::proto::node::Node> crate::proto::node::Node for FreshClock<N> {
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        self.node.handle_datagram(now, from, datagram)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.calls = 0;
-        self.node.handle_timeout(now)
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<crate::proto::node::Transmit> {
-        if self.calls % CLOCK_EVERY == 0 {
-            self.now = Some(Instant::now().max(now));
-        }
-        self.calls = self.calls.wrapping_add(1);
-        self.node
-            .poll_transmit(self.now.map_or(now, |t| t.max(now)))
-    }
-
-    fn on_send_blocked(&mut self, now: Instant) {
-        self.node.on_send_blocked(now)
     }
 }

@@ -36,6 +36,8 @@ const READ_BUDGET: usize = 4096;
 /// super-datagram) for up to about 650 subscribers. Only references are held (64 bytes a
 /// datagram, 2 MB in all), and only until the kernel takes them.
 const PULL: usize = 32_768;
+/// Transmits pulled from the node between two clock reads while draining it.
+const CLOCK_EVERY: usize = 64;
 
 /// Socket-level counters of a loop.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -305,12 +307,18 @@ impl<N: Node> EventLoop<N> {
         Ok(())
     }
 
-    fn flush(&mut self, now: Instant) -> io::Result<()> {
+    fn flush(&mut self, mut now: Instant) -> io::Result<()> {
         loop {
             // What waited for WRITABLE goes first, on its own: while the socket is
             // congested the node keeps the rest, under its own (time-bounded) queues.
             if self.pending.is_empty() {
                 while self.pending.len() < PULL {
+                    // The node sees the time each transmit leaves, not the wake-up's: a
+                    // drain of a loaded relay's queues takes tens of milliseconds, and its
+                    // time bound on a frame's wait (proto-spec.md §7.3) must see them.
+                    if self.pending.len() % CLOCK_EVERY == 0 {
+                        now = Instant::now().max(now);
+                    }
                     match self.node.poll_transmit(now) {
                         Some(t) => self.pending.push(t),
                         None => break,
@@ -329,7 +337,10 @@ impl<N: Node> EventLoop<N> {
                 .send(&self.socket, &mut self.pending, &mut self.send_stats)?
             {
                 Flushed::All => {}
-                Flushed::Blocked => break,
+                Flushed::Blocked => {
+                    self.node.on_send_blocked(now);
+                    break;
+                }
             }
         }
         let want = !self.pending.is_empty();

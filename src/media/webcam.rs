@@ -6,7 +6,7 @@
 //! JPEG bytes (a 1 x N 8-bit `Mat`): those go on the wire as they are, with no decode and
 //! re-encode (µStreamer's trick; it saves most of the CPU). Each such frame is checked first
 //! (starts with FF D8, turbojpeg reads its header, same size as the first). A camera that
-//! does not deliver MJPEG gives BGR frames, encoded like a file's ([`BgrEncoder`], a pool
+//! does not deliver MJPEG gives BGR frames, encoded like a file's ([`FrameEncoder`], a pool
 //! of threads when one cannot keep up).
 //!
 //! Timestamps are the capture time on the 90 kHz clock from the start.
@@ -227,7 +227,7 @@ mod cam {
             };
             let (fps_num, fps_den) = fps_fraction(fps);
             // Make one encoder now: a bad quality fails here.
-            crate::media::file_source::BgrEncoder::new(opts.quality, opts.subsampling)?;
+            crate::media::file_source::FrameEncoder::new(opts.quality, opts.subsampling)?;
             if passthrough.is_some() {
                 log::info!("{device}: MJPEG {width}x{height}, passed through without re-encoding");
             } else {

@@ -242,7 +242,7 @@ fn encoder_reads_bgr_in_place_and_from_a_roi() {
         Scalar::new(255.0, 0.0, 0.0, 0.0), // blue in BGR
     )
     .unwrap();
-    let mut enc = BgrEncoder::new(90, Subsampling::Yuv444).unwrap();
+    let mut enc = FrameEncoder::new(90, Subsampling::Yuv444).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
     let rgb = dec.decode_rgb_default(&enc.encode(&m).unwrap()).unwrap();
     let [r, g, b] = rgb.pixel(10, 10).unwrap();

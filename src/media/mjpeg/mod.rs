@@ -10,9 +10,12 @@
 //!   that fails is dropped and counted (`frames_rejected`). A JPEG with no Huffman tables
 //!   (what USB cameras send) gets the standard ones inserted (`frames_repaired`); nothing else
 //!   is ever changed (proto-spec.md §5.1). Webcams that deliver MJPEG use the same check.
-//! - Pacing: a pipe, FIFO or terminal is sent as it arrives, each JPEG stamped with its
-//!   arrival time; a regular file is sent at `--fps` (30 by default), frame `i` at `i / fps`.
-//!   With `--loop` a file starts over at its end.
+//! - Pacing: a pipe, FIFO or terminal is sent as it arrives: a reader thread stamps each JPEG
+//!   with its arrival, and its timestamp is the time since the first JPEG arrived (a pipe is
+//!   read even while the stream's start delay runs, so the spacing is kept; a sender that
+//!   falls more than 256 JPEGs or 64 MiB behind drops what arrives, counted). A regular file
+//!   is sent at `--fps` (30 by default), frame `i` at `i / fps`; with `--loop` it starts over
+//!   at its end.
 //!
 //! Reading waits at most 100 ms at a time (poll), so a quiet pipe never keeps `serve` from
 //! stopping.
@@ -67,6 +70,10 @@ mod source {
 
     /// Bytes read at a time.
     const READ_CHUNK: usize = 64 * 1024;
+    /// JPEGs read ahead of the sender at most.
+    const QUEUE_JPEGS: usize = 256;
+    /// Bytes of JPEGs read ahead of the sender from a pipe at most (64 MiB).
+    const MAX_QUEUED_BYTES: usize = 64 << 20;
     /// Input read while looking for the first good JPEG before giving up.
     const MAX_LEAD_IN: usize = 64 << 20;
 
@@ -106,6 +113,8 @@ mod source {
         /// JPEGs cut but not sent yet.
         queue: std::collections::VecDeque<Vec<u8>>,
         lead_in_rejected: u64,
+        /// The first JPEG had its Huffman tables inserted.
+        first_repaired: bool,
     }
 
     impl std::fmt::Debug for MjpegSource {
@@ -173,6 +182,7 @@ mod source {
                 first: None,
                 queue: Default::default(),
                 lead_in_rejected: 0,
+                first_repaired: false,
             };
             let mut read = 0usize;
             let mut buf = vec![0u8; READ_CHUNK];
@@ -196,6 +206,7 @@ mod source {
                         Ok(c) => {
                             src.format.width = c.width;
                             src.format.height = c.height;
+                            src.first_repaired = c.needs_dht_at.is_some();
                             let jpeg = repaired(&jpeg, &c).into_owned();
                             src.first = Some((jpeg, Instant::now()));
                         }
@@ -221,16 +232,52 @@ mod source {
             self.by_arrival
         }
 
-        /// Reads more input into the queue; false at the end of the input (or on an error).
-        fn fill(&mut self, buf: &mut [u8], stats: &mut SourceStats, stop: &AtomicBool) -> bool {
-            while self.queue.is_empty() {
+        /// Reads the input until its end or `stop`, handing each JPEG cut from it to `tx` with
+        /// its arrival time. A pipe never waits for the sender: when [`MAX_QUEUED_BYTES`] are
+        /// queued, a JPEG that arrives is dropped (counted); a file waits.
+        fn read_all(
+            &mut self,
+            tx: &std::sync::mpsc::SyncSender<(Vec<u8>, Instant)>,
+            queued: &std::sync::atomic::AtomicUsize,
+            dropped: &mut u64,
+            stop: &AtomicBool,
+        ) {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut sent_any = !self.queue.is_empty();
+            loop {
+                for jpeg in self.queue.drain(..) {
+                    let len = jpeg.len();
+                    if self.by_arrival && queued.load(Ordering::Relaxed) + len > MAX_QUEUED_BYTES {
+                        *dropped += 1;
+                        continue;
+                    }
+                    queued.fetch_add(len, Ordering::Relaxed);
+                    let item = (jpeg, Instant::now());
+                    let ok = if self.by_arrival {
+                        match tx.try_send(item) {
+                            Ok(()) => true,
+                            Err(std::sync::mpsc::TrySendError::Full((j, _))) => {
+                                queued.fetch_sub(j.len(), Ordering::Relaxed);
+                                *dropped += 1;
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    } else {
+                        tx.send(item).is_ok()
+                    };
+                    if !ok {
+                        return;
+                    }
+                    sent_any = true;
+                }
                 if stop.load(Ordering::Relaxed) {
-                    return false;
+                    return;
                 }
                 if self.by_arrival && !wait_readable(&self.file) {
                     continue;
                 }
-                let n = match self.file.read(buf) {
+                let n = match self.file.read(&mut buf) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -247,25 +294,19 @@ mod source {
                         Scanned::Jpeg(j) => self.queue.push_back(j),
                         Scanned::Dropped(why) => {
                             log::debug!("{}: a JPEG was dropped ({why:?})", self.what);
-                            stats.frames_rejected += 1;
+                            *dropped += 1;
                         }
                     }
                 }
                 if n == 0 && self.queue.is_empty() {
-                    if !self.looping || self.by_arrival {
-                        return false;
-                    }
                     use std::io::Seek;
-                    if self.file.rewind().is_err() {
-                        return false;
-                    }
-                    // An empty loop would spin: a file with no JPEG left ends.
-                    if stats.frames == 0 {
-                        return false;
+                    // A file with no JPEG in it would loop for ever: it ends.
+                    if !self.looping || self.by_arrival || !sent_any || self.file.rewind().is_err()
+                    {
+                        return;
                     }
                 }
             }
-            true
         }
     }
 
@@ -281,90 +322,109 @@ mod source {
             stop: &AtomicBool,
         ) -> SourceStats {
             let mut this = *self;
-            let mut stats = SourceStats {
-                frames_rejected: this.lead_in_rejected,
-                ..SourceStats::default()
-            };
+            let mut stats = SourceStats::default();
             let (w, h) = (this.format.width, this.format.height);
-            let mut buf = vec![0u8; READ_CHUNK];
+            let what = this.what.clone();
+            let (by_arrival, fps_num, fps_den) =
+                (this.by_arrival, this.format.fps_num, this.format.fps_den);
+            let Some((first, first_at)) = this.first.take() else {
+                return stats;
+            };
+            let lead_in_rejected = this.lead_in_rejected;
+            stats.frames_repaired = u64::from(this.first_repaired);
+            let queued = std::sync::atomic::AtomicUsize::new(0);
+            let halt = AtomicBool::new(false);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Instant)>(QUEUE_JPEGS);
             let mut index = 0u64;
             let mut last_pts = None::<u64>;
             let mut bytes_total = 0u64;
             let mut check_time = Duration::ZERO;
-            let first = this.first.take();
-            let mut pending = first.map(|(j, at)| (j, Some(at), true));
-            loop {
-                let (jpeg, arrived, checked) = match pending.take() {
-                    Some(p) => p,
-                    None => {
-                        if !this.fill(&mut buf, &mut stats, stop) {
-                            break;
-                        }
-                        let j = this.queue.pop_front().expect("fill leaves one");
-                        (j, None, false)
+            let dropped = std::thread::scope(|s| {
+                let (queued, halt) = (&queued, &halt);
+                let reader = s.spawn(move || {
+                    let mut dropped = 0u64;
+                    this.read_all(&tx, queued, &mut dropped, halt);
+                    dropped
+                });
+                let mut next = Some((first, first_at, true));
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
-                };
-                let arrived = arrived.unwrap_or_else(Instant::now);
-                let t0 = Instant::now();
-                let jpeg = if checked {
-                    jpeg
-                } else {
-                    match check_jpeg(&jpeg, MAX_FRAME_PIXELS) {
-                        Ok(c) if (c.width, c.height) == (w, h) => {
-                            if c.needs_dht_at.is_some() {
-                                stats.frames_repaired += 1;
-                                repaired(&jpeg, &c).into_owned()
-                            } else {
-                                jpeg
+                    let (jpeg, arrived, checked) = match next.take() {
+                        Some(n) => n,
+                        None => match rx.recv_timeout(Duration::from_millis(100)) {
+                            Ok((j, at)) => {
+                                queued.fetch_sub(j.len(), Ordering::Relaxed);
+                                (j, at, false)
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                            Err(_) => break,
+                        },
+                    };
+                    let t0 = Instant::now();
+                    let jpeg = if checked {
+                        jpeg
+                    } else {
+                        match check_jpeg(&jpeg, MAX_FRAME_PIXELS) {
+                            Ok(c) if (c.width, c.height) == (w, h) => {
+                                if c.needs_dht_at.is_some() {
+                                    stats.frames_repaired += 1;
+                                    repaired(&jpeg, &c).into_owned()
+                                } else {
+                                    jpeg
+                                }
+                            }
+                            Ok(c) => {
+                                log::debug!(
+                                    "{what}: a {}x{} JPEG in a {w}x{h} stream was dropped",
+                                    c.width,
+                                    c.height
+                                );
+                                stats.frames_rejected += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                log::debug!("{what}: a JPEG was refused: {e}");
+                                stats.frames_rejected += 1;
+                                continue;
                             }
                         }
-                        Ok(c) => {
-                            log::debug!(
-                                "{}: a {}x{} JPEG in a {w}x{h} stream was dropped",
-                                this.what,
-                                c.width,
-                                c.height
-                            );
-                            stats.frames_rejected += 1;
-                            continue;
-                        }
-                        Err(e) => {
-                            log::debug!("{}: a JPEG was refused: {e}", this.what);
-                            stats.frames_rejected += 1;
-                            continue;
-                        }
-                    }
-                };
-                check_time += t0.elapsed();
-                let pts = if this.by_arrival {
-                    // Arrival time on the 90 kHz clock from the start (0 before it).
-                    let t = arrived.saturating_duration_since(start);
-                    (t.as_nanos() * 90_000 / 1_000_000_000) as u64
-                } else {
-                    let pts = (u128::from(index) * 90_000 * u128::from(this.format.fps_den)
-                        / u128::from(this.format.fps_num.max(1)))
-                        as u64;
+                    };
+                    check_time += t0.elapsed();
+                    let pts = if by_arrival {
+                        // Arrival after the first JPEG's, on the 90 kHz clock: the spacing
+                        // the frames arrived with is kept.
+                        let t = arrived.saturating_duration_since(first_at);
+                        (t.as_nanos() * 90_000 / 1_000_000_000) as u64
+                    } else {
+                        (u128::from(index) * 90_000 * u128::from(fps_den)
+                            / u128::from(fps_num.max(1))) as u64
+                    };
+                    // Strictly increasing timestamps, even for JPEGs that arrived together.
+                    let pts = match last_pts {
+                        Some(p) if pts <= p => p + 1,
+                        _ => pts,
+                    };
                     if !sleep_until(due(start, pts), stop) {
                         break;
                     }
-                    pts
-                };
-                // Strictly increasing timestamps, even for JPEGs that arrived together.
-                let pts = match last_pts {
-                    Some(p) if pts <= p => p + 1,
-                    _ => pts,
-                };
-                last_pts = Some(pts);
-                index += 1;
-                bytes_total += jpeg.len() as u64;
-                stats.frames += 1;
-                if !sink(MediaItem::Video {
-                    pts,
-                    jpeg: Bytes::from(jpeg),
-                }) {
-                    break;
+                    last_pts = Some(pts);
+                    index += 1;
+                    bytes_total += jpeg.len() as u64;
+                    stats.frames += 1;
+                    if !sink(MediaItem::Video {
+                        pts,
+                        jpeg: Bytes::from(jpeg),
+                    }) {
+                        break;
+                    }
                 }
-            }
+                halt.store(true, Ordering::Relaxed);
+                drop(rx);
+                reader.join().unwrap_or(0)
+            });
+            stats.frames_rejected += lead_in_rejected + dropped;
             if stats.frames > 0 {
                 stats.mean_jpeg_bytes = bytes_total as f64 / stats.frames as f64;
                 stats.mean_encode_ms = check_time.as_secs_f64() * 1e3 / stats.frames as f64;

@@ -66,7 +66,15 @@ fn pass_through(
     let addr = free_port();
     let rec = dir.join("rec");
     let mut play = framecast()
-        .args(["play", "--from", &addr, "--stream", "cam", "--no-video", "--no-audio"])
+        .args([
+            "play",
+            "--from",
+            &addr,
+            "--stream",
+            "cam",
+            "--no-video",
+            "--no-audio",
+        ])
         .args(["--duration", "30", "--record"])
         .arg(&rec)
         .stderr(Stdio::null())
@@ -74,8 +82,16 @@ fn pass_through(
         .unwrap();
     let stats = dir.join("serve.json");
     let mut serve = framecast()
-        .args(["serve", "--listen", &addr, "--name", "cam", "--source", "mjpeg:-"])
-        .args(["--start-delay-ms", "1000", "--duration", "30", "--stats-json"])
+        .args([
+            "serve", "--listen", &addr, "--name", "cam", "--source", "mjpeg:-",
+        ])
+        .args([
+            "--start-delay-ms",
+            "1000",
+            "--duration",
+            "30",
+            "--stats-json",
+        ])
         .arg(&stats)
         .stdin(stdin)
         .stderr(Stdio::null())
@@ -93,7 +109,11 @@ fn pass_through(
         .args(["-c:v", "copy", "-f", "mjpeg", "-"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     (split(&out.stdout), json)
 }
@@ -144,7 +164,10 @@ fn camera_jpegs_without_huffman_tables_get_the_standard_ones() {
     for ((g, s), o) in got.iter().zip(&stripped).zip(&originals) {
         // The stripped JPEG with the tables inserted before its SOS, nothing else changed.
         assert_eq!(g.len(), s.len() + STANDARD_DHT.len());
-        let at = g.windows(STANDARD_DHT.len()).position(|w| w == STANDARD_DHT).unwrap();
+        let at = g
+            .windows(STANDARD_DHT.len())
+            .position(|w| w == STANDARD_DHT)
+            .unwrap();
         assert_eq!([&g[..at], &g[at + STANDARD_DHT.len()..]].concat(), *s);
         // And it decodes to the original's pixels.
         assert!(dec.decode_rgb_default(g).unwrap() == dec.decode_rgb_default(o).unwrap());

@@ -268,10 +268,6 @@ mod cam {
         ) -> SourceStats {
             let mut this = *self;
             let mut stats = SourceStats::default();
-            let Ok(mut decoder) = JpegDecoder::new() else {
-                log::error!("{}: cannot set up turbojpeg", this.device);
-                return stats;
-            };
             let mut encoders = match Encoders::inline(this.quality, this.subsampling) {
                 Ok(e) => e,
                 Err(e) => {
@@ -314,10 +310,18 @@ mod cam {
                 let pts = ((now - start).as_nanos() * 90_000 / 1_000_000_000) as u64;
                 if this.passthrough {
                     let t0 = Instant::now();
+                    // The same check and repair as `mjpeg:` sources (proto-spec.md §5.1).
                     let jpeg = raw_jpeg(&mat).and_then(|j| {
-                        (jpeg_size(&mut decoder, j)
-                            == Some((this.format.width, this.format.height)))
-                        .then(|| j.to_vec())
+                        let c = crate::media::mjpeg::check_jpeg(j, crate::media::MAX_FRAME_PIXELS)
+                            .ok()?;
+                        ((c.width, c.height) == (this.format.width, this.format.height)).then(
+                            || {
+                                if c.needs_dht_at.is_some() {
+                                    stats.frames_repaired += 1;
+                                }
+                                crate::media::mjpeg::repaired(j, &c).into_owned()
+                            },
+                        )
                     });
                     work += t0.elapsed();
                     spare.push(mat);

@@ -90,7 +90,9 @@ mod source {
             source: std::io::Error,
         },
         /// The input ended (or went on too long) without one whole, valid JPEG.
-        #[error("no valid JPEG in the first {read} bytes of {what} (expected a concatenated MJPEG stream, e.g. ffmpeg -f mjpeg)")]
+        #[error(
+            "no valid JPEG in the first {read} bytes of {what} (expected a concatenated MJPEG stream, e.g. ffmpeg -f mjpeg)"
+        )]
         NoJpeg {
             /// The input named.
             what: String,
@@ -163,8 +165,7 @@ mod source {
                 MjpegInput::Path(p) => File::open(p).map_err(io)?,
             };
             let by_arrival = !file.metadata().map_err(io)?.is_file();
-            let (fps_num, fps_den) =
-                crate::media::file_source::fps_fraction(fps.unwrap_or(30.0));
+            let (fps_num, fps_den) = crate::media::file_source::fps_fraction(fps.unwrap_or(30.0));
             let mut src = MjpegSource {
                 what: what.clone(),
                 input,

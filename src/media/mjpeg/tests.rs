@@ -14,7 +14,11 @@ pub(crate) fn ffmpeg_mjpeg(n: u32, extra: &[&str]) -> Vec<u8> {
         .args(["-f", "mjpeg", "-"])
         .output()
         .expect("ffmpeg (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -34,8 +38,14 @@ fn reencoded(stream: &[u8], subsamp: i32, restart_rows: i32) -> Vec<u8> {
             let h = raw::tj3Init(raw::TJINIT_TJINIT_COMPRESS as i32);
             assert!(!h.is_null());
             assert_eq!(raw::tj3Set(h, raw::TJPARAM_TJPARAM_QUALITY as i32, 80), 0);
-            assert_eq!(raw::tj3Set(h, raw::TJPARAM_TJPARAM_SUBSAMP as i32, subsamp), 0);
-            assert_eq!(raw::tj3Set(h, raw::TJPARAM_TJPARAM_RESTARTROWS as i32, restart_rows), 0);
+            assert_eq!(
+                raw::tj3Set(h, raw::TJPARAM_TJPARAM_SUBSAMP as i32, subsamp),
+                0
+            );
+            assert_eq!(
+                raw::tj3Set(h, raw::TJPARAM_TJPARAM_RESTARTROWS as i32, restart_rows),
+                0
+            );
             let mut buf: *mut u8 = std::ptr::null_mut();
             let mut len: raw::size_t = 0;
             let r = raw::tj3Compress8(
@@ -116,16 +126,25 @@ fn quirks_are_checked_and_decode() {
         assert_eq!(jpegs.len(), 2, "{name}");
         for j in &jpegs {
             let c = check_jpeg(j, 1 << 20).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!((c.width, c.height, c.components), (160, 120, components), "{name}");
+            assert_eq!(
+                (c.width, c.height, c.components),
+                (160, 120, components),
+                "{name}"
+            );
             assert_eq!(c.needs_dht_at, None, "{name}");
             assert!(matches!(repaired(j, &c), std::borrow::Cow::Borrowed(_)));
-            let rgb = dec.decode_rgb_default(j).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let rgb = dec
+                .decode_rgb_default(j)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((rgb.width, rgb.height), (160, 120));
         }
         if name == "restart markers" {
             let j = &jpegs[0];
             assert!(j.windows(2).any(|w| w == [0xFF, 0xDD]), "a DRI segment");
-            assert!(j.windows(2).any(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1])));
+            assert!(
+                j.windows(2)
+                    .any(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+            );
         }
     }
 }
@@ -137,7 +156,11 @@ fn missing_huffman_tables_are_inserted_and_decode_as_the_original() {
     let original = &stream[..];
     let stripped = strip_dht(original).unwrap();
     assert!(stripped.len() < original.len());
-    assert!(!stripped[..stripped.len() - 100].windows(2).any(|w| w == [0xFF, 0xC4]));
+    assert!(
+        !stripped[..stripped.len() - 100]
+            .windows(2)
+            .any(|w| w == [0xFF, 0xC4])
+    );
     let c = check_jpeg(&stripped, 1 << 20).unwrap();
     let at = c.needs_dht_at.expect("no DHT");
     assert_eq!(stripped[at..at + 2], [0xFF, 0xDA]);
@@ -147,7 +170,10 @@ fn missing_huffman_tables_are_inserted_and_decode_as_the_original() {
     let mut dec = crate::media::JpegDecoder::new().unwrap();
     let want = dec.decode_rgb_default(original).unwrap();
     let got = dec.decode_rgb_default(&fixed).unwrap();
-    assert!(want == got, "the repaired JPEG decodes to the original's pixels");
+    assert!(
+        want == got,
+        "the repaired JPEG decodes to the original's pixels"
+    );
     // Optimised tables differ: stripping them breaks the picture, which is why only JPEGs
     // with no tables at all are repaired (and then with the tables they were made with).
 }
@@ -163,7 +189,10 @@ fn bytes_after_eoi_and_between_jpegs_are_cut() {
     let mut s = MjpegScanner::new();
     let mut items = s.push(&stream);
     items.extend(s.finish());
-    assert_eq!(items, vec![Scanned::Jpeg(one.clone()), Scanned::Jpeg(one.clone())]);
+    assert_eq!(
+        items,
+        vec![Scanned::Jpeg(one.clone()), Scanned::Jpeg(one.clone())]
+    );
     assert_eq!(s.junk_bytes, 7 + 5 + 10);
 }
 
@@ -216,10 +245,20 @@ fn the_check_refuses_bad_headers_without_panicking() {
     assert!(check_jpeg(&one, 160 * 120).is_ok());
     assert!(matches!(
         check_jpeg(&one, 160 * 120 - 1),
-        Err(JpegCheckError::BadSize { width: 160, height: 120, .. })
+        Err(JpegCheckError::BadSize {
+            width: 160,
+            height: 120,
+            ..
+        })
     ));
-    assert_eq!(check_jpeg(&one[..one.len() - 1], 1 << 20), Err(JpegCheckError::NotJpeg));
-    assert_eq!(check_jpeg(&[0xFF, 0xD8, 0xFF, 0xD9], 1 << 20), Err(JpegCheckError::Damaged { offset: 2 }));
+    assert_eq!(
+        check_jpeg(&one[..one.len() - 1], 1 << 20),
+        Err(JpegCheckError::NotJpeg)
+    );
+    assert_eq!(
+        check_jpeg(&[0xFF, 0xD8, 0xFF, 0xD9], 1 << 20),
+        Err(JpegCheckError::Damaged { offset: 2 })
+    );
     // Every truncation and many corruptions: an answer, never a panic.
     let mut rng = fastrand::Rng::with_seed(5);
     for cut in (0..one.len()).step_by(13) {

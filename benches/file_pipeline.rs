@@ -11,8 +11,9 @@
 //! and `udpsrc ! rtpjitterbuffer ! rtpjpegdepay ! jpegdec ! fakesink`.
 //!
 //! Cases: 1280x720 and 1920x1080 H.264 + AAC (the sender decodes and encodes), and an MJPEG
-//! pass-through (1280x720 JPEGs made by ffmpeg: `framecast serve --source mjpeg:PATH` against
-//! `filesrc ! jpegparse ! rtpjpegpay ! udpsink`, both paced at 30 fps).
+//! pass-through (1280x720 JPEGs made by ffmpeg: `framecast serve --source mjpeg:PATH` reading
+//! the raw concatenated JPEGs at 30 fps, against `filesrc ! matroskademux ! jpegparse !
+//! rtpjpegpay ! udpsink` reading the same JPEGs from Matroska, whose timestamps pace it).
 //!
 //! `cargo bench --bench file_pipeline -- [--seconds S] [--case 720|1080|mjpeg]...`
 //! (traffic stays on 127.0.0.1).
@@ -101,6 +102,20 @@ fn ensure_mjpeg(dir: &Path, seconds: f64) -> PathBuf {
             .arg(&clip)
             .status()
             .expect("ffmpeg is needed to make the benchmark clip");
+        assert!(status.success(), "ffmpeg failed");
+    }
+    // GStreamer's jpegparse stamps only the first JPEG of a raw stream: it reads the same
+    // JPEGs from Matroska, whose timestamps pace its udpsink.
+    let mkv = clip.with_extension("mkv");
+    if !mkv.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "mjpeg"])
+            .args(["-framerate", "30", "-i"])
+            .arg(&clip)
+            .args(["-c:v", "copy"])
+            .arg(&mkv)
+            .status()
+            .expect("ffmpeg");
         assert!(status.success(), "ffmpeg failed");
     }
     clip
@@ -246,10 +261,16 @@ fn gst_receiver(port: &str, sink: &[&str]) -> Command {
 /// GStreamer's sending pipeline for `input`, with `probe` elements after the source's frames.
 fn gst_sender(flag: &str, clip: &Path, input: Input, port: &str, probe: &[&str]) -> Command {
     let mut c = Command::new("gst-launch-1.0");
+    // GStreamer's jpegparse stamps only the first JPEG of a raw stream: it reads the same
+    // JPEGs from Matroska, whose timestamps pace its udpsink.
+    let file = match input {
+        Input::H264 => clip.to_path_buf(),
+        Input::Mjpeg => clip.with_extension("mkv"),
+    };
     c.args([
         flag,
         "filesrc",
-        &format!("location={}", clip.display()),
+        &format!("location={}", file.display()),
         "!",
     ]);
     match input {
@@ -269,10 +290,7 @@ fn gst_sender(flag: &str, clip: &Path, input: Input, port: &str, probe: &[&str])
             .args(["videoconvert", "!", "jpegenc", "quality=80", "!"]);
         }
         Input::Mjpeg => {
-            // jpegparse stamps 30 fps; a clock-synced identity paces it like the file.
-            c.args(["jpegparse", "!", "image/jpeg,framerate=30/1", "!"])
-                .args(["identity", "sync=true", "!"])
-                .args(probe);
+            c.args(["matroskademux", "!", "jpegparse", "!"]).args(probe);
         }
     }
     c.args([

@@ -538,8 +538,12 @@ fn run_case(bin: &Path, clip: &Path, seconds: f64, dir: &Path, input: Input, tit
         );
     }
     println!(
-        "(framecast also carries the AAC audio as PCM and runs a relay process; GStreamer's \
-         pipeline is video only and direct; its latency comes from a second run with per-frame \
-         identity probes read from gst-launch -v)"
+        "(framecast runs a relay process{}; GStreamer's pipeline is video only and direct; its \
+         latency comes from a second run with per-frame identity probes read from gst-launch -v)",
+        if input == Input::H264 {
+            " and also carries the AAC audio as PCM"
+        } else {
+            ""
+        }
     );
 }

@@ -165,7 +165,13 @@ mod source {
                 MjpegInput::Path(p) => File::open(p).map_err(io)?,
             };
             let by_arrival = !file.metadata().map_err(io)?.is_file();
-            let (fps_num, fps_den) = crate::media::file_source::fps_fraction(fps.unwrap_or(30.0));
+            // The rate as a fraction: whole rates exactly, others to a thousandth.
+            let fps = fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(30.0);
+            let (fps_num, fps_den) = if (fps - fps.round()).abs() < 1e-3 {
+                (fps.round().max(1.0) as u32, 1)
+            } else {
+                ((fps * 1000.0).round().max(1.0) as u32, 1000)
+            };
             let mut src = MjpegSource {
                 what: what.clone(),
                 input,

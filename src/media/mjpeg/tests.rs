@@ -54,7 +54,7 @@ fn reencoded(stream: &[u8], subsamp: i32, restart_rows: i32) -> Vec<u8> {
                 rgb.width as i32,
                 0,
                 rgb.height as i32,
-                raw::TJPF_TJPF_RGB as i32,
+                raw::TJPF_TJPF_RGB,
                 &mut buf,
                 &mut len,
             );

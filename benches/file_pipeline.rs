@@ -10,7 +10,13 @@
 //! `filesrc ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! jpegenc ! rtpjpegpay ! udpsink`
 //! and `udpsrc ! rtpjitterbuffer ! rtpjpegdepay ! jpegdec ! fakesink`.
 //!
-//! `cargo bench --bench file_pipeline -- [--seconds S]` (traffic stays on 127.0.0.1).
+//! Cases: 1280x720 and 1920x1080 H.264 + AAC (the sender decodes and encodes), and an MJPEG
+//! pass-through (1280x720 JPEGs made by ffmpeg: `framecast serve --source mjpeg:PATH` reading
+//! the raw concatenated JPEGs at 30 fps, against `filesrc ! matroskademux ! jpegparse !
+//! rtpjpegpay ! udpsink` reading the same JPEGs from Matroska, whose timestamps pace it).
+//!
+//! `cargo bench --bench file_pipeline -- [--seconds S] [--case 720|1080|mjpeg]...`
+//! (traffic stays on 127.0.0.1).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,8 +42,9 @@ fn wait_cpu(child: std::process::Child) -> (i32, Duration) {
     (status, rusage_cpu(&ru))
 }
 
-fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
-    let clip = dir.join(format!("clip720-{seconds}s.mp4"));
+fn ensure_clip(dir: &Path, seconds: f64, height: u32) -> PathBuf {
+    let width = height * 16 / 9;
+    let clip = dir.join(format!("clip{height}-{seconds}s.mp4"));
     if !clip.exists() {
         std::fs::create_dir_all(dir).unwrap();
         let status = Command::new("ffmpeg")
@@ -49,7 +56,7 @@ fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
                 "-f",
                 "lavfi",
                 "-i",
-                "testsrc2=size=1280x720:rate=30",
+                &format!("testsrc2=size={width}x{height}:rate=30"),
             ])
             .args([
                 "-f",
@@ -78,6 +85,49 @@ fn ensure_clip(dir: &Path, seconds: f64) -> PathBuf {
     clip
 }
 
+/// A concatenated MJPEG file of `seconds` of 720p30 (ffmpeg's encoder, quality ~80).
+fn ensure_mjpeg(dir: &Path, seconds: f64) -> PathBuf {
+    let clip = dir.join(format!("clip720-{seconds}s.mjpeg"));
+    if !clip.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .args([
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-t",
+                &seconds.to_string(),
+            ])
+            .args(["-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg"])
+            .arg(&clip)
+            .status()
+            .expect("ffmpeg is needed to make the benchmark clip");
+        assert!(status.success(), "ffmpeg failed");
+    }
+    // GStreamer's jpegparse stamps only the first JPEG of a raw stream: it reads the same
+    // JPEGs from Matroska, whose timestamps pace its udpsink.
+    let mkv = clip.with_extension("mkv");
+    if !mkv.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "mjpeg"])
+            .args(["-framerate", "30", "-i"])
+            .arg(&clip)
+            .args(["-c:v", "copy"])
+            .arg(&mkv)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "ffmpeg failed");
+    }
+    clip
+}
+
+/// What the senders read.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    H264,
+    Mjpeg,
+}
+
 struct Side {
     sender_cpu_per_frame_ms: f64,
     player_cpu_per_frame_ms: f64,
@@ -87,7 +137,7 @@ struct Side {
     latency_p99_ms: Option<f64>,
 }
 
-fn run_framecast(bin: &Path, clip: &Path, seconds: f64, dir: &Path) -> Side {
+fn run_framecast(bin: &Path, clip: &Path, seconds: f64, dir: &Path, input: Input) -> Side {
     let relay_port = free_port();
     let relay_addr = format!("127.0.0.1:{relay_port}");
     let (sj, pj) = (dir.join("serve.json"), dir.join("play.json"));
@@ -133,7 +183,10 @@ fn run_framecast(bin: &Path, clip: &Path, seconds: f64, dir: &Path) -> Side {
             "live",
         ])
         .arg("--source")
-        .arg(format!("file:{}", clip.display()))
+        .arg(match input {
+            Input::H264 => format!("file:{}", clip.display()),
+            Input::Mjpeg => format!("mjpeg:{}", clip.display()),
+        })
         .args([
             "--quality",
             "80",
@@ -205,7 +258,52 @@ fn gst_receiver(port: &str, sink: &[&str]) -> Command {
     c
 }
 
-fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
+/// GStreamer's sending pipeline for `input`, with `probe` elements after the source's frames.
+fn gst_sender(flag: &str, clip: &Path, input: Input, port: &str, probe: &[&str]) -> Command {
+    let mut c = Command::new("gst-launch-1.0");
+    // GStreamer's jpegparse stamps only the first JPEG of a raw stream: it reads the same
+    // JPEGs from Matroska, whose timestamps pace its udpsink.
+    let file = match input {
+        Input::H264 => clip.to_path_buf(),
+        Input::Mjpeg => clip.with_extension("mkv"),
+    };
+    c.args([
+        flag,
+        "filesrc",
+        &format!("location={}", file.display()),
+        "!",
+    ]);
+    match input {
+        Input::H264 => {
+            c.args([
+                "qtdemux",
+                "name=d",
+                "d.video_0",
+                "!",
+                "queue",
+                "!",
+                "h264parse",
+                "!",
+            ])
+            .args(["avdec_h264", "!"])
+            .args(probe)
+            .args(["videoconvert", "!", "jpegenc", "quality=80", "!"]);
+        }
+        Input::Mjpeg => {
+            c.args(["matroskademux", "!", "jpegparse", "!"]).args(probe);
+        }
+    }
+    c.args([
+        "rtpjpegpay",
+        "!",
+        "udpsink",
+        "host=127.0.0.1",
+        &format!("port={port}"),
+    ]);
+    c
+}
+
+fn run_gstreamer(clip: &Path, seconds: f64, input: Input) -> Option<Side> {
     if Command::new("gst-launch-1.0")
         .arg("--version")
         .output()
@@ -229,33 +327,7 @@ fn run_gstreamer(clip: &Path, seconds: f64) -> Option<Side> {
     .stderr(Stdio::null())
     .spawn()
     .ok()?;
-    let send = Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "filesrc",
-            &format!("location={}", clip.display()),
-            "!",
-            "qtdemux",
-            "name=d",
-            "d.video_0",
-            "!",
-            "queue",
-            "!",
-            "h264parse",
-            "!",
-        ])
-        .args([
-            "avdec_h264",
-            "!",
-            "videoconvert",
-            "!",
-            "jpegenc",
-            "quality=80",
-            "!",
-            "rtpjpegpay",
-            "!",
-        ])
-        .args(["udpsink", "host=127.0.0.1", &format!("port={port}")])
+    let send = gst_sender("-q", clip, input, &port, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -321,7 +393,7 @@ fn stamp_chains(out: std::process::ChildStdout) -> std::thread::JoinHandle<Vec<(
 /// line per frame, which would distort the CPU figures): an `identity sync=true` after the
 /// decoder marks when each frame is due (its capture time), an `identity` after `jpegdec`
 /// marks when it is decoded; frames are matched by their timestamp relative to the first.
-fn gstreamer_latency(clip: &Path) -> Option<(f64, f64)> {
+fn gstreamer_latency(clip: &Path, input: Input) -> Option<(f64, f64)> {
     let port = free_port().to_string();
     let mut recv = gst_receiver(
         &port,
@@ -338,40 +410,17 @@ fn gstreamer_latency(clip: &Path) -> Option<(f64, f64)> {
     .stderr(Stdio::null())
     .spawn()
     .ok()?;
-    let mut send = Command::new("gst-launch-1.0")
-        .args([
-            "-v",
-            "filesrc",
-            &format!("location={}", clip.display()),
-            "!",
-            "qtdemux",
-            "name=d",
-        ])
-        .args([
-            "d.video_0",
-            "!",
-            "queue",
-            "!",
-            "h264parse",
-            "!",
-            "avdec_h264",
-            "!",
-        ])
-        .args([
-            "identity",
-            "name=tx",
-            "sync=true",
-            "silent=false",
-            "!",
-            "videoconvert",
-            "!",
-        ])
-        .args(["jpegenc", "quality=80", "!", "rtpjpegpay", "!"])
-        .args(["udpsink", "host=127.0.0.1", &format!("port={port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let mut send = gst_sender(
+        "-v",
+        clip,
+        input,
+        &port,
+        &["identity", "name=tx", "sync=true", "silent=false", "!"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .ok()?;
     let tx = stamp_chains(send.stdout.take()?);
     let rx = stamp_chains(recv.stdout.take()?);
     let _ = send.wait();
@@ -406,19 +455,49 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .expect("--seconds S");
     }
+    let mut cases: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--case")
+        .map(|w| w[1].clone())
+        .collect();
+    if cases.is_empty() {
+        cases = vec!["720".into(), "1080".into(), "mjpeg".into()];
+    }
     let dir = target_dir().join("bench-media");
-    let clip = ensure_clip(&dir, seconds);
     let bin = framecast_release_bin();
-    let fc = run_framecast(&bin, &clip, seconds, &dir);
-    let mut gst = run_gstreamer(&clip, seconds);
-    if let (Some(g), Some((p50, p99))) = (gst.as_mut(), gstreamer_latency(&clip)) {
+    for case in &cases {
+        let (clip, input, title) = match case.as_str() {
+            "720" => (
+                ensure_clip(&dir, seconds, 720),
+                Input::H264,
+                "1280x720 30 fps H.264 + AAC",
+            ),
+            "1080" => (
+                ensure_clip(&dir, seconds, 1080),
+                Input::H264,
+                "1920x1080 30 fps H.264 + AAC",
+            ),
+            "mjpeg" => (
+                ensure_mjpeg(&dir, seconds),
+                Input::Mjpeg,
+                "1280x720 30 fps MJPEG pass-through",
+            ),
+            other => panic!("--case {other}: expected 720, 1080 or mjpeg"),
+        };
+        run_case(&bin, &clip, seconds, &dir, input, title);
+    }
+}
+
+fn run_case(bin: &Path, clip: &Path, seconds: f64, dir: &Path, input: Input, title: &str) {
+    let fc = run_framecast(bin, clip, seconds, dir, input);
+    let mut gst = run_gstreamer(clip, seconds, input);
+    if let (Some(g), Some((p50, p99))) = (gst.as_mut(), gstreamer_latency(clip, input)) {
         g.latency_p50_ms = Some(p50);
         g.latency_p99_ms = Some(p99);
     }
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
-    println!(
-        "1280x720 30 fps H.264 + AAC clip, {seconds} s, loopback, one player (headless decode)"
-    );
+    println!();
+    println!("{title} clip, {seconds} s, loopback, one player (headless decode)");
     println!("{:<34} {:>12} {:>12}", "", "framecast", "GStreamer");
     let g = |f: &dyn Fn(&Side) -> String| gst.as_ref().map_or("-".to_string(), f);
     println!(
@@ -459,8 +538,12 @@ fn main() {
         );
     }
     println!(
-        "(framecast also carries the AAC audio as PCM and runs a relay process; GStreamer's \
-         pipeline is video only and direct; its latency comes from a second run with per-frame \
-         identity probes read from gst-launch -v)"
+        "(framecast runs a relay process{}; GStreamer's pipeline is video only and direct; its \
+         latency comes from a second run with per-frame identity probes read from gst-launch -v)",
+        if input == Input::H264 {
+            " and also carries the AAC audio as PCM"
+        } else {
+            ""
+        }
     );
 }

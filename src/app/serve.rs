@@ -28,8 +28,10 @@ use crate::proto::wire::{AudioParams, MAX_DATAGRAM, MIN_DATAGRAM};
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// What to stream: `test` or `test:WxH@FPS` (a moving pattern with a frame counter and a
-    /// tone), `file:PATH` (a video file with its sound, paced in real time), or
-    /// `webcam[:INDEX]` (a camera; MJPEG passed through as it is).
+    /// tone), `file:PATH` (a video file with its sound, paced in real time), `mjpeg:-` or
+    /// `mjpeg:PATH` (a concatenated MJPEG stream from standard input, a pipe, a FIFO or a
+    /// file, each JPEG sent as it is), or `webcam[:INDEX]` (a camera; MJPEG passed through as
+    /// it is).
     #[arg(long, default_value = "test")]
     pub source: String,
     /// Address viewers (or a relay) subscribe to.
@@ -47,7 +49,8 @@ pub struct ServeArgs {
     /// JPEG chroma subsampling: 420, 422 or 444.
     #[arg(long, default_value = "420", value_parser = ["420", "422", "444"])]
     pub subsampling: String,
-    /// Repeat a `file:` source (timestamps keep increasing), and the `--audio` WAV.
+    /// Repeat a `file:` source or an `mjpeg:` file (timestamps keep increasing), and the
+    /// `--audio` WAV.
     #[arg(long = "loop")]
     pub looping: bool,
     /// Audio from this WAV file: added to `test`/`webcam`, in place of a file's own audio.
@@ -59,7 +62,8 @@ pub struct ServeArgs {
     /// Height to ask a webcam for.
     #[arg(long)]
     pub height: Option<u32>,
-    /// Frame rate to ask a webcam for.
+    /// Frame rate to ask a webcam for; the rate an `mjpeg:` file is sent at (default 30; a
+    /// pipe is sent as it arrives).
     #[arg(long)]
     pub fps: Option<f64>,
     /// Largest datagram in bytes (default fits a 1500-byte MTU over IPv4 and IPv6).
@@ -499,9 +503,15 @@ fn open_source(
         other => bail!("--subsampling {other}: expected 420, 422 or 444"),
     };
     let is_webcam = crate::media::webcam::parse_webcam_spec(s).is_some();
-    if !is_webcam && (args.width.is_some() || args.height.is_some() || args.fps.is_some()) {
+    let mjpeg = crate::media::mjpeg::parse_mjpeg_spec(s);
+    if !is_webcam && (args.width.is_some() || args.height.is_some()) {
         bail!(
-            "--width/--height/--fps apply to webcam sources only (the test pattern takes test:WxH@FPS)"
+            "--width/--height apply to webcam sources only (the test pattern takes test:WxH@FPS)"
+        );
+    }
+    if !is_webcam && mjpeg.is_none() && args.fps.is_some() {
+        bail!(
+            "--fps applies to webcam and mjpeg: sources only (the test pattern takes test:WxH@FPS)"
         );
     }
     if let Some(fps) = args.fps {
@@ -529,6 +539,13 @@ fn open_source(
         let tone = !args.no_audio && wav.is_none();
         let test = Box::new(TestSource::new(spec, args.quality, tone, block));
         return Ok(with_wav(test, wav));
+    }
+    if let Some(input) = mjpeg {
+        use crate::media::mjpeg::MjpegSource;
+        let input = input.map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+        let src = MjpegSource::open(input, args.fps, args.looping)
+            .map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
+        return Ok(with_wav(Box::new(src), wav));
     }
     if let Some(path) = s.strip_prefix("file:") {
         #[cfg(feature = "opencv")]
@@ -577,6 +594,6 @@ fn open_source(
         );
     }
     bail!(
-        "--source {s}: unknown source; use `test`, `test:WxH@FPS` (e.g. test:1280x720@30), `file:PATH` or `webcam[:INDEX]`"
+        "--source {s}: unknown source; use `test`, `test:WxH@FPS` (e.g. test:1280x720@30), `file:PATH`, `mjpeg:-`, `mjpeg:PATH` or `webcam[:INDEX]`"
     )
 }

@@ -10,6 +10,7 @@
 //! | `player` | `jpeg` | the player's media side: decode, A/V sync, window, sound, recorder, on their own threads |
 //! | [`audio_out`] | none for [`ClockSink`] and [`AudioSink`]; `cpal` for `AudioOutput` | audio output, the player's master clock |
 //! | `jpeg` | `jpeg` | `JpegEncoder` / `JpegDecoder` (turbojpeg), with a pixel bound for untrusted input |
+//! | [`mjpeg`] | none for the scanner and check; `jpeg` for `MjpegSource` | pass-through of already-compressed JPEGs (`mjpeg:-`, `mjpeg:PATH`) |
 //! | `display` | `opencv` | `Window`: an OpenCV highgui window that refuses to open without a display |
 //!
 //! # Pixel format
@@ -27,6 +28,7 @@ pub mod display;
 pub mod file_source;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+pub mod mjpeg;
 #[cfg(feature = "jpeg")]
 pub mod player;
 pub mod recorder;

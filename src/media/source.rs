@@ -65,6 +65,11 @@ pub struct SourceStats {
     pub mean_encode_ms: f64,
     /// Audio blocks produced.
     pub audio_blocks: u64,
+    /// Passed-through JPEGs refused by the check (or cut off, or over the size bound) and
+    /// not sent.
+    pub frames_rejected: u64,
+    /// Passed-through JPEGs sent with the standard Huffman tables inserted.
+    pub frames_repaired: u64,
 }
 
 /// Where a source thread hands its media: returns false when the receiver is gone.

@@ -6,7 +6,7 @@
 //! JPEG bytes (a 1 x N 8-bit `Mat`): those go on the wire as they are, with no decode and
 //! re-encode (µStreamer's trick; it saves most of the CPU). Each such frame is checked first
 //! (starts with FF D8, turbojpeg reads its header, same size as the first). A camera that
-//! does not deliver MJPEG gives BGR frames, encoded like a file's ([`BgrEncoder`], a pool
+//! does not deliver MJPEG gives BGR frames, encoded like a file's ([`FrameEncoder`], a pool
 //! of threads when one cannot keep up).
 //!
 //! Timestamps are the capture time on the 90 kHz clock from the start.
@@ -227,7 +227,7 @@ mod cam {
             };
             let (fps_num, fps_den) = fps_fraction(fps);
             // Make one encoder now: a bad quality fails here.
-            crate::media::file_source::BgrEncoder::new(opts.quality, opts.subsampling)?;
+            crate::media::file_source::FrameEncoder::new(opts.quality, opts.subsampling)?;
             if passthrough.is_some() {
                 log::info!("{device}: MJPEG {width}x{height}, passed through without re-encoding");
             } else {
@@ -268,10 +268,6 @@ mod cam {
         ) -> SourceStats {
             let mut this = *self;
             let mut stats = SourceStats::default();
-            let Ok(mut decoder) = JpegDecoder::new() else {
-                log::error!("{}: cannot set up turbojpeg", this.device);
-                return stats;
-            };
             let mut encoders = match Encoders::inline(this.quality, this.subsampling) {
                 Ok(e) => e,
                 Err(e) => {
@@ -314,10 +310,18 @@ mod cam {
                 let pts = ((now - start).as_nanos() * 90_000 / 1_000_000_000) as u64;
                 if this.passthrough {
                     let t0 = Instant::now();
+                    // The same check and repair as `mjpeg:` sources (proto-spec.md §5.1).
                     let jpeg = raw_jpeg(&mat).and_then(|j| {
-                        (jpeg_size(&mut decoder, j)
-                            == Some((this.format.width, this.format.height)))
-                        .then(|| j.to_vec())
+                        let c = crate::media::mjpeg::check_jpeg(j, crate::media::MAX_FRAME_PIXELS)
+                            .ok()?;
+                        ((c.width, c.height) == (this.format.width, this.format.height)).then(
+                            || {
+                                if c.needs_dht_at.is_some() {
+                                    stats.frames_repaired += 1;
+                                }
+                                crate::media::mjpeg::repaired(j, &c).into_owned()
+                            },
+                        )
                     });
                     work += t0.elapsed();
                     spare.push(mat);

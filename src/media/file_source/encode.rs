@@ -1,6 +1,6 @@
-//! JPEG encoding of OpenCV BGR frames: one [`BgrEncoder`] (turbojpeg straight from BGR), and
-//! [`Encoders`], which runs it inline or on a small pool of threads when one cannot keep up,
-//! output kept in order.
+//! JPEG encoding of decoded frames: one [`FrameEncoder`] (turbojpeg straight from planar YUV,
+//! [`YuvFrame`], or from an OpenCV BGR `Mat`), and [`Encoders`], which runs it inline or on a
+//! small pool of threads when one cannot keep up, output kept in order.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
+use super::yuv::YuvFrame;
 use crate::media::Subsampling;
 
 /// Most encoder threads.
@@ -44,24 +45,52 @@ pub enum EncodeError {
     /// An encoder thread could not be started.
     #[error("cannot start an encoder thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A YUV frame whose buffer disagrees with its shape.
+    #[error("a {width}x{height} YUV frame with {len} bytes of planes is inconsistent")]
+    BadYuv {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Bytes in its buffer.
+        len: usize,
+    },
 }
 
-/// Compresses OpenCV BGR frames with turbojpeg, straight from BGR.
-pub struct BgrEncoder {
+/// A picture [`Encoders`] can compress: a BGR `Mat` (cameras) or a [`YuvFrame`] (files).
+pub trait Picture: Send + Default + 'static {
+    /// Compresses the picture with `encoder`.
+    fn encode(&self, encoder: &mut FrameEncoder) -> Result<Vec<u8>, EncodeError>;
+}
+
+impl Picture for Mat {
+    fn encode(&self, encoder: &mut FrameEncoder) -> Result<Vec<u8>, EncodeError> {
+        encoder.encode(self)
+    }
+}
+
+impl Picture for YuvFrame {
+    fn encode(&self, encoder: &mut FrameEncoder) -> Result<Vec<u8>, EncodeError> {
+        encoder.encode_yuv(self)
+    }
+}
+
+/// Compresses frames with turbojpeg: planar YUV with no colour conversion, or OpenCV BGR.
+pub struct FrameEncoder {
     compressor: Compressor,
     /// Rows of a non-continuous `Mat`, gathered.
     scratch: Vec<u8>,
 }
 
-impl std::fmt::Debug for BgrEncoder {
+impl std::fmt::Debug for FrameEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BgrEncoder").finish_non_exhaustive()
+        f.debug_struct("FrameEncoder").finish_non_exhaustive()
     }
 }
 
-impl BgrEncoder {
+impl FrameEncoder {
     /// An encoder at `quality` (1..=100) and chroma `subsampling`.
-    pub fn new(quality: u8, subsampling: Subsampling) -> Result<BgrEncoder, EncodeError> {
+    pub fn new(quality: u8, subsampling: Subsampling) -> Result<FrameEncoder, EncodeError> {
         if !(1..=100).contains(&quality) {
             return Err(EncodeError::Quality(quality));
         }
@@ -73,7 +102,7 @@ impl BgrEncoder {
             Subsampling::Yuv420 => Subsamp::Sub2x2,
             Subsampling::Gray => Subsamp::Gray,
         })?;
-        Ok(BgrEncoder {
+        Ok(FrameEncoder {
             compressor,
             scratch: Vec::new(),
         })
@@ -111,11 +140,25 @@ impl BgrEncoder {
         };
         Ok(self.compressor.compress_to_vec(image)?)
     }
+
+    /// Compresses a planar YUV frame as it is (`tj3CompressFromYUV8`: no colour conversion,
+    /// no chroma resampling); the JPEG has the frame's subsampling whatever this encoder was
+    /// made with. Errors if the frame is inconsistent ([`YuvFrame::is_consistent`]).
+    pub fn encode_yuv(&mut self, frame: &YuvFrame) -> Result<Vec<u8>, EncodeError> {
+        if !frame.is_consistent() {
+            return Err(EncodeError::BadYuv {
+                width: frame.width,
+                height: frame.height,
+                len: frame.data.len(),
+            });
+        }
+        Ok(self.compressor.compress_yuv_to_vec(frame.as_turbo())?)
+    }
 }
 
 /// One encoded frame out of [`Encoders`].
 #[derive(Debug)]
-pub struct Encoded {
+pub struct Encoded<P = Mat> {
     /// Its timestamp.
     pub pts: u64,
     /// The JPEG, or why there is none.
@@ -123,36 +166,36 @@ pub struct Encoded {
     /// Time spent encoding.
     pub took: Duration,
     /// The frame, handed back for reuse.
-    pub mat: Mat,
+    pub mat: P,
 }
 
-struct Job {
+struct Job<P> {
     pts: u64,
-    mat: Mat,
+    mat: P,
 }
 
-struct Worker {
-    jobs: Option<SyncSender<Job>>,
+struct Worker<P> {
+    jobs: Option<SyncSender<Job<P>>>,
     /// Each worker has at most one job outstanding (round robin, at most one per worker in
     /// flight), so its result never waits for room.
-    results: Option<Receiver<Encoded>>,
+    results: Option<Receiver<Encoded<P>>>,
     handle: Option<JoinHandle<()>>,
 }
 
 /// JPEG encoding of a frame sequence: on the calling thread, or on a pool of threads when one
 /// cannot keep up. Frames come out in the order they went in.
-pub enum Encoders {
+pub enum Encoders<P: Picture = Mat> {
     /// One encoder, on the calling thread.
     Inline {
         /// The encoder.
-        encoder: Box<BgrEncoder>,
+        encoder: Box<FrameEncoder>,
         /// Encoded, not yet collected.
-        done: VecDeque<Encoded>,
+        done: VecDeque<Encoded<P>>,
     },
     /// Worker threads fed round robin and collected round robin (which keeps the order).
     Pool {
         /// The workers.
-        workers: Vec<WorkerHandle>,
+        workers: Vec<WorkerHandle<P>>,
         /// Next worker to feed.
         next_in: usize,
         /// Next worker to collect from.
@@ -163,9 +206,9 @@ pub enum Encoders {
 }
 
 /// One thread of an [`Encoders::Pool`].
-pub struct WorkerHandle(Worker);
+pub struct WorkerHandle<P: Picture>(Worker<P>);
 
-impl Drop for WorkerHandle {
+impl<P: Picture> Drop for WorkerHandle<P> {
     fn drop(&mut self) {
         self.0.jobs = None; // the worker's loop ends
         self.0.results = None; // and never waits to hand over a result
@@ -175,7 +218,7 @@ impl Drop for WorkerHandle {
     }
 }
 
-impl std::fmt::Debug for Encoders {
+impl<P: Picture> std::fmt::Debug for Encoders<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoders")
             .field("threads", &self.threads())
@@ -183,11 +226,11 @@ impl std::fmt::Debug for Encoders {
     }
 }
 
-impl Encoders {
+impl<P: Picture> Encoders<P> {
     /// One encoder on the calling thread.
-    pub fn inline(quality: u8, subsampling: Subsampling) -> Result<Encoders, EncodeError> {
+    pub fn inline(quality: u8, subsampling: Subsampling) -> Result<Encoders<P>, EncodeError> {
         Ok(Encoders::Inline {
-            encoder: Box::new(BgrEncoder::new(quality, subsampling)?),
+            encoder: Box::new(FrameEncoder::new(quality, subsampling)?),
             done: VecDeque::new(),
         })
     }
@@ -197,18 +240,18 @@ impl Encoders {
         threads: usize,
         quality: u8,
         subsampling: Subsampling,
-    ) -> Result<Encoders, EncodeError> {
+    ) -> Result<Encoders<P>, EncodeError> {
         let mut workers = Vec::new();
         for i in 0..threads.max(2) {
-            let mut encoder = BgrEncoder::new(quality, subsampling)?;
-            let (jobs, job_rx) = sync_channel::<Job>(1);
-            let (done_tx, results) = sync_channel::<Encoded>(2);
+            let mut encoder = FrameEncoder::new(quality, subsampling)?;
+            let (jobs, job_rx) = sync_channel::<Job<P>>(1);
+            let (done_tx, results) = sync_channel::<Encoded<P>>(2);
             let handle = std::thread::Builder::new()
                 .name(format!("jpeg-{i}"))
                 .spawn(move || {
                     for Job { pts, mat } in job_rx {
                         let t0 = Instant::now();
-                        let jpeg = encoder.encode(&mat);
+                        let jpeg = mat.encode(&mut encoder);
                         let took = t0.elapsed();
                         let out = Encoded {
                             pts,
@@ -259,11 +302,11 @@ impl Encoders {
 
     /// Hands a frame over for encoding (inline: encodes it now). Returns the frame back if
     /// a worker is gone.
-    pub fn submit(&mut self, pts: u64, mat: Mat) -> Result<(), Mat> {
+    pub fn submit(&mut self, pts: u64, mat: P) -> Result<(), P> {
         match self {
             Encoders::Inline { encoder, done } => {
                 let t0 = Instant::now();
-                let jpeg = encoder.encode(&mat);
+                let jpeg = mat.encode(encoder);
                 done.push_back(Encoded {
                     pts,
                     jpeg,
@@ -292,7 +335,7 @@ impl Encoders {
 
     /// The oldest submitted frame, encoded (waits for it); `None` if nothing is in flight or
     /// a worker died.
-    pub fn collect(&mut self) -> Option<Encoded> {
+    pub fn collect(&mut self) -> Option<Encoded<P>> {
         match self {
             Encoders::Inline { done, .. } => done.pop_front(),
             Encoders::Pool {

@@ -1,13 +1,20 @@
 //! The video track of a movie file through FFmpeg (libavformat, libavcodec, libswscale via
-//! `ffmpeg-next`): each frame with its own timestamp on the file's shared timeline,
-//! converted to BGR and turned as the display matrix says (ffplay's orientation).
+//! `ffmpeg-next`): each frame with its own timestamp on the file's shared timeline, handed on
+//! as the decoder's own planar YCbCr ([`YuvFrame`], no RGB anywhere), turned as the display
+//! matrix says (ffplay's orientation).
+//!
+//! The planes are copied once into the frame JPEG compresses from, stretched from TV range
+//! (16-235) to JPEG's full range on the way when the track is TV range (what nearly every
+//! H.264 or HEVC file is). libswscale runs only when the decoded layout is not the JPEG's
+//! subsampling (a 4:2:2 or 10-bit file streamed as 4:2:0, say). The colour matrix is left as it
+//! is (the previous RGB round trip used BT.601 both ways, which also left it as it was).
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
-use opencv::core::{Mat, MatTraitConst, MatTraitManual, Scalar};
-
 use super::demux::{TrackFeed, open_input, stream_duration, stream_rotation, timeline_origin};
+use super::yuv::{Range, Turn, YuvFrame, copy_plane, plane_sizes};
+use crate::media::Subsampling;
+use ffmpeg_next as ff;
 
 /// How a decoded picture is turned before it is streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +62,10 @@ pub(super) struct VideoReader {
     decoder: ff::decoder::Video,
     scaler: Option<(Scaler, (ff::format::Pixel, u32, u32))>,
     decoded: ff::frame::Video,
-    bgr: ff::frame::Video,
-    turned: Mat,
+    /// The decoded picture in the JPEG's layout, when libswscale had to convert it.
+    converted: ff::frame::Video,
+    /// The JPEG's chroma subsampling.
+    subsampling: Subsampling,
     time_base: f64,
     /// The timeline's zero, seconds.
     origin: f64,
@@ -74,7 +83,13 @@ pub(super) struct VideoReader {
 impl VideoReader {
     /// Opens the best video track of `path`; `with_audio` says whether the audio track
     /// shares the timeline (its start counts for the origin).
-    pub(super) fn open(path: &Path, with_audio: bool) -> Result<VideoReader, String> {
+    /// Frames come out with `subsampling` (a quarter turn of a 4:2:2 picture comes out 4:2:0,
+    /// as 4:2:2 turned is a layout JPEG encoders do not take).
+    pub(super) fn open(
+        path: &Path,
+        with_audio: bool,
+        subsampling: Subsampling,
+    ) -> Result<VideoReader, String> {
         let input = open_input(path)?;
         let origin = timeline_origin(&input, with_audio);
         let stream = input
@@ -116,14 +131,18 @@ impl VideoReader {
         });
         let duration = stream_duration(&input, &stream);
         let frames = u64::try_from(stream.frames()).ok().filter(|n| *n > 0);
+        let subsampling = match (rotation, subsampling) {
+            (Rotation::Cw90 | Rotation::Ccw90, Subsampling::Yuv422) => Subsampling::Yuv420,
+            (_, s) => s,
+        };
         Ok(VideoReader {
             path: path.to_path_buf(),
             input,
             decoder,
             scaler: None,
             decoded: ff::frame::Video::empty(),
-            bgr: ff::frame::Video::empty(),
-            turned: Mat::default(),
+            converted: ff::frame::Video::empty(),
+            subsampling,
             time_base,
             origin,
             rotation,
@@ -166,9 +185,10 @@ impl VideoReader {
         }
     }
 
-    /// The grabbed frame as BGR, turned for display, into `mat`; false if that fails.
-    pub(super) fn retrieve(&mut self, mat: &mut Mat) -> bool {
-        match self.convert(mat) {
+    /// The grabbed frame as full-range planar YCbCr, turned for display, into `frame`; false
+    /// if that fails.
+    pub(super) fn retrieve(&mut self, frame: &mut YuvFrame) -> bool {
+        match self.convert(frame) {
             Ok(()) => true,
             Err(e) => {
                 log::debug!("{}: frame conversion failed: {e}", self.path.display());
@@ -177,52 +197,105 @@ impl VideoReader {
         }
     }
 
-    fn convert(&mut self, mat: &mut Mat) -> Result<(), String> {
+    fn convert(&mut self, frame: &mut YuvFrame) -> Result<(), String> {
+        use ff::format::Pixel;
         let key = (
             self.decoded.format(),
             self.decoded.width(),
             self.decoded.height(),
         );
-        if key.1 == 0 || key.2 == 0 {
-            return Err("an empty frame".into());
+        if key.1 == 0 || key.2 == 0 || key.1 > 65535 || key.2 > 65535 {
+            return Err(format!("a {}x{} frame", key.1, key.2));
         }
-        if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
-            let ctx = ff::software::scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                ff::format::Pixel::BGR24,
-                key.1,
-                key.2,
-                ff::software::scaling::Flags::BILINEAR,
-            )
-            .map_err(|e| format!("no conversion from {:?} to BGR ({e})", key.0))?;
-            self.scaler = Some((Scaler(ctx), key));
-        }
-        let (scaler, _) = self.scaler.as_mut().expect("set above");
-        scaler
-            .0
-            .run(&self.decoded, &mut self.bgr)
-            .map_err(|e| e.to_string())?;
-        let (w, h) = (key.1 as usize, key.2 as usize);
-        let target = if self.rotation == Rotation::None {
-            &mut *mat
+        // The decoded layout, if turbojpeg takes it as it is.
+        let layout = match key.0 {
+            Pixel::YUV420P | Pixel::YUVJ420P => Some(Subsampling::Yuv420),
+            Pixel::YUV422P | Pixel::YUVJ422P => Some(Subsampling::Yuv422),
+            Pixel::YUV444P | Pixel::YUVJ444P => Some(Subsampling::Yuv444),
+            Pixel::GRAY8 => Some(Subsampling::Gray),
+            _ => None,
+        };
+        // Gray takes the Y plane of any of them.
+        let direct =
+            layout.is_some_and(|l| l == self.subsampling || self.subsampling == Subsampling::Gray);
+        let (source, full) = if direct {
+            let full = matches!(key.0, Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P)
+                || self.decoded.color_range() == ff::util::color::Range::JPEG;
+            (&self.decoded, full)
         } else {
-            &mut self.turned
+            // libswscale to the JPEG's layout, full range ("yuvj").
+            let target = match self.subsampling {
+                Subsampling::Yuv420 => Pixel::YUVJ420P,
+                Subsampling::Yuv422 => Pixel::YUVJ422P,
+                Subsampling::Yuv444 => Pixel::YUVJ444P,
+                Subsampling::Gray => Pixel::GRAY8,
+            };
+            if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
+                let ctx = ff::software::scaling::Context::get(
+                    key.0,
+                    key.1,
+                    key.2,
+                    target,
+                    key.1,
+                    key.2,
+                    ff::software::scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| format!("no conversion from {:?} to {target:?} ({e})", key.0))?;
+                self.scaler = Some((Scaler(ctx), key));
+            }
+            let (scaler, _) = self.scaler.as_mut().expect("set above");
+            scaler
+                .0
+                .run(&self.decoded, &mut self.converted)
+                .map_err(|e| e.to_string())?;
+            (&self.converted, true)
         };
-        copy_bgr(&self.bgr, w, h, target)?;
-        let flag = match self.rotation {
-            Rotation::None => return Ok(()),
-            Rotation::Cw90 => opencv::core::ROTATE_90_CLOCKWISE,
-            Rotation::Half => opencv::core::ROTATE_180,
-            Rotation::Ccw90 => opencv::core::ROTATE_90_COUNTERCLOCKWISE,
+        let (w, h) = (key.1, key.2);
+        let (turn, (ow, oh)) = match self.rotation {
+            Rotation::None => (Turn::None, (w, h)),
+            Rotation::Half => (Turn::Half, (w, h)),
+            Rotation::Cw90 => (Turn::Cw90, (h, w)),
+            Rotation::Ccw90 => (Turn::Ccw90, (h, w)),
         };
-        opencv::core::rotate(&self.turned, mat, flag).map_err(|e| e.to_string())
+        frame.reshape(ow, oh, self.subsampling);
+        let src_sizes = plane_sizes(w, h, self.subsampling);
+        let planes = source.planes();
+        for (i, (dst, dw, dh)) in frame.planes_mut().into_iter().enumerate() {
+            if i >= planes {
+                return Err(format!("a {:?} frame with {planes} planes", key.0));
+            }
+            // The source plane's true size (turbojpeg's plane sizes pad the Y plane).
+            let (sw, sh) = if i == 0 {
+                (w as usize, h as usize)
+            } else {
+                src_sizes[i]
+            };
+            let range = match (full, i) {
+                (true, _) => Range::Full,
+                (false, 0) => Range::TvLuma,
+                (false, _) => Range::TvChroma,
+            };
+            if !copy_plane(
+                source.data(i),
+                source.stride(i),
+                (sw, sh),
+                dst,
+                (dw, dh),
+                turn,
+                range,
+            ) {
+                return Err(format!(
+                    "plane {i} of a {:?} frame is smaller than it says",
+                    key.0
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Back to the first frame for the next loop; false if that fails.
     pub(super) fn rewind(&mut self) -> bool {
-        match VideoReader::open(&self.path, true) {
+        match VideoReader::open(&self.path, true, self.subsampling) {
             Ok(r) => {
                 let origin = self.origin;
                 *self = r;
@@ -235,34 +308,6 @@ impl VideoReader {
             }
         }
     }
-}
-
-/// Copies a packed BGR24 picture of `w` x `h` into `mat` (reallocated if its shape differs).
-fn copy_bgr(frame: &ff::frame::Video, w: usize, h: usize, mat: &mut Mat) -> Result<(), String> {
-    let shape_ok = mat.rows() as usize == h
-        && mat.cols() as usize == w
-        && mat.typ() == opencv::core::CV_8UC3
-        && mat.is_continuous();
-    if !shape_ok {
-        *mat = Mat::new_rows_cols_with_default(
-            h as i32,
-            w as i32,
-            opencv::core::CV_8UC3,
-            Scalar::all(0.0),
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    let stride = frame.stride(0);
-    let src = frame.data(0);
-    let dst = mat.data_bytes_mut().map_err(|e| e.to_string())?;
-    let row = w * 3;
-    if stride < row || src.len() < stride * (h - 1) + row || dst.len() < row * h {
-        return Err("a picture smaller than it says".into());
-    }
-    for y in 0..h {
-        dst[y * row..(y + 1) * row].copy_from_slice(&src[y * stride..y * stride + row]);
-    }
-    Ok(())
 }
 
 /// FFmpeg's name of a codec (e.g. "h264"), for messages.

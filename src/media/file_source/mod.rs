@@ -2,9 +2,11 @@
 //!
 //! - Video: FFmpeg's demuxers and decoders (libavformat, libavcodec through `ffmpeg-next`:
 //!   whatever ffplay plays) decode frames, each stamped with its own timestamp on the file's
-//!   timeline (variable frame rates kept as they are), converted to BGR by libswscale and
-//!   turned as the track's display matrix says (a phone's `rotate=90`), as ffplay shows them
-//!   (`ffvideo`). Each BGR frame goes to turbojpeg as BGR ([`BgrEncoder`]). When one
+//!   timeline (variable frame rates kept as they are), kept as the decoder's planar YCbCr
+//!   ([`YuvFrame`]: stretched to full range if it is TV range, libswscale only when the
+//!   layout is not the JPEG's subsampling) and turned as the track's display matrix says (a
+//!   phone's `rotate=90`), as ffplay shows them (`ffvideo`). Each frame goes to turbojpeg's YUV
+//!   compression with no colour conversion ([`FrameEncoder::encode_yuv`]). When one
 //!   encoder cannot keep up with the frame rate, a small pool of encoder threads takes over,
 //!   output kept in order ([`Encoders`]).
 //! - Audio: the best audio track of the same file, through FFmpeg too (any codec and layout
@@ -27,15 +29,14 @@
 //!
 //! `demux` (the container: timeline, rotation), `ffvideo` (the video track through FFmpeg),
 //! `open` (probing the file, choosing the audio), `video` (timestamps, pacing),
-//! `encode` (BGR to JPEG, inline or pooled), `audio` (the file's own sound track), `progress`
+//! `yuv` (the planar frame: copying, turning, range), `encode` (YUV or BGR to JPEG, inline
+//! or pooled), `audio` (the file's own sound track), `progress`
 //! (the bar or periodic line); [`FileSource`] and its run, joining both tracks, are here.
 #![cfg(all(feature = "opencv", feature = "jpeg"))]
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-use opencv::core::Mat;
 
 use super::Subsampling;
 use super::source::{MediaSink, MediaSource, SourceStats, StreamFormat};
@@ -52,12 +53,16 @@ mod progress;
 #[cfg(test)]
 mod tests;
 mod video;
+mod yuv;
 
 pub use audio::FileAudio;
 pub use demux::display_rotation;
-pub use encode::{BgrEncoder, EncodeError, Encoded, Encoders, WorkerHandle, encoders_needed};
+pub use encode::{
+    EncodeError, Encoded, Encoders, FrameEncoder, Picture, WorkerHandle, encoders_needed,
+};
 pub(crate) use open::quiet_opencv;
 pub use video::fps_fraction;
+pub use yuv::{YuvFrame, plane_sizes};
 
 use progress::Progress;
 use video::VideoJob;
@@ -126,7 +131,7 @@ pub struct FileSource {
     path: PathBuf,
     reader: ffvideo::VideoReader,
     /// The frame read by `open` (proof that the file decodes) and its position in ms.
-    first: Option<(Mat, f64)>,
+    first: Option<(YuvFrame, f64)>,
     format: StreamFormat,
     /// Frames in the file, if the container says.
     frame_count: Option<u64>,

@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
-use opencv::core::{Mat, MatTraitConst};
-
 use super::ffvideo::{Rotation, VideoReader};
 use super::video::fps_fraction;
-use super::{BgrEncoder, FileAudio, FileAudioChoice, FileOptions, FileSource, FileSourceError};
+use super::yuv::YuvFrame;
+use super::{FileAudio, FileAudioChoice, FileOptions, FileSource, FileSourceError, FrameEncoder};
 use crate::media::source::{AudioFormat, StreamFormat, audio_block_frames};
 use crate::media::wav_source::{AudioLoop, PcmReader};
 
@@ -45,14 +44,14 @@ impl FileSource {
             detail,
         };
         let from_file = matches!(opts.audio, FileAudioChoice::FromFile);
-        let mut reader = VideoReader::open(path, from_file).map_err(not_video)?;
-        let mut first = Mat::default();
+        let mut reader = VideoReader::open(path, from_file, opts.subsampling).map_err(not_video)?;
+        let mut first = YuvFrame::default();
         let Some(first_ms) = reader.grab() else {
             return Err(not_video("no video frame decodes".into()));
         };
-        if !reader.retrieve(&mut first) || first.empty() {
+        if !reader.retrieve(&mut first) {
             return Err(not_video(
-                "its first frame cannot be converted to BGR".into(),
+                "its first frame cannot be converted to planar YUV".into(),
             ));
         }
         if reader.rotation() != Rotation::None {
@@ -68,14 +67,14 @@ impl FileSource {
             duration.map(|d| (d * f64::from(fps_num) / f64::from(fps_den)).round() as u64)
         });
         let mut format = StreamFormat {
-            width: first.cols() as u32,
-            height: first.rows() as u32,
+            width: first.width,
+            height: first.height,
             fps_num,
             fps_den,
             audio: None,
         };
         // Make one encoder now: a bad quality fails here.
-        BgrEncoder::new(opts.quality, opts.subsampling)?;
+        FrameEncoder::new(opts.quality, opts.subsampling)?;
 
         let mut note = None;
         let (audio, from_file): (Option<Box<dyn PcmReader>>, bool) = match opts.audio {

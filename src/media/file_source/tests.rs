@@ -242,7 +242,7 @@ fn encoder_reads_bgr_in_place_and_from_a_roi() {
         Scalar::new(255.0, 0.0, 0.0, 0.0), // blue in BGR
     )
     .unwrap();
-    let mut enc = BgrEncoder::new(90, Subsampling::Yuv444).unwrap();
+    let mut enc = FrameEncoder::new(90, Subsampling::Yuv444).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
     let rgb = dec.decode_rgb_default(&enc.encode(&m).unwrap()).unwrap();
     let [r, g, b] = rgb.pixel(10, 10).unwrap();
@@ -334,4 +334,53 @@ fn a_truncated_file_streams_to_where_its_data_ends() {
     assert!((60..=150).contains(&stats.audio_blocks), "{stats:?}");
     assert_eq!(items.len() as u64, stats.frames + stats.audio_blocks);
     assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+/// The planar YUV path: TV-range H.264 (stretched on the copy), full-range MJPEG (copied),
+/// 4:2:2 H.264 streamed as 4:2:0 (libswscale) and 4:4:4 streamed as 4:4:4 (copied) all come
+/// out as the colour that went in, with the subsampling asked for.
+#[test]
+fn yuv_frames_keep_their_colours_and_the_subsampling_asked_for() {
+    let dir = tmp_dir();
+    let cases = [
+        ("tv420.mp4", "libx264", "yuv420p", Subsampling::Yuv420),
+        ("full420.mkv", "mjpeg", "yuvj420p", Subsampling::Yuv420),
+        ("tv422.mp4", "libx264", "yuv422p", Subsampling::Yuv420),
+        ("tv444.mp4", "libx264", "yuv444p", Subsampling::Yuv444),
+    ];
+    let mut dec = JpegDecoder::new().unwrap();
+    for (name, codec, pix_fmt, subsampling) in cases {
+        let path = dir.join(name);
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .args(["-i", "color=c=0x3366CC:s=320x240:r=30:d=0.2"])
+            .args(["-c:v", codec, "-pix_fmt", pix_fmt])
+            .arg(&path)
+            .output()
+            .expect("ffmpeg (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "{name}");
+        let src = FileSource::open(
+            &path,
+            FileOptions {
+                subsampling,
+                ..opts()
+            },
+            &|_| 240,
+        )
+        .unwrap();
+        let (items, _, _) = collect(src, 5);
+        let Some(MediaItem::Video { jpeg, .. }) = items.first() else {
+            panic!("{name}: no frame");
+        };
+        let info = dec.read_header(jpeg).unwrap();
+        assert_eq!(info.subsampling, Some(subsampling), "{name}");
+        let rgb = dec.decode_rgb_default(jpeg).unwrap();
+        let [r, g, b] = rgb.pixel(160, 120).unwrap();
+        for (got, want) in [(r, 0x33), (g, 0x66), (b, 0xCC)] {
+            assert!(
+                (i32::from(got) - want).abs() <= 8,
+                "{name}: {r} {g} {b} for 51 102 204"
+            );
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The video track of a file source: frames decoded by OpenCV, timestamped by the file (or
+//! The video track of a file source: frames decoded by FFmpeg, timestamped by the file (or
 //! index / fps), skipped when late, encoded, and sent when `start + pts` comes; with
 //! `--loop`, timestamps keep increasing across loops.
 
@@ -7,16 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use opencv::core::Mat;
-
 use super::Encoders;
 use super::encode::encoders_needed;
 use super::ffvideo::VideoReader;
 use super::progress::Progress;
+use super::yuv::YuvFrame;
 use crate::media::Subsampling;
 use crate::media::source::{MediaItem, SourceStats};
 use crate::media::wav_source::{due, sleep_until};
+use bytes::Bytes;
 
 /// Frames later than this behind their time are skipped rather than encoded.
 const LATE_SKIP: Duration = Duration::from_millis(250);
@@ -50,7 +49,7 @@ pub fn fps_fraction(fps: f64) -> (u32, u32) {
 pub(super) struct VideoJob {
     pub(super) path: PathBuf,
     pub(super) reader: VideoReader,
-    pub(super) first: Option<(Mat, f64)>,
+    pub(super) first: Option<(YuvFrame, f64)>,
     pub(super) fps_num: u32,
     pub(super) fps_den: u32,
     pub(super) quality: u8,
@@ -83,8 +82,8 @@ impl VideoJob {
         self.reader.grab()
     }
 
-    /// The grabbed frame as BGR into `mat`; false if that fails.
-    fn retrieve(&mut self, mat: &mut Mat) -> bool {
+    /// The grabbed frame as planar YCbCr into `mat`; false if that fails.
+    fn retrieve(&mut self, mat: &mut YuvFrame) -> bool {
         if let Some((first, _)) = self.first.take() {
             *mat = first;
             return true;
@@ -104,7 +103,7 @@ impl VideoJob {
         halt: &AtomicBool,
     ) -> SourceStats {
         let mut stats = SourceStats::default();
-        let mut encoders = match Encoders::inline(self.quality, self.subsampling) {
+        let mut encoders = match Encoders::<YuvFrame>::inline(self.quality, self.subsampling) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("serve: cannot set up the JPEG encoder: {e}");
@@ -116,7 +115,7 @@ impl VideoJob {
         );
         let interval90 = self.frame_pts(1).max(1);
         let (mut encode_total, mut bytes_total, mut encoded) = (Duration::ZERO, 0u64, 0u64);
-        let mut spare: Vec<Mat> = Vec::new();
+        let mut spare: Vec<YuvFrame> = Vec::new();
         let mut loop_index = 0u64;
         let mut loop_offset = 0u64; // 90 kHz start of the current loop
         let mut index = 0u64; // frame index in the current loop

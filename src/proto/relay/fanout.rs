@@ -18,10 +18,14 @@ use crate::proto::wire::ReceiverReport;
 
 use super::stats::OverloadLimit;
 
-/// A subscriber's frame may wait in its queue at most 1/`QUEUE_DELAY_SHARE` of the playout
-/// latency it stated (§7.3): the rest of the budget goes to pacing, sending the frame's
-/// chunks at a reduced rate when overloaded, the path and repair.
-pub(super) const QUEUE_DELAY_SHARE: u32 = 4;
+/// The share of a subscriber's playout latency its frames may spend in the relay: 1/2, from
+/// entering its queue to their last datagram going out (§7.3). A frame may wait before its
+/// first datagram goes out for this budget less the time its recent frames took to go out
+/// whole, so a relay that stalls for a while keeps its frames, and one that has fallen behind
+/// skips them before they could arrive late.
+pub(super) const RELAY_SHARE: u32 = 2;
+/// The wait before its first datagram a frame is always allowed: 1/8 of the latency.
+pub(super) const MIN_WAIT_SHARE: u32 = 8;
 /// The latency assumed for a subscriber that stated none (the viewer's default, §7.2).
 pub(super) const DEFAULT_LATENCY: Duration = Duration::from_millis(100);
 /// A send the socket refused (EAGAIN/ENOBUFS) names the socket buffer as the limit for this
@@ -80,6 +84,11 @@ pub(super) struct Subscriber {
     pub(super) frames_skipped: u64,
     /// The frame whose chunks are going out: it is sent whole, never cut short.
     sending: Option<u32>,
+    /// When the first datagram of the frame going out was sent, and when its latest.
+    sending_since: Option<(Instant, Instant)>,
+    /// How long its recent frames took from first datagram out to last: the largest at
+    /// once, decaying by 1/8 a frame.
+    send_span: Duration,
     /// Its rate cap held it back since its queue was last empty (a slow subscriber).
     rate_limited: bool,
     /// The latest frames skipped for it: (frame id, sequence number of chunk 0, chunks).
@@ -104,13 +113,40 @@ impl Subscriber {
         self.queued_bytes
     }
 
-    /// The longest a frame may wait in its queue before its first chunk goes out (§7.3).
+    /// The longest a frame may wait in its queue before its first chunk goes out (§7.3):
+    /// half its latency less the time its recent frames took to go out, at least an eighth.
     pub(super) fn queue_delay_budget(&self) -> Duration {
         let latency = match self.latency_ms {
             0 => DEFAULT_LATENCY,
             ms => Duration::from_millis(ms.into()),
         };
-        latency / QUEUE_DELAY_SHARE
+        let latest = self.sending_since.map_or(Duration::ZERO, |(first, last)| {
+            last.saturating_duration_since(first)
+        });
+        (latency / RELAY_SHARE)
+            .saturating_sub(self.send_span.max(latest))
+            .max(latency / MIN_WAIT_SHARE)
+    }
+
+    /// Notes that a datagram of frame `f` went out at `now`, measuring how long frames take
+    /// to go out whole.
+    fn sent_of_frame(&mut self, f: u32, now: Instant) {
+        if self.sending == Some(f) {
+            if let Some((_, last)) = &mut self.sending_since {
+                *last = now;
+            }
+            return;
+        }
+        if let Some((first, last)) = self.sending_since {
+            let span = last.saturating_duration_since(first);
+            self.send_span = if span >= self.send_span {
+                span
+            } else {
+                (self.send_span * 7 + span) / 8
+            };
+        }
+        self.sending = Some(f);
+        self.sending_since = Some((now, now));
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -231,6 +267,8 @@ impl Fanout {
                 frames_dropped: 0,
                 frames_skipped: 0,
                 sending: None,
+                sending_since: None,
+                send_span: Duration::ZERO,
                 rate_limited: false,
                 skipped: VecDeque::new(),
                 skipped_at: None,
@@ -380,8 +418,8 @@ impl Fanout {
                 continue;
             };
             sub.queued_bytes -= q.datagram.len();
-            if q.frame.is_some() {
-                sub.sending = q.frame;
+            if let Some(f) = q.frame {
+                sub.sent_of_frame(f, now);
             }
             if sub.queue.is_empty() {
                 sub.in_ready = false;
@@ -537,7 +575,7 @@ mod tests {
         let mut f = Fanout::new(1 << 20);
         let a = addr(1);
         f.insert(t0, a, "s", 0, false);
-        // latency 100 ms stated: a frame may wait 25 ms.
+        // latency 100 ms stated: a frame may spend 50 ms in the relay.
         f.get_mut(&a).unwrap().latency_ms = 100;
         f.set_now(t0);
         for i in 0..3 {
@@ -553,12 +591,13 @@ mod tests {
         assert_eq!(f.pop(t0 + ms(40)).map(seq), Some(11));
         assert_eq!(f.pop(t0 + ms(40)).map(seq), Some(12));
         assert_eq!(f.drops.skipped, [0; 3]);
-        // Frame 2 waited 26 ms before its first chunk could go: skipped whole, and its
-        // late chunk too.
-        assert_eq!(f.pop(t0 + ms(46)), None);
-        f.set_now(t0 + ms(46));
+        // Frame 1 took 15 ms to go out, so frame 2 may wait 35 ms for its first chunk. At
+        // 56 ms it has waited 36: skipped whole, and its late chunk too.
+        assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(35));
+        assert_eq!(f.pop(t0 + ms(56)), None);
+        f.set_now(t0 + ms(56));
         f.enqueue(a, video(2, 16, 3, 4), false);
-        assert_eq!(f.pop(t0 + ms(46)), None);
+        assert_eq!(f.pop(t0 + ms(56)), None);
         assert_eq!(f.drops.skipped(OverloadLimit::RelayCpu), 1);
         assert_eq!(f.drops.datagrams, 4);
         let sub = f.get(&a).unwrap();
@@ -567,14 +606,39 @@ mod tests {
         assert!(sub.skipped_seq(13) && sub.skipped_seq(15) && !sub.skipped_seq(12));
         assert!(!sub.skipped_seq(16));
         // The socket refused a send: the next skip is put down to the socket buffer.
-        f.on_send_blocked(t0 + ms(50));
-        f.set_now(t0 + ms(50));
+        f.on_send_blocked(t0 + ms(60));
+        f.set_now(t0 + ms(60));
         f.enqueue(a, video(3, 20, 0, 1), false);
-        assert_eq!(f.pop(t0 + ms(80)), None);
+        assert_eq!(f.pop(t0 + ms(96)), None);
         assert_eq!(f.drops.skipped(OverloadLimit::SocketBuffer), 1);
         assert_eq!(
             f.last_skip,
-            Some((t0 + ms(80), OverloadLimit::SocketBuffer))
+            Some((t0 + ms(96), OverloadLimit::SocketBuffer))
+        );
+    }
+
+    #[test]
+    fn a_brief_stall_keeps_frames_and_slow_sending_shrinks_the_wait() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        f.set_now(t0);
+        f.enqueue(a, video(1, 10, 0, 1), false);
+        // Frames go out at once: a 45 ms stall (under half the latency) loses nothing.
+        assert!(f.pop(t0 + ms(45)).is_some());
+        assert_eq!(f.drops.skipped, [0; 3]);
+        // A frame that took 60 ms to go out leaves the floor, an eighth of the latency.
+        f.set_now(t0 + ms(50));
+        f.enqueue(a, video(2, 11, 0, 2), false);
+        f.enqueue(a, video(2, 12, 1, 2), false);
+        assert!(f.pop(t0 + ms(50)).is_some());
+        assert!(f.pop(t0 + ms(110)).is_some());
+        assert_eq!(
+            f.get(&a).unwrap().queue_delay_budget(),
+            ms(12) + Duration::from_micros(500)
         );
     }
 

@@ -4,6 +4,10 @@
 //! module): the format choice, the conversions, the timestamps and the missing-device error
 //! are unit-tested; the ioctl sequence (ENUM_FMT, S_FMT, S_PARM, REQBUFS/mmap, STREAMON,
 //! DQBUF/QBUF) is the `v4l` crate's.
+//!
+//! Known limits of `v4l` 0.14 that a real camera could meet: it panics on a V4L2 enum value it
+//! does not know (a colorspace, field order or quantization newer than its bindings) and when
+//! VIDIOC_STREAMOFF fails with anything but ENODEV while the stream is dropped.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what framecast needs on Debian/Ubuntu (idempotent): cmake and nasm for turbojpeg's
-# vendored libjpeg-turbo, ALSA headers for cpal, OpenCV with clang for the opencv crate,
+# vendored libjpeg-turbo, ALSA headers for cpal, OpenCV with clang for the opencv crate (and
+# the v4l crate's bindgen),
 # FFmpeg's development files for ffmpeg-next (movie files, the Matroska recorder); and
 # for the tests and benchmarks: ffmpeg/ffprobe (test media, reading recordings back), Xvfb
 # (window tests), GStreamer and srt-live-transmit (the benchmarks' yardsticks), PulseAudio with

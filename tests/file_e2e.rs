@@ -1,10 +1,10 @@
 //! A real clip (tests/data/clip.mp4: 3 s of 320x240 H.264 + 48 kHz stereo AAC) streamed from
 //! a file through a relay to a recording player on loopback: every frame arrives byte-exact,
-//! the pictures match OpenCV's own decode of the file (PSNR), the audio equals FFmpeg's
+//! the pictures match FFmpeg's own decode of the file (PSNR), the audio equals FFmpeg's
 //! decode sample for sample, audio and video stay within a frame interval of each other,
 //! the stream ends with the file (serve, then play, return on their own), and the Matroska
 //! recording reads back with every frame and the same audio.
-#![cfg(all(feature = "jpeg", feature = "opencv"))]
+#![cfg(all(feature = "jpeg", feature = "ffmpeg"))]
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -13,30 +13,44 @@ use framecast::app::play::{Play, PlayArgs, PlayEnd};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 use framecast::media::file_source::FileAudio;
-use opencv::core::{Mat, MatTraitConst};
-use opencv::videoio::{self, VideoCaptureTrait, VideoCaptureTraitConst};
+use framecast::media::{VideoFrameRgb, psnr};
 
 fn clip() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip.mp4")
 }
 
-fn frames_of(path: &std::path::Path) -> Vec<Mat> {
-    let mut cap =
-        videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
+/// Every frame of a 320x240 video as RGB, decoded by the ffmpeg command-line tool.
+fn frames_of(path: &std::path::Path) -> Vec<VideoFrameRgb> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
     assert!(
-        cap.is_opened().unwrap(),
-        "OpenCV cannot open {}",
-        path.display()
+        out.status.success(),
+        "ffmpeg cannot decode {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    let mut out = Vec::new();
-    loop {
-        let mut m = Mat::default();
-        if !cap.read(&mut m).unwrap() || m.empty() {
-            break;
-        }
-        out.push(m);
-    }
-    out
+    let size = 320 * 240 * 3;
+    assert_eq!(out.stdout.len() % size, 0, "{}", path.display());
+    out.stdout
+        .chunks_exact(size)
+        .map(|c| VideoFrameRgb {
+            width: 320,
+            height: 240,
+            data: c.to_vec(),
+        })
+        .collect()
 }
 
 #[test]
@@ -135,15 +149,14 @@ fn a_file_streams_through_a_relay_intact_and_in_sync() {
         tail.len()
     );
 
-    // Pictures: the recorded frames against OpenCV's own decode of the file.
+    // Pictures: the recorded frames against FFmpeg's own decode of the file.
     let original = frames_of(&clip());
     let received = frames_of(&mkv);
     assert_eq!(original.len(), 90);
     assert_eq!(received.len(), 90);
     let mut worst = f64::INFINITY;
     for (a, b) in original.iter().zip(&received) {
-        let psnr = opencv::core::psnr(a, b, 255.0).unwrap();
-        worst = worst.min(psnr);
+        worst = worst.min(psnr(a, b).unwrap());
     }
     assert!(worst >= 30.0, "worst PSNR {worst:.1} dB");
     std::fs::remove_dir_all(&dir).ok();

@@ -11,7 +11,7 @@
 //! - sound from AAC in MKV, Vorbis in MKV, Opus in WebM, PCM in AVI and 5.1 AAC in MP4: the
 //!   440 Hz tone on both channels of the stream, starting with the video;
 //! - every run ends with the file: serve returns, and play stops on the end of stream.
-#![cfg(all(feature = "jpeg", feature = "opencv"))]
+#![cfg(all(feature = "jpeg", feature = "ffmpeg"))]
 
 use std::path::Path;
 use std::process::Command;

@@ -7,7 +7,7 @@
 //!   frames;
 //! - a player whose stream goes silent without ending (the server killed) says so and exits
 //!   with code 3 after 5 s.
-#![cfg(all(feature = "jpeg", feature = "opencv"))]
+#![cfg(all(feature = "jpeg", feature = "ffmpeg"))]
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -38,6 +38,9 @@ pub fn framecast_release_bin() -> PathBuf {
     if cfg!(feature = "cpal") {
         features.push("cpal");
     }
+    if cfg!(feature = "webcam") {
+        features.push("webcam");
+    }
     let status = Command::new("cargo")
         .args(["build", "--release", "--quiet", "--bin", "framecast"])
         .args(["--no-default-features", "--features", &features.join(",")])

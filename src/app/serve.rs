@@ -30,8 +30,8 @@ pub struct ServeArgs {
     /// What to stream: `test` or `test:WxH@FPS` (a moving pattern with a frame counter and a
     /// tone), `file:PATH` (a video file with its sound, paced in real time), `mjpeg:-` or
     /// `mjpeg:PATH` (a concatenated MJPEG stream from standard input, a pipe, a FIFO or a
-    /// file, each JPEG sent as it is), or `webcam[:INDEX]` (a camera; MJPEG passed through as
-    /// it is).
+    /// file, each JPEG sent as it is), or `webcam[:INDEX]` (the V4L2 camera /dev/videoINDEX:
+    /// MJPEG passed through as it is, else YUYV or NV12 compressed from YUV).
     #[arg(long, default_value = "test")]
     pub source: String,
     /// Address viewers (or a relay) subscribe to.
@@ -495,7 +495,7 @@ fn open_source(
     use crate::media::Subsampling;
     use crate::media::wav_source::{WavAudio, WithAudio, wav_format};
     let s = args.source.as_str();
-    #[cfg_attr(not(feature = "opencv"), allow(unused_variables))]
+    #[cfg_attr(not(feature = "ffmpeg"), allow(unused_variables))]
     let subsampling = match args.subsampling.as_str() {
         "420" => Subsampling::Yuv420,
         "422" => Subsampling::Yuv422,
@@ -548,7 +548,7 @@ fn open_source(
         return Ok(with_wav(Box::new(src), wav));
     }
     if let Some(path) = s.strip_prefix("file:") {
-        #[cfg(feature = "opencv")]
+        #[cfg(feature = "ffmpeg")]
         {
             use crate::media::file_source::{FileAudioChoice, FileOptions, FileSource};
             let audio = match wav {
@@ -567,14 +567,14 @@ fn open_source(
                 .map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
             return Ok(Box::new(src));
         }
-        #[cfg(not(feature = "opencv"))]
+        #[cfg(not(feature = "ffmpeg"))]
         bail!(
-            "--source file:{path}: this build has no video decoding; rebuild with `--features opencv` (needs libopencv-dev)"
+            "--source file:{path}: this build has no video decoding; rebuild with `--features ffmpeg` (needs the libav*-dev packages)"
         );
     }
     if let Some(index) = crate::media::webcam::parse_webcam_spec(s) {
         let index = index.map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
-        #[cfg(feature = "opencv")]
+        #[cfg(all(target_os = "linux", feature = "webcam"))]
         {
             use crate::media::webcam::{Webcam, WebcamOptions};
             let opts = WebcamOptions {
@@ -588,9 +588,9 @@ fn open_source(
                 Webcam::open(index, opts).map_err(|e| anyhow::anyhow!("--source {s}: {e}"))?;
             return Ok(with_wav(Box::new(cam), wav));
         }
-        #[cfg(not(feature = "opencv"))]
+        #[cfg(not(all(target_os = "linux", feature = "webcam")))]
         bail!(
-            "--source {s} (camera {index}): this build has no camera support; rebuild with `--features opencv` (needs libopencv-dev)"
+            "--source {s} (camera {index}): this build has no camera support; rebuild with `--features webcam` (Linux only)"
         );
     }
     bail!(

@@ -12,6 +12,8 @@
 //! | `jpeg` | `jpeg` | `JpegEncoder` / `JpegDecoder` (turbojpeg), with a pixel bound for untrusted input |
 //! | [`mjpeg`] | none for the scanner and check; `jpeg` for `MjpegSource` | pass-through of already-compressed JPEGs (`mjpeg:-`, `mjpeg:PATH`) |
 //! | `display` | `opencv` | `Window`: an OpenCV highgui window that refuses to open without a display |
+//! | [`webcam`] | `webcam` (Linux) for the camera; `jpeg` + `ffmpeg` for its format choice and conversions | V4L2 capture: a camera's MJPEG passed through, raw YUYV/NV12 made planar and compressed from YUV |
+//! | `file_source` | `jpeg` + `ffmpeg` | movie files through FFmpeg, compressed from planar YUV |
 //!
 //! # Pixel format
 //!

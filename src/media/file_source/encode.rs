@@ -1,14 +1,13 @@
 //! JPEG encoding of decoded frames: one [`FrameEncoder`] (turbojpeg straight from planar YUV,
-//! [`YuvFrame`], or from an OpenCV BGR `Mat`), and [`Encoders`], which runs it inline or on a
-//! small pool of threads when one cannot keep up, output kept in order.
+//! [`YuvFrame`]: files and raw cameras), and [`Encoders`], which runs it inline or on a small
+//! pool of threads when one cannot keep up, output kept in order.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use opencv::core::{Mat, MatTraitConst, MatTraitConstManual};
-use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
+use turbojpeg::{Compressor, Subsamp};
 
 use super::yuv::YuvFrame;
 use crate::media::Subsampling;
@@ -16,26 +15,9 @@ use crate::media::Subsampling;
 /// Most encoder threads.
 const MAX_ENCODERS: usize = 4;
 
-/// Errors encoding a BGR frame.
+/// Errors encoding a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    /// The frame is not 8-bit, 3-channel.
-    #[error("frame of OpenCV type {typ} is not 8-bit BGR")]
-    NotBgr {
-        /// `Mat::typ()`.
-        typ: i32,
-    },
-    /// A side is 0 or above 65535.
-    #[error("cannot encode a {width}x{height} frame as JPEG")]
-    Size {
-        /// Width.
-        width: i32,
-        /// Height.
-        height: i32,
-    },
-    /// An OpenCV accessor failed.
-    #[error("cannot read the frame's pixels: {0}")]
-    OpenCv(#[from] opencv::Error),
     /// turbojpeg failed.
     #[error("JPEG encoding failed: {0}")]
     Jpeg(#[from] turbojpeg::Error),
@@ -57,16 +39,10 @@ pub enum EncodeError {
     },
 }
 
-/// A picture [`Encoders`] can compress: a BGR `Mat` (cameras) or a [`YuvFrame`] (files).
+/// A picture [`Encoders`] can compress: a [`YuvFrame`] (files, raw cameras).
 pub trait Picture: Send + Default + 'static {
     /// Compresses the picture with `encoder`.
     fn encode(&self, encoder: &mut FrameEncoder) -> Result<Vec<u8>, EncodeError>;
-}
-
-impl Picture for Mat {
-    fn encode(&self, encoder: &mut FrameEncoder) -> Result<Vec<u8>, EncodeError> {
-        encoder.encode(self)
-    }
 }
 
 impl Picture for YuvFrame {
@@ -75,11 +51,9 @@ impl Picture for YuvFrame {
     }
 }
 
-/// Compresses frames with turbojpeg: planar YUV with no colour conversion, or OpenCV BGR.
+/// Compresses frames with turbojpeg: planar YUV with no colour conversion.
 pub struct FrameEncoder {
     compressor: Compressor,
-    /// Rows of a non-continuous `Mat`, gathered.
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameEncoder {
@@ -102,43 +76,7 @@ impl FrameEncoder {
             Subsampling::Yuv420 => Subsamp::Sub2x2,
             Subsampling::Gray => Subsamp::Gray,
         })?;
-        Ok(FrameEncoder {
-            compressor,
-            scratch: Vec::new(),
-        })
-    }
-
-    /// Compresses an 8-bit 3-channel BGR `Mat` (what `VideoCapture` delivers). A continuous
-    /// `Mat` is read in place; otherwise its rows are gathered first.
-    pub fn encode(&mut self, mat: &impl MatTraitConst) -> Result<Vec<u8>, EncodeError> {
-        if mat.typ() != opencv::core::CV_8UC3 {
-            return Err(EncodeError::NotBgr { typ: mat.typ() });
-        }
-        let (w, h) = (mat.cols(), mat.rows());
-        if !(1..=65535).contains(&w) || !(1..=65535).contains(&h) {
-            return Err(EncodeError::Size {
-                width: w,
-                height: h,
-            });
-        }
-        let (w, h) = (w as usize, h as usize);
-        let pixels: &[u8] = if mat.is_continuous() {
-            mat.data_bytes()?
-        } else {
-            self.scratch.clear();
-            for y in 0..h as i32 {
-                self.scratch.extend_from_slice(mat.row(y)?.data_bytes()?);
-            }
-            &self.scratch
-        };
-        let image = Image {
-            pixels,
-            width: w,
-            pitch: w * 3,
-            height: h,
-            format: PixelFormat::BGR,
-        };
-        Ok(self.compressor.compress_to_vec(image)?)
+        Ok(FrameEncoder { compressor })
     }
 
     /// Compresses a planar YUV frame as it is (`tj3CompressFromYUV8`: no colour conversion,
@@ -158,7 +96,7 @@ impl FrameEncoder {
 
 /// One encoded frame out of [`Encoders`].
 #[derive(Debug)]
-pub struct Encoded<P = Mat> {
+pub struct Encoded<P = YuvFrame> {
     /// Its timestamp.
     pub pts: u64,
     /// The JPEG, or why there is none.
@@ -184,7 +122,7 @@ struct Worker<P> {
 
 /// JPEG encoding of a frame sequence: on the calling thread, or on a pool of threads when one
 /// cannot keep up. Frames come out in the order they went in.
-pub enum Encoders<P: Picture = Mat> {
+pub enum Encoders<P: Picture = YuvFrame> {
     /// One encoder, on the calling thread.
     Inline {
         /// The encoder.

@@ -29,10 +29,10 @@
 //!
 //! `demux` (the container: timeline, rotation), `ffvideo` (the video track through FFmpeg),
 //! `open` (probing the file, choosing the audio), `video` (timestamps, pacing),
-//! `yuv` (the planar frame: copying, turning, range), `encode` (YUV or BGR to JPEG, inline
+//! `yuv` (the planar frame: copying, turning, range), `encode` (planar YUV to JPEG, inline
 //! or pooled), `audio` (the file's own sound track), `progress`
 //! (the bar or periodic line); [`FileSource`] and its run, joining both tracks, are here.
-#![cfg(all(feature = "opencv", feature = "jpeg"))]
+#![cfg(all(feature = "ffmpeg", feature = "jpeg"))]
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -60,9 +60,8 @@ pub use demux::display_rotation;
 pub use encode::{
     EncodeError, Encoded, Encoders, FrameEncoder, Picture, WorkerHandle, encoders_needed,
 };
-pub(crate) use open::quiet_opencv;
 pub use video::fps_fraction;
-pub use yuv::{YuvFrame, plane_sizes};
+pub use yuv::{Range, Turn, YuvFrame, copy_plane, plane_sizes};
 
 use progress::Progress;
 use video::VideoJob;
@@ -83,17 +82,6 @@ pub enum FileSourceError {
         path: PathBuf,
         /// What went wrong.
         detail: String,
-    },
-    /// An OpenCV call failed.
-    #[error("{path}: OpenCV failed to {what}: {source}")]
-    OpenCv {
-        /// The path given.
-        path: PathBuf,
-        /// What was being done.
-        what: &'static str,
-        /// OpenCV's error.
-        #[source]
-        source: opencv::Error,
     },
     /// The JPEG encoder could not be set up.
     #[error(transparent)]

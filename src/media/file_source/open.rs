@@ -11,17 +11,6 @@ use super::{FileAudio, FileAudioChoice, FileOptions, FileSource, FileSourceError
 use crate::media::source::{AudioFormat, StreamFormat, audio_block_frames};
 use crate::media::wav_source::{AudioLoop, PcmReader};
 
-/// Runs `f` with OpenCV's own logging at errors only (it prints warnings for every failed
-/// open, before our clearer message).
-pub(crate) fn quiet_opencv<T>(f: impl FnOnce() -> T) -> T {
-    let prev = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_ERROR).ok();
-    let out = f();
-    if let Some(p) = prev {
-        let _ = opencv::core::set_log_level(p);
-    }
-    out
-}
-
 impl FileSource {
     /// Opens `path`, decodes its first frame (so an unreadable file fails here, not later),
     /// and opens its audio as `opts` says. `max_frames(channels)` bounds the sample frames of

@@ -1,13 +1,10 @@
 //! Unit tests of the file source: MJPEG AVI and MP4 streaming, looping, `--audio`
-//! replacement, clear errors, the BGR encoder and its pool, frame-rate fractions.
+//! replacement, clear errors, the YUV encoder and its pool, frame-rate fractions. Test clips
+//! are made by the ffmpeg command-line tool inside each test.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-
-use opencv::core::{Mat, MatTraitConst, Scalar, Size};
-use opencv::prelude::{VideoWriterTrait, VideoWriterTraitConst};
-use opencv::videoio::VideoWriter;
 
 use super::*;
 use crate::media::JpegDecoder;
@@ -21,30 +18,37 @@ fn tmp_dir() -> PathBuf {
 
 /// A 320x240 MJPEG AVI (no audio) of `frames` frames at `fps`, each a flat grey level.
 fn write_avi(path: &Path, frames: u32, fps: f64) {
-    write_video(path, ('M', 'J', 'P', 'G'), frames, fps);
+    write_video(path, "mjpeg", "yuvj420p", frames, fps);
 }
 
-/// A 320x240 video (no audio) in the container `path` names, with codec `fourcc`.
-fn write_video(path: &Path, fourcc: (char, char, char, char), frames: u32, fps: f64) {
-    let fourcc = VideoWriter::fourcc(fourcc.0, fourcc.1, fourcc.2, fourcc.3).unwrap();
-    let mut w = VideoWriter::new(path, fourcc, fps, Size::new(320, 240), true).unwrap();
+/// A 320x240 video (no audio) in the container `path` names, with ffmpeg's encoder `codec`:
+/// frame `i` is the flat grey level `20 + 10 i`.
+fn write_video(path: &Path, codec: &str, pix_fmt: &str, frames: u32, fps: f64) {
+    let grey = "20+10*N";
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "nullsrc=s=320x240:r={fps},format=rgb24,geq=r='{grey}':g='{grey}':b='{grey}'"
+        ))
+        .args(["-frames:v", &frames.to_string(), "-an", "-c:v", codec])
+        .args(["-pix_fmt", pix_fmt])
+        .arg(path)
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
     assert!(
-        w.is_opened().unwrap(),
-        "OpenCV cannot write {}",
-        path.display()
+        out.status.success(),
+        "ffmpeg cannot write {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    for i in 0..frames {
-        let v = f64::from(20 + i * 10);
-        let m = Mat::new_rows_cols_with_default(
-            240,
-            320,
-            opencv::core::CV_8UC3,
-            Scalar::new(v, v, v, 0.0),
-        )
-        .unwrap();
-        w.write(&m).unwrap();
-    }
-    w.release().unwrap();
 }
 
 fn opts() -> FileOptions {
@@ -81,7 +85,7 @@ fn mjpeg_avi_frames_and_timestamps() {
     let f = src.format().clone();
     assert_eq!((f.width, f.height, f.fps_num, f.fps_den), (320, 240, 25, 1));
     assert_eq!(f.audio, None, "no audio: video only");
-    // OpenCV's writer puts no audio track in: said so, and the video goes on.
+    // The clip has no audio track (-an): said so, and the video goes on.
     let note = src.audio_note().unwrap();
     assert!(note.contains("no audio track"), "{note}");
     assert!(note.ends_with("streaming video only"), "{note}");
@@ -97,7 +101,7 @@ fn mjpeg_avi_frames_and_timestamps() {
             MediaItem::Video { pts, jpeg } => {
                 let frame = dec.decode_rgb_default(jpeg).unwrap();
                 assert_eq!((frame.width, frame.height), (320, 240));
-                // The grey level survives MJPEG -> BGR -> JPEG.
+                // The grey level survives MJPEG -> planar YUV -> JPEG.
                 let want = 20 + i as i32 * 10;
                 let got = i32::from(frame.pixel(160, 120).unwrap()[0]);
                 assert!((got - want).abs() <= 4, "frame {i}: {got} vs {want}");
@@ -116,7 +120,7 @@ fn mjpeg_avi_frames_and_timestamps() {
 #[test]
 fn mp4_without_audio_warns_and_streams_video() {
     let path = tmp_dir().join("silent.mp4");
-    write_video(&path, ('m', 'p', '4', 'v'), 6, 30.0);
+    write_video(&path, "mpeg4", "yuv420p", 6, 30.0);
     let src = FileSource::open(&path, opts(), &|_| 240).unwrap();
     assert_eq!(src.format().audio, None);
     assert_eq!(
@@ -233,33 +237,42 @@ fn missing_and_unreadable_files_are_clear_errors() {
     assert!(err.to_string().contains("cannot read"), "{err}");
 }
 
+/// A flat YUV frame: every Y sample `y`, every Cb `cb`, every Cr `cr`.
+fn flat_yuv(width: u32, height: u32, s: Subsampling, (y, cb, cr): (u8, u8, u8)) -> YuvFrame {
+    let mut f = YuvFrame::default();
+    f.reshape(width, height, s);
+    let [(yw, yh), (cw, ch), _] = plane_sizes(width, height, s);
+    f.data[..yw * yh].fill(y);
+    f.data[yw * yh..yw * yh + cw * ch].fill(cb);
+    f.data[yw * yh + cw * ch..].fill(cr);
+    f
+}
+
 #[test]
-fn encoder_reads_bgr_in_place_and_from_a_roi() {
-    let mut m = Mat::new_rows_cols_with_default(
-        64,
-        64,
-        opencv::core::CV_8UC3,
-        Scalar::new(255.0, 0.0, 0.0, 0.0), // blue in BGR
-    )
-    .unwrap();
-    let mut enc = FrameEncoder::new(90, Subsampling::Yuv444).unwrap();
+fn encoder_compresses_yuv_and_refuses_inconsistent_frames() {
+    // Pure blue in JPEG's YCbCr: Y 29, Cb 255, Cr 107.
+    let blue = flat_yuv(64, 48, Subsampling::Yuv444, (29, 255, 107));
+    let mut enc = FrameEncoder::new(90, Subsampling::Yuv420).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
-    let rgb = dec.decode_rgb_default(&enc.encode(&m).unwrap()).unwrap();
+    let jpeg = enc.encode_yuv(&blue).unwrap();
+    // The frame's own subsampling, whatever the encoder was made with.
+    assert_eq!(
+        dec.read_header(&jpeg).unwrap().subsampling,
+        Some(Subsampling::Yuv444)
+    );
+    let rgb = dec.decode_rgb_default(&jpeg).unwrap();
     let [r, g, b] = rgb.pixel(10, 10).unwrap();
     assert!(b > 240 && r < 15 && g < 15, "{r} {g} {b}");
-    // A region of interest is not continuous: rows are gathered.
-    let roi = Mat::roi(&m, opencv::core::Rect::new(8, 8, 16, 16))
-        .unwrap()
-        .try_clone()
-        .unwrap();
-    assert!(roi.is_continuous());
-    let view = Mat::roi_mut(&mut m, opencv::core::Rect::new(8, 8, 16, 16)).unwrap();
-    assert!(!view.is_continuous());
-    let jpeg = enc.encode(&view).unwrap();
-    assert_eq!(dec.read_header(&jpeg).unwrap().width, 16);
-    let gray =
-        Mat::new_rows_cols_with_default(8, 8, opencv::core::CV_8UC1, Scalar::all(0.0)).unwrap();
-    assert!(matches!(enc.encode(&gray), Err(EncodeError::NotBgr { .. })));
+    let mut short = blue.clone();
+    short.data.pop();
+    assert!(matches!(
+        enc.encode_yuv(&short),
+        Err(EncodeError::BadYuv { width: 64, .. })
+    ));
+    assert!(matches!(
+        FrameEncoder::new(0, Subsampling::Yuv420),
+        Err(EncodeError::Quality(0))
+    ));
 }
 
 #[test]
@@ -270,21 +283,22 @@ fn pool_keeps_order() {
         while pool.full() {
             out.push(pool.collect().unwrap());
         }
-        let m = Mat::new_rows_cols_with_default(
-            48,
-            64,
-            opencv::core::CV_8UC3,
-            Scalar::all(i as f64 * 20.0),
-        )
-        .unwrap();
-        pool.submit(i * 10, m).unwrap();
+        let grey = (i * 20) as u8;
+        let frame = flat_yuv(64, 48, Subsampling::Yuv420, (grey, 128, 128));
+        pool.submit(i * 10, frame).unwrap();
     }
     while let Some(e) = pool.collect() {
         out.push(e);
     }
     let pts: Vec<u64> = out.iter().map(|e| e.pts).collect();
     assert_eq!(pts, (0..10).map(|i| i * 10).collect::<Vec<_>>());
-    assert!(out.iter().all(|e| e.jpeg.is_ok()));
+    // Each frame came back with its own picture.
+    let mut dec = JpegDecoder::new().unwrap();
+    for (i, e) in out.iter().enumerate() {
+        let rgb = dec.decode_rgb_default(e.jpeg.as_ref().unwrap()).unwrap();
+        let got = i32::from(rgb.pixel(32, 24).unwrap()[0]);
+        assert!((got - i as i32 * 20).abs() <= 2, "frame {i}: {got}");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `framecast load` on loopback: a relay fed by a test-source publisher, watched by the
 //! load generator's viewers for a bounded time; the summary accounts for every viewer.
+#![cfg(feature = "jpeg")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,6 +1,7 @@
 //! `serve --source mjpeg:-` end to end on loopback: an ffmpeg MJPEG pipe (and camera-style
 //! JPEGs with no Huffman tables) into `serve`, to `play --record`; the recording's JPEGs are
 //! compared byte for byte with what went in (proto-spec.md §5.1, "Passed-through JPEGs").
+#![cfg(feature = "jpeg")]
 
 use std::io::Write;
 use std::path::Path;

@@ -460,7 +460,7 @@ impl Play {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "ffmpeg"))]
 mod tests {
     use super::*;
     use crate::app::serve::{Serve, ServeArgs};

@@ -22,7 +22,7 @@
 
 mod check;
 mod scan;
-#[cfg(test)]
+#[cfg(all(test, feature = "jpeg"))]
 mod tests;
 
 pub use check::{CheckedJpeg, JpegCheckError, STANDARD_DHT, check_jpeg, repaired, strip_dht};

@@ -2,7 +2,8 @@
 //!
 //! Per wake-up: take `now` once, drain reads into `handle_datagram` (`recvmmsg` batches,
 //! GRO super-datagrams cut back into datagrams by [`Receiver`]; until `WouldBlock`, retrying
-//! on `Interrupted`), call `handle_timeout`, let the role's hook feed inputs and take
+//! on `Interrupted`; only when the socket was reported readable or the last drain stopped
+//! at its budget, so a timer wake-up costs no `recvmmsg` that would return `EAGAIN`), call `handle_timeout`, let the role's hook feed inputs and take
 //! events, then drain `poll_transmit` into a queue that [`Sender`] sends grouped by
 //! destination, each destination's runs as GSO super-datagrams (what meets `WouldBlock`
 //! stays queued until the socket is WRITABLE). Media threads wake the loop through a
@@ -259,9 +260,15 @@ impl<N: Node> EventLoop<N> {
         mut hook: impl FnMut(&mut N, Instant) -> LoopControl,
     ) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        // Whether the socket may hold datagrams: at the start, after a readable (or error)
+        // event, or after a drain that stopped at its budget. mio's readiness is
+        // edge-triggered, so a drain to `WouldBlock` is followed by an event when more comes.
+        let mut readable = true;
         loop {
             let now = Instant::now();
-            self.read_all(now)?;
+            if readable {
+                readable = !self.read_all(now)?;
+            }
             self.node.handle_timeout(now);
             let hook_deadline = match hook(&mut self.node, now) {
                 LoopControl::Stop => return Ok(()),
@@ -281,10 +288,14 @@ impl<N: Node> EventLoop<N> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+            readable |= events.iter().any(|e| {
+                e.token() == SOCKET && (e.is_readable() || e.is_error() || e.is_read_closed())
+            });
         }
     }
 
-    fn read_all(&mut self, now: Instant) -> io::Result<()> {
+    /// Reads until `WouldBlock` or [`READ_BUDGET`] datagrams; true when drained.
+    fn read_all(&mut self, now: Instant) -> io::Result<bool> {
         let mut read = 0;
         while read < READ_BUDGET {
             match self.receiver.recv(&self.socket) {
@@ -297,14 +308,14 @@ impl<N: Node> EventLoop<N> {
                     self.stats.received += n as u64;
                     read += n.max(1);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors surface on the next recv on Linux; they concern one peer.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn flush(&mut self, mut now: Instant) -> io::Result<()> {

@@ -24,8 +24,13 @@ use super::stats::OverloadLimit;
 /// whole, so a relay that stalls for a while keeps its frames, and one that has fallen behind
 /// skips them before they could arrive late.
 pub(super) const RELAY_SHARE: u32 = 2;
-/// The wait before its first datagram a frame is always allowed: 1/8 of the latency.
+/// The wait before its first datagram a frame is always allowed: 1/8 of the latency, and at
+/// least [`MIN_WAIT`].
 pub(super) const MIN_WAIT_SHARE: u32 = 8;
+/// The least wait a frame is allowed before its first datagram, whatever the latency: a
+/// viewer whose latency is too low for the path must see its frames arrive late, and raise
+/// its latency (§7.2), rather than see them vanish as loss.
+pub(super) const MIN_WAIT: Duration = Duration::from_millis(10);
 /// The latency assumed for a subscriber that stated none (the viewer's default, §7.2).
 pub(super) const DEFAULT_LATENCY: Duration = Duration::from_millis(100);
 /// A send the socket refused (EAGAIN/ENOBUFS) names the socket buffer as the limit for this
@@ -126,6 +131,7 @@ impl Subscriber {
         (latency / RELAY_SHARE)
             .saturating_sub(self.send_span.max(latest))
             .max(latency / MIN_WAIT_SHARE)
+            .max(MIN_WAIT)
     }
 
     /// Notes that a datagram of frame `f` went out at `now`, measuring how long frames take

@@ -41,6 +41,8 @@ struct FrameChunks {
     encoder: Option<FecEncoder>,
     /// Set once the origin's parity for this frame arrived (a relay restoring its own losses).
     decoder: Option<FecDecoder>,
+    /// The parity index after the highest received from the origin.
+    parity_next: u16,
 }
 
 /// Recent frames' chunks, and their parity once asked for.
@@ -109,6 +111,7 @@ impl ParitySource {
                     held: 0,
                     encoder: None,
                     decoder: None,
+                    parity_next: 0,
                 },
             );
         }
@@ -148,6 +151,7 @@ impl ParitySource {
                     held: 0,
                     encoder: None,
                     decoder: None,
+                    parity_next: 0,
                 },
             );
         }
@@ -162,6 +166,7 @@ impl ParitySource {
         if !consistent || f.held == k {
             return Vec::new();
         }
+        f.parity_next = f.parity_next.max(p.index.saturating_add(1));
         if f.decoder.is_none() {
             let mut d = FecDecoder::new(p.params);
             for (i, c) in f.chunks.iter().enumerate() {
@@ -177,13 +182,28 @@ impl ParitySource {
         if d.params() != p.params || d.add_parity(p.index.into(), &p.symbol).is_err() {
             return Vec::new();
         }
-        if d.needed() > 0 {
+        self.restore(p.frame_id)
+    }
+
+    /// Restores frame `frame_id`'s missing chunks once the origin's parity and the chunks
+    /// received since (a NACKed one may complete the code after the last symbol came) make
+    /// up K. Returns them as `(wire seq, chunk)`, to be handled as if they had arrived;
+    /// empty while more are needed.
+    pub fn restore(&mut self, frame_id: u32) -> Vec<(u32, VideoChunk)> {
+        let Some(f) = self.frames.get_mut(&frame_id) else {
+            return Vec::new();
+        };
+        let k = f.chunks.len();
+        let Some(d) = f.decoder.as_mut() else {
+            return Vec::new();
+        };
+        if f.held == k || d.needed() > 0 {
             return Vec::new();
         }
         let Ok(restored) = d.recover() else {
             return Vec::new();
         };
-        let c = p.params.chunk_len();
+        let c = d.params().chunk_len();
         let out: Vec<(u32, VideoChunk)> = restored
             .into_iter()
             .filter_map(|i| {
@@ -191,7 +211,7 @@ impl ParitySource {
                 Some((
                     f.first_seq.wrapping_add(i as u32),
                     VideoChunk {
-                        frame_id: p.frame_id,
+                        frame_id,
                         pts: f.pts,
                         frame_size: f.frame_size,
                         width: f.width,
@@ -213,6 +233,19 @@ impl ParitySource {
         self.frames
             .get(&frame_id)
             .is_some_and(|f| f.held == f.chunks.len())
+    }
+
+    /// For a frame held in part: how many more symbols would make it whole, the parity
+    /// index after the highest received from the origin, and its chunk count K (§7.3).
+    /// `None` for a frame held whole or unknown.
+    pub fn missing(&self, frame_id: u32) -> Option<(usize, u16, usize)> {
+        let f = self.frames.get(&frame_id)?;
+        let k = f.chunks.len();
+        if f.held == k {
+            return None;
+        }
+        let needed = f.decoder.as_ref().map_or(k - f.held, |d| d.needed());
+        Some((needed, f.parity_next, k))
     }
 
     /// Chunks of the whole frame `frame_id` (K), if held whole.
@@ -382,6 +415,43 @@ mod tests {
             Packet::decode(&a[0]).expect("decode").header.flags,
             FLAG_RETRANSMIT
         );
+    }
+
+    #[test]
+    fn a_chunk_that_completes_the_code_restores_the_rest() {
+        // A relay lost chunks 0..3; the origin's parity brought 2 symbols (one short), then
+        // a NACKed chunk 2 arrived: that makes K, and chunks 0 and 1 are restored at once
+        // rather than when a third symbol or their own NACKs come.
+        let chunks = frame_chunks(3000);
+        let k = chunks.len();
+        let mut origin = ParitySource::default();
+        for (seq, v) in &chunks {
+            origin.on_video(7, *seq, v);
+        }
+        let id = chunks[0].1.frame_id;
+        let mut relay = ParitySource::default();
+        for (seq, v) in &chunks[3..] {
+            assert_eq!(relay.on_video(7, *seq, v), None);
+        }
+        assert_eq!(relay.missing(id), Some((3, 0, k)));
+        for d in origin.parity(id, 0, 2, false) {
+            let pk = Packet::decode(&d).expect("decode");
+            let Body::Parity(pc) = pk.body else {
+                panic!("parity body")
+            };
+            assert!(
+                relay.on_parity(7, pk.header.seq, &pc).is_empty(),
+                "one short"
+            );
+        }
+        assert_eq!(relay.missing(id), Some((1, 2, k)));
+        assert!(relay.restore(id).is_empty());
+        assert_eq!(relay.on_video(7, chunks[2].0, &chunks[2].1), None);
+        let restored = relay.restore(id);
+        let got: Vec<(u32, u16)> = restored.iter().map(|(s, v)| (*s, v.chunk_index)).collect();
+        assert_eq!(got, vec![(chunks[0].0, 0), (chunks[1].0, 1)]);
+        assert_eq!(restored[0].1.payload, chunks[0].1.payload);
+        assert_eq!(restored[1].1.payload, chunks[1].1.payload);
     }
 
     #[test]

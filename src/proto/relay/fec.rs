@@ -10,10 +10,13 @@ use bytes::Bytes;
 
 use super::Relay;
 use super::fanout::Queued;
-use super::streams::Origin;
+use super::streams::{Origin, UpstreamAsk};
+use crate::proto::fec::msg::MAX_FEC_REQUESTS;
+use crate::proto::fec::parity_space;
+use crate::proto::fec::sizing::{REPAIR_TARGET, repair_count};
 use crate::proto::fec::source::proactive_for;
 use crate::proto::wire::{
-    Body, FLAG_RETRANSMIT, Packet, PacketType, ReceiverReport, SymbolRequest,
+    Body, FLAG_RETRANSMIT, Packet, PacketType, ReceiverReport, SymbolRequest, VideoChunk,
 };
 
 /// How often a relay reports to its upstream (§6.6).
@@ -25,6 +28,10 @@ const MAX_PENDING: usize = 256;
 const PENDING_MAX_AGE: Duration = Duration::from_secs(1);
 /// Requests remembered per stream to recognise copies (several per frame at 30 fps).
 const MAX_ANSWERED: usize = 512;
+/// Frames whose parity the relay asked its upstream for, remembered per stream.
+const MAX_UPSTREAM_ASKS: usize = 64;
+/// The least time between two requests to the upstream for one frame.
+const UPSTREAM_FEC_REASK: Duration = Duration::from_millis(10);
 
 impl Relay {
     /// After a video chunk: if it made frame `whole` whole here, sends each subscriber its
@@ -70,6 +77,7 @@ impl Relay {
             }
         }
         let s = self.streams.get_mut(idx);
+        s.fec_upstream.remove(&frame_id);
         let mut waiting = Vec::new();
         s.fec_pending.retain(|(at, who, r)| {
             if r.frame_id == frame_id {
@@ -105,6 +113,8 @@ impl Relay {
             .iter()
             .map(|r| sub.skipped_frame(r.frame_id))
             .collect();
+        // Frames asked for that are not whole here: the relay asks its upstream (§7.3).
+        let mut lacking: Vec<u32> = Vec::new();
         for (r, skipped) in entries.iter().zip(skipped) {
             self.stats.fec_requests += 1;
             if skipped {
@@ -112,6 +122,9 @@ impl Relay {
                 continue;
             }
             let s = self.streams.get_mut(idx);
+            if !s.parity.is_whole(r.frame_id) && !lacking.contains(&r.frame_id) {
+                lacking.push(r.frame_id);
+            }
             if s.fec_answered.contains(&(from, *r))
                 || s.fec_pending.iter().any(|(_, w, p)| *w == from && p == r)
             {
@@ -131,6 +144,72 @@ impl Relay {
                 }
                 s.fec_pending.push((now, from, *r));
             }
+        }
+        self.ask_upstream(now, idx, &lacking);
+    }
+
+    /// Asks the upstream this relay pulls from for fresh parity symbols of `frames`, which
+    /// subscribers asked for and the relay does not hold whole (§7.3): as many as its own
+    /// losses need, sized for the loss on that hop, once per RTT of it however many
+    /// subscribers ask. Its NACKs alone take a round trip per lost chunk, and a chunk lost
+    /// again and again would hold the frame (and every subscriber's repair of it) back.
+    fn ask_upstream(&mut self, now: Instant, idx: usize, frames: &[u32]) {
+        if frames.is_empty() {
+            return;
+        }
+        let s = self.streams.get_mut(idx);
+        let (server, srtt) = match &s.origin {
+            Origin::Upstream(sub) => (sub.server(), sub.rtt().srtt()),
+            _ => return,
+        };
+        let Some(ssrc) = s.ssrc else { return };
+        let reask = srtt.max(UPSTREAM_FEC_REASK);
+        let (loss, burst) = s.repair.loss();
+        let mut entries = Vec::new();
+        for &frame_id in frames {
+            let Some((needed, fresh, k)) = s.parity.missing(frame_id) else {
+                continue;
+            };
+            let asked = s.fec_upstream.get(&frame_id).copied();
+            if asked.is_some_and(|a| now.saturating_duration_since(a.at) < reask) {
+                continue;
+            }
+            let from = asked.map_or(fresh, |a| a.upto.max(fresh));
+            let room = parity_space(k).saturating_sub(usize::from(from));
+            // Before the hop's loss is measured, the frame's own losses stand in for it.
+            let loss = if loss > 0.0 {
+                loss
+            } else {
+                needed as f64 / k as f64
+            };
+            let n = repair_count(needed, loss, burst, REPAIR_TARGET).min(room);
+            if n == 0 {
+                continue;
+            }
+            entries.push(SymbolRequest {
+                frame_id,
+                from,
+                count: n as u16,
+            });
+            while s.fec_upstream.len() >= MAX_UPSTREAM_ASKS {
+                s.fec_upstream.pop_first();
+            }
+            s.fec_upstream.insert(
+                frame_id,
+                UpstreamAsk {
+                    upto: from + n as u16,
+                    at: now,
+                },
+            );
+        }
+        for chunk in entries.chunks(MAX_FEC_REQUESTS) {
+            self.stats.upstream_fec_requests += chunk.len() as u64;
+            let seq = self.next_ctrl_seq();
+            let body = Body::FecRequest {
+                entries: chunk.to_vec(),
+            };
+            let d = Packet::new(PacketType::FecRequest, ssrc, seq, body).encode();
+            self.send_control(server, d);
         }
     }
 
@@ -154,9 +233,21 @@ impl Relay {
         }
         s.last_heard = Some(now);
         let restored = s.parity.on_parity(p.header.ssrc, p.header.seq, pc);
+        self.on_restored(now, idx, p.header.ssrc, restored);
+    }
+
+    /// Chunks the origin's parity restored (§7.3): each goes on as a retransmission that
+    /// brings the relay a datagram it never had.
+    pub(super) fn on_restored(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        ssrc: u32,
+        restored: Vec<(u32, VideoChunk)>,
+    ) {
         for (seq, chunk) in restored {
             self.stats.chunks_restored += 1;
-            let mut packet = Packet::new(PacketType::Video, p.header.ssrc, seq, Body::Video(chunk));
+            let mut packet = Packet::new(PacketType::Video, ssrc, seq, Body::Video(chunk));
             packet.header.flags = FLAG_RETRANSMIT;
             let datagram = packet.encode();
             let len = datagram.len() as u64;

@@ -294,6 +294,22 @@ impl Relay {
     }
 
     fn on_media(&mut self, now: Instant, idx: usize, p: Packet, datagram: Bytes) {
+        let ssrc = p.header.ssrc;
+        let frame = match &p.body {
+            Body::Video(v) => Some(v.frame_id),
+            _ => None,
+        };
+        self.on_media_inner(now, idx, p, datagram);
+        // A chunk may complete the code of a frame the origin's parity was restoring.
+        if let Some(frame_id) = frame {
+            let restored = self.streams.get_mut(idx).parity.restore(frame_id);
+            if !restored.is_empty() {
+                self.on_restored(now, idx, ssrc, restored);
+            }
+        }
+    }
+
+    fn on_media_inner(&mut self, now: Instant, idx: usize, p: Packet, datagram: Bytes) {
         let retransmit = p.header.flags & FLAG_RETRANSMIT != 0;
         let s = self.streams.get_mut(idx);
         s.last_heard = Some(now);

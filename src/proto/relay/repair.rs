@@ -74,6 +74,12 @@ impl UpstreamRepair {
         burst_to_q8(self.video_loss.mean_burst())
     }
 
+    /// The loss fraction (0..=1) and mean burst length measured on the path from the
+    /// origin, without taking a sample.
+    pub(super) fn loss(&self) -> (f64, f64) {
+        (self.video_loss.loss_rate(), self.video_loss.mean_burst())
+    }
+
     /// Notes a chunk the relay restored from its origin's parity (§7.6): it fills its gap as
     /// a repair, never as reordering.
     pub(super) fn on_restored(&mut self, now: Instant, seq: SeqNo) {

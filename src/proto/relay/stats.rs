@@ -36,6 +36,9 @@ pub struct RelayStats {
     pub cache_hits: u64,
     /// Retransmission requests forwarded upstream (once per sequence number).
     pub upstream_requests: u64,
+    /// FEC request entries sent upstream for frames subscribers asked for and this relay
+    /// did not hold whole (§7.3).
+    pub upstream_fec_requests: u64,
     /// Requests for datagrams nobody can supply any more.
     pub cache_misses: u64,
     /// Retransmissions sent to subscribers.

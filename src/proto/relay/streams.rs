@@ -41,6 +41,15 @@ impl Origin {
     }
 }
 
+/// What a relay asked its upstream for, of one frame it does not hold whole (§7.3).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct UpstreamAsk {
+    /// Parity indexes `..upto` were asked for.
+    pub upto: u16,
+    /// When the last request went.
+    pub at: Instant,
+}
+
 /// The latest complete frame, for late joiners (§7.4), found by the shared [`Reassembler`]
 /// (which also refuses chunks inconsistent with their frame).
 #[derive(Debug)]
@@ -116,6 +125,9 @@ pub(super) struct Stream {
     pub(super) fec_pending: Vec<(Instant, SocketAddr, SymbolRequest)>,
     /// Requests answered lately: a copy of one is not answered again (§6.8).
     pub(super) fec_answered: std::collections::VecDeque<(SocketAddr, SymbolRequest)>,
+    /// Per frame not yet whole here, the parity indexes already asked of the upstream for
+    /// subscribers' requests (`..upto`) and when last (§7.3).
+    pub(super) fec_upstream: std::collections::BTreeMap<u32, UpstreamAsk>,
     /// The current source's END, once it came: late joiners get it too (§6.9).
     pub(super) ended: Option<Bytes>,
 }
@@ -141,6 +153,7 @@ impl Stream {
             parity: ParitySource::default(),
             fec_pending: Vec::new(),
             fec_answered: std::collections::VecDeque::new(),
+            fec_upstream: std::collections::BTreeMap::new(),
             ended: None,
         }
     }
@@ -157,6 +170,7 @@ impl Stream {
         self.parity.clear();
         self.fec_pending.clear();
         self.fec_answered.clear();
+        self.fec_upstream.clear();
         self.ended = None;
     }
 

@@ -63,6 +63,10 @@ fn need_of(p: &Partial, zero: Instant) -> Duration {
     p.first_arrival.saturating_duration_since(zero) + whole
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 impl Viewer {
     /// A frame was played (`missed` false) or dropped at or after its playout time (`missed`
     /// true); raises the latency when many recent frames were still arriving at theirs.
@@ -88,7 +92,19 @@ impl Viewer {
                                 && held < u64::from(p.chunk_count())
                         },
                     );
-                    (still_arriving || tail_pending).then(|| need_of(p, zero))
+                    let need = need_of(p, zero);
+                    log::debug!(
+                        "viewer: frame {frame_id} missed its playout: {}/{} chunks, first {:.1} ms \
+                         and last {:.1} ms after its zero-latency time (latency {:.1} ms), \
+                         need {:.1} ms",
+                        p.received(),
+                        p.chunk_count(),
+                        ms(p.first_arrival.saturating_duration_since(zero)),
+                        ms(last.saturating_duration_since(zero)),
+                        ms(latency),
+                        ms(need),
+                    );
+                    (still_arriving || tail_pending).then_some(need)
                 }
                 _ => None,
             }

@@ -106,6 +106,24 @@ impl Viewer {
                     );
                     (still_arriving || tail_pending).then_some(need)
                 }
+                // Whole, but after its playout time: it needed until its last original
+                // chunk came, if that was still arriving then (a late repair is repair's
+                // business).
+                (None, Some(zero)) => self
+                    .fec
+                    .last_original(frame_id)
+                    .filter(|last| *last + latency / 4 >= zero + latency)
+                    .map(|last| {
+                        let need = last.saturating_duration_since(zero);
+                        log::debug!(
+                            "viewer: frame {frame_id} came whole after its playout: last \
+                             original chunk {:.1} ms after its zero-latency time (latency \
+                             {:.1} ms)",
+                            ms(need),
+                            ms(latency),
+                        );
+                        need
+                    }),
                 _ => None,
             }
         } else {

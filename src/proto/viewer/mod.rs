@@ -376,6 +376,10 @@ impl Viewer {
         if !self.frames.contains(v.pts) {
             if let Err(reason) = self.frames.admit(now, v.pts, v.frame_id, deadline) {
                 self.reasm.remove(v.frame_id);
+                if !rtx && !replay {
+                    // What the latency guard judges the miss by (§7.2).
+                    self.fec.note_original(v.frame_id, now);
+                }
                 self.emit_frame_out(
                     now,
                     FrameOut::Drop {
@@ -405,11 +409,11 @@ impl Viewer {
         }
         if let ChunkOutcome::Complete(f) = outcome {
             let id = f.frame_id;
-            self.fec.remove(id);
             self.mark_done(id);
             if let Some(out) = self.frames.complete(now, f) {
                 self.emit_frame_out(now, out);
             }
+            self.fec.remove(id);
         }
         if self.timers.get(ViewerTimer::Scan).is_none() {
             self.timers.set(ViewerTimer::Scan, now + SCAN_INTERVAL);

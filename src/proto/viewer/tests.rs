@@ -393,3 +393,47 @@ fn end_of_stream_is_announced_once_after_the_last_frame() {
     v.handle_timeout(t1 + 400 * MS);
     assert!(events(&mut v).is_empty());
 }
+
+#[test]
+fn frames_that_come_whole_but_late_raise_the_latency() {
+    // A sender that stalls now and then (its encoder starved of CPU) delivers whole frames
+    // after their playout time: they needed more latency as much as frames still arriving
+    // at theirs (§7.2).
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let t1 = t0 + 10 * MS;
+    let mut raised = Vec::new();
+    let mut late = 0;
+    for i in 0..30u32 {
+        let (_, _, chunks) = frame(&mut p, 90_000 + u64::from(i) * 3000, i as u8);
+        // Frames 10 and 20 leave 130 ms late; the others on time, 100 ms of latency.
+        let stall = if i == 10 || i == 20 {
+            130 * MS
+        } else {
+            Duration::ZERO
+        };
+        let at = t1 + Duration::from_micros(33_333) * i + stall;
+        v.handle_timeout(at);
+        for c in &chunks {
+            v.handle_datagram(at, server(), &c.datagram);
+        }
+        for e in events(&mut v) {
+            match e {
+                ViewerEvent::LatencyRaised { from, to, .. } => raised.push((i, from, to)),
+                ViewerEvent::FrameDropped {
+                    reason: DropReason::Late,
+                    ..
+                } => late += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(late, 2);
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let (at, from, to) = raised[0];
+    assert_eq!((at, from), (20, 100 * MS));
+    // It needed just under 130 ms after its zero-latency time (the 30 fps timestamps round
+    // down); 2 ms of margin, in whole ms, plus one.
+    assert_eq!(to, 132 * MS);
+}

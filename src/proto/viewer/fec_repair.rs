@@ -378,6 +378,12 @@ impl FecRepair {
                 _ => 0.5,
             };
             let n = repair_count(needed, loss, mean_burst, target).min(left);
+            log::trace!(
+                "viewer: frame {frame_id} round: {needed} needed, asking {n} from {}, {:?} \
+                 before playout, loss {loss:.3} burst {mean_burst:.2}",
+                f.next_index,
+                left_time
+            );
             if needed == 0 || n == 0 || !in_time {
                 f.gave_up = true;
                 continue;

@@ -301,10 +301,10 @@ fn one_slow_subscriber_skips_frames_alone_and_is_named() {
 
 #[test]
 fn frames_taken_in_short_rounds_are_not_late_at_twice_capacity_long_rounds_are() {
-    // The event loop takes datagrams from the relay in rounds sized to last about 4 ms
-    // (PULL_SPAN in src/driver/event_loop.rs): at 1800 datagrams/s, 8.
+    // The event loop takes datagrams from the relay in rounds sized to last about 8 ms
+    // (PULL_SPAN in src/driver/event_loop.rs): at 1800 datagrams/s, 15.
     let frames = 240u32;
-    let mut net = Net::with_rounds(5, 8, 1800.0, 0, 0, 8);
+    let mut net = Net::with_rounds(5, 8, 1800.0, 0, 0, 15);
     net.run(frames as u64);
     assert!(net.relay().stats().frames_skipped_relay_cpu > 0);
     for (a, s) in &net.seen {

@@ -35,13 +35,14 @@ const READ_BUDGET: usize = 4096;
 /// GSO super-datagram) stays whole in a round of a few thousand. Only references are held
 /// (64 bytes a datagram), and only until the kernel takes them.
 const PULL_MAX: usize = 32_768;
-/// Fewest datagrams taken per send round.
-const PULL_MIN: usize = 256;
+/// Fewest datagrams taken per send round: enough that each of a few hundred subscribers'
+/// datagrams leave a few at a time (GSO runs).
+const PULL_MIN: usize = 1024;
 /// What a send round may last, wall clock: what is taken from the node has passed its
 /// queue-time checks (§7.3, overload) when it is taken, so a round that took longer than
 /// this (a relay short of CPU, e.g. under a cgroup quota, sends slowly) would send frames
 /// later than those checks allowed for. The round's size follows the send rate measured.
-const PULL_SPAN: Duration = Duration::from_millis(4);
+const PULL_SPAN: Duration = Duration::from_millis(8);
 /// Transmits pulled from the node between two clock reads while draining it.
 const CLOCK_EVERY: usize = 64;
 
@@ -338,11 +339,12 @@ impl<N: Node> EventLoop<N> {
             return;
         }
         let ns = took.as_nanos() as f64 / n as f64;
+        // Smoothed: a relay under a CPU quota stalls now and then, and one stalled round
+        // says little about the next.
         self.send_ns = if self.send_ns == 0.0 {
             ns
         } else {
-            // Slowing down is believed at once, speeding up gradually.
-            ns.max((self.send_ns * 7.0 + ns) / 8.0)
+            (self.send_ns * 3.0 + ns) / 4.0
         };
         let fit = PULL_SPAN.as_nanos() as f64 / self.send_ns.max(1.0);
         self.pull = (fit as usize).clamp(PULL_MIN, PULL_MAX);

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 use crate::proto::pacer::TokenBucket;
-use crate::proto::wire::{Body, Packet, PacketType, ReceiverReport};
+use crate::proto::wire::{Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport};
 
 use super::stats::OverloadLimit;
 
@@ -144,8 +144,10 @@ impl Subscriber {
     }
 
     /// Notes that a datagram of frame `f` went out at `now`, measuring how long frames take
-    /// to go out whole.
-    fn sent_of_frame(&mut self, f: u32, now: Instant) {
+    /// to go out whole. A late joiner's replayed frame (`replay`, §7.4) is not measured: it
+    /// goes out to every joiner at once, so its span says how many joined, not how fast
+    /// this subscriber's frames leave.
+    fn sent_of_frame(&mut self, f: u32, now: Instant, replay: bool) {
         if !self.started.contains(&f) {
             if self.started.len() >= STARTED_MEMORY {
                 self.started.pop_front();
@@ -167,7 +169,7 @@ impl Subscriber {
             };
         }
         self.sending = Some(f);
-        self.sending_since = Some((now, now));
+        self.sending_since = (!replay).then_some((now, now));
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -458,7 +460,8 @@ impl Fanout {
             };
             sub.queued_bytes -= q.datagram.len();
             if let Some(f) = q.frame {
-                sub.sent_of_frame(f, now);
+                let replay = q.datagram.get(4).is_some_and(|&b| b & FLAG_REPLAY != 0);
+                sub.sent_of_frame(f, now, replay);
             }
             if sub.queue.is_empty() {
                 sub.in_ready = false;
@@ -687,6 +690,32 @@ mod tests {
             f.last_skip,
             Some((t0 + ms(96), OverloadLimit::SocketBuffer))
         );
+    }
+
+    #[test]
+    fn a_late_joiners_replayed_frame_does_not_shrink_the_wait() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        f.set_now(t0);
+        for i in 0..3 {
+            let mut q = video(1, 10 + i, i as u16, 3);
+            q.datagram = crate::proto::wire::with_flags(&q.datagram, FLAG_REPLAY).unwrap();
+            f.enqueue(a, q, false);
+        }
+        f.enqueue(a, video(2, 13, 0, 1), false);
+        // The replay takes 40 ms to go out (every joiner gets it at once)...
+        for t in [0, 20, 40] {
+            assert!(f.pop(t0 + ms(t)).is_some());
+        }
+        // ...and the live frame behind it, 41 ms queued, still goes: the wait stays 50 ms.
+        assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(50));
+        let live = f.pop(t0 + ms(41)).expect("the live frame");
+        assert_eq!(Packet::decode(&live.payload).unwrap().header.seq, 13);
+        assert_eq!(f.drops.skipped, [0; 3]);
     }
 
     #[test]

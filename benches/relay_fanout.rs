@@ -13,6 +13,12 @@
 //! of the relay process), share of a core, frames on time per viewer (framecast) or
 //! datagrams delivered per receiver (GStreamer), late frames and what the relay skipped.
 //! `--relay-args "--no-gso"` passes options to the relay process (e.g. to see it overloaded).
+//! `--relay-cpu PCT` caps the relay process at PCT % of a core with a cgroup CPU quota
+//! (root; cgroup v1 `/sys/fs/cgroup/cpu` or v2 `/sys/fs/cgroup`), in 10 ms periods: a
+//! relay short of CPU, to see it at twice its capacity while the load generator keeps up.
+//! (The default 100 ms period would freeze it for 90 ms at a time at 10 %: as long as a
+//! viewer's whole latency, so frames already on their way would be late whatever it did.)
+//! `--no-gstreamer` leaves the GStreamer rows out.
 //! Traffic stays on 127.0.0.1; every run is bounded by --seconds.
 
 mod support;
@@ -326,6 +332,55 @@ fn spawn_logged(mut c: std::process::Command, log: &std::path::Path) -> std::pro
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", c.get_program().to_string_lossy()))
 }
 
+/// A cgroup that caps a process at a share of a core, removed on drop.
+struct CpuCap(std::path::PathBuf);
+
+impl CpuCap {
+    /// Moves process `pid` into a new cgroup allowed `pct` % of a core per 10 ms period.
+    fn apply(pid: u32, pct: f64) -> Result<CpuCap, String> {
+        let name = format!("framecast-bench-{}", std::process::id());
+        let period = 10_000u64;
+        let quota = ((pct / 100.0) * period as f64).round().max(1000.0) as u64;
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
+        let (dir, files): (std::path::PathBuf, Vec<(&str, String)>) =
+            if v1.join("cpu.cfs_quota_us").exists() {
+                (
+                    v1.join(&name),
+                    vec![
+                        ("cpu.cfs_period_us", period.to_string()),
+                        ("cpu.cfs_quota_us", quota.to_string()),
+                    ],
+                )
+            } else {
+                (
+                    std::path::Path::new("/sys/fs/cgroup").join(&name),
+                    vec![("cpu.max", format!("{quota} {period}"))],
+                )
+            };
+        let err = |what: &str, e: std::io::Error| {
+            format!(
+                "--relay-cpu: cannot {what} in {} ({e}); it needs root and the cgroup CPU controller",
+                dir.display()
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err("create a cgroup", e))?;
+        let cap = CpuCap(dir.clone());
+        for (f, v) in files {
+            std::fs::write(dir.join(f), v).map_err(|e| err(&format!("write {f}"), e))?;
+        }
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| err("move the relay", e))?;
+        Ok(cap)
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // Empty once the process has exited.
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// framecast relay + framecast load (N viewers) + framecast serve, as three processes.
 fn framecast_side(
     bin: &std::path::Path,
@@ -333,6 +388,7 @@ fn framecast_side(
     n: usize,
     seconds: f64,
     relay_args: &[String],
+    relay_cpu: Option<f64>,
 ) -> Row {
     let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
@@ -344,6 +400,11 @@ fn framecast_side(
         .arg("--stats-json")
         .arg(dir.join("relay.json"));
     let relay = spawn_logged(c, &dir.join("relay.log"));
+    let cap = match relay_cpu.map(|pct| CpuCap::apply(relay.id(), pct)) {
+        Some(Err(e)) => panic!("{e}"),
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let serve = spawn_logged(
         serve_cmd(bin, relay_addr, seconds + 2.0, &dir.join("serve.json")),
         &dir.join("serve.log"),
@@ -367,12 +428,13 @@ fn framecast_side(
     .arg(dir.join("load.json"));
     let mut load = spawn_logged(c, &dir.join("load.log"));
     let ok = load.wait().map(|s| s.success()).unwrap_or(false);
-    let relay_cpu = reap_cpu_s(relay);
+    let relay_cpu_s = reap_cpu_s(relay);
+    drop(cap);
     let _ = reap_cpu_s(serve);
     if !ok {
         let why = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
         return Row {
-            cpu_s: relay_cpu,
+            cpu_s: relay_cpu_s,
             gb: 0.0,
             share: (0.0, 0.0, 0.0),
             late: 0.0,
@@ -394,7 +456,7 @@ fn framecast_side(
         .unwrap_or_default()
         .contains("OVERLOADED");
     Row {
-        cpu_s: relay_cpu,
+        cpu_s: relay_cpu_s,
         gb,
         share: (
             f("on_time", "min"),
@@ -403,7 +465,10 @@ fn framecast_side(
         ),
         late: views.iter().map(|v| v["late"].as_f64().unwrap()).sum(),
         note: format!(
-            "skipped cpu/socket/slow {}/{}/{}{}; load {:.1} CPU-s, lag up to {:.0} ms",
+            "{}skipped cpu/socket/slow {}/{}/{}{}; viewers told of skips min/max {}/{}; load {:.1} CPU-s, lag up to {:.0} ms, arrival times {}",
+            relay_cpu.map_or(String::new(), |p| format!(
+                "relay capped at {p}% of a core; "
+            )),
             rr["frames_skipped_relay_cpu"],
             rr["frames_skipped_socket_buffer"],
             rr["frames_skipped_slow_subscriber"],
@@ -412,8 +477,11 @@ fn framecast_side(
             } else {
                 ""
             },
+            s["skipped"]["min"],
+            s["skipped"]["max"],
             l["cpu_s"].as_f64().unwrap_or(0.0),
-            l["max_loop_lag_ms"].as_f64().unwrap_or(0.0)
+            l["max_loop_lag_ms"].as_f64().unwrap_or(0.0),
+            l["receive_times"].as_str().unwrap_or("?")
         ),
     }
 }
@@ -490,13 +558,14 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
 }
 
 /// The side-by-side table for every N of `list`.
-fn compare(list: &[usize], seconds: f64, relay_args: &[String]) {
+fn compare(list: &[usize], seconds: f64, relay_args: &[String], relay_cpu: Option<f64>, gst: bool) {
     let bin = support::framecast_release_bin();
-    let have_gst = std::process::Command::new("gst-launch-1.0")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_gst {
+    let have_gst = gst
+        && std::process::Command::new("gst-launch-1.0")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if gst && !have_gst {
         println!("GStreamer (gst-launch-1.0) not found: scripts/setup.sh installs it");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -510,7 +579,7 @@ fn compare(list: &[usize], seconds: f64, relay_args: &[String]) {
     for &n in list {
         let mut rows = vec![(
             "framecast",
-            framecast_side(&bin, dir.path(), n, seconds, relay_args),
+            framecast_side(&bin, dir.path(), n, seconds, relay_args, relay_cpu),
         )];
         if have_gst {
             rows.push(("gstreamer", gstreamer_side(&bin, dir.path(), n, seconds)));
@@ -558,6 +627,8 @@ fn main() {
     let mut seconds = 10.0f64;
     let mut list: Option<Vec<usize>> = None;
     let mut relay_args: Vec<String> = Vec::new();
+    let mut relay_cpu: Option<f64> = None;
+    let mut gst = true;
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -575,6 +646,12 @@ fn main() {
                 relay_args = args[i + 1].split_whitespace().map(String::from).collect();
                 i += 1;
             }
+            // Cap the relay process at this % of a core (cgroup, root).
+            "--relay-cpu" => {
+                relay_cpu = Some(args[i + 1].parse().expect("--relay-cpu PCT"));
+                i += 1;
+            }
+            "--no-gstreamer" => gst = false,
             "--viewers-list" => {
                 list = Some(
                     args[i + 1]
@@ -589,7 +666,7 @@ fn main() {
         i += 1;
     }
     if let Some(list) = list {
-        compare(&list, seconds, &relay_args);
+        compare(&list, seconds, &relay_args, relay_cpu, gst);
         return;
     }
     // Side by side in one run: batched sends (sendmmsg, 64 a call) against one per call.

@@ -34,7 +34,12 @@ enum Command {
     /// Serve, relay and two players on loopback, then a summary.
     Demo(DemoArgs),
     /// A load generator: N viewers of one stream in this process (no decoding), then
-    /// frames played, late and incomplete per viewer, min/median/max.
+    /// frames played, late, incomplete and skipped by the relay per viewer, min/median/max.
+    ///
+    /// A frame is late when its datagrams reached the viewer's socket after its playout
+    /// time: arrival is the kernel's receive timestamp, so a load generator that falls
+    /// behind on a busy machine does not count its own lag as the relay's (`--loop-time`,
+    /// or a kernel without timestamps, uses the threads' clock instead).
     Load(LoadArgs),
     /// Write a new random key file (mode 0600) for --key-file, or the view-only part of one.
     Keygen(framecast::app::keys::KeygenArgs),

@@ -1,9 +1,10 @@
 //! Overload in the simulated network (proto-spec.md §7.3): a relay that can send only so many
 //! datagrams a second (a stand-in for its CPU), or a subscriber whose rate cap is below the
 //! stream's rate, skips whole frames evenly (the frame rate drops, the newest frame wins) and
-//! no viewer plays a frame late because of the relay.
+//! no viewer plays a frame late because of the relay; each viewer is told of the frames
+//! skipped for it (SKIP, §6.10) and asks for none of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,10 @@ fn frame_bytes(i: u64) -> Bytes {
 }
 
 /// A relay that can send at most `per_sec` datagrams a second (bursts of 64, one
-/// `sendmmsg`): what a relay whose CPU is the limit looks like from outside.
+/// `sendmmsg`): what a relay whose CPU is the limit looks like from outside. Like the event
+/// loop, it takes what the relay has to send in rounds of up to `round` datagrams and hands
+/// them to the network at that rate: a datagram taken at the start of a round leaves up to
+/// `round / per_sec` later.
 struct Throttled {
     relay: Relay,
     per_sec: f64,
@@ -37,6 +41,8 @@ struct Throttled {
     last: Instant,
     /// It has datagrams it could not send yet.
     starved: bool,
+    round: usize,
+    taken: VecDeque<Transmit>,
 }
 
 impl Throttled {
@@ -69,7 +75,15 @@ impl Node for Throttled {
             self.starved = true;
             return None;
         }
-        match self.relay.poll_transmit(now) {
+        if self.taken.is_empty() {
+            while self.taken.len() < self.round {
+                match self.relay.poll_transmit(now) {
+                    Some(t) => self.taken.push_back(t),
+                    None => break,
+                }
+            }
+        }
+        match self.taken.pop_front() {
             Some(t) => {
                 self.tokens -= 1.0;
                 Some(t)
@@ -87,6 +101,8 @@ struct Seen {
     played: Vec<u32>,
     late: u64,
     incomplete: u64,
+    skipped: u64,
+    nacks: u64,
 }
 
 struct Net {
@@ -102,6 +118,18 @@ impl Net {
     /// server <- relay (pulls, sends at most `relay_per_sec` datagrams/s) <- `n` viewers,
     /// the last `capped` of them with a rate cap of `cap_kbps`.
     fn new(seed: u64, n: u8, relay_per_sec: f64, capped: u8, cap_kbps: u32) -> Net {
+        Net::with_rounds(seed, n, relay_per_sec, capped, cap_kbps, 1)
+    }
+
+    /// As [`Net::new`], the relay's datagrams taken in rounds of up to `round`.
+    fn with_rounds(
+        seed: u64,
+        n: u8,
+        relay_per_sec: f64,
+        capped: u8,
+        cap_kbps: u32,
+        round: usize,
+    ) -> Net {
         let start = Instant::now();
         let mut world = World::new(start, seed);
         world.set_default_link(LinkConfig::delayed(MS));
@@ -122,6 +150,8 @@ impl Net {
                 tokens: 64.0,
                 last: start,
                 starved: false,
+                round,
+                taken: VecDeque::new(),
             },
         );
         let mut net = Net {
@@ -176,6 +206,8 @@ impl Net {
             let s = v.stats();
             seen.late = s.frames_late;
             seen.incomplete = s.frames_incomplete;
+            seen.skipped = s.frames_skipped_by_relay;
+            seen.nacks = s.nacks_sent + s.fec_requests_sent;
         }
     }
 
@@ -228,6 +260,9 @@ fn relay_at_twice_its_capacity_skips_whole_frames_evenly_none_late() {
         assert!(played < frames, "viewer {a} played {played}");
         assert_eq!(s.late, 0, "viewer {a}: no frame late");
         assert_eq!(s.incomplete, 0, "viewer {a}: never half a frame");
+        // Every frame not played was skipped by the relay, said so, and not asked for.
+        assert_eq!(played as u64 + s.skipped, frames as u64, "viewer {a}");
+        assert_eq!(s.nacks, 0, "viewer {a}");
         // Evenly: never more than 3 frames in a row skipped after the first second.
         let gap = longest_gap(&s.played, 30, frames);
         assert!(gap <= 3, "viewer {a} skipped {gap} frames in a row");
@@ -262,4 +297,29 @@ fn one_slow_subscriber_skips_frames_alone_and_is_named() {
     assert!(r.frames_skipped_slow_subscriber > 0);
     assert_eq!(r.frames_skipped_relay_cpu, 0);
     assert_eq!(r.overloaded, Some(OverloadLimit::SlowSubscriber));
+}
+
+#[test]
+fn frames_taken_in_short_rounds_are_not_late_at_twice_capacity_long_rounds_are() {
+    // The event loop takes datagrams from the relay in rounds sized to last about 8 ms
+    // (PULL_SPAN in src/driver/event_loop.rs): at 1800 datagrams/s, 15.
+    let frames = 240u32;
+    let mut net = Net::with_rounds(5, 8, 1800.0, 0, 0, 15);
+    net.run(frames as u64);
+    assert!(net.relay().stats().frames_skipped_relay_cpu > 0);
+    for (a, s) in &net.seen {
+        let played = s.played.len() as u32;
+        assert!(played * 100 >= frames * 40, "viewer {a} played {played}");
+        assert_eq!((s.late, s.incomplete), (0, 0), "viewer {a}");
+    }
+    // Rounds a third of a second long (a fixed 32,768-datagram round of a relay at a tenth
+    // of a core) send what passed the relay's time bound long after: frames not whole by
+    // their playout time (late, or dropped incomplete as their tails come after it).
+    let mut slow = Net::with_rounds(5, 8, 1800.0, 0, 0, 600);
+    slow.run(frames as u64);
+    let behind: u64 = slow.seen.values().map(|s| s.late + s.incomplete).sum();
+    assert!(
+        behind > 0,
+        "long rounds make frames miss their playout time"
+    );
 }

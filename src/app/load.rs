@@ -7,6 +7,14 @@
 //! The receive path is what limits a load generator next to the relay it measures, so each
 //! socket is drained with `recvmmsg(2)`, with UDP GRO where the kernel offers it (a relay's
 //! GSO runs arrive whole and are cut here): [`crate::driver::recv::Receiver`].
+//!
+//! Late means late because of what it measures, not because of the load generator: each
+//! datagram is handed to its viewer with the time the kernel queued it on the viewer's
+//! socket (`SO_TIMESTAMPNS`), so a viewer thread that falls behind (it shares the machine
+//! with the relay) judges a frame by when its chunks reached the machine, not by when the
+//! thread got round to them. Where the kernel gives no timestamps, or with `--loop-time`,
+//! the thread's own clock at the wake-up is used, and its lag (`max_loop_lag_ms`) says how
+//! far that can be off.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +26,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
-use crate::driver::recv::{Receiver, enable_gro, gro_wanted};
+use crate::driver::recv::{Receiver, enable_gro, enable_timestamps, gro_wanted};
 use crate::driver::udp::{bind_udp, ephemeral_for};
 use crate::proto::jitter::DropReason;
 use crate::proto::node::Node;
@@ -60,6 +68,11 @@ pub struct LoadArgs {
     /// Write the per-viewer figures and the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+    /// Judge lateness by when a viewer thread got to a datagram, not by when the kernel
+    /// received it (the default uses the kernel's receive timestamps, so that a load
+    /// generator that falls behind does not count its own lag as the relay's).
+    #[arg(long)]
+    pub loop_time: bool,
 }
 
 impl LoadArgs {
@@ -74,6 +87,7 @@ impl LoadArgs {
             threads: None,
             wait: 5.0,
             stats_json: None,
+            loop_time: false,
         }
     }
 }
@@ -92,6 +106,9 @@ pub struct ViewerFigures {
     /// Frames of the stream between the first and the last it saw (frame ids are +1 per
     /// frame, §5.1): played + late + incomplete + never seen (skipped by the relay or lost).
     pub frames: u64,
+    /// Frames the relay said it skipped for this viewer under overload (SKIP, §6.10):
+    /// never sent, so neither lost nor late.
+    pub skipped: u64,
     /// played / frames (0 when it saw none).
     pub on_time: f64,
     /// Datagrams received.
@@ -139,6 +156,8 @@ pub struct LoadSummary {
     pub late: Spread,
     /// Frames incomplete.
     pub incomplete: Spread,
+    /// Frames the relay skipped (SKIP, §6.10).
+    pub skipped: Spread,
     /// Share of frames played on time, 0..=1.
     pub on_time: Spread,
     /// Frames of the stream seen by a viewer, span of ids.
@@ -164,8 +183,12 @@ pub struct LoadReport {
     pub cpu_s: f64,
     /// The largest lateness of a viewer thread waking for its timers, ms: tens of ms mean
     /// the load generator (or the machine) could not keep up, and its viewers' late frames
-    /// are not the relay's.
+    /// are not the relay's (unless `receive_times` is "kernel").
     pub max_loop_lag_ms: f64,
+    /// What a datagram's arrival time was taken from: "kernel" (the socket's receive
+    /// timestamp, §7.2 lateness as the relay caused it) or "loop" (the viewer thread's
+    /// clock when it woke: no timestamps from the kernel, or `--loop-time`).
+    pub receive_times: &'static str,
     /// Min/median/max over the viewers.
     pub summary: LoadSummary,
     /// Per viewer.
@@ -177,7 +200,7 @@ impl LoadReport {
     pub fn line(&self) -> String {
         let s = &self.summary;
         format!(
-            "load: {} viewers of {:?} from {} for {:.1} s: frames played min/median/max {:.0}/{:.0}/{:.0} of {:.0} ({:.1}%/{:.1}%/{:.1}% on time), late {:.0}/{:.0}/{:.0}, incomplete {:.0}/{:.0}/{:.0}; {:.2} CPU-s, its own loop up to {:.0} ms late",
+            "load: {} viewers of {:?} from {} for {:.1} s: frames played min/median/max {:.0}/{:.0}/{:.0} of {:.0} ({:.1}%/{:.1}%/{:.1}% on time), late {:.0}/{:.0}/{:.0}, incomplete {:.0}/{:.0}/{:.0}, skipped by the relay {:.0}/{:.0}/{:.0}; {:.2} CPU-s, its own loop up to {:.0} ms late (arrival times: {})",
             self.viewers,
             self.stream,
             self.from,
@@ -195,8 +218,12 @@ impl LoadReport {
             s.incomplete.min,
             s.incomplete.median,
             s.incomplete.max,
+            s.skipped.min,
+            s.skipped.median,
+            s.skipped.max,
             self.cpu_s,
-            self.max_loop_lag_ms
+            self.max_loop_lag_ms,
+            self.receive_times
         )
     }
 }
@@ -267,6 +294,7 @@ impl Slot {
             played: s.frames_played,
             late: s.frames_late,
             incomplete: s.frames_incomplete,
+            skipped: s.frames_skipped_by_relay,
             frames,
             on_time: if frames > 0 {
                 s.frames_played as f64 / frames as f64
@@ -283,8 +311,9 @@ impl Slot {
 
 /// Why a shard stopped early.
 enum ShardEnd {
-    /// The viewers' figures and the thread's largest lateness waking for a timer.
-    Done(Vec<ViewerFigures>, Duration),
+    /// The viewers' figures, the thread's largest lateness waking for a timer, and whether
+    /// every datagram came with a kernel receive timestamp.
+    Done(Vec<ViewerFigures>, Duration, bool),
     NoStream(Option<RejectReason>),
 }
 
@@ -294,6 +323,7 @@ fn run_shard(
     start: Instant,
     end: Instant,
     wait: Duration,
+    loop_time: bool,
     stop: &AtomicBool,
     anyone_described: &AtomicBool,
 ) -> anyhow::Result<ShardEnd> {
@@ -306,6 +336,9 @@ fn run_shard(
     // GRO is on for a socket only if the kernel took it: all or none, as they are alike.
     let gro = gro_wanted() && slots.iter().all(|s| enable_gro(&s.socket));
     let mut receiver = Receiver::shared(gro);
+    // Kernel receive timestamps, where every socket takes them (else the loop's clock).
+    let stamps = !loop_time && slots.iter().all(|s| enable_timestamps(&s.socket));
+    let mut unstamped = false;
     let mut readable: Vec<usize> = Vec::new();
     let mut max_lag = Duration::ZERO;
     // Subscribe everyone.
@@ -351,7 +384,16 @@ fn run_shard(
                 match receiver.recv(&s.socket) {
                     Ok(_) => {
                         let v = &mut s.viewer;
-                        receiver.for_each(|from, d| v.handle_datagram(now, from, d));
+                        receiver.for_each_at(|from, d, at| {
+                            let at = match at {
+                                Some(t) if stamps => t,
+                                _ => {
+                                    unstamped = true;
+                                    now
+                                }
+                            };
+                            v.handle_datagram(at, from, d)
+                        });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -385,7 +427,7 @@ fn run_shard(
         let bye = s.viewer.bye();
         let _ = s.socket.send_to(&bye.payload, bye.dest);
     }
-    Ok(ShardEnd::Done(figures, max_lag))
+    Ok(ShardEnd::Done(figures, max_lag, !unstamped))
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -449,7 +491,8 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
             .into_iter()
             .map(|slots| {
                 let anyone = &anyone;
-                sc.spawn(move || run_shard(slots, start, end, wait, stop, anyone))
+                let loop_time = args.loop_time;
+                sc.spawn(move || run_shard(slots, start, end, wait, loop_time, stop, anyone))
             })
             .collect();
         handles
@@ -463,11 +506,13 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
     let mut per_viewer = Vec::new();
     let mut no_stream: Option<Option<RejectReason>> = None;
     let mut max_lag = Duration::ZERO;
+    let mut kernel_times = true;
     for r in results {
         match r? {
-            ShardEnd::Done(f, lag) => {
+            ShardEnd::Done(f, lag, stamped) => {
                 per_viewer.extend(f);
                 max_lag = max_lag.max(lag);
+                kernel_times &= stamped;
             }
             ShardEnd::NoStream(why) => {
                 no_stream = Some(no_stream.flatten().or(why));
@@ -493,6 +538,7 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
         played: spread(|v| v.played as f64),
         late: spread(|v| v.late as f64),
         incomplete: spread(|v| v.incomplete as f64),
+        skipped: spread(|v| v.skipped as f64),
         on_time: spread(|v| v.on_time),
         frames: spread(|v| v.frames as f64),
     };
@@ -505,6 +551,11 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
         threads,
         cpu_s,
         max_loop_lag_ms: max_lag.as_secs_f64() * 1000.0,
+        receive_times: if kernel_times && !args.loop_time {
+            "kernel"
+        } else {
+            "loop"
+        },
         summary,
         per_viewer,
     };

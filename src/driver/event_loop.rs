@@ -30,13 +30,19 @@ const WAKER: Token = Token(1);
 const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Datagrams read per wake-up before transmits get a turn.
 const READ_BUDGET: usize = 4096;
-/// Most datagrams taken from the node per send round. The relay core serves its
-/// subscribers round-robin, one datagram each, so a destination's run (and thus a GSO
-/// super-datagram) can only be as long as this over the number of subscribers: 32,768
-/// gives runs of a whole 1400-byte-chunked 70 KB frame (about 50 datagrams, one
-/// super-datagram) for up to about 650 subscribers. Only references are held (64 bytes a
-/// datagram, 2 MB in all), and only until the kernel takes them.
-const PULL: usize = 32_768;
+/// Most datagrams taken from the node per send round. The relay core hands out a
+/// subscriber's queued frame back to back (proto-spec.md §7.3), so a destination's run (a
+/// GSO super-datagram) stays whole in a round of a few thousand. Only references are held
+/// (64 bytes a datagram), and only until the kernel takes them.
+const PULL_MAX: usize = 32_768;
+/// Fewest datagrams taken per send round: enough that each of a few hundred subscribers'
+/// datagrams leave a few at a time (GSO runs).
+const PULL_MIN: usize = 1024;
+/// What a send round may last, wall clock: what is taken from the node has passed its
+/// queue-time checks (§7.3, overload) when it is taken, so a round that took longer than
+/// this (a relay short of CPU, e.g. under a cgroup quota, sends slowly) would send frames
+/// later than those checks allowed for. The round's size follows the send rate measured.
+const PULL_SPAN: Duration = Duration::from_millis(8);
 /// Transmits pulled from the node between two clock reads while draining it.
 const CLOCK_EVERY: usize = 64;
 
@@ -99,6 +105,11 @@ pub struct EventLoop<N> {
     receiver: Receiver,
     writable_wanted: bool,
     stats: IoStats,
+    /// Datagrams taken from the node per send round (what [`PULL_SPAN`] allows at the
+    /// measured rate).
+    pull: usize,
+    /// Smoothed wall time per datagram sent, ns (0: not measured yet).
+    send_ns: f64,
 }
 
 impl<N: Node> EventLoop<N> {
@@ -128,6 +139,8 @@ impl<N: Node> EventLoop<N> {
             receiver,
             writable_wanted: false,
             stats: IoStats::default(),
+            pull: PULL_MAX / 8,
+            send_ns: 0.0,
         })
     }
 
@@ -318,12 +331,31 @@ impl<N: Node> EventLoop<N> {
         Ok(false)
     }
 
+    /// Learns the send rate from a round that sent `n` datagrams in `took`, and sizes the
+    /// next rounds to last about [`PULL_SPAN`].
+    fn measure_send(&mut self, n: usize, took: Duration) {
+        // Small rounds say more about the call's fixed cost than about the rate.
+        if n < 64 {
+            return;
+        }
+        let ns = took.as_nanos() as f64 / n as f64;
+        // Smoothed: a relay under a CPU quota stalls now and then, and one stalled round
+        // says little about the next.
+        self.send_ns = if self.send_ns == 0.0 {
+            ns
+        } else {
+            (self.send_ns * 3.0 + ns) / 4.0
+        };
+        let fit = PULL_SPAN.as_nanos() as f64 / self.send_ns.max(1.0);
+        self.pull = (fit as usize).clamp(PULL_MIN, PULL_MAX);
+    }
+
     fn flush(&mut self, mut now: Instant) -> io::Result<()> {
         loop {
             // What waited for WRITABLE goes first, on its own: while the socket is
             // congested the node keeps the rest, under its own (time-bounded) queues.
             if self.pending.is_empty() {
-                while self.pending.len() < PULL {
+                while self.pending.len() < self.pull {
                     // The node sees the time each transmit leaves, not the wake-up's: a
                     // drain of a loaded relay's queues takes tens of milliseconds, and its
                     // time bound on a frame's wait (proto-spec.md §7.3) must see them.
@@ -343,10 +375,12 @@ impl<N: Node> EventLoop<N> {
                 pool.dispatch(&mut self.pending);
                 continue;
             }
-            match self
-                .sender
-                .send(&self.socket, &mut self.pending, &mut self.send_stats)?
-            {
+            let (before, t0) = (self.pending.len(), Instant::now());
+            let flushed =
+                self.sender
+                    .send(&self.socket, &mut self.pending, &mut self.send_stats)?;
+            self.measure_send(before - self.pending.len(), t0.elapsed());
+            match flushed {
                 Flushed::All => {}
                 Flushed::Blocked => {
                     self.node.on_send_blocked(now);

@@ -10,9 +10,14 @@
 //! rather than cut to a plausible size.
 //!
 //! `FRAMECAST_NO_GRO=1` leaves GRO off (see [`gro_wanted`]).
+//!
+//! With [`enable_timestamps`] on a socket (`SO_TIMESTAMPNS`), each message also carries the
+//! time the kernel queued it on the socket, which [`Receiver::for_each_at`] hands over as an
+//! [`Instant`]: when a datagram reached the machine, not when a busy loop got round to it.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
 
 /// `sendmmsg`/`recvmmsg` headers (Linux); elsewhere one datagram per call needs none.
 #[cfg(target_os = "linux")]
@@ -60,18 +65,69 @@ pub fn enable_gro(_socket: &impl std::os::fd::AsRawFd) -> bool {
     false
 }
 
-/// Room for the `UDP_GRO` control message (an `int`), 8-aligned.
+/// Asks the kernel to stamp each datagram received on `socket` with the time it was queued
+/// there (`SO_TIMESTAMPNS`, wall clock, ns); false if it refuses. Read the stamps with
+/// [`Receiver::for_each_at`].
+#[cfg(target_os = "linux")]
+pub fn enable_timestamps(socket: &impl std::os::fd::AsRawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `one`.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// Receive timestamps are Linux-only here.
+#[cfg(not(target_os = "linux"))]
+pub fn enable_timestamps(_socket: &impl std::os::fd::AsRawFd) -> bool {
+    false
+}
+
+/// The most a kernel timestamp may lie before the moment it is read and still be believed:
+/// an older one (or one from the future) means the wall clock was stepped in between.
+pub const MAX_STAMP_AGE: Duration = Duration::from_secs(2);
+
+/// The monotonic and the wall clock read together: the read of the wall clock with the
+/// monotonic instant halfway through it, from the quickest of a few tries (a thread
+/// preempted between the two reads would shift every stamp by as long).
+fn clock_pair() -> (Instant, SystemTime) {
+    let mut best: Option<(Duration, Instant, SystemTime)> = None;
+    for _ in 0..4 {
+        let a = Instant::now();
+        let wall = SystemTime::now();
+        let took = a.elapsed();
+        if best.is_none_or(|(t, _, _)| took < t) {
+            best = Some((took, a + took / 2, wall));
+        }
+        if took < Duration::from_micros(20) {
+            break;
+        }
+    }
+    let (_, mono, wall) = best.unwrap_or((Duration::ZERO, Instant::now(), SystemTime::now()));
+    (mono, wall)
+}
+
+/// Room for the `UDP_GRO` control message (an `int`) and a `SO_TIMESTAMPNS` one (a
+/// `timespec`), 8-aligned.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 64]);
 
-/// One received message: where from, how many bytes, and the GRO segment size (0: one
-/// datagram).
+/// One received message: where from, how many bytes, the GRO segment size (0: one
+/// datagram) and the kernel's receive timestamp (wall clock), if it gave one.
 #[derive(Debug, Clone, Copy)]
 struct Got {
     from: Option<SocketAddr>,
     len: usize,
     segment: usize,
+    stamp: Option<SystemTime>,
 }
 
 /// Receives batches of datagrams from one socket into reusable buffers, GRO super-datagrams
@@ -85,6 +141,11 @@ pub struct Receiver {
     gro_receives: u64,
     /// Messages cut short by a too-small buffer.
     truncated: u64,
+    /// Messages that carried a kernel receive timestamp.
+    stamped: u64,
+    /// The monotonic and wall clocks read together after the last `recv`, to turn kernel
+    /// timestamps (wall clock) into [`Instant`]s.
+    clocks: Option<(Instant, SystemTime)>,
     // Scratch for one system call (raw pointers written just before it).
     names: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
@@ -126,6 +187,8 @@ impl Receiver {
             got: Vec::with_capacity(RECV_BATCH),
             gro_receives: 0,
             truncated: 0,
+            stamped: 0,
+            clocks: None,
             // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
             names: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
             iovs: Vec::with_capacity(RECV_BATCH),
@@ -142,6 +205,11 @@ impl Receiver {
     /// GRO super-datagrams (more than one datagram) received so far.
     pub fn gro_receives(&self) -> u64 {
         self.gro_receives
+    }
+
+    /// Messages that carried a kernel receive timestamp so far ([`enable_timestamps`]).
+    pub fn stamped(&self) -> u64 {
+        self.stamped
     }
 
     /// Messages cut short so far (larger than the buffer; the core sees a too-large
@@ -205,6 +273,7 @@ impl Receiver {
                 self.truncated += 1;
             }
             let mut segment = 0;
+            let mut stamp = None;
             // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control
             // messages into our buffer; the CMSG_* macros walk exactly those.
             unsafe {
@@ -213,6 +282,17 @@ impl Receiver {
                     if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
                         let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
                         segment = v.max(0) as usize;
+                    } else if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let ts =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                        if ts.tv_sec >= 0 && (0..1_000_000_000).contains(&ts.tv_nsec) {
+                            stamp = Some(
+                                SystemTime::UNIX_EPOCH
+                                    + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+                            );
+                        }
                     }
                     c = libc::CMSG_NXTHDR(hdr, c);
                 }
@@ -228,7 +308,18 @@ impl Receiver {
             if segment > 0 && len > segment {
                 self.gro_receives += 1;
             }
-            self.got.push(Got { from, len, segment });
+            if stamp.is_some() {
+                self.stamped += 1;
+            }
+            self.got.push(Got {
+                from,
+                len,
+                segment,
+                stamp,
+            });
+        }
+        if self.stamped > 0 {
+            self.clocks = Some(clock_pair());
         }
         Ok(r as usize)
     }
@@ -248,6 +339,7 @@ impl Receiver {
             from: from.as_socket(),
             len,
             segment: 0,
+            stamp: None,
         });
         Ok(1)
     }
@@ -256,16 +348,35 @@ impl Receiver {
     /// super-datagram cut at its segment size (the last piece may be shorter). Returns the
     /// number of datagrams.
     pub fn for_each(&self, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
+        self.for_each_at(|from, d, _| f(from, d))
+    }
+
+    /// As [`Receiver::for_each`], with when each datagram reached the socket: the kernel's
+    /// receive timestamp as an [`Instant`] (all datagrams of a super-datagram share it), or
+    /// `None` when the message carried none ([`enable_timestamps`] not called or refused) or
+    /// its stamp is not believable (more than [`MAX_STAMP_AGE`] old, or in the future by as
+    /// much: the wall clock was stepped). A stamp is never later than the `recv` returned.
+    pub fn for_each_at(&self, mut f: impl FnMut(SocketAddr, &[u8], Option<Instant>)) -> usize {
         let mut n = 0;
         for (i, g) in self.got.iter().enumerate() {
+            let at = match (g.stamp, self.clocks) {
+                (Some(stamp), Some((mono, wall))) => match wall.duration_since(stamp) {
+                    Ok(age) if age <= MAX_STAMP_AGE => mono.checked_sub(age),
+                    Ok(_) => None,
+                    // Stamped after the wall clock was read: a clock step or rounding.
+                    Err(e) if e.duration() <= MAX_STAMP_AGE => Some(mono),
+                    Err(_) => None,
+                },
+                _ => None,
+            };
             let Some(from) = g.from else { continue };
             let msg = &self.bufs[i * self.buf_size..i * self.buf_size + g.len];
             if g.segment == 0 || g.len <= g.segment {
-                f(from, msg);
+                f(from, msg, at);
                 n += 1;
             } else {
                 for d in msg.chunks(g.segment) {
-                    f(from, d);
+                    f(from, d, at);
                     n += 1;
                 }
             }
@@ -364,5 +475,61 @@ mod tests {
         assert_eq!(got[40].1.len(), PLAIN_BUFFER);
         assert_eq!(r.truncated(), 1);
         assert_eq!(r.gro_receives(), 0);
+    }
+
+    #[test]
+    fn kernel_timestamps_tell_when_datagrams_arrived_not_when_they_were_read() {
+        let rx = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(enable_timestamps(&rx), "Linux has SO_TIMESTAMPNS");
+        let mut r = Receiver::new(&rx, false);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = rx.local_addr().unwrap();
+        // The kernel turns arrival stamping on a moment after the first socket asks (a
+        // deferred static key); until then it stamps datagrams when they are read. So a few
+        // tries, bounded.
+        let slack = Duration::from_millis(5);
+        let mut arrival_stamped = false;
+        for _ in 0..40 {
+            let before = Instant::now();
+            for k in 0..5u32 {
+                tx.send_to(&pattern(k, 300), dest).unwrap();
+            }
+            // Loopback delivers within send_to: the datagrams are queued by now.
+            let sent = Instant::now();
+            // The reader comes 30 ms late (a busy loop), as a lagging load generator would.
+            while sent.elapsed() < Duration::from_millis(30) {
+                std::hint::spin_loop();
+            }
+            let mut stamps = Vec::new();
+            let got = r.recv(&rx).expect("queued datagrams");
+            assert_eq!(got, 5);
+            r.for_each_at(|_, d, at| stamps.push((d.len(), at)));
+            let read = Instant::now();
+            // Each a kernel timestamp, never after the read; on arrival, within 5 ms of the
+            // sending (the two clocks are read one after the other), 25 ms before the read.
+            for &(len, at) in &stamps {
+                assert_eq!(len, 300);
+                assert!(at.expect("a kernel timestamp") <= read);
+            }
+            if stamps.iter().all(|&(_, at)| {
+                let at = at.unwrap();
+                at + slack >= before
+                    && at <= sent + slack
+                    && read.duration_since(at) >= Duration::from_millis(25)
+            }) {
+                arrival_stamped = true;
+                break;
+            }
+        }
+        assert!(arrival_stamped, "datagrams stamped when they arrived");
+        // Without timestamps asked for there are none.
+        let rx2 = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut r2 = Receiver::new(&rx2, false);
+        tx.send_to(&pattern(9, 100), rx2.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(r2.recv(&rx2).unwrap(), 1);
+        let mut none = 0;
+        r2.for_each_at(|_, _, at| none += usize::from(at.is_none()));
+        assert_eq!((none, r2.stamped()), (1, 0));
     }
 }

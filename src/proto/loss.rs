@@ -11,6 +11,7 @@
 //! numbers without a deadline stop after `max_retries_no_deadline`. Gaps wait for the reorder
 //! hold, which [`ReorderEstimator`] can widen to the reordering actually measured.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,17 @@ pub struct LossTracker {
     reorder: ReorderEstimator,
     /// SRTT at the last NACK poll (tells a repair from a reordered original).
     last_srtt: Duration,
+    /// [`LossTracker::poll_timeout`]'s answer, kept between changes (`None`: to be worked
+    /// out again): given-up numbers stay in `missing` until they fill or age out, up to
+    /// `max_missing` of them, and a receiver asks for its next timer after every datagram.
+    next_due: Cell<Option<Option<Instant>>>,
+    /// Runs of numbers the sender said will not come (a relay's SKIP, §6.10): first and
+    /// count, the latest [`SKIPPED_MEMORY`]. A gap over them does not make them missing.
+    skipped: std::collections::VecDeque<(SeqNo, u64)>,
 }
+
+/// Runs of skipped numbers a [`LossTracker`] remembers.
+const SKIPPED_MEMORY: usize = 64;
 
 impl LossTracker {
     /// A tracker with the given tunables.
@@ -153,6 +164,8 @@ impl LossTracker {
             rate_mark: (0, 0, None, 0),
             reorder: ReorderEstimator::new(cfg.reorder),
             last_srtt: Duration::ZERO,
+            next_due: Cell::new(None),
+            skipped: std::collections::VecDeque::new(),
         }
     }
 
@@ -187,6 +200,7 @@ impl LossTracker {
         deadline: Option<Instant>,
     ) -> Arrival {
         if let Some(m) = self.missing.remove(&seq) {
+            self.removed(&m);
             self.stats.recovered += 1;
             if m.gave_up {
                 self.stats.given_up = self.stats.given_up.saturating_sub(1);
@@ -226,6 +240,7 @@ impl LossTracker {
             return Arrival::New;
         }
         if let Some(m) = self.missing.remove(&seq) {
+            self.removed(&m);
             let requested = m.retries > 0;
             let delay = now.saturating_duration_since(m.opened);
             if requested {
@@ -301,6 +316,7 @@ impl LossTracker {
             self.stats.given_up += n - self.cfg.max_missing as u64;
             let from = SeqNo(to_excl.0 - self.cfg.max_missing as u64);
             self.missing.clear();
+            self.next_due.set(Some(None));
             self.floor = Some(from);
             self.floor_raised = true;
             from
@@ -308,7 +324,24 @@ impl LossTracker {
             from
         };
         let mut s = from;
+        if s < to_excl {
+            // The new numbers are all due at `at`.
+            if let Some(due) = self.next_due.get() {
+                self.next_due.set(Some(Some(due.map_or(at, |d| d.min(at)))));
+            }
+        }
+        // Runs the sender skipped that overlap this gap (usually none).
+        let skipped: Vec<(SeqNo, u64)> = self
+            .skipped
+            .iter()
+            .copied()
+            .filter(|&(first, n)| first < to_excl && first.0 + n > s.0)
+            .collect();
         while s < to_excl {
+            if let Some(&(first, n)) = skipped.iter().find(|&&(f, n)| s >= f && s.0 - f.0 < n) {
+                s = SeqNo(first.0 + n).min(to_excl);
+                continue;
+            }
             self.missing.insert(
                 s,
                 Missing {
@@ -325,6 +358,7 @@ impl LossTracker {
         }
         while self.missing.len() > self.cfg.max_missing {
             if let Some((s, m)) = self.missing.pop_first() {
+                self.removed(&m);
                 if !m.gave_up {
                     self.stats.given_up += 1;
                 }
@@ -333,6 +367,39 @@ impl LossTracker {
                 self.floor_raised = true;
             }
         }
+    }
+
+    /// The sender (a relay under overload, §6.10) says the `count` numbers from `first` will
+    /// not come: those missing are forgotten (neither asked for nor lost, and not counted as
+    /// detected), and a later gap over them does not mark them missing. Returns how many
+    /// were missing. Ignored before the first arrival, and for runs longer than
+    /// `max_missing`.
+    pub fn on_skipped(&mut self, first: SeqNo, count: u64) -> usize {
+        if self.highest.is_none() || count == 0 || count > self.cfg.max_missing as u64 {
+            return 0;
+        }
+        let last = first.plus(count - 1);
+        if self.highest.is_some_and(|h| first == h.next()) {
+            // Right after the newest number (the usual case: the relay says so before it
+            // sends anything newer): as if they had arrived.
+            self.highest = Some(last);
+            return 0;
+        }
+        let gone: Vec<SeqNo> = self.missing.range(first..=last).map(|(s, _)| *s).collect();
+        for s in &gone {
+            if let Some(m) = self.missing.remove(s) {
+                self.removed(&m);
+                self.stats.detected = self.stats.detected.saturating_sub(1);
+                if m.gave_up {
+                    self.stats.given_up = self.stats.given_up.saturating_sub(1);
+                }
+            }
+        }
+        if self.skipped.len() >= SKIPPED_MEMORY {
+            self.skipped.pop_front();
+        }
+        self.skipped.push_back((first, count));
+        gone.len()
     }
 
     /// Sets the deadline of missing numbers in `[from, to]` that have none yet or a later one.
@@ -346,11 +413,24 @@ impl LossTracker {
 
     /// When the next NACK may be due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.missing
+        if let Some(due) = self.next_due.get() {
+            return due;
+        }
+        let due = self
+            .missing
             .values()
             .filter(|m| !m.gave_up)
             .map(|m| m.next_at)
-            .min()
+            .min();
+        self.next_due.set(Some(due));
+        due
+    }
+
+    /// Keeps [`LossTracker::poll_timeout`]'s answer right when `m` leaves `missing`.
+    fn removed(&self, m: &Missing) {
+        if !m.gave_up && self.next_due.get() == Some(Some(m.next_at)) {
+            self.next_due.set(None);
+        }
     }
 
     /// Collects the numbers to ask for now, as ranges, and schedules their next try: one
@@ -365,8 +445,13 @@ impl LossTracker {
         let answer_time = rtt.srtt() + self.cfg.deadline_margin;
         self.last_srtt = rtt.srtt();
         let mut newly_given_up = 0;
+        let mut next_due: Option<Instant> = None;
         for (&seq, m) in self.missing.iter_mut() {
-            if m.gave_up || m.next_at > now {
+            if m.gave_up {
+                continue;
+            }
+            if m.next_at > now {
+                next_due = Some(next_due.map_or(m.next_at, |d| d.min(m.next_at)));
                 continue;
             }
             // The last moment a request can still be answered in time.
@@ -395,6 +480,7 @@ impl LossTracker {
                 Some(l) if now + retry > l && l >= now + self.cfg.min_retry_interval => l,
                 _ => now + retry,
             };
+            next_due = Some(next_due.map_or(m.next_at, |d| d.min(m.next_at)));
             self.stats.requested += 1;
             match (ranges.last_mut(), last) {
                 (Some(r), Some(l)) if l.next() == seq && r.len < u16::MAX => r.len += 1,
@@ -406,6 +492,7 @@ impl LossTracker {
             last = Some(seq);
         }
         self.stats.given_up += newly_given_up;
+        self.next_due.set(Some(next_due));
         ranges
     }
 
@@ -486,6 +573,8 @@ impl LossTracker {
         self.floor_raised = false;
         self.highest = None;
         self.missing.clear();
+        self.next_due.set(Some(None));
+        self.skipped.clear();
         // The reorder estimator is kept: reordering is the path's, not the source's.
     }
 }
@@ -495,6 +584,35 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn skipped_numbers_are_neither_missing_nor_asked_for() {
+        let t0 = Instant::now();
+        let hold = 2 * MS;
+        let mut l = LossTracker::new(LossConfig::default());
+        assert_eq!(l.on_skipped(SeqNo(1), 3), 0, "nothing seen yet: ignored");
+        l.on_arrival(t0, SeqNo(100), hold, None);
+        // The relay says 101..=103 will not come, before the gap shows: only 104 is missing.
+        assert_eq!(l.on_skipped(SeqNo(101), 3), 0);
+        l.on_arrival(t0, SeqNo(105), hold, None);
+        assert_eq!(l.missing_len(), 1);
+        assert!(l.is_pending(SeqNo(104)) && !l.is_pending(SeqNo(102)));
+        assert_eq!(l.poll_timeout(), Some(t0 + hold));
+        // A notice after its gap opened forgets what it names, and they count as never
+        // detected.
+        l.on_arrival(t0 + MS, SeqNo(110), hold, None);
+        assert_eq!(l.stats().detected, 5);
+        assert_eq!(l.on_skipped(SeqNo(106), 4), 4);
+        assert_eq!((l.missing_len(), l.stats().detected), (1, 1));
+        // The next timer follows what is left: 104, then nothing once it fills.
+        assert_eq!(l.poll_timeout(), Some(t0 + hold));
+        assert_eq!(
+            l.on_arrival(t0 + 2 * MS, SeqNo(104), hold, None),
+            Arrival::Filled { requested: false }
+        );
+        assert_eq!(l.poll_timeout(), None);
+        assert_eq!(l.stats().given_up, 0);
+    }
 
     #[test]
     fn gap_is_asked_after_the_hold_and_retried_then_given_up() {

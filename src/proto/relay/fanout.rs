@@ -1,5 +1,5 @@
 //! Fan-out (proto-spec.md §7.3): one queue per subscriber, bounded in bytes and in time,
-//! served round-robin. A queue over its byte bound drops whole frames, oldest first, for that
+//! served round-robin, one datagram a turn (a SKIP notice, §6.10, costs no turn). A queue over its byte bound drops whole frames, oldest first, for that
 //! subscriber only; a frame that waited longer than the subscriber's share of its latency
 //! budget before its first chunk could go out is skipped whole (§7.3, overload), so that when
 //! the relay or one subscriber's path cannot keep up the frame rate drops and the newest frame
@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 use crate::proto::pacer::TokenBucket;
-use crate::proto::wire::ReceiverReport;
+use crate::proto::wire::{Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport};
 
 use super::stats::OverloadLimit;
 
@@ -36,6 +36,8 @@ pub(super) const DEFAULT_LATENCY: Duration = Duration::from_millis(100);
 /// A send the socket refused (EAGAIN/ENOBUFS) names the socket buffer as the limit for this
 /// long.
 const PRESSURE_MEMORY: Duration = Duration::from_secs(1);
+/// Frames remembered per subscriber as started (never to be skipped).
+const STARTED_MEMORY: usize = 8;
 /// Frames skipped per subscriber remembered, so that its requests for them go unanswered.
 const SKIPPED_MEMORY: usize = 64;
 /// A subscriber skipped a frame this recently: no proactive parity for it (its reported
@@ -50,6 +52,8 @@ pub(super) struct Queued {
     pub(super) frame: Option<u32>,
     /// When it was queued (set by [`Fanout::enqueue`]).
     at: Option<Instant>,
+    /// A SKIP notice (§6.10): it goes out without costing the subscriber its turn.
+    notice: bool,
 }
 
 impl Queued {
@@ -59,6 +63,7 @@ impl Queued {
             datagram,
             frame: None,
             at: None,
+            notice: false,
         }
     }
 
@@ -68,6 +73,7 @@ impl Queued {
             datagram,
             frame: Some(frame),
             at: None,
+            notice: false,
         }
     }
 }
@@ -89,6 +95,9 @@ pub(super) struct Subscriber {
     pub(super) frames_skipped: u64,
     /// The frame whose chunks are going out: it is sent whole, never cut short.
     sending: Option<u32>,
+    /// The latest frames any datagram of which went out (a frame's late parity may follow
+    /// the next frame's first chunks): none of them is skipped, so none is cut short.
+    started: VecDeque<u32>,
     /// When the first datagram of the frame going out was sent, and when its latest.
     sending_since: Option<(Instant, Instant)>,
     /// How long its recent frames took from first datagram out to last: the largest at
@@ -135,8 +144,16 @@ impl Subscriber {
     }
 
     /// Notes that a datagram of frame `f` went out at `now`, measuring how long frames take
-    /// to go out whole.
-    fn sent_of_frame(&mut self, f: u32, now: Instant) {
+    /// to go out whole. A late joiner's replayed frame (`replay`, §7.4) is not measured: it
+    /// goes out to every joiner at once, so its span says how many joined, not how fast
+    /// this subscriber's frames leave.
+    fn sent_of_frame(&mut self, f: u32, now: Instant, replay: bool) {
+        if !self.started.contains(&f) {
+            if self.started.len() >= STARTED_MEMORY {
+                self.started.pop_front();
+            }
+            self.started.push_back(f);
+        }
         if self.sending == Some(f) {
             if let Some((_, last)) = &mut self.sending_since {
                 *last = now;
@@ -152,7 +169,7 @@ impl Subscriber {
             };
         }
         self.sending = Some(f);
-        self.sending_since = Some((now, now));
+        self.sending_since = (!replay).then_some((now, now));
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -273,6 +290,7 @@ impl Fanout {
                 frames_dropped: 0,
                 frames_skipped: 0,
                 sending: None,
+                started: VecDeque::new(),
                 sending_since: None,
                 send_span: Duration::ZERO,
                 rate_limited: false,
@@ -366,6 +384,7 @@ impl Fanout {
                     datagram: datagram.clone(),
                     frame,
                     at: None,
+                    notice: false,
                 },
                 false,
             );
@@ -381,23 +400,31 @@ impl Fanout {
             let Some(sub) = self.subs.get_mut(&addr) else {
                 continue;
             };
-            // Skip stale frames not yet started (the newest frame wins; never half a frame).
+            // Skip stale frames not yet started (the newest frame wins; never half a frame),
+            // and tell the subscriber (SKIP, §6.10).
             let budget = sub.queue_delay_budget();
+            let mut notices: Vec<Bytes> = Vec::new();
             while let Some(&Queued {
                 frame: Some(f),
                 at: Some(at),
                 ..
             }) = sub.queue.front()
             {
-                if sub.sending == Some(f) || now.saturating_duration_since(at) <= budget {
+                if sub.sending == Some(f)
+                    || sub.started.contains(&f)
+                    || now.saturating_duration_since(at) <= budget
+                {
                     break;
                 }
                 let rate_limited = sub.rate_limited;
-                if let Some((base, n)) = sub.queue.front().and_then(|q| chunk_span(&q.datagram)) {
+                if let Some((ssrc, base, n)) =
+                    sub.queue.front().and_then(|q| chunk_span(&q.datagram))
+                {
                     if sub.skipped.len() >= SKIPPED_MEMORY {
                         sub.skipped.pop_front();
                     }
                     sub.skipped.push_back((f, base, n));
+                    notices.push(skip_notice(ssrc, sub.frames_skipped as u32, f, base, n));
                 }
                 sub.skipped_at = Some(now);
                 self.drops.datagrams += sub.drop_frame(f);
@@ -405,6 +432,14 @@ impl Fanout {
                 let limit = limit_hit(now, rate_limited, self.send_blocked_at);
                 self.drops.skipped[limit as usize] += 1;
                 self.last_skip = Some((now, limit));
+            }
+            // Ahead of what is queued, in the order the frames were skipped.
+            for d in notices.into_iter().rev() {
+                sub.queued_bytes += d.len();
+                sub.queue.push_front(Queued {
+                    notice: true,
+                    ..Queued::single(d)
+                });
             }
             let Some(front) = sub.queue.front() else {
                 sub.in_ready = false;
@@ -425,11 +460,15 @@ impl Fanout {
             };
             sub.queued_bytes -= q.datagram.len();
             if let Some(f) = q.frame {
-                sub.sent_of_frame(f, now);
+                let replay = q.datagram.get(4).is_some_and(|&b| b & FLAG_REPLAY != 0);
+                sub.sent_of_frame(f, now, replay);
             }
             if sub.queue.is_empty() {
                 sub.in_ready = false;
                 sub.rate_limited = false;
+            } else if q.notice {
+                // A skip costs the subscriber no turn: what is queued after it goes next.
+                self.ready.push_front(addr);
             } else {
                 self.ready.push_back(addr);
             }
@@ -470,16 +509,34 @@ impl Fanout {
     }
 }
 
-/// The sequence number of chunk 0 and the chunk count of the frame a VIDEO datagram
-/// belongs to (§5.1: its chunks have consecutive sequence numbers), read from the header.
-fn chunk_span(d: &[u8]) -> Option<(u32, u16)> {
-    if d.len() < 40 || d[3] != 1 {
+/// The source, the sequence number of chunk 0 and the chunk count of the frame a VIDEO
+/// datagram belongs to (§5.1: its chunks have consecutive sequence numbers), read from the
+/// header.
+fn chunk_span(d: &[u8]) -> Option<(u32, u32, u16)> {
+    if d.len() < 40 || d[3] != PacketType::Video as u8 {
         return None;
     }
+    let ssrc = u32::from_be_bytes(d[8..12].try_into().ok()?);
     let seq = u32::from_be_bytes(d[12..16].try_into().ok()?);
     let index = u16::from_be_bytes(d[36..38].try_into().ok()?);
     let count = u16::from_be_bytes(d[38..40].try_into().ok()?);
-    Some((seq.wrapping_sub(index.into()), count))
+    Some((ssrc, seq.wrapping_sub(index.into()), count))
+}
+
+/// The SKIP telling a subscriber that frame `frame_id` (chunk 0 at `first_seq`, `chunks`
+/// chunks) of source `ssrc` was skipped for it (§6.10); `seq` counts its SKIPs.
+fn skip_notice(ssrc: u32, seq: u32, frame_id: u32, first_seq: u32, chunks: u16) -> Bytes {
+    Packet::new(
+        PacketType::Skip,
+        ssrc,
+        seq,
+        Body::Skip {
+            frame_id,
+            first_seq,
+            chunk_count: chunks.max(1),
+        },
+    )
+    .encode()
 }
 
 /// The limit that made a frame skip for a subscriber at `now`: its own rate cap if that held
@@ -600,6 +657,16 @@ mod tests {
         // Frame 1 took 15 ms to go out, so frame 2 may wait 35 ms for its first chunk. At
         // 56 ms it has waited 36: skipped whole, and its late chunk too.
         assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(35));
+        // In its place the subscriber is told (SKIP, §6.10): frame 2, chunk 0 at 13, 3 chunks.
+        let notice = f.pop(t0 + ms(56)).expect("a SKIP");
+        assert_eq!(
+            Packet::decode(&notice.payload).unwrap().body,
+            Body::Skip {
+                frame_id: 2,
+                first_seq: 13,
+                chunk_count: 3
+            }
+        );
         assert_eq!(f.pop(t0 + ms(56)), None);
         f.set_now(t0 + ms(56));
         f.enqueue(a, video(2, 16, 3, 4), false);
@@ -615,12 +682,40 @@ mod tests {
         f.on_send_blocked(t0 + ms(60));
         f.set_now(t0 + ms(60));
         f.enqueue(a, video(3, 20, 0, 1), false);
+        let notice = f.pop(t0 + ms(96)).expect("a SKIP");
+        assert_eq!(Packet::decode(&notice.payload).unwrap().header.seq, 1);
         assert_eq!(f.pop(t0 + ms(96)), None);
         assert_eq!(f.drops.skipped(OverloadLimit::SocketBuffer), 1);
         assert_eq!(
             f.last_skip,
             Some((t0 + ms(96), OverloadLimit::SocketBuffer))
         );
+    }
+
+    #[test]
+    fn a_late_joiners_replayed_frame_does_not_shrink_the_wait() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        f.set_now(t0);
+        for i in 0..3 {
+            let mut q = video(1, 10 + i, i as u16, 3);
+            q.datagram = crate::proto::wire::with_flags(&q.datagram, FLAG_REPLAY).unwrap();
+            f.enqueue(a, q, false);
+        }
+        f.enqueue(a, video(2, 13, 0, 1), false);
+        // The replay takes 40 ms to go out (every joiner gets it at once)...
+        for t in [0, 20, 40] {
+            assert!(f.pop(t0 + ms(t)).is_some());
+        }
+        // ...and the live frame behind it, 41 ms queued, still goes: the wait stays 50 ms.
+        assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(50));
+        let live = f.pop(t0 + ms(41)).expect("the live frame");
+        assert_eq!(Packet::decode(&live.payload).unwrap().header.seq, 13);
+        assert_eq!(f.drops.skipped, [0; 3]);
     }
 
     #[test]

@@ -600,6 +600,9 @@ impl Relay {
                 }
                 None => self.stats.unknown_sender += 1,
             },
+            // An upstream relay skipped a frame for this one (§6.10): the gap detection on
+            // the origin (§7.3) asks for it and goes unanswered, as before SKIP existed.
+            Body::Skip { .. } => self.stats.unknown_sender += 1,
             Body::Retry { .. } | Body::Reject { .. } | Body::KeepAliveAck { .. } => {
                 let mut handled = false;
                 for s in self.streams.iter_mut() {

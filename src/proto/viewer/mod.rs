@@ -139,7 +139,10 @@ pub struct Viewer {
     audio_ext: SeqExtender,
     video_loss: LossTracker,
     audio_loss: LossTracker,
+    /// Frames played, dropped or skipped lately (their late chunks are ignored), oldest
+    /// first, and the same as a set: every datagram is checked against it.
     done: VecDeque<u32>,
+    done_set: std::collections::HashSet<u32>,
     first_chunk_at: BTreeMap<u32, (Instant, bool)>,
     jitter: f64,
     last_transit: Option<i128>,
@@ -175,6 +178,7 @@ impl Viewer {
             video_loss: LossTracker::new(cfg.loss),
             audio_loss: LossTracker::new(cfg.loss),
             done: VecDeque::new(),
+            done_set: std::collections::HashSet::new(),
             first_chunk_at: BTreeMap::new(),
             jitter: 0.0,
             last_transit: None,
@@ -262,6 +266,7 @@ impl Viewer {
         self.video_loss.reset();
         self.audio_loss.reset();
         self.done.clear();
+        self.done_set.clear();
         self.first_chunk_at.clear();
         self.last_transit = None;
         self.fec.clear();
@@ -282,10 +287,20 @@ impl Viewer {
     }
 
     fn mark_done(&mut self, frame_id: u32) {
+        if !self.done_set.insert(frame_id) {
+            return;
+        }
         self.done.push_back(frame_id);
         if self.done.len() > DONE_MEMORY {
-            self.done.pop_front();
+            if let Some(old) = self.done.pop_front() {
+                self.done_set.remove(&old);
+            }
         }
+    }
+
+    /// Whether frame `frame_id` was played, dropped or skipped lately.
+    fn is_done(&self, frame_id: u32) -> bool {
+        self.done_set.contains(&frame_id)
     }
 
     fn emit_frame_out(&mut self, now: Instant, out: FrameOut) {
@@ -357,7 +372,7 @@ impl Viewer {
                 return;
             }
         }
-        if self.done.contains(&v.frame_id) {
+        if self.is_done(v.frame_id) {
             return;
         }
         let Some(deadline) = deadline else { return };
@@ -512,6 +527,17 @@ impl Node for Viewer {
                 }
             }
             Body::End { last_pts } => self.on_end(now, p.header.ssrc, last_pts),
+            Body::Skip {
+                frame_id,
+                first_seq,
+                chunk_count,
+            } => {
+                if self.ssrc.is_some() && self.accept_source(now, p.header.ssrc) {
+                    self.on_skip(frame_id, first_seq, chunk_count);
+                } else if self.ssrc.is_none() {
+                    self.stats.unknown_sender += 1;
+                }
+            }
             _ => self.stats.unknown_sender += 1,
         }
         self.drain_buffers(now);
@@ -572,6 +598,20 @@ impl Node for Viewer {
 }
 
 impl Viewer {
+    /// The relay skipped frame `frame_id` for this viewer (SKIP, §6.10): its chunks will not
+    /// come, so they are neither asked for nor counted lost, and the frame is not waited
+    /// for. A frame already (partly) here is left alone.
+    fn on_skip(&mut self, frame_id: u32, first_seq: u32, chunk_count: u16) {
+        if self.is_done(frame_id) || self.reasm.get(frame_id).is_some() {
+            return;
+        }
+        let first = self.video_ext.extend(first_seq);
+        self.video_loss.on_skipped(first, u64::from(chunk_count));
+        self.fec.remove(frame_id);
+        self.mark_done(frame_id);
+        self.stats.frames_skipped_by_relay += 1;
+    }
+
     fn drain_buffers(&mut self, now: Instant) {
         while let Some(out) = self.frames.pop(now) {
             self.emit_frame_out(now, out);

@@ -22,7 +22,7 @@ const MIN_RESEND: Duration = Duration::from_millis(2);
 impl Viewer {
     /// A PARITY datagram of the stream's source (§6.7).
     pub(super) fn on_parity(&mut self, now: Instant, seq: u32, p: ParityChunk) {
-        let done = self.done.contains(&p.frame_id);
+        let done = self.is_done(p.frame_id);
         let restored = self
             .fec
             .on_parity(seq, &p, self.reasm.get(p.frame_id), done);

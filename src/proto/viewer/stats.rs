@@ -34,6 +34,9 @@ pub struct ViewerStats {
     pub frames_incomplete: u64,
     /// Frames dropped by the buffer ceiling.
     pub frames_overflow: u64,
+    /// Frames the relay said it skipped for this viewer (SKIP, proto-spec.md §6.10): never
+    /// sent to it, so neither asked for, lost nor late.
+    pub frames_skipped_by_relay: u64,
     /// Chunks that were inconsistent with their frame.
     pub chunks_inconsistent: u64,
     /// Audio blocks played (received).

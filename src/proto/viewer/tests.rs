@@ -437,3 +437,65 @@ fn frames_that_come_whole_but_late_raise_the_latency() {
     // down); 2 ms of margin, in whole ms, plus one.
     assert_eq!(to, 132 * MS);
 }
+
+#[test]
+fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id1, _, one) = frame(&mut p, 90_000, 1);
+    let (id2, _, two) = frame(&mut p, 99_000, 2);
+    let (id3, _, three) = frame(&mut p, 108_000, 3);
+    let t1 = t0 + 10 * MS;
+    for c in &one {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    // The relay skipped frame 2 for this viewer and says so (§6.10); frame 3 follows.
+    let skip = Packet::new(
+        PacketType::Skip,
+        SSRC,
+        0,
+        Body::Skip {
+            frame_id: id2,
+            first_seq: two[0].seq,
+            chunk_count: two.len() as u16,
+        },
+    )
+    .encode();
+    v.handle_datagram(t1 + 50 * MS, server(), &skip);
+    for c in &three {
+        v.handle_datagram(t1 + 200 * MS, server(), &c.datagram);
+    }
+    let mut asked = Vec::new();
+    let mut t = t1;
+    while t < t1 + 500 * MS {
+        v.handle_timeout(t);
+        while let Some(x) = v.poll_transmit(t) {
+            asked.push(decode(&x).header.ptype);
+        }
+        t += MS;
+    }
+    assert!(
+        !asked
+            .iter()
+            .any(|p| matches!(p, PacketType::Nack | PacketType::FecRequest)),
+        "{asked:?}"
+    );
+    let played: Vec<u32> = events(&mut v)
+        .into_iter()
+        .filter_map(|e| match e {
+            ViewerEvent::Frame(f) => Some(f.frame_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(played, vec![id1, id3]);
+    let s = v.stats();
+    assert_eq!(s.frames_skipped_by_relay, 1);
+    assert_eq!((s.frames_incomplete, s.frames_late), (0, 0));
+    assert_eq!((s.video.lost, s.nacks_sent), (0, 0));
+    // A chunk of it arriving after all is not taken, and a second SKIP changes nothing.
+    v.handle_datagram(t, server(), &two[0].datagram);
+    v.handle_datagram(t, server(), &skip);
+    assert_eq!(v.stats().frames_skipped_by_relay, 1);
+    assert_eq!(v.memory_bytes(), 0);
+}

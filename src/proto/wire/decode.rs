@@ -214,6 +214,19 @@ impl Packet {
             PacketType::KeepAliveAck => Body::KeepAliveAck { echo_us: r.u32()? },
             PacketType::Bye => Body::Bye,
             PacketType::End => Body::End { last_pts: r.u64()? },
+            PacketType::Skip => {
+                let frame_id = r.u32()?;
+                let first_seq = r.u32()?;
+                let chunk_count = r.u16()?;
+                if chunk_count == 0 {
+                    return Err(DecodeError::ChunkIndex { index: 0, count: 0 });
+                }
+                Body::Skip {
+                    frame_id,
+                    first_seq,
+                    chunk_count,
+                }
+            }
             PacketType::Nack => {
                 let code = r.u8()?;
                 let flow = Flow::from_u8(code).ok_or(DecodeError::Flow { flow: code })?;

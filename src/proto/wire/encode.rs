@@ -94,6 +94,15 @@ impl Packet {
             Body::KeepAlive { echo_us } | Body::KeepAliveAck { echo_us } => b.put_u32(*echo_us),
             Body::Bye => {}
             Body::End { last_pts } => b.put_u64(*last_pts),
+            Body::Skip {
+                frame_id,
+                first_seq,
+                chunk_count,
+            } => {
+                b.put_u32(*frame_id);
+                b.put_u32(*first_seq);
+                b.put_u16(*chunk_count);
+            }
             Body::Nack { flow, ranges } => {
                 b.put_u8(*flow as u8);
                 let n = ranges.len().min(MAX_NACK_RANGES);

@@ -75,6 +75,8 @@ pub enum PacketType {
     Parity = 4,
     /// The publisher's stream has ended (§6.9).
     End = 5,
+    /// The relay skipped a whole frame for this subscriber under overload (§6.10).
+    Skip = 6,
     /// A viewer asks for a stream.
     Subscribe = 16,
     /// The relay's address-validation challenge.
@@ -103,6 +105,7 @@ impl PacketType {
             3 => PacketType::Description,
             4 => PacketType::Parity,
             5 => PacketType::End,
+            6 => PacketType::Skip,
             16 => PacketType::Subscribe,
             17 => PacketType::Retry,
             18 => PacketType::Reject,

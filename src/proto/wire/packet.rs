@@ -234,6 +234,16 @@ pub enum Body {
         /// Presentation timestamp (90 kHz) of the stream's last frame or audio block.
         last_pts: u64,
     },
+    /// §6.10: a relay skipped a whole frame for this subscriber (overload, §7.3); its chunks
+    /// will not come and are not to be asked for.
+    Skip {
+        /// The frame skipped.
+        frame_id: u32,
+        /// Video sequence number of its chunk 0 (§5.1: its chunks are consecutive).
+        first_seq: u32,
+        /// Its chunks, ≥ 1.
+        chunk_count: u16,
+    },
 }
 
 /// A whole decoded datagram.

@@ -123,6 +123,19 @@ pub(crate) fn spec_vectors() -> Vec<(&'static str, Packet)> {
                 Body::End { last_pts: 540_000 },
             ),
         ),
+        (
+            "skip",
+            Packet::new(
+                PacketType::Skip,
+                0x0A0B_0C0D,
+                2,
+                Body::Skip {
+                    frame_id: 7,
+                    first_seq: 1000,
+                    chunk_count: 48,
+                },
+            ),
+        ),
     ]
 }
 
@@ -326,6 +339,14 @@ fn arb_body() -> impl Strategy<Value = (PacketType, Body)> {
         any::<u32>().prop_map(|e| (PacketType::KeepAliveAck, Body::KeepAliveAck { echo_us: e })),
         Just((PacketType::Bye, Body::Bye)),
         any::<u64>().prop_map(|p| (PacketType::End, Body::End { last_pts: p })),
+        (any::<u32>(), any::<u32>(), 1u16..).prop_map(|(f, s, n)| (
+            PacketType::Skip,
+            Body::Skip {
+                frame_id: f,
+                first_seq: s,
+                chunk_count: n
+            }
+        )),
     ]
 }
 
@@ -352,6 +373,24 @@ proptest! {
         b[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(Packet::decode(&Bytes::from(b)).is_err());
     }
+}
+
+#[test]
+fn a_skip_naming_no_chunks_is_an_invalid_field() {
+    let d = Packet::new(
+        PacketType::Skip,
+        1,
+        0,
+        Body::Skip {
+            frame_id: 1,
+            first_seq: 1,
+            chunk_count: 0,
+        },
+    )
+    .encode();
+    assert_eq!(d.len(), 30);
+    let e = Packet::decode(&d).unwrap_err();
+    assert_eq!(e.reason(), "invalid_field");
 }
 
 #[test]

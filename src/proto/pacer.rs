@@ -63,8 +63,9 @@ impl TokenBucket {
 /// The shortest time between two of a frame's release times (§7.1): each release wakes the
 /// sender's thread (and, on one host, the receiver's), and a wake-up costs more CPU than the
 /// few datagrams a 1 ms tick carries: a 720p30 frame's 40 datagrams spread over 16 ms woke
-/// `serve` 17 times; in 4 ms slices it wakes 4 times and takes about 10 % less CPU per frame,
-/// with the same capture-to-playout latency at `play --latency 10` and 40.
+/// `serve` 17 times; in 4 ms slices it wakes 4 times (its context switches over an 8 s 720p
+/// run fell from about 8,100 to 2,900, 3.5 % less CPU than 2 ms slices), with the same
+/// capture-to-playout latency at `play --latency 10` and 40.
 pub const MIN_SLICE: Duration = Duration::from_millis(4);
 
 /// A datagram queue with release times.

@@ -111,7 +111,8 @@ impl YuvCompressor {
         // The output buffer holds the worst case of this shape (turbojpeg's own bound), so
         // turbojpeg never reallocates it (TJPARAM_NOREALLOC) and one serves every frame.
         // SAFETY: plain arithmetic on the frame's shape (0 if turbojpeg refuses it).
-        let worst = unsafe { raw::tj3JPEGBufSize(frame.width as i32, frame.height as i32, subsamp) };
+        let worst =
+            unsafe { raw::tj3JPEGBufSize(frame.width as i32, frame.height as i32, subsamp) };
         if worst == 0 {
             return Err(self.error());
         }
@@ -146,7 +147,10 @@ impl YuvCompressor {
             return Err(self.error());
         }
         // SAFETY: turbojpeg wrote `size` (at most `buf_len`) bytes at `buf`.
-        Ok(unsafe { std::slice::from_raw_parts(self.buf, size.min(self.buf_len) as usize) }.to_vec())
+        Ok(
+            unsafe { std::slice::from_raw_parts(self.buf, size.min(self.buf_len) as usize) }
+                .to_vec(),
+        )
     }
 }
 

@@ -97,17 +97,6 @@ impl YuvFrame {
             && self.height <= 65535
             && self.data.len() == Self::buffer_len(self.width, self.height, self.subsampling)
     }
-
-    /// As turbojpeg's packed YUV image.
-    pub(super) fn as_turbo(&self) -> YuvImage<&[u8]> {
-        YuvImage {
-            pixels: &self.data[..],
-            width: self.width as usize,
-            align: 1,
-            height: self.height as usize,
-            subsamp: to_turbo(self.subsampling),
-        }
-    }
 }
 
 /// How a plane is turned while copied (the file's display matrix).

@@ -138,24 +138,42 @@ struct ToneReport {
 
 /// Analyses the tone in `x` (one channel at 48 kHz), from its first loud sample + 0.5 s to
 /// its last - 0.5 s.
+/// Samples from a beep's onset past which its periods may still be off (50 ms and a margin).
+const BEEP_SPAN: usize = 2_600;
+
 fn analyse(x: &[f64]) -> ToneReport {
     let first = x.iter().position(|v| v.abs() > 2000.0).expect("no tone");
     let last = x.iter().rposition(|v| v.abs() > 2000.0).expect("no tone");
     let x = &x[first + 24_000..last - 24_000];
     // Beeps: the 1 kHz beep on top of the tone goes past the tone's peak (8231).
-    let loud: Vec<bool> = x.iter().map(|v| v.abs() > 9500.0).collect();
-    let mut beeps = Vec::new();
-    let mut i = 0;
-    while i < x.len() {
-        if loud[i] {
-            beeps.push(i);
-            i += 24_000;
-        } else {
-            i += 1;
+    let find_beeps = |x: &[f64]| {
+        let loud: Vec<bool> = x.iter().map(|v| v.abs() > 9500.0).collect();
+        let mut beeps = Vec::new();
+        let mut i = 0;
+        while i < x.len() {
+            if loud[i] {
+                beeps.push(i);
+                i += 24_000;
+            } else {
+                i += 1;
+            }
         }
-    }
+        beeps
+    };
+    // A beep cut by either end of the window would count fewer off periods than a whole
+    // one: the window ends before it (or starts after it) instead.
+    let mut beeps = find_beeps(x);
+    let x = match beeps.last() {
+        Some(&s) if s + BEEP_SPAN > x.len() => &x[..s.saturating_sub(200)],
+        _ => x,
+    };
+    let x = match beeps.first() {
+        Some(&s) if s < BEEP_SPAN => &x[s + BEEP_SPAN..],
+        _ => x,
+    };
+    beeps = find_beeps(x);
     // A period overlapping a beep (50 ms from its onset, with a margin either side).
-    let in_beep = |a: usize, b: usize| beeps.iter().any(|&s| a <= s + 2_600 && b + 200 >= s);
+    let in_beep = |a: usize, b: usize| beeps.iter().any(|&s| a <= s + BEEP_SPAN && b + 200 >= s);
     let mut crossings = Vec::new();
     for i in 1..x.len() {
         if x[i - 1] < 0.0 && x[i] >= 0.0 {

@@ -285,16 +285,26 @@ mod tests {
 
     #[test]
     fn sharded_sends_keep_every_destinations_order() {
-        let rx: Vec<std::net::UdpSocket> = (0..6)
-            .map(|_| {
-                let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                socket2::SockRef::from(&s)
-                    .set_recv_buffer_size(4 << 20)
-                    .unwrap();
-                s
-            })
-            .collect();
+        // Six receivers on ports the kernel picks; the sixth is taken from another shard
+        // than the first five if they all share one (1 run in 243 otherwise).
+        let shard = |s: &std::net::UdpSocket| shard_of(s.local_addr().unwrap(), 3);
+        let mut rx: Vec<std::net::UdpSocket> = Vec::new();
+        for _ in 0..1000 {
+            if rx.len() == 6 {
+                break;
+            }
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let one_shard = rx.iter().all(|r| shard(r) == shard(&s));
+            if rx.len() == 5 && one_shard {
+                continue;
+            }
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            socket2::SockRef::from(&s)
+                .set_recv_buffer_size(4 << 20)
+                .unwrap();
+            rx.push(s);
+        }
+        assert_eq!(rx.len(), 6);
         let tx = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut pool = SendPool::start(&tx, 3, true).unwrap();
         assert_eq!(pool.threads(), 3);

@@ -54,7 +54,9 @@ fn stream(file: &Path, rec: &Path) -> (ServeReport, PlayReport) {
     let lo = "127.0.0.1:0".parse().unwrap();
     let mut a = ServeArgs::new(lo);
     a.source = format!("file:{}", file.display());
-    a.start_delay_ms = 300;
+    // Time for the relay to get the stream from serve and for play, rejected until then, to
+    // retry (every 200 ms) before the first frame: the test counts every frame.
+    a.start_delay_ms = 1000;
     a.name = "f".into();
     let mut serve = Serve::bind(a).unwrap();
     serve.status = false;

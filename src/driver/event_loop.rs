@@ -43,6 +43,8 @@ const PULL_MIN: usize = 1024;
 /// this (a relay short of CPU, e.g. under a cgroup quota, sends slowly) would send frames
 /// later than those checks allowed for. The round's size follows the send rate measured.
 const PULL_SPAN: Duration = Duration::from_millis(8);
+/// What one flush may last before the socket is read again (see [`EventLoop::flush`]).
+const FLUSH_SPAN: Duration = Duration::from_millis(4);
 /// Transmits pulled from the node between two clock reads while draining it.
 const CLOCK_EVERY: usize = 64;
 
@@ -119,6 +121,9 @@ impl<N: Node> EventLoop<N> {
     pub fn new(mut socket: UdpSocket, node: N) -> io::Result<EventLoop<N>> {
         let sender = Sender::new(&socket, true);
         let receiver = Receiver::new(&socket, true);
+        // When each datagram reached the socket: a loaded node reads late, and the relay's
+        // time bound on a frame's wait (proto-spec.md §7.3) counts from the arrival.
+        crate::driver::recv::enable_timestamps(&socket);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE)?;
@@ -287,15 +292,19 @@ impl<N: Node> EventLoop<N> {
                 LoopControl::Stop => return Ok(()),
                 LoopControl::Continue(t) => t,
             };
-            self.flush(now)?;
+            let more = self.flush(now)?;
             self.autoscale(now)?;
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let deadline = soonest(self.node.poll_timeout(), hook_deadline);
             let now = Instant::now();
-            let wait =
-                deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+            // A flush cut short by its time bound goes on after a look at the socket.
+            let wait = if more {
+                Duration::ZERO
+            } else {
+                deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT))
+            };
             match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -315,9 +324,10 @@ impl<N: Node> EventLoop<N> {
                 Ok(_) => {
                     self.stats.recv_calls += 1;
                     let node = &mut self.node;
-                    let n = self
-                        .receiver
-                        .for_each(|from, d| node.handle_datagram(now, from, d));
+                    let n = self.receiver.for_each_at(|from, d, at| match at {
+                        Some(at) => node.handle_datagram_at(now, at, from, d),
+                        None => node.handle_datagram(now, from, d),
+                    });
                     self.stats.received += n as u64;
                     read += n.max(1);
                 }
@@ -350,8 +360,19 @@ impl<N: Node> EventLoop<N> {
         self.pull = (fit as usize).clamp(PULL_MIN, PULL_MAX);
     }
 
-    fn flush(&mut self, mut now: Instant) -> io::Result<()> {
+    /// Sends what the node has, for at most about [`FLUSH_SPAN`]: true when it stopped
+    /// there with more to send. What arrives meanwhile waits in the socket unstamped, and the
+    /// node's time bound on a frame's wait (proto-spec.md §7.3) counts from when it reads
+    /// it: a loaded relay that drained its queues for tens of milliseconds before reading
+    /// again would send the frames behind them later than that bound allows.
+    fn flush(&mut self, mut now: Instant) -> io::Result<bool> {
+        let started = Instant::now();
+        let mut more = false;
         loop {
+            if started.elapsed() >= FLUSH_SPAN {
+                more = true;
+                break;
+            }
             // What waited for WRITABLE goes first, on its own: while the socket is
             // congested the node keeps the rest, under its own (time-bounded) queues.
             if self.pending.is_empty() {
@@ -400,6 +421,6 @@ impl<N: Node> EventLoop<N> {
                 .reregister(&mut self.socket, SOCKET, interest)?;
             self.writable_wanted = want;
         }
-        Ok(())
+        Ok(more && !want)
     }
 }

@@ -30,6 +30,21 @@ pub trait Node {
     /// clamps it if it does). Malformed datagrams are counted and dropped, never a panic.
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]);
 
+    /// As [`Node::handle_datagram`], for a datagram that reached the socket at `arrived`
+    /// (the kernel's receive timestamp, no later than `now`): a node that bounds how long
+    /// what it received may wait (the relay's fan-out, proto-spec.md §7.3) counts from then,
+    /// so a driver that read late does not stretch the bound. The default ignores it.
+    fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let _ = arrived;
+        self.handle_datagram(now, from, datagram);
+    }
+
     /// Runs every timer that is due at `now`. Spurious calls are harmless.
     fn handle_timeout(&mut self, now: Instant);
 

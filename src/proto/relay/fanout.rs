@@ -1,10 +1,17 @@
 //! Fan-out (proto-spec.md §7.3): one queue per subscriber, bounded in bytes and in time,
-//! served round-robin, one datagram a turn (a SKIP notice, §6.10, costs no turn). A queue over its byte bound drops whole frames, oldest first, for that
+//! served round-robin, a turn being what it has queued of one frame, back to back, up to
+//! [`RUN_MAX`] datagrams (a SKIP notice, §6.10, costs no turn). A queue over its byte bound drops whole frames, oldest first, for that
 //! subscriber only; a frame that waited longer than the subscriber's share of its latency
 //! budget before its first chunk could go out is skipped whole (§7.3, overload), so that when
 //! the relay or one subscriber's path cannot keep up the frame rate drops and the newest frame
 //! wins instead of every frame arriving late. A subscriber that asked for a rate cap
 //! (`max_kbps`, §6.2) is held back by the shared [`TokenBucket`].
+//!
+//! A stream's video chunks are not copied into the queues: each subscriber queues a run of
+//! sequence numbers, read from the stream's retransmission cache (one shared buffer per
+//! datagram for every subscriber) only when a datagram goes out. Queuing a chunk for a
+//! subscriber costs a comparison and an increment, and a frame skipped under overload costs
+//! nothing more, so an overloaded relay spends its CPU on what it sends.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,7 +21,7 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 use crate::proto::pacer::TokenBucket;
-use crate::proto::wire::{Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport};
+use crate::proto::wire::{Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport, SeqNo};
 
 use super::stats::OverloadLimit;
 
@@ -36,6 +43,11 @@ pub(super) const DEFAULT_LATENCY: Duration = Duration::from_millis(100);
 /// A send the socket refused (EAGAIN/ENOBUFS) names the socket buffer as the limit for this
 /// long.
 const PRESSURE_MEMORY: Duration = Duration::from_secs(1);
+/// Most datagrams of one frame a subscriber's turn sends back to back: under overload each
+/// subscriber's frame then goes out in well under a millisecond instead of being spread over
+/// the time the relay takes to serve every subscriber (which the frame would spend late), and
+/// its datagrams leave as GSO super-datagrams.
+pub(super) const RUN_MAX: u16 = 64;
 /// Frames remembered per subscriber as started (never to be skipped).
 const STARTED_MEMORY: usize = 8;
 /// Frames skipped per subscriber remembered, so that its requests for them go unanswered.
@@ -44,13 +56,46 @@ const SKIPPED_MEMORY: usize = 64;
 /// loss counts the skipped chunks, and parity would only add to the overload).
 const SKIP_QUIET: Duration = Duration::from_secs(1);
 
-/// One datagram queued for a subscriber, tagged with its frame id when it is a chunk that
-/// may be dropped with its frame.
+/// Where the bytes of a queued entry are.
+#[derive(Debug)]
+enum Payload {
+    /// One datagram of its own (descriptions, audio, answers, parity, replays, notices).
+    Owned(Bytes),
+    /// `count` consecutive video datagrams from `first`, in the retransmission cache of the
+    /// stream whose [`Cached::stream`] id is `stream`: read when they go out.
+    Cached {
+        stream: u64,
+        first: SeqNo,
+        count: u32,
+    },
+}
+
+/// The datagram under `seq` in the video cache of stream `stream` (an id, stable while the
+/// stream lives), if it is still there: what [`Fanout::pop_with`] reads queued runs with.
+pub(super) trait Cached {
+    fn cached(&self, stream: u64, seq: SeqNo) -> Option<Bytes>;
+}
+
+/// No cache: every queued run is gone (tests of owned datagrams).
+#[cfg(test)]
+pub(super) struct NoCache;
+
+#[cfg(test)]
+impl Cached for NoCache {
+    fn cached(&self, _: u64, _: SeqNo) -> Option<Bytes> {
+        None
+    }
+}
+
+/// One datagram (or a run of cached ones) queued for a subscriber, tagged with its frame id
+/// when it is a chunk that may be dropped with its frame.
 #[derive(Debug)]
 pub(super) struct Queued {
-    pub(super) datagram: Bytes,
+    payload: Payload,
+    /// Its bytes: the datagram's, or the whole run's.
+    bytes: usize,
     pub(super) frame: Option<u32>,
-    /// When it was queued (set by [`Fanout::enqueue`]).
+    /// When it was queued (set by [`Fanout::enqueue`]); a run's first datagram's.
     at: Option<Instant>,
     /// A SKIP notice (§6.10): it goes out without costing the subscriber its turn.
     notice: bool,
@@ -60,7 +105,8 @@ impl Queued {
     /// A datagram that is never dropped with a frame (description, audio, answers).
     pub(super) fn single(datagram: Bytes) -> Queued {
         Queued {
-            datagram,
+            bytes: datagram.len(),
+            payload: Payload::Owned(datagram),
             frame: None,
             at: None,
             notice: false,
@@ -70,10 +116,16 @@ impl Queued {
     /// A datagram of frame `frame` (a chunk or its parity), dropped or skipped with it.
     pub(super) fn of_frame(datagram: Bytes, frame: u32) -> Queued {
         Queued {
-            datagram,
             frame: Some(frame),
-            at: None,
-            notice: false,
+            ..Queued::single(datagram)
+        }
+    }
+
+    /// Datagrams it stands for.
+    fn datagrams(&self) -> usize {
+        match self.payload {
+            Payload::Owned(_) => 1,
+            Payload::Cached { count, .. } => count as usize,
         }
     }
 }
@@ -95,6 +147,11 @@ pub(super) struct Subscriber {
     pub(super) frames_skipped: u64,
     /// The frame whose chunks are going out: it is sent whole, never cut short.
     sending: Option<u32>,
+    /// Datagrams sent back to back in its current turn.
+    run: u16,
+    /// Its latest frame was skipped and no frame started since: its next frame goes ahead of
+    /// the subscribers' that were not, so that skips go round evenly.
+    owed: bool,
     /// The latest frames any datagram of which went out (a frame's late parity may follow
     /// the next frame's first chunks): none of them is skipped, so none is cut short.
     started: VecDeque<u32>,
@@ -119,7 +176,7 @@ pub(super) struct Subscriber {
 impl Subscriber {
     /// Datagrams queued.
     pub(super) fn queued(&self) -> usize {
-        self.queue.len()
+        self.queue.iter().map(Queued::datagrams).sum()
     }
 
     /// Bytes queued.
@@ -170,6 +227,7 @@ impl Subscriber {
         }
         self.sending = Some(f);
         self.sending_since = (!replay).then_some((now, now));
+        self.owed = false;
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -193,11 +251,17 @@ impl Subscriber {
 
     /// Drops every queued datagram of frame `f` and the rest of it when it arrives.
     fn drop_frame(&mut self, f: u32) -> u64 {
-        let before = self.queue.len();
-        self.queue.retain(|e| e.frame != Some(f));
-        self.queued_bytes = self.queue.iter().map(|e| e.datagram.len()).sum();
+        let mut dropped = 0;
+        self.queue.retain(|e| {
+            let keep = e.frame != Some(f);
+            if !keep {
+                dropped += e.datagrams() as u64;
+                self.queued_bytes -= e.bytes;
+            }
+            keep
+        });
         self.skip_frame = Some(f);
-        (before - self.queue.len()) as u64
+        dropped
     }
 }
 
@@ -226,6 +290,9 @@ pub(super) struct Fanout {
     subs: HashMap<SocketAddr, Subscriber>,
     /// Subscribers with something queued and not rate-blocked, in service order.
     ready: VecDeque<SocketAddr>,
+    /// Subscribers whose turn goes on: the rest of a frame that started going out to them.
+    /// Served before `ready`.
+    urgent: VecDeque<SocketAddr>,
     /// Rate-blocked subscribers and when their bucket allows them again.
     blocked: Vec<(Instant, SocketAddr)>,
     queue_bytes: usize,
@@ -244,6 +311,7 @@ impl Fanout {
         Fanout {
             subs: HashMap::new(),
             ready: VecDeque::new(),
+            urgent: VecDeque::new(),
             blocked: Vec::new(),
             queue_bytes,
             drops: Drops::default(),
@@ -290,6 +358,8 @@ impl Fanout {
                 frames_dropped: 0,
                 frames_skipped: 0,
                 sending: None,
+                run: 0,
+                owed: false,
                 started: VecDeque::new(),
                 sending_since: None,
                 send_span: Duration::ZERO,
@@ -342,12 +412,12 @@ impl Fanout {
             self.drops.datagrams += 1;
             return;
         }
-        while sub.queued_bytes + q.datagram.len() > cap {
+        while sub.queued_bytes + q.bytes > cap {
             let Some(old) = sub.queue.pop_front() else {
                 break;
             };
-            sub.queued_bytes -= old.datagram.len();
-            self.drops.datagrams += 1;
+            sub.queued_bytes -= old.bytes;
+            self.drops.datagrams += old.datagrams() as u64;
             if let Some(f) = old.frame {
                 self.drops.datagrams += sub.drop_frame(f);
                 sub.frames_dropped += 1;
@@ -358,7 +428,8 @@ impl Fanout {
             self.drops.datagrams += 1;
             return;
         }
-        sub.queued_bytes += q.datagram.len();
+        sub.queued_bytes += q.bytes;
+        let q_frame = q.frame;
         if front {
             sub.queue.push_front(q);
         } else {
@@ -366,7 +437,16 @@ impl Fanout {
         }
         if !sub.in_ready {
             sub.in_ready = true;
-            self.ready.push_back(addr);
+            if q_frame.is_some() && q_frame == sub.sending {
+                // The rest of a frame that started going out goes first: a frame is sent
+                // whole, and spread over every other subscriber's turn it would be late.
+                self.urgent.push_back(addr);
+            } else if q_frame.is_some() && sub.owed {
+                // Then the next frame of one whose latest frame was skipped.
+                self.ready.push_front(addr);
+            } else {
+                self.ready.push_back(addr);
+            }
         }
     }
 
@@ -381,22 +461,81 @@ impl Fanout {
             self.enqueue(
                 *m,
                 Queued {
-                    datagram: datagram.clone(),
                     frame,
-                    at: None,
-                    notice: false,
+                    ..Queued::single(datagram.clone())
                 },
                 false,
             );
         }
     }
 
-    /// The next datagram to send at `now`, round-robin over the subscribers. A subscriber
-    /// out of tokens is set aside until [`Fanout::next_wake`]. Frames that waited past the
-    /// subscriber's queue-delay budget before their first chunk went out are skipped whole.
+    /// Queues video datagram `seq` of frame `frame`, `len` bytes, held in the video cache of
+    /// stream `stream` (see [`Cached`]), for every address in `members`: it joins the
+    /// subscriber's run of that frame where it follows it, so no datagram is copied or
+    /// counted per subscriber.
+    pub(super) fn broadcast_cached(
+        &mut self,
+        members: &[SocketAddr],
+        stream: u64,
+        seq: SeqNo,
+        len: usize,
+        frame: u32,
+    ) {
+        let now = self.now;
+        for m in members {
+            let Some(sub) = self.subs.get_mut(m) else {
+                continue;
+            };
+            if let Some(back) = sub.queue.back_mut() {
+                if let Payload::Cached {
+                    stream: s,
+                    first,
+                    count,
+                } = &mut back.payload
+                {
+                    if *s == stream
+                        && back.frame == Some(frame)
+                        && first.0 + u64::from(*count) == seq.0
+                        && sub.queued_bytes + len <= self.queue_bytes
+                    {
+                        *count += 1;
+                        back.bytes += len;
+                        sub.queued_bytes += len;
+                        continue;
+                    }
+                }
+            }
+            let q = Queued {
+                payload: Payload::Cached {
+                    stream,
+                    first: seq,
+                    count: 1,
+                },
+                bytes: len,
+                frame: Some(frame),
+                at: now,
+                notice: false,
+            };
+            self.enqueue(*m, q, false);
+        }
+    }
+
+    /// [`Fanout::pop_with`] with no cache (tests of owned datagrams).
+    #[cfg(test)]
     pub(super) fn pop(&mut self, now: Instant) -> Option<Transmit> {
-        for _ in 0..self.ready.len() {
-            let addr = self.ready.pop_front()?;
+        self.pop_with(now, &NoCache)
+    }
+
+    /// The next datagram to send at `now`, round-robin over the subscribers, queued runs read
+    /// from `cache`. A subscriber out of tokens is set aside until [`Fanout::next_wake`].
+    /// Frames that waited past the subscriber's queue-delay budget before their first chunk
+    /// went out are skipped whole; a queued datagram no longer cached (the stream's source
+    /// changed, or it aged out) is dropped.
+    pub(super) fn pop_with(&mut self, now: Instant, cache: &impl Cached) -> Option<Transmit> {
+        for _ in 0..self.ready.len() + self.urgent.len() {
+            let Some(addr) = self.urgent.pop_front().or_else(|| self.ready.pop_front()) else {
+                return None;
+            };
             let Some(sub) = self.subs.get_mut(&addr) else {
                 continue;
             };
@@ -417,9 +556,13 @@ impl Fanout {
                     break;
                 }
                 let rate_limited = sub.rate_limited;
-                if let Some((ssrc, base, n)) =
-                    sub.queue.front().and_then(|q| chunk_span(&q.datagram))
-                {
+                let span = sub.queue.front().and_then(|q| match &q.payload {
+                    Payload::Owned(d) => chunk_span(d),
+                    Payload::Cached { stream, first, .. } => {
+                        chunk_span(&cache.cached(*stream, *first)?)
+                    }
+                });
+                if let Some((ssrc, base, n)) = span {
                     if sub.skipped.len() >= SKIPPED_MEMORY {
                         sub.skipped.pop_front();
                     }
@@ -427,6 +570,7 @@ impl Fanout {
                     notices.push(skip_notice(ssrc, sub.frames_skipped as u32, f, base, n));
                 }
                 sub.skipped_at = Some(now);
+                sub.owed = true;
                 self.drops.datagrams += sub.drop_frame(f);
                 sub.frames_skipped += 1;
                 let limit = limit_hit(now, rate_limited, self.send_blocked_at);
@@ -441,12 +585,27 @@ impl Fanout {
                     ..Queued::single(d)
                 });
             }
-            let Some(front) = sub.queue.front() else {
+            // The front datagram, read from the cache for a run (what is gone is dropped).
+            let datagram = loop {
+                let Some(front) = sub.queue.front_mut() else {
+                    break None;
+                };
+                let cached = match &front.payload {
+                    Payload::Owned(d) => break Some(d.clone()),
+                    Payload::Cached { stream, first, .. } => cache.cached(*stream, *first),
+                };
+                if cached.is_some() {
+                    break cached;
+                }
+                self.drops.datagrams += 1;
+                take_one(sub, 0);
+            };
+            let Some(datagram) = datagram else {
                 sub.in_ready = false;
                 sub.rate_limited = false;
                 continue;
             };
-            let front_len = front.datagram.len();
+            let front_len = datagram.len();
             if let Some(b) = &mut sub.bucket {
                 if let Err(retry) = b.take(now, front_len) {
                     sub.in_ready = false;
@@ -455,26 +614,32 @@ impl Fanout {
                     continue;
                 }
             }
-            let Some(q) = sub.queue.pop_front() else {
+            let Some((frame, notice)) = take_one(sub, front_len) else {
                 continue;
             };
-            sub.queued_bytes -= q.datagram.len();
-            if let Some(f) = q.frame {
-                let replay = q.datagram.get(4).is_some_and(|&b| b & FLAG_REPLAY != 0);
+            if let Some(f) = frame {
+                let replay = datagram.get(4).is_some_and(|&b| b & FLAG_REPLAY != 0);
                 sub.sent_of_frame(f, now, replay);
             }
+            if !notice {
+                sub.run = sub.run.saturating_add(1);
+            }
+            let same_frame = frame.is_some() && sub.queue.front().is_some_and(|q| q.frame == frame);
             if sub.queue.is_empty() {
                 sub.in_ready = false;
                 sub.rate_limited = false;
-            } else if q.notice {
-                // A skip costs the subscriber no turn: what is queued after it goes next.
-                self.ready.push_front(addr);
+                sub.run = 0;
+            } else if notice || (same_frame && sub.run < RUN_MAX) {
+                // A skip costs the subscriber no turn, and its turn goes on while the frame
+                // does: what is queued after goes next.
+                self.urgent.push_front(addr);
             } else {
+                sub.run = 0;
                 self.ready.push_back(addr);
             }
             return Some(Transmit {
                 dest: addr,
-                payload: q.datagram,
+                payload: datagram,
             });
         }
         None
@@ -507,6 +672,26 @@ impl Fanout {
         }
         self.blocked = still;
     }
+}
+
+/// Takes the front datagram off `sub`'s queue (`len` bytes: a run's datagram's, read from the
+/// cache; an owned datagram's own are known): returns its frame and whether it is a notice.
+fn take_one(sub: &mut Subscriber, len: usize) -> Option<(Option<u32>, bool)> {
+    let front = sub.queue.front_mut()?;
+    let taken = (front.frame, front.notice);
+    if let Payload::Cached { first, count, .. } = &mut front.payload {
+        if *count > 1 {
+            *first = SeqNo(first.0 + 1);
+            *count -= 1;
+            let len = len.min(front.bytes);
+            front.bytes -= len;
+            sub.queued_bytes -= len;
+            return Some(taken);
+        }
+    }
+    let q = sub.queue.pop_front()?;
+    sub.queued_bytes -= q.bytes;
+    Some(taken)
 }
 
 /// The source, the sequence number of chunk 0 and the chunk count of the frame a VIDEO
@@ -611,6 +796,10 @@ mod tests {
 
     /// A VIDEO datagram of frame `frame`, chunk `index` of `count`, sequence number `seq`.
     fn video(frame: u32, seq: u32, index: u16, count: u16) -> Queued {
+        Queued::of_frame(video_bytes(frame, seq, index, count), frame)
+    }
+
+    fn video_bytes(frame: u32, seq: u32, index: u16, count: u16) -> Bytes {
         use crate::proto::wire::{Body, Packet, PacketType, VideoChunk};
         let p = Packet::new(
             PacketType::Video,
@@ -628,7 +817,7 @@ mod tests {
                 payload: Bytes::from(vec![0; 10]),
             }),
         );
-        Queued::of_frame(p.encode(), frame)
+        p.encode()
     }
 
     #[test]
@@ -702,9 +891,9 @@ mod tests {
         f.get_mut(&a).unwrap().latency_ms = 100;
         f.set_now(t0);
         for i in 0..3 {
-            let mut q = video(1, 10 + i, i as u16, 3);
-            q.datagram = crate::proto::wire::with_flags(&q.datagram, FLAG_REPLAY).unwrap();
-            f.enqueue(a, q, false);
+            let d = video_bytes(1, 10 + i, i as u16, 3);
+            let d = crate::proto::wire::with_flags(&d, FLAG_REPLAY).unwrap();
+            f.enqueue(a, Queued::of_frame(d, 1), false);
         }
         f.enqueue(a, video(2, 13, 0, 1), false);
         // The replay takes 40 ms to go out (every joiner gets it at once)...
@@ -744,7 +933,7 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_and_answers_first() {
+    fn round_robin_by_frame_and_answers_first() {
         let t0 = Instant::now();
         let mut f = Fanout::new(10_000);
         let (a, b) = (addr(1), addr(2));
@@ -756,14 +945,39 @@ mod tests {
         let out: Vec<(u16, Bytes)> = std::iter::from_fn(|| f.pop(t0))
             .map(|t| (t.dest.port(), t.payload))
             .collect();
+        // A turn is a subscriber's frame, back to back.
         let want: Vec<(u16, &[u8])> =
-            vec![(1, b"m1"), (2, b"rx"), (1, b"m2"), (2, b"m1"), (2, b"m2")];
+            vec![(1, b"m1"), (1, b"m2"), (2, b"rx"), (2, b"m1"), (2, b"m2")];
         assert_eq!(
             out,
             want.into_iter()
                 .map(|(p, d)| (p, Bytes::from_static(d)))
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_turn_ends_at_run_max_datagrams_or_at_the_frames_end() {
+        let t0 = Instant::now();
+        let mut f = Fanout::new(1 << 20);
+        let (a, b) = (addr(1), addr(2));
+        f.insert(t0, a, "s", 0, false);
+        f.insert(t0, b, "s", 0, false);
+        let n = RUN_MAX as usize + 6;
+        for _ in 0..n {
+            f.broadcast(&[a, b], &Bytes::from_static(b"f1"), Some(1));
+        }
+        f.broadcast(&[a, b], &Bytes::from_static(b"f2"), Some(2));
+        let ports: Vec<u16> = std::iter::from_fn(|| f.pop(t0))
+            .map(|t| t.dest.port())
+            .collect();
+        let mut want = vec![1; RUN_MAX as usize];
+        want.extend(vec![2; RUN_MAX as usize]);
+        // The rest of frame 1, then (a new turn) frame 2.
+        want.extend([1; 6]);
+        want.extend([2; 6]);
+        want.extend([1, 2]);
+        assert_eq!(ports, want);
     }
 
     #[test]

@@ -109,9 +109,11 @@ impl Relay {
         let Some(idx) = self.streams.position(&sub.stream.clone()) else {
             return;
         };
+        // Not for a frame skipped for it, nor for a second after a skip (§7.3).
+        let overloaded = sub.skipping(now);
         let skipped: Vec<bool> = entries
             .iter()
-            .map(|r| sub.skipped_frame(r.frame_id))
+            .map(|r| overloaded || sub.skipped_frame(r.frame_id))
             .collect();
         // Frames asked for that are not whole here: the relay asks its upstream (§7.3).
         let mut lacking: Vec<u32> = Vec::new();

@@ -372,7 +372,18 @@ impl Relay {
                     return;
                 }
                 self.stats.media_in += 1;
-                self.broadcast(idx, &datagram, frame);
+                match frame {
+                    // Read from the cache by each subscriber's queue when it goes out.
+                    Some(f) if inserted == Inserted::New => {
+                        let s = self.streams.get_mut(idx);
+                        let members = std::mem::take(&mut s.members);
+                        let key = s.cache_key();
+                        self.fanout
+                            .broadcast_cached(&members, key, seq, datagram.len(), f);
+                        self.streams.get_mut(idx).members = members;
+                    }
+                    _ => self.broadcast(idx, &datagram, frame),
+                }
                 self.on_frame_whole(now, idx, whole);
             }
             Body::End { .. } => {
@@ -454,14 +465,20 @@ impl Relay {
 impl Node for Relay {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let now = self.now(now);
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
-        let datagram = Bytes::copy_from_slice(datagram);
-        match Packet::decode(&datagram) {
-            Ok(p) => self.dispatch(now, from, p, datagram),
-            Err(e) => self.stats.malformed.record(&e),
-        }
-        self.after_input(now);
+        self.input(now, from, datagram);
+    }
+
+    fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let now = self.now(now);
+        // What this queues waited in the socket already (§7.3, overload).
+        self.fanout.set_now(arrived.min(now));
+        self.input(now, from, datagram);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -497,7 +514,9 @@ impl Node for Relay {
         let t = match self.control.pop_front() {
             Some(t) => t,
             None => {
-                let t = self.fanout.pop(now);
+                let t = self
+                    .fanout
+                    .pop_with(now, &streams::CachesAt(&self.streams, now));
                 if self.fanout.has_blocked() {
                     self.timers
                         .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
@@ -512,6 +531,19 @@ impl Node for Relay {
 }
 
 impl Relay {
+    /// One received datagram, at `now` (already clamped).
+    fn input(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        let datagram = Bytes::copy_from_slice(datagram);
+        match Packet::decode(&datagram) {
+            Ok(p) => self.dispatch(now, from, p, datagram),
+            Err(e) => self.stats.malformed.record(&e),
+        }
+        self.after_input(now);
+        self.fanout.set_now(now);
+    }
+
     /// Routes one decoded datagram by packet type.
     fn dispatch(&mut self, now: Instant, from: SocketAddr, p: Packet, datagram: Bytes) {
         let ssrc = p.header.ssrc;

@@ -141,8 +141,11 @@ impl Relay {
         let Some(idx) = self.streams.position(&sub.stream) else {
             return;
         };
-        // Chunks of frames skipped for it under overload are not sent after all (§7.3).
-        let skipped = |seq: u32| flow == Flow::Video && sub.skipped_seq(seq);
+        // Chunks of frames skipped for it under overload are not sent after all, nor is any
+        // video for a second after a skip: what it lacks then came late from this relay, and
+        // answers would only add to the overload (§7.3).
+        let overloaded = sub.skipping(now);
+        let skipped = |seq: u32| flow == Flow::Video && (overloaded || sub.skipped_seq(seq));
         let mut ignored = 0;
         let mut hits: Vec<Bytes> = Vec::new();
         let mut ask: Vec<SeqNo> = Vec::new();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::RelayConfig;
+use super::fanout::Cached;
 use super::repair::UpstreamRepair;
 use crate::proto::reassembler::{ChunkOutcome, Reassembler, ReassemblyLimits};
 use crate::proto::rtt::RttEstimator;
@@ -101,6 +102,10 @@ impl LateJoin {
 /// One stream name and everything the relay keeps for it.
 #[derive(Debug)]
 pub(super) struct Stream {
+    /// Unique in its table: with `epoch`, what subscribers' queued runs name it by.
+    id: u32,
+    /// Bumped when a new source takes over (its cache starts again).
+    epoch: u32,
     pub(super) name: String,
     pub(super) ssrc: Option<u32>,
     pub(super) description: Option<Bytes>,
@@ -133,8 +138,10 @@ pub(super) struct Stream {
 }
 
 impl Stream {
-    fn new(name: &str, origin: Origin, cfg: &RelayConfig) -> Stream {
+    fn new(id: u32, name: &str, origin: Origin, cfg: &RelayConfig) -> Stream {
         Stream {
+            id,
+            epoch: 0,
             name: name.to_owned(),
             ssrc: None,
             description: None,
@@ -161,6 +168,8 @@ impl Stream {
     /// A new source (ssrc) took the stream over: forget everything of the old one.
     pub(super) fn reset_source(&mut self, ssrc: u32) {
         self.ssrc = Some(ssrc);
+        // What subscribers have queued of the old source is gone with its cache.
+        self.epoch = self.epoch.wrapping_add(1);
         self.video.clear();
         self.audio.clear();
         self.video_ext.reset();
@@ -172,6 +181,12 @@ impl Stream {
         self.fec_answered.clear();
         self.fec_upstream.clear();
         self.ended = None;
+    }
+
+    /// What the fan-out's queued runs name this stream's video cache by (see
+    /// [`Cached`]): a new source gets a new one.
+    pub(super) fn cache_key(&self) -> u64 {
+        (u64::from(self.id) << 32) | u64::from(self.epoch)
     }
 
     /// Whether `len` more bytes may go to the origin: always for an upstream the relay
@@ -237,9 +252,27 @@ pub(super) struct Released {
 #[derive(Debug, Default)]
 pub(super) struct StreamTable {
     list: Vec<Stream>,
+    /// The id of the next stream added.
+    next_id: u32,
+}
+
+/// The streams' video caches as they are at one instant: what the fan-out reads its queued
+/// runs from (§7.3).
+pub(super) struct CachesAt<'a>(pub(super) &'a StreamTable, pub(super) Instant);
+
+impl Cached for CachesAt<'_> {
+    fn cached(&self, key: u64, seq: SeqNo) -> Option<Bytes> {
+        let s = self.0.list.iter().find(|s| s.cache_key() == key)?;
+        s.video.get(self.1, seq).cloned()
+    }
 }
 
 impl StreamTable {
+    fn new_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = &Stream> {
         self.list.iter()
     }
@@ -288,7 +321,8 @@ impl StreamTable {
     /// Creates the local stream `name` unless the name exists.
     pub(super) fn add_local(&mut self, name: &str, cfg: &RelayConfig) {
         if self.position(name).is_none() {
-            self.list.push(Stream::new(name, Origin::Local, cfg));
+            let id = self.new_id();
+            self.list.push(Stream::new(id, name, Origin::Local, cfg));
         }
     }
 
@@ -310,8 +344,9 @@ impl StreamTable {
             return false;
         }
         let sub = Subscription::new(upstream, name, 0);
+        let id = self.new_id();
         self.list
-            .push(Stream::new(name, Origin::Upstream(Box::new(sub)), cfg));
+            .push(Stream::new(id, name, Origin::Upstream(Box::new(sub)), cfg));
         true
     }
 
@@ -348,8 +383,9 @@ impl StreamTable {
                 Claim::TookOver { idx, previous }
             }
             None if self.list.len() < cfg.max_streams => {
+                let id = self.new_id();
                 self.list
-                    .push(Stream::new(name, Origin::Publisher(from), cfg));
+                    .push(Stream::new(id, name, Origin::Publisher(from), cfg));
                 Claim::Created(self.list.len() - 1)
             }
             None => Claim::Refused,

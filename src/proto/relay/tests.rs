@@ -221,3 +221,86 @@ fn end_of_stream_reaches_every_subscriber_and_frees_the_name() {
         }]
     );
 }
+
+/// Twice the relay's capacity, in virtual time: 40 subscribers of a 30 fps stream of 50-chunk
+/// frames (each arriving in 4 slices, 4 ms apart, as the sender paces them), and a relay that
+/// can send 30 datagrams a millisecond (half of the 60 needed). Every subscriber gets each
+/// frame whole or not at all (with a SKIP), at least 40 % of them, evenly, and none later
+/// than half its latency (100 ms assumed) after the frame began to arrive (§7.3).
+#[test]
+fn at_twice_capacity_frames_go_whole_and_in_time_or_are_skipped() {
+    const SUBS: u16 = 40;
+    const FRAMES: u32 = 60;
+    const CHUNKS: u16 = 50;
+    const PER_MS: usize = 30;
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    for s in 0..SUBS {
+        subscribe(&mut r, t0, addr(100 + s), "cam");
+    }
+    drain(&mut r, t0);
+    // Per subscriber and frame: chunks received, and whether it was skipped.
+    let mut got = std::collections::HashMap::<(SocketAddr, u32), (u16, bool)>::new();
+    let mut worst = Duration::ZERO;
+    let end = u64::from(FRAMES) * 100 / 3 + 200;
+    for t in 0..end {
+        let now = ms(t);
+        // Frame f starts at f * 33.3 ms, its slices 4 ms apart.
+        for f in 0..FRAMES {
+            let start = u64::from(f) * 100 / 3;
+            for slice in 0..4u64 {
+                if start + slice * 4 != t {
+                    continue;
+                }
+                let per = CHUNKS.div_ceil(4);
+                for i in (slice as u16 * per)..((slice as u16 + 1) * per).min(CHUNKS) {
+                    let seq = f * u32::from(CHUNKS) + u32::from(i);
+                    send(&mut r, now, addr(1), &video(SSRC, seq, f, i, CHUNKS));
+                }
+            }
+        }
+        for _ in 0..PER_MS {
+            let Some(tx) = r.poll_transmit(now) else {
+                break;
+            };
+            let p = Packet::decode(&tx.payload).unwrap();
+            match p.body {
+                Body::Video(v) => {
+                    let e = got.entry((tx.dest, v.frame_id)).or_default();
+                    e.0 += 1;
+                    let began = ms(u64::from(v.frame_id) * 100 / 3);
+                    worst = worst.max(now - began);
+                }
+                Body::Skip { frame_id, .. } => {
+                    got.entry((tx.dest, frame_id)).or_default().1 = true;
+                }
+                _ => {}
+            }
+        }
+        r.handle_timeout(now);
+    }
+    let mut played = Vec::new();
+    for s in 0..SUBS {
+        let a = addr(100 + s);
+        let mut whole = 0;
+        for f in 0..FRAMES {
+            let (n, skipped) = got.get(&(a, f)).copied().unwrap_or_default();
+            assert!(
+                (n == CHUNKS && !skipped) || (n == 0 && skipped),
+                "subscriber {s} frame {f}: {n} chunks, skipped {skipped}"
+            );
+            whole += usize::from(n == CHUNKS);
+        }
+        played.push(whole);
+    }
+    let (min, max) = (played.iter().min().unwrap(), played.iter().max().unwrap());
+    assert!(*min * 10 >= FRAMES as usize * 4, "played {played:?}");
+    assert!(max - min <= FRAMES as usize / 6, "uneven: {played:?}");
+    // Half the latency, and the test's 1 ms steps of sending.
+    assert!(
+        worst <= Duration::from_millis(52),
+        "a frame went out {worst:?} after it began"
+    );
+}

@@ -533,9 +533,7 @@ impl Fanout {
     /// changed, or it aged out) is dropped.
     pub(super) fn pop_with(&mut self, now: Instant, cache: &impl Cached) -> Option<Transmit> {
         for _ in 0..self.ready.len() + self.urgent.len() {
-            let Some(addr) = self.urgent.pop_front().or_else(|| self.ready.pop_front()) else {
-                return None;
-            };
+            let addr = self.urgent.pop_front().or_else(|| self.ready.pop_front())?;
             let Some(sub) = self.subs.get_mut(&addr) else {
                 continue;
             };

@@ -149,6 +149,9 @@ pub struct Viewer {
     timers: TimerTable<ViewerTimer>,
     fec: fec_repair::FecRepair,
     latency_guard: latency::LatencyGuard,
+    /// When the relay last said it skipped a frame for this viewer (§6.10): it answers no
+    /// video repair requests for a second after (§7.3), so none are sent.
+    skip_heard_at: Option<Instant>,
     control: VecDeque<Bytes>,
     events: VecDeque<ViewerEvent>,
     last_now: Option<Instant>,
@@ -185,6 +188,7 @@ impl Viewer {
             timers: TimerTable::new(),
             fec: fec_repair::FecRepair::default(),
             latency_guard: latency::LatencyGuard::default(),
+            skip_heard_at: None,
             control: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
@@ -533,6 +537,7 @@ impl Node for Viewer {
                 chunk_count,
             } => {
                 if self.ssrc.is_some() && self.accept_source(now, p.header.ssrc) {
+                    self.skip_heard_at = Some(now);
                     self.on_skip(frame_id, first_seq, chunk_count);
                 } else if self.ssrc.is_none() {
                     self.stats.unknown_sender += 1;

@@ -18,6 +18,8 @@ use super::{Viewer, ViewerTimer};
 
 /// Shortest interval between two copies of an unanswered FEC_REQUEST.
 const MIN_RESEND: Duration = Duration::from_millis(2);
+/// How long after a SKIP the relay answers no video repair request (proto-spec.md §7.3).
+const RELAY_SKIP_QUIET: Duration = Duration::from_secs(1);
 
 impl Viewer {
     /// A PARITY datagram of the stream's source (§6.7).
@@ -144,6 +146,10 @@ impl Viewer {
             &timing,
         );
         let ssrc = self.ssrc.unwrap_or(0);
+        if self.relay_overloaded(now) {
+            self.stats.repair_held_after_skip += entries.len() as u64;
+            return;
+        }
         for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
             self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
             let p = Packet::new(
@@ -207,6 +213,13 @@ impl Viewer {
         }
     }
 
+    /// Whether the relay skipped a frame for this viewer within the last second: it then
+    /// answers no video NACK or FEC request (proto-spec.md §7.3), so none is sent.
+    fn relay_overloaded(&self, now: Instant) -> bool {
+        self.skip_heard_at
+            .is_some_and(|t| now.saturating_duration_since(t) < RELAY_SKIP_QUIET)
+    }
+
     pub(super) fn scan_due(&self) -> Option<Instant> {
         let oldest = self.reasm.partials().map(|(_, p)| p.last_arrival).min()?;
         let floor = self.timers.get(ViewerTimer::Scan).unwrap_or(oldest);
@@ -221,7 +234,13 @@ impl Viewer {
         for (flow, ranges) in [
             (Flow::Video, {
                 let ranges = self.video_loss.poll_nack(now, self.sub.rtt());
-                self.without_fec_frames(ranges)
+                let ranges = self.without_fec_frames(ranges);
+                if self.relay_overloaded(now) {
+                    self.stats.repair_held_after_skip += ranges.len() as u64;
+                    Vec::new()
+                } else {
+                    ranges
+                }
             }),
             (Flow::Audio, self.audio_loss.poll_nack(now, self.sub.rtt())),
         ] {

@@ -37,6 +37,9 @@ pub struct ViewerStats {
     /// Frames the relay said it skipped for this viewer (SKIP, proto-spec.md §6.10): never
     /// sent to it, so neither asked for, lost nor late.
     pub frames_skipped_by_relay: u64,
+    /// Video repair requests (NACKs, FEC requests) not sent because the relay skipped a frame
+    /// for this viewer within the last second: an overloaded relay answers none (§7.3).
+    pub repair_held_after_skip: u64,
     /// Chunks that were inconsistent with their frame.
     pub chunks_inconsistent: u64,
     /// Audio blocks played (received).

@@ -499,3 +499,52 @@ fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
     assert_eq!(v.stats().frames_skipped_by_relay, 1);
     assert_eq!(v.memory_bytes(), 0);
 }
+
+#[test]
+fn for_a_second_after_a_skip_no_video_repair_is_asked_then_it_is() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id1, _, one) = frame(&mut p, 90_000, 1);
+    let (_, _, two) = frame(&mut p, 99_000, 2);
+    // 1.1 s of media after frame 2, as it arrives.
+    let (_, _, three) = frame(&mut p, 198_000, 3);
+    let t1 = t0 + 10 * MS;
+    let skip = Packet::new(
+        PacketType::Skip,
+        SSRC,
+        0,
+        Body::Skip {
+            frame_id: id1,
+            first_seq: one[0].seq,
+            chunk_count: one.len() as u16,
+        },
+    )
+    .encode();
+    v.handle_datagram(t1, server(), &skip);
+    // Frame 2 loses its first chunk: within the second, nothing is asked.
+    let asked = |v: &mut Viewer, from: Instant, to: Instant| {
+        let mut asked = 0;
+        let mut t = from;
+        while t < to {
+            v.handle_timeout(t);
+            while let Some(x) = v.poll_transmit(t) {
+                let k = decode(&x).header.ptype;
+                asked += usize::from(matches!(k, PacketType::Nack | PacketType::FecRequest));
+            }
+            t += MS;
+        }
+        asked
+    };
+    for c in &two[1..] {
+        v.handle_datagram(t1 + 20 * MS, server(), &c.datagram);
+    }
+    assert_eq!(asked(&mut v, t1 + 20 * MS, t1 + 300 * MS), 0);
+    assert!(v.stats().repair_held_after_skip > 0);
+    // After the second, a loss is asked for again.
+    let t2 = t1 + 1100 * MS;
+    for c in &three[1..] {
+        v.handle_datagram(t2, server(), &c.datagram);
+    }
+    assert!(asked(&mut v, t2, t2 + 300 * MS) > 0);
+}

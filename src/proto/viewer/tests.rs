@@ -438,6 +438,21 @@ fn frames_that_come_whole_but_late_raise_the_latency() {
     assert_eq!(to, 132 * MS);
 }
 
+/// The relay's SKIP for frame `frame_id` (chunk 0 at `first_seq`, `chunks` chunks), §6.10.
+fn skip_notice(frame_id: u32, first_seq: u32, chunks: usize) -> Bytes {
+    Packet::new(
+        PacketType::Skip,
+        SSRC,
+        0,
+        Body::Skip {
+            frame_id,
+            first_seq,
+            chunk_count: chunks as u16,
+        },
+    )
+    .encode()
+}
+
 #[test]
 fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
     let t0 = Instant::now();
@@ -451,17 +466,7 @@ fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
         v.handle_datagram(t1, server(), &c.datagram);
     }
     // The relay skipped frame 2 for this viewer and says so (§6.10); frame 3 follows.
-    let skip = Packet::new(
-        PacketType::Skip,
-        SSRC,
-        0,
-        Body::Skip {
-            frame_id: id2,
-            first_seq: two[0].seq,
-            chunk_count: two.len() as u16,
-        },
-    )
-    .encode();
+    let skip = skip_notice(id2, two[0].seq, two.len());
     v.handle_datagram(t1 + 50 * MS, server(), &skip);
     for c in &three {
         v.handle_datagram(t1 + 200 * MS, server(), &c.datagram);
@@ -510,17 +515,7 @@ fn for_a_second_after_a_skip_no_video_repair_is_asked_then_it_is() {
     // 1.1 s of media after frame 2, as it arrives.
     let (_, _, three) = frame(&mut p, 198_000, 3);
     let t1 = t0 + 10 * MS;
-    let skip = Packet::new(
-        PacketType::Skip,
-        SSRC,
-        0,
-        Body::Skip {
-            frame_id: id1,
-            first_seq: one[0].seq,
-            chunk_count: one.len() as u16,
-        },
-    )
-    .encode();
+    let skip = skip_notice(id1, one[0].seq, one.len());
     v.handle_datagram(t1, server(), &skip);
     // Frame 2 loses its first chunk: within the second, nothing is asked.
     let asked = |v: &mut Viewer, from: Instant, to: Instant| {

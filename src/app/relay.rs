@@ -17,7 +17,9 @@ use crate::driver::event_loop::{EventLoop, IoStats, LoopControl};
 use crate::driver::udp::SOCKET_BUFFER;
 use crate::driver::udp::{BufferSizes, bind_udp};
 use crate::proto::node::soonest;
-use crate::proto::relay::{Relay, RelayConfig, RelayEvent, RelayStats, SubscriberInfo};
+use crate::proto::relay::{
+    OverloadLimit, Relay, RelayConfig, RelayEvent, RelayStats, SubscriberInfo,
+};
 
 /// `framecast relay` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -216,6 +218,8 @@ impl RelayRole {
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<RelayReport> {
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
         let mut status = StatusLine::new(self.status);
+        // Frames skipped for each limit when the last status line was printed.
+        let mut skips_shown = [0u64; 3];
         let outputs = &mut self.outputs;
         let auth = super::keys::auth_label(self.lp.node().is_keyed());
         // Refused publishers, counted per (source, stream); each logged once.
@@ -266,7 +270,7 @@ impl RelayRole {
                         s.upstream_requests,
                         s.queue_frames_dropped,
                         s.malformed.total() + s.unknown_sender,
-                        overload_words(&s)
+                        overload_words(&s, &mut skips_shown)
                     )
                 });
                 if end.is_some_and(|e| now >= e) {
@@ -305,10 +309,27 @@ impl RelayRole {
 }
 
 /// The status line's overload note (proto-spec.md §7.3): which limit made the relay skip
-/// frames in the last second, and how many it skipped for each limit so far; empty when
-/// it is not overloaded.
-pub fn overload_words(s: &RelayStats) -> String {
-    match s.overloaded {
+/// frames in the last second or since the previous line (`shown`: the skips per limit then,
+/// updated here; lines come every 5 s off a terminal), and how many it skipped for each limit
+/// so far; empty when it skipped none.
+pub fn overload_words(s: &RelayStats, shown: &mut [u64; 3]) -> String {
+    let now = [
+        s.frames_skipped_relay_cpu,
+        s.frames_skipped_socket_buffer,
+        s.frames_skipped_slow_subscriber,
+    ];
+    let grown = [
+        OverloadLimit::RelayCpu,
+        OverloadLimit::SocketBuffer,
+        OverloadLimit::SlowSubscriber,
+    ]
+    .into_iter()
+    .zip(now.iter().zip(shown.iter()))
+    .filter(|(_, (n, was))| n > was)
+    .max_by_key(|(_, (n, was))| *n - *was)
+    .map(|(limit, _)| limit);
+    *shown = now;
+    match s.overloaded.or(grown) {
         Some(limit) => format!(
             " | OVERLOADED: {} (frames skipped: relay CPU {}, socket buffer {}, slow subscriber {})",
             limit.words(),
@@ -317,5 +338,27 @@ pub fn overload_words(s: &RelayStats) -> String {
             s.frames_skipped_slow_subscriber
         ),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_names_skips_since_the_previous_line() {
+        let mut shown = [0; 3];
+        let mut s = RelayStats::default();
+        assert_eq!(overload_words(&s, &mut shown), "");
+        // Skips 3 s ago (not in the last second) but after the previous line, off a terminal.
+        s.frames_skipped_relay_cpu = 40;
+        s.frames_skipped_slow_subscriber = 2;
+        let w = overload_words(&s, &mut shown);
+        assert!(w.contains("OVERLOADED: relay CPU"), "{w}");
+        // None since: quiet again.
+        assert_eq!(overload_words(&s, &mut shown), "");
+        // The relay's own latest limit wins while it is recent.
+        s.overloaded = Some(OverloadLimit::SocketBuffer);
+        assert!(overload_words(&s, &mut shown).contains("OVERLOADED: socket buffer"));
     }
 }

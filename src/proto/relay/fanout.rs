@@ -21,7 +21,9 @@ use bytes::Bytes;
 
 use crate::proto::node::Transmit;
 use crate::proto::pacer::TokenBucket;
-use crate::proto::wire::{Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport, SeqNo};
+use crate::proto::wire::{
+    Body, FLAG_REPLAY, Packet, PacketType, ReceiverReport, SKIP_QUIET, SeqNo,
+};
 
 use super::stats::OverloadLimit;
 
@@ -52,9 +54,6 @@ pub(super) const RUN_MAX: u16 = 64;
 const STARTED_MEMORY: usize = 8;
 /// Frames skipped per subscriber remembered, so that its requests for them go unanswered.
 const SKIPPED_MEMORY: usize = 64;
-/// A subscriber skipped a frame this recently: no proactive parity for it (its reported
-/// loss counts the skipped chunks, and parity would only add to the overload).
-const SKIP_QUIET: Duration = Duration::from_secs(1);
 
 /// Where the bytes of a queued entry are.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ use crate::proto::packetizer::Packetized;
 use crate::proto::rtx_cache::Inserted;
 use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
-use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType, RejectReason};
+use crate::proto::wire::{Body, FLAG_RETRANSMIT, Flow, Packet, PacketType, RejectReason, SeqNo};
 
 pub use events::{LeaveReason, RelayEvent};
 use fanout::{Fanout, Queued};
@@ -293,6 +293,16 @@ impl Relay {
         self.streams.get_mut(idx).members = members;
     }
 
+    /// Queues cached video datagram `seq` (`len` bytes) of frame `frame` for every
+    /// subscriber of stream `idx`: each queue reads it from the cache when it goes out.
+    fn broadcast_cached(&mut self, idx: usize, seq: SeqNo, len: usize, frame: u32) {
+        let s = self.streams.get_mut(idx);
+        let members = std::mem::take(&mut s.members);
+        let key = s.cache_key();
+        self.fanout.broadcast_cached(&members, key, seq, len, frame);
+        self.streams.get_mut(idx).members = members;
+    }
+
     fn on_media(&mut self, now: Instant, idx: usize, p: Packet, datagram: Bytes) {
         let ssrc = p.header.ssrc;
         let frame = match &p.body {
@@ -373,14 +383,8 @@ impl Relay {
                 }
                 self.stats.media_in += 1;
                 match frame {
-                    // Read from the cache by each subscriber's queue when it goes out.
                     Some(f) if inserted == Inserted::New => {
-                        let s = self.streams.get_mut(idx);
-                        let members = std::mem::take(&mut s.members);
-                        let key = s.cache_key();
-                        self.fanout
-                            .broadcast_cached(&members, key, seq, datagram.len(), f);
-                        self.streams.get_mut(idx).members = members;
+                        self.broadcast_cached(idx, seq, datagram.len(), f)
                     }
                     _ => self.broadcast(idx, &datagram, frame),
                 }
@@ -541,7 +545,6 @@ impl Relay {
             Err(e) => self.stats.malformed.record(&e),
         }
         self.after_input(now);
-        self.fanout.set_now(now);
     }
 
     /// Routes one decoded datagram by packet type.

@@ -18,8 +18,6 @@ use super::{Viewer, ViewerTimer};
 
 /// Shortest interval between two copies of an unanswered FEC_REQUEST.
 const MIN_RESEND: Duration = Duration::from_millis(2);
-/// How long after a SKIP the relay answers no video repair request (proto-spec.md §7.3).
-const RELAY_SKIP_QUIET: Duration = Duration::from_secs(1);
 
 impl Viewer {
     /// A PARITY datagram of the stream's source (§6.7).
@@ -145,11 +143,11 @@ impl Viewer {
             self.video_loss.highest(),
             &timing,
         );
-        let ssrc = self.ssrc.unwrap_or(0);
         if self.relay_overloaded(now) {
             self.stats.repair_held_after_skip += entries.len() as u64;
             return;
         }
+        let ssrc = self.ssrc.unwrap_or(0);
         for chunk in entries.chunks(crate::proto::fec::msg::MAX_FEC_REQUESTS) {
             self.ctrl_seq = self.ctrl_seq.wrapping_add(1);
             let p = Packet::new(
@@ -217,7 +215,7 @@ impl Viewer {
     /// answers no video NACK or FEC request (proto-spec.md §7.3), so none is sent.
     fn relay_overloaded(&self, now: Instant) -> bool {
         self.skip_heard_at
-            .is_some_and(|t| now.saturating_duration_since(t) < RELAY_SKIP_QUIET)
+            .is_some_and(|t| now.saturating_duration_since(t) < crate::proto::wire::SKIP_QUIET)
     }
 
     pub(super) fn scan_due(&self) -> Option<Instant> {

@@ -58,6 +58,9 @@ pub const MAX_CHANNELS: u8 = 8;
 
 /// Header flag: this datagram is a retransmission (§3).
 pub const FLAG_RETRANSMIT: u8 = 0x01;
+/// How long after skipping a frame for a subscriber a relay answers none of its video NACKs
+/// or FEC requests, and the subscriber sends none (§6.10, §7.3).
+pub const SKIP_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 /// Header flag: this datagram replays the cached latest frame for a late joiner (§7.4).
 pub const FLAG_REPLAY: u8 = 0x02;
 

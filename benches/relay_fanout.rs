@@ -465,7 +465,7 @@ fn framecast_side(
         ),
         late: views.iter().map(|v| v["late"].as_f64().unwrap()).sum(),
         note: format!(
-            "{}skipped cpu/socket/slow {}/{}/{}{}; viewers told of skips min/max {}/{}; load {:.1} CPU-s, lag up to {:.0} ms, arrival times {}",
+            "{}skipped cpu/socket/slow {}/{}/{}{}; demand {:.2}x what went out in time (1 / mean on-time share); viewers told of skips min/max {}/{}; load {:.1} CPU-s, lag up to {:.0} ms, arrival times {}",
             relay_cpu.map_or(String::new(), |p| format!(
                 "relay capped at {p}% of a core; "
             )),
@@ -477,6 +477,12 @@ fn framecast_side(
             } else {
                 ""
             },
+            views.len() as f64
+                / views
+                    .iter()
+                    .map(|v| v["on_time"].as_f64().unwrap_or(0.0))
+                    .sum::<f64>()
+                    .max(1e-9),
             s["skipped"]["min"],
             s["skipped"]["max"],
             l["cpu_s"].as_f64().unwrap_or(0.0),

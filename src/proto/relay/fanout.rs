@@ -1,5 +1,6 @@
 //! Fan-out (proto-spec.md §7.3): one queue per subscriber, bounded in bytes and in time,
-//! served round-robin, a turn being what it has queued of one frame, back to back, up to
+//! served in turns (the subscriber whose latest frame started longest ago first), a turn
+//! being what it has queued of one frame, back to back, up to
 //! [`RUN_MAX`] datagrams (a SKIP notice, §6.10, costs no turn). A queue over its byte bound drops whole frames, oldest first, for that
 //! subscriber only; a frame that waited longer than the subscriber's share of its latency
 //! budget before its first chunk could go out is skipped whole (§7.3, overload), so that when
@@ -13,7 +14,7 @@
 //! subscriber costs a comparison and an increment, and a frame skipped under overload costs
 //! nothing more, so an overloaded relay spends its CPU on what it sends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -148,9 +149,12 @@ pub(super) struct Subscriber {
     sending: Option<u32>,
     /// Datagrams sent back to back in its current turn.
     run: u16,
-    /// Its latest frame was skipped and no frame started since: its next frame goes ahead of
-    /// the subscribers' that were not, so that skips go round evenly.
-    owed: bool,
+    /// When its latest frame started going out (when it subscribed, before any): the
+    /// schedule serves the subscriber whose frame started longest ago first, so that under
+    /// overload the frames that go out, and the skips, go round evenly.
+    last_turn: Instant,
+    /// Its place in [`Fanout::ready`] while `in_ready`: (`last_turn`, insertion count).
+    ready_key: (Instant, u64),
     /// The latest frames any datagram of which went out (a frame's late parity may follow
     /// the next frame's first chunks): none of them is skipped, so none is cut short.
     started: VecDeque<u32>,
@@ -226,7 +230,7 @@ impl Subscriber {
         }
         self.sending = Some(f);
         self.sending_since = (!replay).then_some((now, now));
-        self.owed = false;
+        self.last_turn = now;
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -283,12 +287,16 @@ impl Drops {
     }
 }
 
-/// Every subscriber's queue and the round-robin schedule over them.
+/// Every subscriber's queue and the schedule of turns over them.
 #[derive(Debug)]
 pub(super) struct Fanout {
     subs: HashMap<SocketAddr, Subscriber>,
-    /// Subscribers with something queued and not rate-blocked, in service order.
-    ready: VecDeque<SocketAddr>,
+    /// Subscribers with something queued and not rate-blocked, in service order: the one
+    /// whose latest frame started going out longest ago first (its `last_turn`), then in the
+    /// order they became ready. A subscriber that was skipped, or joined, keeps its place.
+    ready: BTreeSet<(Instant, u64, SocketAddr)>,
+    /// Entries ever put in `ready` (ties broken first come, first served).
+    readied: u64,
     /// Subscribers whose turn goes on: the rest of a frame that started going out to them.
     /// Served before `ready`.
     urgent: VecDeque<SocketAddr>,
@@ -309,7 +317,8 @@ impl Fanout {
     pub(super) fn new(queue_bytes: usize) -> Fanout {
         Fanout {
             subs: HashMap::new(),
-            ready: VecDeque::new(),
+            ready: BTreeSet::new(),
+            readied: 0,
             urgent: VecDeque::new(),
             blocked: Vec::new(),
             queue_bytes,
@@ -358,7 +367,8 @@ impl Fanout {
                 frames_skipped: 0,
                 sending: None,
                 run: 0,
-                owed: false,
+                last_turn: now,
+                ready_key: (now, 0),
                 started: VecDeque::new(),
                 sending_since: None,
                 send_span: Duration::ZERO,
@@ -440,11 +450,8 @@ impl Fanout {
                 // The rest of a frame that started going out goes first: a frame is sent
                 // whole, and spread over every other subscriber's turn it would be late.
                 self.urgent.push_back(addr);
-            } else if q_frame.is_some() && sub.owed {
-                // Then the next frame of one whose latest frame was skipped.
-                self.ready.push_front(addr);
             } else {
-                self.ready.push_back(addr);
+                self.schedule(addr);
             }
         }
     }
@@ -525,14 +532,28 @@ impl Fanout {
         self.pop_with(now, &NoCache)
     }
 
-    /// The next datagram to send at `now`, round-robin over the subscribers, queued runs read
+    /// The next datagram to send at `now`, in turns over the subscribers, queued runs read
     /// from `cache`. A subscriber out of tokens is set aside until [`Fanout::next_wake`].
     /// Frames that waited past the subscriber's queue-delay budget before their first chunk
     /// went out are skipped whole; a queued datagram no longer cached (the stream's source
     /// changed, or it aged out) is dropped.
     pub(super) fn pop_with(&mut self, now: Instant, cache: &impl Cached) -> Option<Transmit> {
         for _ in 0..self.ready.len() + self.urgent.len() {
-            let addr = self.urgent.pop_front().or_else(|| self.ready.pop_front())?;
+            let addr = match self.urgent.pop_front() {
+                Some(a) => a,
+                None => {
+                    let (t, n, a) = self.ready.pop_first()?;
+                    let current = self
+                        .subs
+                        .get(&a)
+                        .is_some_and(|s| s.in_ready && s.ready_key == (t, n));
+                    if !current {
+                        // A subscriber removed, or one re-added since at this address.
+                        continue;
+                    }
+                    a
+                }
+            };
             let Some(sub) = self.subs.get_mut(&addr) else {
                 continue;
             };
@@ -567,7 +588,6 @@ impl Fanout {
                     notices.push(skip_notice(ssrc, sub.frames_skipped as u32, f, base, n));
                 }
                 sub.skipped_at = Some(now);
-                sub.owed = true;
                 self.drops.datagrams += sub.drop_frame(f);
                 sub.frames_skipped += 1;
                 let limit = limit_hit(now, rate_limited, self.send_blocked_at);
@@ -632,7 +652,7 @@ impl Fanout {
                 self.urgent.push_front(addr);
             } else {
                 sub.run = 0;
-                self.ready.push_back(addr);
+                self.schedule(addr);
             }
             return Some(Transmit {
                 dest: addr,
@@ -640,6 +660,16 @@ impl Fanout {
             });
         }
         None
+    }
+
+    /// Puts subscriber `addr` (marked `in_ready`) into [`Fanout::ready`] by its `last_turn`.
+    fn schedule(&mut self, addr: SocketAddr) {
+        let Some(sub) = self.subs.get_mut(&addr) else {
+            return;
+        };
+        self.readied += 1;
+        sub.ready_key = (sub.last_turn, self.readied);
+        self.ready.insert((sub.last_turn, self.readied, addr));
     }
 
     /// Whether some subscriber waits for its rate limit.
@@ -660,7 +690,7 @@ impl Fanout {
                 if let Some(s) = self.subs.get_mut(&a) {
                     if !s.in_ready && !s.queue.is_empty() {
                         s.in_ready = true;
-                        self.ready.push_back(a);
+                        self.schedule(a);
                     }
                 }
             } else {

@@ -8,7 +8,8 @@
 //! receiver). The datagrams on the wire are exactly those of a plain send.
 //!
 //! [`Sender`] regroups what a node queued by destination (each destination keeps its own
-//! order; the relay core serves its subscribers round-robin, one datagram each), cuts each
+//! order; the relay core serves a subscriber's frame back to back, but other nodes and
+//! interleaved queues need not), cuts each
 //! destination's datagrams into runs the kernel accepts (same segment size, the last may be
 //! shorter, at most [`MAX_SEGMENTS`] and [`MAX_SUPER_DATAGRAM`] bytes), and hands up to
 //! [`BATCH`] runs per `sendmmsg`, each run as a list of `iovec`s pointing into the shared
@@ -489,7 +490,7 @@ mod tests {
             .collect()
     }
 
-    /// Round-robin over `rx` like the relay core: datagram `i` goes to `rx[i % n]`; each
+    /// Interleaved over `rx` (the worst case for grouping): datagram `i` goes to `rx[i % n]`; each
     /// destination's frames are 5 full 1316-byte chunks and one shorter one, repeated.
     fn fanout_queue(rx: &[std::net::UdpSocket], per_dest: u32) -> Vec<Transmit> {
         let n = rx.len() as u32;

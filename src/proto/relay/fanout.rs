@@ -155,6 +155,8 @@ pub(super) struct Subscriber {
     last_turn: Instant,
     /// Its place in [`Fanout::ready`] while `in_ready`: (`last_turn`, insertion count).
     ready_key: (Instant, u64),
+    /// Turns that sent a datagram of no frame since its latest frame started.
+    loose: u16,
     /// The latest frames any datagram of which went out (a frame's late parity may follow
     /// the next frame's first chunks): none of them is skipped, so none is cut short.
     started: VecDeque<u32>,
@@ -231,6 +233,7 @@ impl Subscriber {
         self.sending = Some(f);
         self.sending_since = (!replay).then_some((now, now));
         self.last_turn = now;
+        self.loose = 0;
     }
 
     /// Whether a frame was skipped for it recently (within a second of `now`).
@@ -350,7 +353,7 @@ impl Fanout {
         max_kbps: u32,
         permanent: bool,
     ) -> Option<Subscriber> {
-        let old = self.subs.remove(&addr);
+        let old = self.remove(&addr);
         self.subs.insert(
             addr,
             Subscriber {
@@ -369,6 +372,7 @@ impl Fanout {
                 run: 0,
                 last_turn: now,
                 ready_key: (now, 0),
+                loose: 0,
                 started: VecDeque::new(),
                 sending_since: None,
                 send_span: Duration::ZERO,
@@ -382,8 +386,9 @@ impl Fanout {
         old
     }
 
-    /// Removes a subscriber (its stale schedule entries are skipped later).
+    /// Removes a subscriber (its stale entries in `ready` are skipped later).
     pub(super) fn remove(&mut self, addr: &SocketAddr) -> Option<Subscriber> {
+        self.urgent.retain(|a| a != addr);
         self.subs.remove(addr)
     }
 
@@ -632,6 +637,7 @@ impl Fanout {
                 }
             }
             let Some((frame, notice)) = take_one(sub, front_len) else {
+                sub.in_ready = false;
                 continue;
             };
             if let Some(f) = frame {
@@ -651,6 +657,17 @@ impl Fanout {
                 // does: what is queued after goes next.
                 self.urgent.push_front(addr);
             } else {
+                if frame.is_none() && !notice {
+                    // Turns of datagrams of no frame (audio, answers) keep its place, up to
+                    // a turn's worth: then they count as a frame started and its place goes
+                    // to the back, so a subscriber with many answers queued cannot take every
+                    // turn.
+                    sub.loose += 1;
+                    if sub.loose >= RUN_MAX {
+                        sub.loose = 0;
+                        sub.last_turn = now;
+                    }
+                }
                 sub.run = 0;
                 self.schedule(addr);
             }
@@ -1005,6 +1022,30 @@ mod tests {
         want.extend([2; 6]);
         want.extend([1, 2]);
         assert_eq!(ports, want);
+    }
+
+    #[test]
+    fn answers_queued_by_the_hundred_do_not_take_every_turn() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let (a, b) = (addr(1), addr(2));
+        f.insert(t0, a, "s", 0, false);
+        f.insert(t0, b, "s", 0, false);
+        // `b` had a frame just now, so `a`, whose latest frame is older, goes first...
+        f.set_now(t0 + ms(1));
+        f.enqueue(b, video(1, 10, 0, 1), false);
+        assert_eq!(f.pop(t0 + ms(1)).map(|t| t.dest), Some(b));
+        // ...but 200 answers queued for it take a turn's worth, then `b` has its turn.
+        f.set_now(t0 + ms(2));
+        for _ in 0..200 {
+            f.enqueue(a, Queued::single(Bytes::from(vec![0; 100])), true);
+        }
+        f.enqueue(b, video(2, 11, 0, 1), false);
+        let first_b = std::iter::from_fn(|| f.pop(t0 + ms(2)))
+            .position(|t| t.dest == b)
+            .unwrap();
+        assert_eq!(first_b, usize::from(RUN_MAX));
     }
 
     #[test]

@@ -572,9 +572,14 @@ impl Fanout {
                 ..
             }) = sub.queue.front()
             {
-                if sub.sending == Some(f)
-                    || sub.started.contains(&f)
-                    || now.saturating_duration_since(at) <= budget
+                if sub.sending == Some(f) || sub.started.contains(&f) {
+                    break;
+                }
+                // In time, unless frames are being skipped for it already and a newer frame
+                // is queued whole behind: then the newest wins at once (it costs the same
+                // turn, and an older frame sent is the one a stall would make late).
+                if now.saturating_duration_since(at) <= budget
+                    && !(sub.skipping(now) && whole_newer_queued(sub, f, cache))
                 {
                     break;
                 }
@@ -716,6 +721,33 @@ impl Fanout {
         }
         self.blocked = still;
     }
+}
+
+/// Whether every chunk of a frame newer than `f` is queued for `sub` (its chunk count read
+/// from the first one queued).
+fn whole_newer_queued(sub: &Subscriber, f: u32, cache: &impl Cached) -> bool {
+    let mut newer: Option<(u32, usize, Option<u16>)> = None;
+    for q in &sub.queue {
+        let Some(g) = q.frame else { continue };
+        if (g.wrapping_sub(f) as i32) <= 0 {
+            continue;
+        }
+        match &mut newer {
+            Some((id, n, _)) if *id == g => *n += q.datagrams(),
+            Some(_) => break,
+            None => {
+                let chunks = match &q.payload {
+                    Payload::Owned(d) => chunk_span(d),
+                    Payload::Cached { stream, first, .. } => {
+                        cache.cached(*stream, *first).and_then(|d| chunk_span(&d))
+                    }
+                }
+                .map(|(_, _, n)| n);
+                newer = Some((g, q.datagrams(), chunks));
+            }
+        }
+    }
+    newer.is_some_and(|(_, n, chunks)| chunks.is_some_and(|c| n >= usize::from(c)))
 }
 
 /// Takes the front datagram off `sub`'s queue (`len` bytes: a run's datagram's, read from the

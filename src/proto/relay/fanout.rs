@@ -1057,6 +1057,44 @@ mod tests {
     }
 
     #[test]
+    fn while_skipping_the_newest_whole_frame_wins_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let videos = |f: &mut Fanout, now| {
+            std::iter::from_fn(|| f.pop(now))
+                .filter_map(|t| match Packet::decode(&t.payload).unwrap().body {
+                    Body::Video(v) => Some(v.frame_id),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        // Frame 1 waits 60 ms, past its 50 ms: skipped, so frames are being skipped for `a`.
+        f.set_now(t0);
+        f.enqueue(a, video(1, 10, 0, 1), false);
+        assert_eq!(videos(&mut f, t0 + ms(60)), Vec::<u32>::new());
+        // Frame 2 (in time, 10 ms queued) has frame 3 whole behind it: 3 goes, 2 is skipped.
+        f.set_now(t0 + ms(60));
+        f.enqueue(a, video(2, 11, 0, 1), false);
+        f.set_now(t0 + ms(65));
+        f.enqueue(a, video(3, 12, 0, 1), false);
+        assert_eq!(videos(&mut f, t0 + ms(70)), vec![3]);
+        // Frame 5 only half queued behind frame 4: 4 goes, then what there is of 5.
+        f.set_now(t0 + ms(100));
+        f.enqueue(a, video(4, 13, 0, 1), false);
+        f.enqueue(a, video(5, 14, 0, 2), false);
+        assert_eq!(videos(&mut f, t0 + ms(105)), vec![4, 5]);
+        // A second after the latest skip, an older frame in time goes again.
+        f.set_now(t0 + ms(1100));
+        f.enqueue(a, video(6, 16, 0, 1), false);
+        f.enqueue(a, video(7, 17, 0, 1), false);
+        assert_eq!(videos(&mut f, t0 + ms(1105)), vec![6, 7]);
+    }
+
+    #[test]
     fn answers_queued_by_the_hundred_do_not_take_every_turn() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;

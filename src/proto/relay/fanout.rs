@@ -250,6 +250,23 @@ impl Subscriber {
             .any(|&(_, base, n)| seq.wrapping_sub(base) < u32::from(n))
     }
 
+    /// Whether video datagram `seq` (extended) is still queued for it, not yet sent.
+    pub(super) fn queued_seq(&self, seq: u64) -> bool {
+        self.queue.iter().any(|q| match q.payload {
+            Payload::Cached { first, count, .. } => {
+                seq >= first.0 && seq < first.0 + u64::from(count)
+            }
+            Payload::Owned(_) => false,
+        })
+    }
+
+    /// Whether chunks of frame `f` are still queued for it, not yet sent.
+    pub(super) fn queued_frame(&self, f: u32) -> bool {
+        self.queue
+            .iter()
+            .any(|q| q.frame == Some(f) && matches!(q.payload, Payload::Cached { .. }))
+    }
+
     /// Whether frame `f` was skipped for it.
     pub(super) fn skipped_frame(&self, f: u32) -> bool {
         self.skipped.iter().any(|&(id, _, _)| id == f)

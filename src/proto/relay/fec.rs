@@ -115,12 +115,21 @@ impl Relay {
             .iter()
             .map(|r| overloaded || sub.skipped_frame(r.frame_id))
             .collect();
+        // Nor for a frame whose chunks are still queued for it: they are on their way.
+        let queued: Vec<bool> = entries
+            .iter()
+            .map(|r| sub.queued_frame(r.frame_id))
+            .collect();
         // Frames asked for that are not whole here: the relay asks its upstream (§7.3).
         let mut lacking: Vec<u32> = Vec::new();
-        for (r, skipped) in entries.iter().zip(skipped) {
+        for ((r, skipped), queued) in entries.iter().zip(skipped).zip(queued) {
             self.stats.fec_requests += 1;
             if skipped {
                 self.stats.skipped_requests += 1;
+                continue;
+            }
+            if queued {
+                self.stats.requests_still_queued += 1;
                 continue;
             }
             let s = self.streams.get_mut(idx);

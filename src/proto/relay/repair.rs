@@ -147,6 +147,7 @@ impl Relay {
         let overloaded = sub.skipping(now);
         let skipped = |seq: u32| flow == Flow::Video && (overloaded || sub.skipped_seq(seq));
         let mut ignored = 0;
+        let mut still_queued = 0;
         let mut hits: Vec<Bytes> = Vec::new();
         let mut ask: Vec<SeqNo> = Vec::new();
         let mut misses = 0;
@@ -167,6 +168,12 @@ impl Relay {
                     ignored += 1;
                     continue;
                 }
+                // On its way already: the relay fell behind, and an answer would only put
+                // the chunk out twice (§7.3).
+                if flow == Flow::Video && sub.queued_seq(seq.0) {
+                    still_queued += 1;
+                    continue;
+                }
                 if let Some(d) = cache.get(now, seq) {
                     if let Some(d) = wire::with_flags(d, FLAG_RETRANSMIT) {
                         hits.push(d);
@@ -180,6 +187,7 @@ impl Relay {
         }
         self.stats.cache_misses += misses;
         self.stats.skipped_requests += ignored;
+        self.stats.requests_still_queued += still_queued;
         let mut forward: Vec<SeqNo> = Vec::new();
         let s = self.streams.get_mut(idx);
         let pending = &mut s.repair.pending;

@@ -124,3 +124,34 @@ fn ranges_are_compressed() {
     let r: Vec<(u32, u16)> = ranges_of(&seqs).iter().map(|r| (r.start, r.len)).collect();
     assert_eq!(r, vec![(1, 3), (5, 1), (7, 2)]);
 }
+
+/// A relay that fell behind still has the chunks asked for queued for that subscriber: a
+/// NACK for them is not answered (they are on their way), and one for what went out is.
+#[test]
+fn a_nack_for_chunks_still_queued_is_not_answered() {
+    let t0 = Instant::now();
+    let mut r = setup(t0);
+    drain(&mut r, t0);
+    // Frame 1 arrives; nothing has gone out of it when addr(2) asks for two of its chunks.
+    for i in 0..3 {
+        send(&mut r, t0, addr(1), &video(SSRC, 13 + i, 1, i as u16, 3));
+    }
+    send(&mut r, t0, addr(2), &nack(13, 2));
+    let out = drain(&mut r, t0);
+    let to_2: Vec<(u32, bool)> = out
+        .iter()
+        .filter(|(to, _)| *to == addr(2))
+        .map(|(_, p)| (p.header.seq, p.header.flags & FLAG_RETRANSMIT != 0))
+        .collect();
+    assert_eq!(to_2, vec![(13, false), (14, false), (15, false)]);
+    assert_eq!(r.stats().requests_still_queued, 2);
+    // Sent now: asked again, they are answered.
+    send(&mut r, t0, addr(2), &nack(13, 2));
+    let out = drain(&mut r, t0);
+    assert_eq!(
+        out.iter()
+            .filter(|(to, p)| *to == addr(2) && p.header.flags & FLAG_RETRANSMIT != 0)
+            .count(),
+        2
+    );
+}

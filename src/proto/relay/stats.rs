@@ -62,6 +62,9 @@ pub struct RelayStats {
     /// NACKed sequence numbers and FEC request entries not answered because their frame
     /// was skipped for that subscriber.
     pub skipped_requests: u64,
+    /// NACKed sequence numbers and FEC request entries not answered because the chunks asked
+    /// for were still queued for that subscriber, on their way (§7.3).
+    pub requests_still_queued: u64,
     /// The limit behind the latest skip if it was within the last second, else none: the
     /// relay is overloaded now.
     pub overloaded: Option<OverloadLimit>,

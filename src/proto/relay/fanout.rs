@@ -250,12 +250,15 @@ impl Subscriber {
             .any(|&(_, base, n)| seq.wrapping_sub(base) < u32::from(n))
     }
 
-    /// Whether video datagram `seq` (extended) is still queued for it, not yet sent.
-    pub(super) fn queued_seq(&self, seq: u64) -> bool {
+    /// Whether video datagram `seq` (extended) of the stream whose cache key is `stream` is
+    /// still queued for it, not yet sent.
+    pub(super) fn queued_seq(&self, stream: u64, seq: u64) -> bool {
         self.queue.iter().any(|q| match q.payload {
-            Payload::Cached { first, count, .. } => {
-                seq >= first.0 && seq < first.0 + u64::from(count)
-            }
+            Payload::Cached {
+                stream: s,
+                first,
+                count,
+            } => s == stream && seq >= first.0 && seq < first.0 + u64::from(count),
             Payload::Owned(_) => false,
         })
     }

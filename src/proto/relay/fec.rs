@@ -111,18 +111,19 @@ impl Relay {
         };
         // Not for a frame skipped for it, nor for a second after a skip (§7.3).
         let overloaded = sub.skipping(now);
-        let skipped: Vec<bool> = entries
-            .iter()
-            .map(|r| overloaded || sub.skipped_frame(r.frame_id))
-            .collect();
         // Nor for a frame whose chunks are still queued for it: they are on their way.
-        let queued: Vec<bool> = entries
+        let held: Vec<(bool, bool)> = entries
             .iter()
-            .map(|r| sub.queued_frame(r.frame_id))
+            .map(|r| {
+                (
+                    overloaded || sub.skipped_frame(r.frame_id),
+                    sub.queued_frame(r.frame_id),
+                )
+            })
             .collect();
         // Frames asked for that are not whole here: the relay asks its upstream (§7.3).
         let mut lacking: Vec<u32> = Vec::new();
-        for ((r, skipped), queued) in entries.iter().zip(skipped).zip(queued) {
+        for (r, (skipped, queued)) in entries.iter().zip(held) {
             self.stats.fec_requests += 1;
             if skipped {
                 self.stats.skipped_requests += 1;

@@ -153,6 +153,7 @@ impl Relay {
         let mut misses = 0;
         let s = self.streams.get_mut(idx);
         let origin_remote = s.origin.addr().is_some();
+        let key = s.cache_key();
         let (cache, ext) = s.cache(flow);
         let Some(last) = ext.last() else { return };
         let mut budget = MAX_NACK_SEQS;
@@ -170,7 +171,7 @@ impl Relay {
                 }
                 // On its way already: the relay fell behind, and an answer would only put
                 // the chunk out twice (§7.3).
-                if flow == Flow::Video && sub.queued_seq(seq.0) {
+                if flow == Flow::Video && sub.queued_seq(key, seq.0) {
                     still_queued += 1;
                     continue;
                 }

@@ -160,10 +160,12 @@ pub(super) struct Subscriber {
     /// The latest frames any datagram of which went out (a frame's late parity may follow
     /// the next frame's first chunks): none of them is skipped, so none is cut short.
     started: VecDeque<u32>,
-    /// When the first datagram of the frame going out was sent, and when its latest.
+    /// When the first datagram of the frame going out was sent, and when its latest; the
+    /// first moved on by each time its queue ran dry before the frame's next chunk came
+    /// (the publisher paces a frame's chunks over its interval: that is not the relay's).
     sending_since: Option<(Instant, Instant)>,
-    /// How long its recent frames took from first datagram out to last: the largest at
-    /// once, decaying by 1/8 a frame.
+    /// How long its recent frames took from first datagram out to last, while queued: the
+    /// largest at once, decaying by 1/8 a frame.
     send_span: Duration,
     /// Its rate cap held it back since its queue was last empty (a slow subscriber).
     rate_limited: bool,
@@ -461,6 +463,13 @@ impl Fanout {
         if q.frame.is_some() && q.frame == sub.skip_frame {
             self.drops.datagrams += 1;
             return;
+        }
+        if sub.queue.is_empty() && q.frame.is_some() && q.frame == sub.sending {
+            // The rest of a frame going out, after its queue ran dry: the relay kept up, and
+            // the gap is the publisher's pacing, not time the frame spent in the relay.
+            if let (Some((first, last)), Some(now)) = (&mut sub.sending_since, self.now) {
+                *first += now.saturating_duration_since(*last);
+            }
         }
         sub.queued_bytes += q.bytes;
         let q_frame = q.frame;
@@ -1026,6 +1035,36 @@ mod tests {
             f.get(&a).unwrap().queue_delay_budget(),
             ms(12) + Duration::from_micros(500)
         );
+    }
+
+    #[test]
+    fn a_frame_paced_by_its_publisher_does_not_shrink_the_wait() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        // Frame 1's chunks come 15 ms apart and each goes out at once: it spans 30 ms, but
+        // none of that was spent in the relay.
+        for i in 0..3u16 {
+            f.set_now(t0 + ms(15 * u64::from(i)));
+            f.enqueue(a, video(1, 10 + u32::from(i), i, 3), false);
+            assert!(f.pop(t0 + ms(15 * u64::from(i))).is_some());
+        }
+        f.set_now(t0 + ms(33));
+        f.enqueue(a, video(2, 13, 0, 1), false);
+        assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(50));
+        // So a 40 ms stall before frame 2 loses nothing (with 30 ms counted, it would).
+        assert!(f.pop(t0 + ms(73)).is_some());
+        assert_eq!(f.drops.skipped, [0; 3]);
+        // A frame queued whole and sent slowly still counts in full.
+        f.set_now(t0 + ms(80));
+        f.enqueue(a, video(3, 14, 0, 2), false);
+        f.enqueue(a, video(3, 15, 1, 2), false);
+        assert!(f.pop(t0 + ms(80)).is_some());
+        assert!(f.pop(t0 + ms(105)).is_some());
+        assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(25));
     }
 
     #[test]

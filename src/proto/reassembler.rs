@@ -99,6 +99,12 @@ impl Partial {
         self.chunks.iter().map(|(&i, (_, data))| (i, data))
     }
 
+    /// The whole datagrams of the chunks received, in index order, when the caller keeps
+    /// them ([`Reassembler::insert_datagram`]; empty otherwise).
+    pub fn datagrams(&self) -> impl Iterator<Item = &Bytes> + '_ {
+        self.datagrams.values()
+    }
+
     /// The length every chunk but the last has (§5.1), derived from any chunk held that
     /// tells it: a non-last chunk's payload, or the last chunk's offset. `None` if unknown.
     pub fn chunk_len(&self) -> Option<usize> {

@@ -73,6 +73,30 @@ impl Default for LateJoin {
 }
 
 impl LateJoin {
+    /// The frames newer than the latest complete one that are still arriving (the one in
+    /// progress, and any still missing chunks), oldest first: their datagrams as received,
+    /// for a late joiner (§7.4), who would otherwise get only the rest of the frame in
+    /// progress and ask for its head.
+    pub(super) fn in_progress(&self) -> Vec<(u32, Vec<Bytes>)> {
+        let latest = self.latest.as_ref().map(|(id, _)| *id);
+        let mut frames: Vec<(u32, Vec<Bytes>)> = self
+            .reassembler
+            .partials()
+            .filter(|(id, _)| latest.is_none_or(|l| wire::seq::wire_newer(**id, l)))
+            .map(|(id, p)| (*id, p.datagrams().cloned().collect()))
+            .collect();
+        frames.sort_by(|a, b| {
+            if a.0 == b.0 {
+                std::cmp::Ordering::Equal
+            } else if wire::seq::wire_newer(a.0, b.0) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            }
+        });
+        frames
+    }
+
     /// Notes a video chunk (extended sequence number `seq`) and its datagram.
     pub(super) fn add(&mut self, now: Instant, seq: SeqNo, v: &VideoChunk, datagram: &Bytes) {
         if let Some((latest, _)) = &self.latest {

@@ -49,6 +49,11 @@ impl Relay {
             }
             self.stats.late_join_frames += 1;
         }
+        // Then what came of the frames in progress, as received (not replayed: the rest of
+        // them follows live, and the whole frame is the joiner's to play and repair).
+        for (id, datagrams) in s.late.in_progress() {
+            first.extend(datagrams.into_iter().map(|d| Queued::of_frame(d, id)));
+        }
         // An ended stream says so to late joiners too (§6.9).
         if let Some(e) = &s.ended {
             first.push(Queued::single(e.clone()));

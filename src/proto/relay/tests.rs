@@ -121,7 +121,7 @@ fn timers_are_named_and_poll_transmit_runs_none() {
 }
 
 #[test]
-fn a_late_joiner_gets_the_description_and_the_latest_complete_frame() {
+fn a_late_joiner_gets_the_description_the_latest_complete_frame_and_the_frame_in_progress() {
     let t0 = Instant::now();
     let mut r = Relay::new(RelayConfig::default());
     send(&mut r, t0, addr(1), &description(SSRC, "cam"));
@@ -140,12 +140,19 @@ fn a_late_joiner_gets_the_description_and_the_latest_complete_frame() {
             (PacketType::Description, 0, 0),
             (PacketType::Video, 10, FLAG_REPLAY),
             (PacketType::Video, 11, FLAG_REPLAY),
+            // What came of frame 1, as received: the joiner gets the frame whole, instead
+            // of its tail and a request for the head.
+            (PacketType::Video, 12, 0),
         ]
     );
     assert_eq!(r.stats().late_join_frames, 1);
-    // Frame 1 completes: the next joiner gets it, not frame 0.
+    // Frame 1 completes, its rest live; the next joiner gets it, not frame 0.
     send(&mut r, t0, addr(1), &video(SSRC, 13, 1, 1, 2));
-    drain(&mut r, t0);
+    let live: Vec<(SocketAddr, u32)> = drain(&mut r, t0)
+        .iter()
+        .map(|(to, p)| (*to, p.header.seq))
+        .collect();
+    assert_eq!(live, vec![(addr(2), 13)]);
     let out = subscribe(&mut r, t0, addr(3), "cam");
     let seqs: Vec<u32> = out.iter().map(|(_, p)| p.header.seq).collect();
     assert_eq!(seqs, vec![0, 12, 13]);

@@ -449,6 +449,8 @@ fn process_cpu_s() -> f64 {
 /// Bad options, a socket that cannot be bound, or no stream within `--wait` seconds.
 pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport> {
     super::check_name("stream", &args.stream)?;
+    // The coder's tables now, not while the first frame to restore is due.
+    crate::proto::fec::warm_up();
     if args.viewers == 0 || args.viewers > MAX_VIEWERS {
         anyhow::bail!(
             "--viewers {}: expected 1 to {MAX_VIEWERS} viewers",

@@ -255,6 +255,8 @@ impl Play {
     /// Plays until `--duration` elapses, `stop` is set (Ctrl-C) or the window is closed (`q`,
     /// Esc); says BYE, and finishes the recording, on the way out.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<PlayReport> {
+        // The coder's tables now, not while the first frame to restore is due.
+        crate::proto::fec::warm_up();
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
         let recorder = match &self.args.record {
             Some(p) => Some(Recorder::create(p).context("--record")?),

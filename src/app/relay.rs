@@ -216,6 +216,8 @@ impl RelayRole {
 
     /// Relays until `--duration` elapses or `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<RelayReport> {
+        // The coder's tables now, not at the first repair with every subscriber waiting.
+        crate::proto::fec::warm_up();
         let end = super::duration_arg("duration", self.args.duration)?.map(|d| Instant::now() + d);
         let mut status = StatusLine::new(self.status);
         // Frames skipped for each limit when the last status line was printed.

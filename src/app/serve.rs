@@ -268,6 +268,8 @@ impl Serve {
 
     /// Streams until `--duration` elapses or `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeReport> {
+        // The coder's tables now, not while the first frame's parity is due.
+        crate::proto::fec::warm_up();
         let duration = super::duration_arg("duration", self.args.duration)?;
         let (tx, rx) = sync_channel::<MediaItem>(16);
         let source_stop = Arc::new(AtomicBool::new(false));

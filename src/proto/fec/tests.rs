@@ -348,3 +348,8 @@ fn spec_fec_vectors_match() {
         Ok(reqs.to_vec())
     );
 }
+
+#[test]
+fn warm_up_codes_and_restores_a_frame() {
+    assert!(super::warm_up());
+}

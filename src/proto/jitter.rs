@@ -244,6 +244,17 @@ impl FrameBuffer {
         }
     }
 
+    /// Withdraws frame `frame_id`, waiting incomplete under `pts`, without a verdict (the
+    /// relay skipped the rest of it, §6.10). False, and nothing done, when that frame is not
+    /// waiting incomplete there.
+    pub fn withdraw(&mut self, pts: u64, frame_id: u32) -> bool {
+        if !matches!(self.slots.get(&pts), Some((_, Slot::Pending(id))) if *id == frame_id) {
+            return false;
+        }
+        self.slots.remove(&pts);
+        true
+    }
+
     /// When the oldest frame is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.slots.values().map(|(d, _)| *d).next()

@@ -3,7 +3,8 @@
 //! being what it has queued of one frame, back to back, up to
 //! [`RUN_MAX`] datagrams (a SKIP notice, §6.10, costs no turn). A queue over its byte bound drops whole frames, oldest first, for that
 //! subscriber only; a frame that waited longer than the subscriber's share of its latency
-//! budget before its first chunk could go out is skipped whole (§7.3, overload), so that when
+//! budget before its first chunk could go out is skipped whole (§7.3, overload; one started is cut
+//! short only once its rest could no longer arrive before its playout), so that when
 //! the relay or one subscriber's path cannot keep up the frame rate drops and the newest frame
 //! wins instead of every frame arriving late. A subscriber that asked for a rate cap
 //! (`max_kbps`, §6.2) is held back by the shared [`TokenBucket`].
@@ -191,13 +192,18 @@ impl Subscriber {
         self.queued_bytes
     }
 
+    /// The playout latency it stated (§6.2), or [`DEFAULT_LATENCY`].
+    pub(super) fn latency(&self) -> Duration {
+        match self.latency_ms {
+            0 => DEFAULT_LATENCY,
+            ms => Duration::from_millis(ms.into()),
+        }
+    }
+
     /// The longest a frame may wait in its queue before its first chunk goes out (§7.3):
     /// half its latency less the time its recent frames took to go out, at least an eighth.
     pub(super) fn queue_delay_budget(&self) -> Duration {
-        let latency = match self.latency_ms {
-            0 => DEFAULT_LATENCY,
-            ms => Duration::from_millis(ms.into()),
-        };
+        let latency = self.latency();
         let latest = self.sending_since.map_or(Duration::ZERO, |(first, last)| {
             last.saturating_duration_since(first)
         });
@@ -601,15 +607,20 @@ impl Fanout {
                 ..
             }) = sub.queue.front()
             {
+                let age = now.saturating_duration_since(at);
                 if sub.sending == Some(f) || sub.started.contains(&f) {
-                    break;
-                }
-                // In time, unless frames are being skipped for it already and a newer frame
-                // is queued whole behind: then the newest wins at once (it costs the same
-                // turn, and an older frame sent is the one a stall would make late).
-                if now.saturating_duration_since(at) <= budget
-                    && !(sub.skipping(now) && whole_newer_queued(sub, f, cache))
+                    // A frame started goes out whole, unless the relay stalled so long with
+                    // it that its rest could only arrive after its playout: then it is cut
+                    // short and skipped, rather than played late.
+                    if age < sub.latency() {
+                        break;
+                    }
+                } else if age <= budget && !(sub.skipping(now) && whole_newer_queued(sub, f, cache))
                 {
+                    // In time, unless frames are being skipped for it already and a newer
+                    // frame is queued whole behind: then the newest wins at once (it costs
+                    // the same turn, and an older frame sent is the one a stall would make
+                    // late).
                     break;
                 }
                 let rate_limited = sub.rate_limited;
@@ -984,6 +995,44 @@ mod tests {
             f.last_skip,
             Some((t0 + ms(96), OverloadLimit::SocketBuffer))
         );
+    }
+
+    #[test]
+    fn a_frame_started_is_cut_short_only_once_its_rest_would_come_after_its_playout() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        f.set_now(t0);
+        for i in 0..3 {
+            f.enqueue(a, video(1, 10 + i, i as u16, 3), false);
+        }
+        let seq = |t: Transmit| u32::from_be_bytes(t.payload[12..16].try_into().unwrap());
+        assert_eq!(f.pop(t0).map(seq), Some(10));
+        // A stall of 99 ms: the rest still goes (it may yet be played).
+        assert_eq!(f.pop(t0 + ms(99)).map(seq), Some(11));
+        assert_eq!(f.pop(t0 + ms(99)).map(seq), Some(12));
+        f.set_now(t0 + ms(99));
+        for i in 0..2 {
+            f.enqueue(a, video(2, 13 + i, i as u16, 2), false);
+        }
+        assert_eq!(f.pop(t0 + ms(99)).map(seq), Some(13));
+        // Frame 2 started; at 100 ms of age its rest would only come after its playout:
+        // cut short, and the subscriber told (SKIP).
+        let notice = f.pop(t0 + ms(199)).expect("a SKIP");
+        assert_eq!(
+            Packet::decode(&notice.payload).unwrap().body,
+            Body::Skip {
+                frame_id: 2,
+                first_seq: 13,
+                chunk_count: 2
+            }
+        );
+        assert_eq!(f.pop(t0 + ms(199)), None);
+        assert_eq!(f.drops.skipped(OverloadLimit::RelayCpu), 1);
+        assert!(f.get(&a).unwrap().skipped_seq(14));
     }
 
     #[test]

@@ -607,8 +607,17 @@ impl Viewer {
     /// come, so they are neither asked for nor counted lost, and the frame is not waited
     /// for. A frame already (partly) here is left alone.
     fn on_skip(&mut self, frame_id: u32, first_seq: u32, chunk_count: u16) {
-        if self.is_done(frame_id) || self.reasm.get(frame_id).is_some() {
+        if self.is_done(frame_id) {
             return;
+        }
+        if let Some(pts) = self.reasm.get(frame_id).map(|p| p.pts) {
+            // A frame started and cut short: the relay stalled so long that its rest could
+            // only have come after its playout (§7.3). It goes whole, as skipped.
+            if !self.frames.withdraw(pts, frame_id) {
+                return;
+            }
+            self.reasm.remove(frame_id);
+            self.first_chunk_at.remove(&frame_id);
         }
         let first = self.video_ext.extend(first_seq);
         self.video_loss.on_skipped(first, u64::from(chunk_count));

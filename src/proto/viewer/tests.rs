@@ -506,6 +506,59 @@ fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
 }
 
 #[test]
+fn a_frame_the_relay_cut_short_goes_whole_as_skipped_not_incomplete() {
+    let t0 = Instant::now();
+    let mut v = subscribed(t0);
+    let mut p = packetizer();
+    let (id1, _, one) = frame(&mut p, 90_000, 1);
+    let (id2, _, two) = frame(&mut p, 99_000, 2);
+    let (id3, _, three) = frame(&mut p, 108_000, 3);
+    assert!(two.len() >= 2);
+    let t1 = t0 + 10 * MS;
+    for c in &one {
+        v.handle_datagram(t1, server(), &c.datagram);
+    }
+    // Frame 2's first chunk, then the relay stalls and cuts the rest (§7.3).
+    v.handle_datagram(t1 + 5 * MS, server(), &two[0].datagram);
+    v.handle_datagram(
+        t1 + 110 * MS,
+        server(),
+        &skip_notice(id2, two[0].seq, two.len()),
+    );
+    for c in &three {
+        v.handle_datagram(t1 + 111 * MS, server(), &c.datagram);
+    }
+    let mut asked = Vec::new();
+    let mut t = t1;
+    while t < t1 + 500 * MS {
+        v.handle_timeout(t);
+        while let Some(x) = v.poll_transmit(t) {
+            asked.push(decode(&x).header.ptype);
+        }
+        t += MS;
+    }
+    // The NACKs before the SKIP came are the viewer's own business; none after it.
+    let played: Vec<u32> = events(&mut v)
+        .into_iter()
+        .filter_map(|e| match e {
+            ViewerEvent::Frame(f) => Some(f.frame_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(played, vec![id1, id3]);
+    let s = v.stats();
+    assert_eq!(s.frames_skipped_by_relay, 1);
+    assert_eq!((s.frames_incomplete, s.frames_late), (0, 0));
+    assert_eq!(s.video.lost, 0);
+    // Its rest arriving after all is not taken.
+    for c in &two[1..] {
+        v.handle_datagram(t, server(), &c.datagram);
+    }
+    assert_eq!(v.stats().frames_skipped_by_relay, 1);
+    assert_eq!(v.memory_bytes(), 0);
+}
+
+#[test]
 fn for_a_second_after_a_skip_no_video_repair_is_asked_then_it_is() {
     let t0 = Instant::now();
     let mut v = subscribed(t0);

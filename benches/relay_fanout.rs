@@ -580,7 +580,6 @@ fn framecast_side(
 /// GStreamer `udpsrc ! multiudpsink` to N plain receivers, fed by the same serve.
 fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
     use framecast::driver::recv::Receiver;
-    let port = support::free_port();
     let mut poll = Poll::new().unwrap();
     let mut socks = Vec::new();
     for i in 0..n {
@@ -594,6 +593,9 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         .iter()
         .map(|s| s.local_addr().unwrap().to_string())
         .collect();
+    // The port is picked once the receivers hold theirs: picked before, one of them could
+    // be given it, and gst-launch would fail to bind while serve fed that receiver alone.
+    let port = support::free_port();
     let mut c = std::process::Command::new("gst-launch-1.0");
     c.arg("-q")
         .args([
@@ -605,8 +607,12 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         .arg("!")
         .args(["multiudpsink", &format!("clients={}", clients.join(","))])
         .args(["sync=false", "async=false", "buffer-size=4194304"]);
-    let gst = spawn_logged(c, &dir.join("gst.log"));
+    let mut gst = spawn_logged(c, &dir.join("gst.log"));
     std::thread::sleep(Duration::from_millis(500));
+    if let Ok(Some(status)) = gst.try_wait() {
+        let why = std::fs::read_to_string(dir.join("gst.log")).unwrap_or_default();
+        panic!("gst-launch-1.0 exited at start ({status}): {}", why.trim());
+    }
     let gst_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let serve = spawn_logged(
         serve_cmd(bin, gst_addr, seconds, &dir.join("gserve.json")),

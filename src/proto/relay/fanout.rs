@@ -936,15 +936,33 @@ mod tests {
         p.encode()
     }
 
+    /// The (frame id, first sequence number, chunks) of a SKIP notice (§6.10).
+    fn skip_of(t: Option<Transmit>) -> (u32, u32, u16) {
+        match Packet::decode(&t.expect("a SKIP").payload).unwrap().body {
+            Body::Skip {
+                frame_id,
+                first_seq,
+                chunk_count,
+            } => (frame_id, first_seq, chunk_count),
+            b => panic!("not a SKIP: {b:?}"),
+        }
+    }
+
+    /// A fan-out with one subscriber (port 1) that stated 100 ms of latency.
+    fn one_subscriber(t0: Instant) -> (Fanout, SocketAddr) {
+        let mut f = Fanout::new(1 << 20);
+        let a = addr(1);
+        f.insert(t0, a, "s", 0, false);
+        f.get_mut(&a).unwrap().latency_ms = 100;
+        (f, a)
+    }
+
     #[test]
     fn frames_past_the_time_budget_are_skipped_whole_never_cut_short() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
         // latency 100 ms stated: a frame may spend 50 ms in the relay.
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         f.set_now(t0);
         for i in 0..3 {
             f.enqueue(a, video(1, 10 + i, i as u16, 3), false);
@@ -963,15 +981,7 @@ mod tests {
         // 56 ms it has waited 36: skipped whole, and its late chunk too.
         assert_eq!(f.get(&a).unwrap().queue_delay_budget(), ms(35));
         // In its place the subscriber is told (SKIP, §6.10): frame 2, chunk 0 at 13, 3 chunks.
-        let notice = f.pop(t0 + ms(56)).expect("a SKIP");
-        assert_eq!(
-            Packet::decode(&notice.payload).unwrap().body,
-            Body::Skip {
-                frame_id: 2,
-                first_seq: 13,
-                chunk_count: 3
-            }
-        );
+        assert_eq!(skip_of(f.pop(t0 + ms(56))), (2, 13, 3));
         assert_eq!(f.pop(t0 + ms(56)), None);
         f.set_now(t0 + ms(56));
         f.enqueue(a, video(2, 16, 3, 4), false);
@@ -1001,10 +1011,7 @@ mod tests {
     fn a_frame_started_is_cut_short_only_once_its_rest_would_come_after_its_playout() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         f.set_now(t0);
         for i in 0..3 {
             f.enqueue(a, video(1, 10 + i, i as u16, 3), false);
@@ -1021,15 +1028,7 @@ mod tests {
         assert_eq!(f.pop(t0 + ms(99)).map(seq), Some(13));
         // Frame 2 started; at 100 ms of age its rest would only come after its playout:
         // cut short, and the subscriber told (SKIP).
-        let notice = f.pop(t0 + ms(199)).expect("a SKIP");
-        assert_eq!(
-            Packet::decode(&notice.payload).unwrap().body,
-            Body::Skip {
-                frame_id: 2,
-                first_seq: 13,
-                chunk_count: 2
-            }
-        );
+        assert_eq!(skip_of(f.pop(t0 + ms(199))), (2, 13, 2));
         assert_eq!(f.pop(t0 + ms(199)), None);
         assert_eq!(f.drops.skipped(OverloadLimit::RelayCpu), 1);
         assert!(f.get(&a).unwrap().skipped_seq(14));
@@ -1039,10 +1038,7 @@ mod tests {
     fn a_late_joiners_replayed_frame_does_not_shrink_the_wait() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         f.set_now(t0);
         for i in 0..3 {
             let d = video_bytes(1, 10 + i, i as u16, 3);
@@ -1065,10 +1061,7 @@ mod tests {
     fn a_brief_stall_keeps_frames_and_slow_sending_shrinks_the_wait() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         f.set_now(t0);
         f.enqueue(a, video(1, 10, 0, 1), false);
         // Frames go out at once: a 45 ms stall (under half the latency) loses nothing.
@@ -1090,10 +1083,7 @@ mod tests {
     fn a_frame_paced_by_its_publisher_does_not_shrink_the_wait() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         // Frame 1's chunks come 15 ms apart and each goes out at once: it spans 30 ms, but
         // none of that was spent in the relay.
         for i in 0..3u16 {
@@ -1176,10 +1166,7 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let mut f = Fanout::new(1 << 20);
-        let a = addr(1);
-        f.insert(t0, a, "s", 0, false);
-        f.get_mut(&a).unwrap().latency_ms = 100;
+        let (mut f, a) = one_subscriber(t0);
         // Frame 1 waits 60 ms, past its 50 ms: skipped, so frames are being skipped for `a`.
         f.set_now(t0);
         f.enqueue(a, video(1, 10, 0, 1), false);

@@ -438,6 +438,40 @@ fn frames_that_come_whole_but_late_raise_the_latency() {
     assert_eq!(to, 132 * MS);
 }
 
+/// Three frames, 0.1 s apart: their ids and chunks.
+fn three_frames() -> [(u32, Vec<Chunk>); 3] {
+    let mut p = packetizer();
+    [1u8, 2, 3].map(|i| {
+        let (id, _, chunks) = frame(&mut p, 81_000 + 9_000 * u64::from(i), i);
+        (id, chunks)
+    })
+}
+
+/// Runs the viewer's timers every ms from `from` to `until`: what it sent, and when.
+fn run_ms(v: &mut Viewer, from: Instant, until: Instant) -> Vec<(Instant, PacketType)> {
+    let mut sent = Vec::new();
+    let mut t = from;
+    while t < until {
+        v.handle_timeout(t);
+        while let Some(x) = v.poll_transmit(t) {
+            sent.push((t, decode(&x).header.ptype));
+        }
+        t += MS;
+    }
+    sent
+}
+
+/// The ids of the frames played since the last look.
+fn played_ids(v: &mut Viewer) -> Vec<u32> {
+    events(v)
+        .into_iter()
+        .filter_map(|e| match e {
+            ViewerEvent::Frame(f) => Some(f.frame_id),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The relay's SKIP for frame `frame_id` (chunk 0 at `first_seq`, `chunks` chunks), §6.10.
 fn skip_notice(frame_id: u32, first_seq: u32, chunks: usize) -> Bytes {
     Packet::new(
@@ -457,10 +491,7 @@ fn skip_notice(frame_id: u32, first_seq: u32, chunks: usize) -> Bytes {
 fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
     let t0 = Instant::now();
     let mut v = subscribed(t0);
-    let mut p = packetizer();
-    let (id1, _, one) = frame(&mut p, 90_000, 1);
-    let (id2, _, two) = frame(&mut p, 99_000, 2);
-    let (id3, _, three) = frame(&mut p, 108_000, 3);
+    let [(id1, one), (id2, two), (id3, three)] = three_frames();
     let t1 = t0 + 10 * MS;
     for c in &one {
         v.handle_datagram(t1, server(), &c.datagram);
@@ -471,28 +502,15 @@ fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
     for c in &three {
         v.handle_datagram(t1 + 200 * MS, server(), &c.datagram);
     }
-    let mut asked = Vec::new();
-    let mut t = t1;
-    while t < t1 + 500 * MS {
-        v.handle_timeout(t);
-        while let Some(x) = v.poll_transmit(t) {
-            asked.push(decode(&x).header.ptype);
-        }
-        t += MS;
-    }
+    let t = t1 + 500 * MS;
+    let asked: Vec<PacketType> = run_ms(&mut v, t1, t).into_iter().map(|x| x.1).collect();
     assert!(
         !asked
             .iter()
             .any(|p| matches!(p, PacketType::Nack | PacketType::FecRequest)),
         "{asked:?}"
     );
-    let played: Vec<u32> = events(&mut v)
-        .into_iter()
-        .filter_map(|e| match e {
-            ViewerEvent::Frame(f) => Some(f.frame_id),
-            _ => None,
-        })
-        .collect();
+    let played = played_ids(&mut v);
     assert_eq!(played, vec![id1, id3]);
     let s = v.stats();
     assert_eq!(s.frames_skipped_by_relay, 1);
@@ -509,10 +527,7 @@ fn a_frame_the_relay_skipped_is_neither_asked_for_nor_lost_nor_waited_on() {
 fn a_frame_the_relay_cut_short_goes_whole_as_skipped_not_incomplete() {
     let t0 = Instant::now();
     let mut v = subscribed(t0);
-    let mut p = packetizer();
-    let (id1, _, one) = frame(&mut p, 90_000, 1);
-    let (id2, _, two) = frame(&mut p, 99_000, 2);
-    let (id3, _, three) = frame(&mut p, 108_000, 3);
+    let [(id1, one), (id2, two), (id3, three)] = three_frames();
     assert!(two.len() >= 2);
     let t1 = t0 + 10 * MS;
     for c in &one {
@@ -528,23 +543,11 @@ fn a_frame_the_relay_cut_short_goes_whole_as_skipped_not_incomplete() {
     for c in &three {
         v.handle_datagram(t1 + 111 * MS, server(), &c.datagram);
     }
-    let mut asked = Vec::new();
-    let mut t = t1;
-    while t < t1 + 500 * MS {
-        v.handle_timeout(t);
-        while let Some(x) = v.poll_transmit(t) {
-            asked.push(decode(&x).header.ptype);
-        }
-        t += MS;
-    }
-    // The NACKs before the SKIP came are the viewer's own business; none after it.
-    let played: Vec<u32> = events(&mut v)
-        .into_iter()
-        .filter_map(|e| match e {
-            ViewerEvent::Frame(f) => Some(f.frame_id),
-            _ => None,
-        })
-        .collect();
+    let t = t1 + 500 * MS;
+    let asked = run_ms(&mut v, t1, t);
+    // What it asked for before the SKIP came is its own business; nothing after.
+    assert!(asked.iter().all(|(at, _)| *at < t1 + 110 * MS), "{asked:?}");
+    let played = played_ids(&mut v);
     assert_eq!(played, vec![id1, id3]);
     let s = v.stats();
     assert_eq!(s.frames_skipped_by_relay, 1);

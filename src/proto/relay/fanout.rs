@@ -608,11 +608,20 @@ impl Fanout {
             }) = sub.queue.front()
             {
                 let age = now.saturating_duration_since(at);
+                let span = || {
+                    sub.queue.front().and_then(|q| match &q.payload {
+                        Payload::Owned(d) => chunk_span(d),
+                        Payload::Cached { stream, first, .. } => {
+                            chunk_span(&cache.cached(*stream, *first)?)
+                        }
+                    })
+                };
                 if sub.sending == Some(f) || sub.started.contains(&f) {
                     // A frame started goes out whole, unless the relay stalled so long with
                     // it that its rest could only arrive after its playout: then it is cut
-                    // short and skipped, rather than played late.
-                    if age < sub.latency() {
+                    // short and skipped, rather than played late. Only its chunks count: what
+                    // trails a frame sent whole (its parity) is no frame to skip.
+                    if age < sub.latency() || span().is_none() {
                         break;
                     }
                 } else if age <= budget && !(sub.skipping(now) && whole_newer_queued(sub, f, cache))
@@ -624,13 +633,7 @@ impl Fanout {
                     break;
                 }
                 let rate_limited = sub.rate_limited;
-                let span = sub.queue.front().and_then(|q| match &q.payload {
-                    Payload::Owned(d) => chunk_span(d),
-                    Payload::Cached { stream, first, .. } => {
-                        chunk_span(&cache.cached(*stream, *first)?)
-                    }
-                });
-                if let Some((ssrc, base, n)) = span {
+                if let Some((ssrc, base, n)) = span() {
                     if sub.skipped.len() >= SKIPPED_MEMORY {
                         sub.skipped.pop_front();
                     }
@@ -1032,6 +1035,23 @@ mod tests {
         assert_eq!(f.pop(t0 + ms(199)), None);
         assert_eq!(f.drops.skipped(OverloadLimit::RelayCpu), 1);
         assert!(f.get(&a).unwrap().skipped_seq(14));
+    }
+
+    #[test]
+    fn what_trails_a_frame_sent_whole_is_not_cut_as_a_skip() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let (mut f, a) = one_subscriber(t0);
+        f.set_now(t0);
+        f.enqueue(a, video(1, 10, 0, 1), false);
+        let parity = Bytes::from_static(b"parity of frame 1");
+        f.enqueue(a, Queued::of_frame(parity.clone(), 1), false);
+        assert!(f.pop(t0).is_some());
+        // A stall of more than the latency: the frame went out whole, so its parity still
+        // goes, and nothing counts as skipped (which would also hold back its repair).
+        assert_eq!(f.pop(t0 + ms(150)).map(|t| t.payload), Some(parity));
+        assert_eq!(f.drops.skipped, [0; 3]);
+        assert!(!f.get(&a).unwrap().skipping(t0 + ms(150)));
     }
 
     #[test]

@@ -51,6 +51,21 @@ pub(super) struct UpstreamAsk {
     pub at: Instant,
 }
 
+/// How recently a chunk of a frame newer than the latest complete one must have come for the
+/// frame to count as in progress for a late joiner (§7.4).
+pub(super) const IN_PROGRESS_FRESH: Duration = Duration::from_millis(100);
+
+/// `datagram` with `FLAG_RETRANSMIT` cleared (CRC recomputed), as the original was sent.
+fn as_original(datagram: &Bytes) -> Option<Bytes> {
+    match datagram.get(4) {
+        Some(&flags) if flags & wire::FLAG_RETRANSMIT != 0 => {
+            wire::with_flags(datagram, flags & !wire::FLAG_RETRANSMIT)
+        }
+        Some(_) => Some(datagram.clone()),
+        None => None,
+    }
+}
+
 /// The latest complete frame, for late joiners (§7.4), found by the shared [`Reassembler`]
 /// (which also refuses chunks inconsistent with their frame).
 #[derive(Debug)]
@@ -77,13 +92,20 @@ impl LateJoin {
     /// progress, and any still missing chunks), oldest first: their datagrams as received,
     /// for a late joiner (§7.4), who would otherwise get only the rest of the frame in
     /// progress and ask for its head.
-    pub(super) fn in_progress(&self) -> Vec<(u32, Vec<Bytes>)> {
+    /// Only frames a chunk of which came within [`IN_PROGRESS_FRESH`] of `now` count: one
+    /// older is not arriving any more (the publisher paused, or its rest was lost), and a
+    /// joiner would only ask for chunks long gone. A retransmitted or restored chunk goes
+    /// without `FLAG_RETRANSMIT`: to the joiner it is an original.
+    pub(super) fn in_progress(&self, now: Instant) -> Vec<(u32, Vec<Bytes>)> {
         let latest = self.latest.as_ref().map(|(id, _)| *id);
         let mut frames: Vec<(u32, Vec<Bytes>)> = self
             .reassembler
             .partials()
-            .filter(|(id, _)| latest.is_none_or(|l| wire::seq::wire_newer(**id, l)))
-            .map(|(id, p)| (*id, p.datagrams().cloned().collect()))
+            .filter(|(id, p)| {
+                latest.is_none_or(|l| wire::seq::wire_newer(**id, l))
+                    && now.saturating_duration_since(p.last_arrival) <= IN_PROGRESS_FRESH
+            })
+            .map(|(id, p)| (*id, p.datagrams().filter_map(as_original).collect()))
             .collect();
         frames.sort_by(|a, b| {
             if a.0 == b.0 {

@@ -51,7 +51,7 @@ impl Relay {
         }
         // Then what came of the frames in progress, as received (not replayed: the rest of
         // them follows live, and the whole frame is the joiner's to play and repair).
-        for (id, datagrams) in s.late.in_progress() {
+        for (id, datagrams) in s.late.in_progress(now) {
             first.extend(datagrams.into_iter().map(|d| Queued::of_frame(d, id)));
         }
         // An ended stream says so to late joiners too (§6.9).

@@ -163,6 +163,31 @@ fn a_late_joiner_gets_the_description_the_latest_complete_frame_and_the_frame_in
 }
 
 #[test]
+fn a_late_joiner_gets_frames_in_progress_as_originals_and_no_stale_ones() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    // Frame 0's first chunk, then nothing more of it (the publisher paused).
+    send(&mut r, t0, addr(1), &video(SSRC, 10, 0, 0, 2));
+    // 150 ms on, frame 1 is arriving, its first chunk as a retransmission.
+    let mut rtx = video(SSRC, 12, 1, 0, 2);
+    rtx.header.flags = crate::proto::wire::FLAG_RETRANSMIT;
+    let t1 = t0 + ms(150);
+    send(&mut r, t1, addr(1), &rtx);
+    drain(&mut r, t1);
+    let got: Vec<(PacketType, u32, u8)> = subscribe(&mut r, t1, addr(2), "cam")
+        .iter()
+        .map(|(_, p)| (p.header.ptype, p.header.seq, p.header.flags))
+        .collect();
+    // Frame 0 is no longer arriving; frame 1's chunk goes as the original it stands for.
+    assert_eq!(
+        got,
+        vec![(PacketType::Description, 0, 0), (PacketType::Video, 12, 0)]
+    );
+}
+
+#[test]
 fn local_packets_are_taken_as_built() {
     let t0 = Instant::now();
     let mut r = Relay::new(RelayConfig::default());

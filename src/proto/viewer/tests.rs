@@ -533,20 +533,24 @@ fn a_frame_the_relay_cut_short_goes_whole_as_skipped_not_incomplete() {
     for c in &one {
         v.handle_datagram(t1, server(), &c.datagram);
     }
-    // Frame 2's first chunk, then the relay stalls and cuts the rest (§7.3).
+    // Frame 2's first chunk (due at t1 + 105 ms), then the relay stalls: the viewer waits on
+    // the rest and asks.
     v.handle_datagram(t1 + 5 * MS, server(), &two[0].datagram);
-    v.handle_datagram(
-        t1 + 110 * MS,
-        server(),
-        &skip_notice(id2, two[0].seq, two.len()),
+    let asked = run_ms(&mut v, t1, t1 + 60 * MS);
+    assert!(
+        asked
+            .iter()
+            .any(|(_, p)| matches!(p, PacketType::Nack | PacketType::FecRequest)),
+        "{asked:?}"
     );
+    // The relay cuts the rest short (§7.3) and says so; frame 3 follows.
+    let skip = skip_notice(id2, two[0].seq, two.len());
+    v.handle_datagram(t1 + 60 * MS, server(), &skip);
     for c in &three {
-        v.handle_datagram(t1 + 111 * MS, server(), &c.datagram);
+        v.handle_datagram(t1 + 61 * MS, server(), &c.datagram);
     }
     let t = t1 + 500 * MS;
-    let asked = run_ms(&mut v, t1, t);
-    // What it asked for before the SKIP came is its own business; nothing after.
-    assert!(asked.iter().all(|(at, _)| *at < t1 + 110 * MS), "{asked:?}");
+    run_ms(&mut v, t1 + 61 * MS, t);
     let played = played_ids(&mut v);
     assert_eq!(played, vec![id1, id3]);
     let s = v.stats();

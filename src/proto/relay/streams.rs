@@ -98,25 +98,20 @@ impl LateJoin {
     /// without `FLAG_RETRANSMIT`: to the joiner it is an original.
     pub(super) fn in_progress(&self, now: Instant) -> Vec<(u32, Vec<Bytes>)> {
         let latest = self.latest.as_ref().map(|(id, _)| *id);
-        let mut frames: Vec<(u32, Vec<Bytes>)> = self
+        let mut partials: Vec<_> = self
             .reassembler
             .partials()
             .filter(|(id, p)| {
                 latest.is_none_or(|l| wire::seq::wire_newer(**id, l))
                     && now.saturating_duration_since(p.last_arrival) <= IN_PROGRESS_FRESH
             })
-            .map(|(id, p)| (*id, p.datagrams().filter_map(as_original).collect()))
             .collect();
-        frames.sort_by(|a, b| {
-            if a.0 == b.0 {
-                std::cmp::Ordering::Equal
-            } else if wire::seq::wire_newer(a.0, b.0) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Less
-            }
-        });
-        frames
+        // Oldest first: frames begin arriving in their order.
+        partials.sort_by_key(|(_, p)| p.first_arrival);
+        partials
+            .into_iter()
+            .map(|(id, p)| (*id, p.datagrams().filter_map(as_original).collect()))
+            .collect()
     }
 
     /// Notes a video chunk (extended sequence number `seq`) and its datagram.

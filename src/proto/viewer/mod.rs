@@ -605,7 +605,8 @@ impl Node for Viewer {
 impl Viewer {
     /// The relay skipped frame `frame_id` for this viewer (SKIP, §6.10): its chunks will not
     /// come, so they are neither asked for nor counted lost, and the frame is not waited
-    /// for. A frame already (partly) here is left alone.
+    /// for. A frame partly here and still waiting goes whole, as skipped (the relay cut it
+    /// short, §7.3); one played, or here whole, is left alone.
     fn on_skip(&mut self, frame_id: u32, first_seq: u32, chunk_count: u16) {
         if self.is_done(frame_id) {
             return;

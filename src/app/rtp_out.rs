@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -14,6 +14,11 @@ use crate::proto::wire::Description;
 use crate::rtp::jpeg::MAX_DIMENSION;
 use crate::rtp::sdp::{SdpStream, sdp};
 use crate::rtp::{RtpConfig, RtpSession, RtpStats};
+
+/// How long the BYE waits after the last RTP packet. A receiver that reads a flow's RTCP
+/// socket before its RTP socket (FFmpeg's `rtp:` protocol does) and is behind by a few
+/// packets would otherwise end the stream with the last ones unread.
+pub const BYE_GRACE: Duration = Duration::from_millis(200);
 
 /// Seconds from 1900 (NTP's epoch) to 1970 (Unix's).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
@@ -170,8 +175,15 @@ impl RtpOutput {
         }
     }
 
-    /// Says BYE on both flows (players end the stream) and sends what is left.
+    /// Sends what is left, then, [`BYE_GRACE`] later, says BYE on both flows (players end
+    /// the stream). Blocks the tap's thread for the grace when anything was sent.
     pub fn close(&mut self, now: Instant) {
+        self.flush(now);
+        let mut now = now;
+        if self.described.is_some() && !self.refused {
+            std::thread::sleep(BYE_GRACE);
+            now = Instant::now();
+        }
         self.session.bye(now);
         self.flush(now);
     }

@@ -20,7 +20,7 @@
 //! falls back to one datagram per entry for good, logs it once, and resends the refused run.
 //! `FRAMECAST_NO_GSO=1` forces that fallback from the start (see [`gso_wanted`]).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 use std::net::SocketAddr;
 
@@ -153,7 +153,7 @@ impl Sender {
         Sender {
             gso: gso && gso_wanted() && kernel_has_gso(socket.as_raw_fd()),
             entries_per_call: BATCH,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             keys: Vec::new(),
             starts: Vec::new(),
             grouped: Vec::new(),

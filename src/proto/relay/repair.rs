@@ -4,7 +4,7 @@
 //! from the origin and asks for them before its subscribers notice. Requests to a pushing
 //! publisher stay within the bytes it sent (anti-amplification, §8).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ impl Default for UpstreamRepair {
         UpstreamRepair {
             video_loss: LossTracker::new(LossConfig::default()),
             audio_loss: LossTracker::new(LossConfig::default()),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
         }
     }
 }

@@ -22,6 +22,8 @@
 //! ms, then stops for 35-40 ms), so `--relay-beside NICE` is the other way to starve it: the
 //! relay runs pinned to CPU 1 beside a busy loop of that nice value (-9 leaves the relay about
 //! an eighth of the core, handed out in scheduler slices), and serve and load to CPU 0.
+//! `--relay-own-core` pins the relay alone to CPU 1 and serve and the viewers to CPU 0, as if
+//! the viewers were on other machines.
 //! `--no-gstreamer` leaves the GStreamer rows out.
 //! Traffic stays on 127.0.0.1; every run is bounded by --seconds.
 
@@ -438,13 +440,17 @@ impl Drop for Hog {
     }
 }
 
-/// How the relay is starved of CPU, if it is.
+/// How the relay is starved of CPU, or placed apart from the load.
 #[derive(Clone, Copy)]
 enum Starve {
     /// A cgroup quota, % of a core.
     Quota(f64),
     /// Pinned beside a busy loop of this nice value.
     Beside(i32),
+    /// Not starved: pinned alone to CPU 1, serve and the viewers pinned to CPU 0, as if the
+    /// viewers were on other machines (on a 2-core machine they otherwise take the relay's
+    /// CPU: 300 viewers cost `framecast load` more than a core).
+    OwnCore,
 }
 
 /// framecast relay + framecast load (N viewers) + framecast serve, as three processes.
@@ -465,6 +471,7 @@ fn framecast_side(
         _ => None,
     };
     let _hog = beside.map(|nice| Hog::start(nice, seconds + 6.0));
+    let pinned = beside.is_some() || matches!(starve, Some(Starve::OwnCore));
     let relay_addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .unwrap();
@@ -474,7 +481,7 @@ fn framecast_side(
         .args(["--duration", &format!("{}", seconds + 3.0)])
         .arg("--stats-json")
         .arg(dir.join("relay.json"));
-    if beside.is_some() {
+    if pinned {
         pin(&mut c, 1);
     }
     let relay = spawn_logged(c, &dir.join("relay.log"));
@@ -484,7 +491,7 @@ fn framecast_side(
         None => None,
     };
     let mut sc = serve_cmd(bin, relay_addr, seconds + 2.0, &dir.join("serve.json"));
-    if beside.is_some() {
+    if pinned {
         pin(&mut sc, 0);
     }
     let serve = spawn_logged(sc, &dir.join("serve.log"));
@@ -505,7 +512,7 @@ fn framecast_side(
     ])
     .arg("--stats-json")
     .arg(dir.join("load.json"));
-    if beside.is_some() {
+    if pinned {
         pin(&mut c, 0);
     }
     let mut load = spawn_logged(c, &dir.join("load.log"));
@@ -552,6 +559,8 @@ fn framecast_side(
                 Some(Starve::Quota(p)) => format!("relay capped at {p}% of a core; "),
                 Some(Starve::Beside(nice)) =>
                     format!("relay on CPU 1 beside a busy loop of nice {nice}; "),
+                Some(Starve::OwnCore) =>
+                    "relay alone on CPU 1, serve and load on CPU 0; ".to_string(),
                 None => String::new(),
             },
             rr["frames_skipped_relay_cpu"],
@@ -578,7 +587,15 @@ fn framecast_side(
 }
 
 /// GStreamer `udpsrc ! multiudpsink` to N plain receivers, fed by the same serve.
-fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, seconds: f64) -> Row {
+/// With `own_core`, placed as `--relay-own-core` places framecast: gst-launch alone on CPU 1,
+/// serve and the receivers on CPU 0.
+fn gstreamer_side(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    n: usize,
+    seconds: f64,
+    own_core: bool,
+) -> Row {
     use framecast::driver::recv::Receiver;
     let mut poll = Poll::new().unwrap();
     let mut socks = Vec::new();
@@ -607,6 +624,9 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         .arg("!")
         .args(["multiudpsink", &format!("clients={}", clients.join(","))])
         .args(["sync=false", "async=false", "buffer-size=4194304"]);
+    if own_core {
+        pin(&mut c, 1);
+    }
     let mut gst = spawn_logged(c, &dir.join("gst.log"));
     std::thread::sleep(Duration::from_millis(500));
     if let Ok(Some(status)) = gst.try_wait() {
@@ -614,28 +634,45 @@ fn gstreamer_side(bin: &std::path::Path, dir: &std::path::Path, n: usize, second
         panic!("gst-launch-1.0 exited at start ({status}): {}", why.trim());
     }
     let gst_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let serve = spawn_logged(
-        serve_cmd(bin, gst_addr, seconds, &dir.join("gserve.json")),
-        &dir.join("gserve.log"),
-    );
-    // Count what each receiver gets until the serve is done and the queues drained.
-    let until = Instant::now() + Duration::from_secs_f64(seconds + 1.5);
-    let mut got = vec![(0u64, 0u64); n];
-    let mut events = Events::with_capacity(1024);
-    // Plain receivers (no GRO: multiudpsink sends datagram by datagram).
-    let mut rx = Receiver::shared(false);
-    while Instant::now() < until {
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .unwrap();
-        for e in events.iter() {
-            let i = e.token().0;
-            while rx.recv(&socks[i]).is_ok() {
-                let mut bytes = 0;
-                got[i].0 += rx.for_each(|_, d| bytes += d.len() as u64) as u64;
-                got[i].1 += bytes;
-            }
-        }
+    let mut sc = serve_cmd(bin, gst_addr, seconds, &dir.join("gserve.json"));
+    if own_core {
+        pin(&mut sc, 0);
     }
+    let serve = spawn_logged(sc, &dir.join("gserve.log"));
+    // Count what each receiver gets until the serve is done and the queues drained, on a
+    // thread of its own (on CPU 0 with `own_core`, as `framecast load` is).
+    let until = Instant::now() + Duration::from_secs_f64(seconds + 1.5);
+    let got = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            if own_core {
+                // SAFETY: an all-zero cpu_set_t is valid; pins this thread only.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                }
+            }
+            let mut got = vec![(0u64, 0u64); n];
+            let mut events = Events::with_capacity(1024);
+            // Plain receivers (no GRO: multiudpsink sends datagram by datagram).
+            let mut rx = Receiver::shared(false);
+            while Instant::now() < until {
+                poll.poll(&mut events, Some(Duration::from_millis(20)))
+                    .unwrap();
+                for e in events.iter() {
+                    let i = e.token().0;
+                    while rx.recv(&socks[i]).is_ok() {
+                        let mut bytes = 0;
+                        got[i].0 += rx.for_each(|_, d| bytes += d.len() as u64) as u64;
+                        got[i].1 += bytes;
+                    }
+                }
+            }
+            got
+        })
+        .join()
+        .unwrap()
+    });
     interrupt(&gst);
     let cpu = reap_cpu_s(gst);
     let _ = reap_cpu_s(serve);
@@ -679,7 +716,11 @@ fn compare(list: &[usize], seconds: f64, relay_args: &[String], starve: Option<S
             framecast_side(&bin, dir.path(), n, seconds, relay_args, starve),
         )];
         if have_gst {
-            rows.push(("gstreamer", gstreamer_side(&bin, dir.path(), n, seconds)));
+            let own_core = matches!(starve, Some(Starve::OwnCore));
+            rows.push((
+                "gstreamer",
+                gstreamer_side(&bin, dir.path(), n, seconds, own_core),
+            ));
         }
         for (side, r) in rows {
             println!(
@@ -755,6 +796,8 @@ fn main() {
                 ));
                 i += 1;
             }
+            // The relay alone on CPU 1, serve and the viewers on CPU 0.
+            "--relay-own-core" => starve = Some(Starve::OwnCore),
             "--no-gstreamer" => gst = false,
             "--viewers-list" => {
                 list = Some(

@@ -12,7 +12,8 @@
 //! plain receivers; then prints a table: relay CPU-seconds per delivered GB (wait4 rusage
 //! of the relay process), share of a core, frames on time per viewer (framecast) or
 //! datagrams delivered per receiver (GStreamer), late frames and what the relay skipped.
-//! `--relay-args "--no-gso"` passes options to the relay process (e.g. to see it overloaded).
+//! `--relay-args "--no-gso"` passes options to the relay process (e.g. to see it overloaded),
+//! `--load-args "--ramp 1"` to the load generator (viewers joining over a second, not at once).
 //! `--relay-cpu PCT` caps the relay process at PCT % of a core with a cgroup CPU quota
 //! (root; cgroup v1 `/sys/fs/cgroup/cpu` or v2 `/sys/fs/cgroup`), in 10 ms periods: a
 //! relay short of CPU, to see it at twice its capacity while the load generator keeps up.
@@ -460,6 +461,7 @@ fn framecast_side(
     n: usize,
     seconds: f64,
     relay_args: &[String],
+    load_args: &[String],
     starve: Option<Starve>,
 ) -> Row {
     let relay_cpu = match starve {
@@ -510,6 +512,7 @@ fn framecast_side(
         "--duration",
         &format!("{seconds}"),
     ])
+    .args(load_args)
     .arg("--stats-json")
     .arg(dir.join("load.json"));
     if pinned {
@@ -692,7 +695,13 @@ fn gstreamer_side(
 }
 
 /// The side-by-side table for every N of `list`.
-fn compare(list: &[usize], seconds: f64, relay_args: &[String], starve: Option<Starve>, gst: bool) {
+fn compare(
+    list: &[usize],
+    seconds: f64,
+    (relay_args, load_args): (&[String], &[String]),
+    starve: Option<Starve>,
+    gst: bool,
+) {
     let bin = support::framecast_release_bin();
     let have_gst = gst
         && std::process::Command::new("gst-launch-1.0")
@@ -713,7 +722,7 @@ fn compare(list: &[usize], seconds: f64, relay_args: &[String], starve: Option<S
     for &n in list {
         let mut rows = vec![(
             "framecast",
-            framecast_side(&bin, dir.path(), n, seconds, relay_args, starve),
+            framecast_side(&bin, dir.path(), n, seconds, relay_args, load_args, starve),
         )];
         if have_gst {
             let own_core = matches!(starve, Some(Starve::OwnCore));
@@ -765,6 +774,7 @@ fn main() {
     let mut seconds = 10.0f64;
     let mut list: Option<Vec<usize>> = None;
     let mut relay_args: Vec<String> = Vec::new();
+    let mut load_args: Vec<String> = Vec::new();
     let mut starve: Option<Starve> = None;
     let mut gst = true;
     let args: Vec<String> = std::env::args().collect();
@@ -782,6 +792,11 @@ fn main() {
             // Extra options for the `framecast relay` process, e.g. "--no-gso".
             "--relay-args" => {
                 relay_args = args[i + 1].split_whitespace().map(String::from).collect();
+                i += 1;
+            }
+            // Extra options for `framecast load`, e.g. "--ramp 1".
+            "--load-args" => {
+                load_args = args[i + 1].split_whitespace().map(String::from).collect();
                 i += 1;
             }
             // Cap the relay process at this % of a core (cgroup, root).
@@ -813,7 +828,7 @@ fn main() {
         i += 1;
     }
     if let Some(list) = list {
-        compare(&list, seconds, &relay_args, starve, gst);
+        compare(&list, seconds, (&relay_args, &load_args), starve, gst);
         return;
     }
     // Side by side in one run: batched sends (sendmmsg, 64 a call) against one per call.

@@ -67,3 +67,53 @@ fn load_generator_reports_every_viewer_against_a_relay() {
     assert_eq!(v["summary"]["played"]["min"], s.played.min);
     assert!(report.line().contains("6 viewers of \"cam1\""));
 }
+
+/// With `--ramp`, the viewers join one after another over the ramp: each plays from its own
+/// first frame, so the last to join sees about a ramp's worth of frames fewer than the first.
+#[test]
+fn viewers_on_a_ramp_join_one_after_another_and_count_from_their_first_frame() {
+    let lo = "127.0.0.1:0".parse().unwrap();
+    let mut r = RelayArgs::new(lo);
+    r.duration = Some(20.0);
+    let mut relay = RelayRole::bind(r).unwrap();
+    relay.status = false;
+    let relay_addr = relay.local_addr();
+    let mut s = ServeArgs::new(lo);
+    s.source = "test:320x240@30".into();
+    s.relay = Some(relay_addr);
+    s.name = "cam1".into();
+    s.no_audio = true;
+    s.duration = Some(20.0);
+    s.seed = Some(4);
+    let mut serve = Serve::bind(s).unwrap();
+    serve.status = false;
+    let stop = AtomicBool::new(false);
+    let report = std::thread::scope(|sc| {
+        let relay_t = sc.spawn(|| relay.run(&stop).unwrap());
+        let serve_t = sc.spawn(|| serve.run(&stop).unwrap());
+        let mut args = LoadArgs::new(relay_addr, "cam1", 4, 3.0);
+        args.threads = Some(1);
+        args.ramp = 1.6;
+        let report = run_load(&args, &AtomicBool::new(false));
+        stop.store(true, Ordering::Relaxed);
+        serve_t.join().unwrap();
+        assert_eq!(relay_t.join().unwrap().relay.subscribed, 4);
+        report.unwrap()
+    });
+    // One thread: the viewers in the order they joined, at 0, 0.4, 0.8 and 1.2 s.
+    let v = &report.per_viewer;
+    assert_eq!(v.len(), 4);
+    for w in v.windows(2) {
+        assert!(w[0].frames > w[1].frames, "{v:?}");
+    }
+    // 1.2 s at 30 fps is 36 frames.
+    assert!(v[0].frames >= v[3].frames + 25, "{v:?}");
+    for x in v {
+        assert!(x.played * 100 >= x.frames * 95, "{x:?}");
+    }
+    // A ramp as long as the run is refused.
+    let mut bad = LoadArgs::new(relay_addr, "cam1", 4, 3.0);
+    bad.ramp = 3.0;
+    let e = run_load(&bad, &AtomicBool::new(false)).unwrap_err();
+    assert!(e.to_string().contains("--ramp"), "{e}");
+}

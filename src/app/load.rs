@@ -73,6 +73,11 @@ pub struct LoadArgs {
     /// generator that falls behind does not count its own lag as the relay's).
     #[arg(long)]
     pub loop_time: bool,
+    /// Seconds over which the viewers join, one after another at even intervals, as an
+    /// audience does; 0 (the default) subscribes them all at once, a burst like the one after
+    /// a relay restart. Each viewer's figures count from its first frame.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp: f64,
 }
 
 impl LoadArgs {
@@ -88,6 +93,7 @@ impl LoadArgs {
             wait: 5.0,
             stats_json: None,
             loop_time: false,
+            ramp: 0.0,
         }
     }
 }
@@ -241,6 +247,10 @@ struct Slot {
     next: Option<Instant>,
     /// It received datagrams in this wake-up.
     touched: bool,
+    /// When it subscribes, after the start (`--ramp`).
+    join_after: Duration,
+    /// It has subscribed.
+    joined: bool,
 }
 
 impl Slot {
@@ -341,8 +351,9 @@ fn run_shard(
     let mut unstamped = false;
     let mut readable: Vec<usize> = Vec::new();
     let mut max_lag = Duration::ZERO;
-    // Subscribe everyone.
-    for s in &mut slots {
+    // Subscribe everyone due at the start; the rest join in the loop (`--ramp`).
+    for s in slots.iter_mut().filter(|s| s.join_after.is_zero()) {
+        s.joined = true;
         s.flush(start);
         s.next = s.viewer.poll_timeout();
     }
@@ -357,7 +368,13 @@ fn run_shard(
         }
         let deadline = slots
             .iter()
-            .filter_map(|s| s.next)
+            .filter_map(|s| {
+                if s.joined {
+                    s.next
+                } else {
+                    Some(start + s.join_after)
+                }
+            })
             .min()
             .unwrap_or(now + MAX_WAIT)
             .min(end);
@@ -406,6 +423,14 @@ fn run_shard(
         // Only the viewers that received something or have a timer due: with hundreds a
         // thread, visiting all of them on every wake-up costs more than their datagrams.
         for s in &mut slots {
+            if !s.joined {
+                if now >= start + s.join_after {
+                    s.joined = true;
+                    s.flush(now);
+                    s.next = s.viewer.poll_timeout();
+                }
+                continue;
+            }
             let due = s.next.is_some_and(|t| t <= now);
             if !due && !s.touched {
                 continue;
@@ -423,7 +448,7 @@ fn run_shard(
         }
     }
     let figures = slots.iter().map(Slot::figures).collect();
-    for s in &mut slots {
+    for s in slots.iter_mut().filter(|s| s.joined) {
         let bye = s.viewer.bye();
         let _ = s.socket.send_to(&bye.payload, bye.dest);
     }
@@ -462,6 +487,18 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
     if args.latency_ms == 0 || args.latency_ms > 10_000 {
         anyhow::bail!("--latency-ms {}: expected 1 to 10000 ms", args.latency_ms);
     }
+    let ramp = if args.ramp == 0.0 {
+        Duration::ZERO
+    } else {
+        super::duration_arg("ramp", Some(args.ramp))?.unwrap_or_default()
+    };
+    if ramp >= duration {
+        anyhow::bail!(
+            "--ramp {}: the viewers must all have joined before --duration {} ends",
+            args.ramp,
+            args.duration
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cores.min(4)).clamp(1, args.viewers);
     let mut shards: Vec<Vec<Slot>> = (0..threads).map(|_| Vec::new()).collect();
@@ -482,6 +519,8 @@ pub fn run_load(args: &LoadArgs, stop: &AtomicBool) -> anyhow::Result<LoadReport
             rejected: None,
             next: None,
             touched: false,
+            join_after: ramp.mul_f64(i as f64 / args.viewers as f64),
+            joined: false,
         });
     }
     let cpu0 = process_cpu_s();
@@ -606,6 +645,8 @@ mod tests {
             rejected: None,
             next: None,
             touched: false,
+            join_after: Duration::ZERO,
+            joined: true,
         };
         slot.saw(5);
         slot.saw(9);

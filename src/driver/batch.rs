@@ -254,6 +254,9 @@ impl Sender {
         self.keys.clear();
         self.starts.clear();
         let mut last: Option<(SocketAddr, u32)> = None;
+        // Whether each destination's datagrams are adjacent already (the fan-out sends a
+        // subscriber's frame in one turn, so they mostly are).
+        let mut adjacent = true;
         for t in queue.iter() {
             let g = match last {
                 Some((d, g)) if d == t.dest => g,
@@ -262,6 +265,8 @@ impl Sender {
                     let g = *self.groups.entry(t.dest).or_insert(next);
                     if g == next {
                         self.starts.push(0);
+                    } else {
+                        adjacent = false;
                     }
                     g
                 }
@@ -270,8 +275,8 @@ impl Sender {
             self.starts[g as usize] += 1;
             self.keys.push(g);
         }
-        if self.groups.len() == queue.len() {
-            return; // one datagram per destination: nothing to group
+        if adjacent {
+            return; // nothing to move
         }
         // Counting sort, stable: each group's first slot, then every datagram to the next
         // slot of its group. Payloads are moved, not cloned.
@@ -610,6 +615,35 @@ mod tests {
             let (n, _) = rx[0].recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..n], &pattern(k, 1452)[..]);
         }
+    }
+
+    /// Runs already adjacent (a destination seen again only right after itself) stay as they
+    /// are; one destination coming back after another is still grouped.
+    #[test]
+    fn adjacent_runs_stay_in_place_and_a_returning_destination_is_grouped() {
+        let rx = receivers(3);
+        let (_tx, mut s) = sender();
+        let mut q = fanout_queue(&rx, 3);
+        s.group(&mut q);
+        let before: Vec<(u16, Bytes)> = q
+            .iter()
+            .map(|t| (t.dest.port(), t.payload.clone()))
+            .collect();
+        s.group(&mut q);
+        let after: Vec<(u16, Bytes)> = q
+            .iter()
+            .map(|t| (t.dest.port(), t.payload.clone()))
+            .collect();
+        assert_eq!(before, after);
+        let first = q.remove(0);
+        q.push(first);
+        s.group(&mut q);
+        let dests: Vec<u16> = q.iter().map(|t| t.dest.port()).collect();
+        let p: Vec<u16> = rx.iter().map(|r| r.local_addr().unwrap().port()).collect();
+        assert_eq!(
+            dests,
+            [p[0], p[0], p[0], p[1], p[1], p[1], p[2], p[2], p[2]]
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@ use framecast::app::load::{LoadArgs, run_load};
 use framecast::app::relay::{RelayArgs, RelayRole};
 use framecast::app::serve::{Serve, ServeArgs};
 
-#[test]
-fn load_generator_reports_every_viewer_against_a_relay() {
+/// A relay on loopback, and a publisher pushing `test:320x240@30` (no audio) into it as
+/// "cam1"; both run up to 20 s once started.
+fn relay_fed_by_a_publisher(seed: u64) -> (RelayRole, Serve, std::net::SocketAddr) {
     let lo = "127.0.0.1:0".parse().unwrap();
     let mut r = RelayArgs::new(lo);
     r.duration = Some(20.0);
@@ -22,9 +23,15 @@ fn load_generator_reports_every_viewer_against_a_relay() {
     s.name = "cam1".into();
     s.no_audio = true;
     s.duration = Some(20.0);
-    s.seed = Some(3);
+    s.seed = Some(seed);
     let mut serve = Serve::bind(s).unwrap();
     serve.status = false;
+    (relay, serve, relay_addr)
+}
+
+#[test]
+fn load_generator_reports_every_viewer_against_a_relay() {
+    let (relay, serve, relay_addr) = relay_fed_by_a_publisher(3);
     let stop = AtomicBool::new(false);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("load.json");
@@ -72,21 +79,7 @@ fn load_generator_reports_every_viewer_against_a_relay() {
 /// first frame, so the last to join sees about a ramp's worth of frames fewer than the first.
 #[test]
 fn viewers_on_a_ramp_join_one_after_another_and_count_from_their_first_frame() {
-    let lo = "127.0.0.1:0".parse().unwrap();
-    let mut r = RelayArgs::new(lo);
-    r.duration = Some(20.0);
-    let mut relay = RelayRole::bind(r).unwrap();
-    relay.status = false;
-    let relay_addr = relay.local_addr();
-    let mut s = ServeArgs::new(lo);
-    s.source = "test:320x240@30".into();
-    s.relay = Some(relay_addr);
-    s.name = "cam1".into();
-    s.no_audio = true;
-    s.duration = Some(20.0);
-    s.seed = Some(4);
-    let mut serve = Serve::bind(s).unwrap();
-    serve.status = false;
+    let (relay, serve, relay_addr) = relay_fed_by_a_publisher(4);
     let stop = AtomicBool::new(false);
     let report = std::thread::scope(|sc| {
         let relay_t = sc.spawn(|| relay.run(&stop).unwrap());

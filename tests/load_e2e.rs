@@ -84,13 +84,20 @@ fn viewers_on_a_ramp_join_one_after_another_and_count_from_their_first_frame() {
     let report = std::thread::scope(|sc| {
         let relay_t = sc.spawn(|| relay.run(&stop).unwrap());
         let serve_t = sc.spawn(|| serve.run(&stop).unwrap());
+        // The stream flows at the relay first (one viewer sees it), so that each viewer of
+        // the ramp gets frames as it joins, not when the publisher's stream first arrives.
+        let warm = run_load(
+            &LoadArgs::new(relay_addr, "cam1", 1, 1.5),
+            &AtomicBool::new(false),
+        );
+        assert!(warm.as_ref().unwrap().per_viewer[0].played > 0, "{warm:?}");
         let mut args = LoadArgs::new(relay_addr, "cam1", 4, 3.0);
         args.threads = Some(1);
         args.ramp = 1.6;
         let report = run_load(&args, &AtomicBool::new(false));
         stop.store(true, Ordering::Relaxed);
         serve_t.join().unwrap();
-        assert_eq!(relay_t.join().unwrap().relay.subscribed, 4);
+        assert_eq!(relay_t.join().unwrap().relay.subscribed, 5);
         report.unwrap()
     });
     // One thread: the viewers in the order they joined, at 0, 0.4, 0.8 and 1.2 s.

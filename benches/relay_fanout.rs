@@ -393,15 +393,21 @@ fn pin(c: &mut std::process::Command, cpu: usize) {
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls on the child's own state.
     unsafe {
-        c.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        c.pre_exec(move || pin_this_thread(cpu));
     }
+}
+
+/// Pins the calling thread (a child between fork and exec: the whole process) to `cpu`.
+fn pin_this_thread(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is valid; sched_setaffinity reads it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A busy loop on CPU 1 at nice `nice`, for `seconds` at most, killed on drop.
@@ -648,12 +654,7 @@ fn gstreamer_side(
     let got = std::thread::scope(|sc| {
         sc.spawn(|| {
             if own_core {
-                // SAFETY: an all-zero cpu_set_t is valid; pins this thread only.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(0, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                }
+                pin_this_thread(0).expect("cannot pin the receivers' thread to CPU 0");
             }
             let mut got = vec![(0u64, 0u64); n];
             let mut events = Events::with_capacity(1024);

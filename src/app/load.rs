@@ -281,6 +281,13 @@ impl Slot {
         }
     }
 
+    /// Subscribes: sends what the viewer has to say first (its SUBSCRIBE).
+    fn join(&mut self, now: Instant) {
+        self.joined = true;
+        self.flush(now);
+        self.next = self.viewer.poll_timeout();
+    }
+
     fn flush(&mut self, now: Instant) {
         while let Some(t) = self.viewer.poll_transmit(now) {
             // A full send buffer loses a NACK or report; the viewer asks again.
@@ -353,9 +360,7 @@ fn run_shard(
     let mut max_lag = Duration::ZERO;
     // Subscribe everyone due at the start; the rest join in the loop (`--ramp`).
     for s in slots.iter_mut().filter(|s| s.join_after.is_zero()) {
-        s.joined = true;
-        s.flush(start);
-        s.next = s.viewer.poll_timeout();
+        s.join(start);
     }
     loop {
         let now = Instant::now();
@@ -425,9 +430,7 @@ fn run_shard(
         for s in &mut slots {
             if !s.joined {
                 if now >= start + s.join_after {
-                    s.joined = true;
-                    s.flush(now);
-                    s.next = s.viewer.poll_timeout();
+                    s.join(now);
                 }
                 continue;
             }

@@ -625,16 +625,14 @@ mod tests {
         let (_tx, mut s) = sender();
         let mut q = fanout_queue(&rx, 3);
         s.group(&mut q);
-        let before: Vec<(u16, Bytes)> = q
-            .iter()
-            .map(|t| (t.dest.port(), t.payload.clone()))
-            .collect();
+        let order = |q: &[Transmit]| -> Vec<(u16, Bytes)> {
+            q.iter()
+                .map(|t| (t.dest.port(), t.payload.clone()))
+                .collect()
+        };
+        let before = order(&q);
         s.group(&mut q);
-        let after: Vec<(u16, Bytes)> = q
-            .iter()
-            .map(|t| (t.dest.port(), t.payload.clone()))
-            .collect();
-        assert_eq!(before, after);
+        assert_eq!(order(&q), before);
         let first = q.remove(0);
         q.push(first);
         s.group(&mut q);

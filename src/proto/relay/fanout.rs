@@ -370,6 +370,11 @@ impl Fanout {
         self.now = Some(now);
     }
 
+    /// What [`Fanout::set_now`] set last: the time new queue entries are stamped with.
+    pub(super) fn now(&self) -> Option<Instant> {
+        self.now
+    }
+
     /// The driver's socket refused a send at `now` (EAGAIN/ENOBUFS): skips in the next
     /// [`PRESSURE_MEMORY`] are put down to the socket buffer.
     pub(super) fn on_send_blocked(&mut self, now: Instant) {

@@ -38,6 +38,8 @@ impl Relay {
     /// proactive parity and answers the requests that waited for the frame.
     pub(super) fn on_frame_whole(&mut self, now: Instant, idx: usize, whole: Option<u32>) {
         let Some(frame_id) = whole else { return };
+        // Its parity follows its chunks.
+        self.release_held(idx);
         let s = self.streams.get_mut(idx);
         let Some(k) = s.parity.chunk_count(frame_id) else {
             return;

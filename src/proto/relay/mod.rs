@@ -12,6 +12,7 @@
 mod events;
 mod fanout;
 mod fec;
+mod gather;
 mod repair;
 mod stats;
 mod streams;
@@ -91,6 +92,8 @@ pub enum RelayTimer {
     UpstreamControl,
     /// The next receiver report to the upstream (§6.6), so that it sizes parity for us.
     UpstreamReport,
+    /// A frame held for gathering (§7.3) must go out.
+    Gather,
 }
 
 /// A pulling relay states 1/n of its tightest viewer's latency upstream.
@@ -250,6 +253,8 @@ impl Relay {
         self.timers.set_or_stop(RelayTimer::UpstreamNack, nack);
         self.timers
             .set_or_stop(RelayTimer::RateWake, self.fanout.next_wake());
+        self.timers
+            .set_or_stop(RelayTimer::Gather, self.gather_deadline());
     }
 
     /// Creates (or takes over) a local stream: the `serve` role's own source.
@@ -334,6 +339,7 @@ impl Relay {
                     s.reset_source(p.header.ssrc);
                 }
                 s.description = Some(datagram.clone());
+                self.release_held(idx);
                 self.broadcast(idx, &datagram, None);
             }
             Body::Video(_) | Body::Audio(_) => {
@@ -364,6 +370,7 @@ impl Relay {
                 if retransmit && inserted == Inserted::New {
                     // Something the relay never had: none of its subscribers had it either.
                     self.stats.media_in += 1;
+                    self.release_held(idx);
                     self.broadcast(idx, &datagram, None);
                     self.on_frame_whole(now, idx, whole);
                     return;
@@ -382,11 +389,18 @@ impl Relay {
                     return;
                 }
                 self.stats.media_in += 1;
-                match frame {
-                    Some(f) if inserted == Inserted::New => {
-                        self.broadcast_cached(idx, seq, datagram.len(), f)
+                match video {
+                    Some(v) if inserted == Inserted::New => {
+                        let last = v.chunk_index.saturating_add(1) >= v.chunk_count;
+                        let (f, len) = (v.frame_id, datagram.len());
+                        let arrived = self.fanout.now().unwrap_or(now);
+                        self.gather(arrived, idx, seq, len, f, last);
                     }
-                    _ => self.broadcast(idx, &datagram, frame),
+                    Some(_) => {
+                        self.release_held(idx);
+                        self.broadcast(idx, &datagram, frame);
+                    }
+                    None => self.broadcast(idx, &datagram, frame),
                 }
                 self.on_frame_whole(now, idx, whole);
             }
@@ -401,6 +415,7 @@ impl Relay {
                     s.last_heard = None;
                 }
                 s.ended = Some(datagram.clone());
+                self.release_held(idx);
                 self.broadcast(idx, &datagram, None);
             }
             _ => {}
@@ -499,6 +514,7 @@ impl Node for Relay {
                 // Collected by `after_input` below.
                 RelayTimer::UpstreamControl => {}
                 RelayTimer::UpstreamReport => self.report_upstream(now),
+                RelayTimer::Gather => self.release_due(now),
             }
         }
         self.after_input(now);

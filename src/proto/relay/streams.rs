@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::RelayConfig;
 use super::fanout::Cached;
+use super::gather::Held;
 use super::repair::UpstreamRepair;
 use crate::proto::reassembler::{ChunkOutcome, Reassembler, ReassemblyLimits};
 use crate::proto::rtt::RttEstimator;
@@ -176,6 +177,8 @@ pub(super) struct Stream {
     pub(super) fec_upstream: std::collections::BTreeMap<u32, UpstreamAsk>,
     /// The current source's END, once it came: late joiners get it too (§6.9).
     pub(super) ended: Option<Bytes>,
+    /// A frame's chunks held to go out to every subscriber at once (§7.3, gathering).
+    pub(super) held: Option<Held>,
 }
 
 impl Stream {
@@ -203,6 +206,7 @@ impl Stream {
             fec_answered: std::collections::VecDeque::new(),
             fec_upstream: std::collections::BTreeMap::new(),
             ended: None,
+            held: None,
         }
     }
 
@@ -222,6 +226,7 @@ impl Stream {
         self.fec_answered.clear();
         self.fec_upstream.clear();
         self.ended = None;
+        self.held = None;
     }
 
     /// What the fan-out's queued runs name this stream's video cache by (see

@@ -358,3 +358,100 @@ fn under_a_cpu_quota_frames_go_round_evenly_whatever_the_join_order() {
     assert!(*min * 2 >= FRAMES, "played {played:?}");
     assert!(max - min <= FRAMES / 10, "uneven: {min}..{max}");
 }
+
+/// A relay with `subs` subscribers of "cam", and the time they joined.
+fn relay_with(subs: u16) -> (Relay, Instant) {
+    let t0 = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    for s in 0..subs {
+        subscribe(&mut r, t0, addr(100 + s), "cam");
+    }
+    drain(&mut r, t0);
+    (r, t0)
+}
+
+/// (destination, frame, chunk index) of each video datagram sent at `now`.
+fn video_out(r: &mut Relay, now: Instant) -> Vec<(SocketAddr, u32, u16)> {
+    drain(r, now)
+        .into_iter()
+        .filter_map(|(to, p)| match p.body {
+            Body::Video(v) => Some((to, v.frame_id, v.chunk_index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Gathering (§7.3): with 20 subscribers, a frame paced in four slices 4 ms apart is held
+/// until its last chunk comes, then each subscriber gets it whole, back to back (one run,
+/// one GSO send).
+#[test]
+fn a_paced_frame_goes_to_many_subscribers_whole_when_its_last_chunk_comes() {
+    let (mut r, t0) = relay_with(20);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    for slice in 0..4u16 {
+        let now = ms(10 + 4 * u64::from(slice));
+        for i in slice * 2..slice * 2 + 2 {
+            send(&mut r, now, addr(1), &video(SSRC, u32::from(i), 0, i, 8));
+        }
+        let out = video_out(&mut r, now);
+        if slice < 3 {
+            assert_eq!(
+                out,
+                vec![],
+                "slice {slice} went out before the frame was whole"
+            );
+        } else {
+            assert_eq!(out.len(), 20 * 8);
+            for run in out.chunks(8) {
+                let to = run[0].0;
+                let expect: Vec<_> = (0..8).map(|i| (to, 0, i)).collect();
+                assert_eq!(run, &expect[..]);
+            }
+        }
+    }
+}
+
+/// A held frame whose last chunk was lost goes out when its wait runs out (at most 20 ms
+/// after its first chunk), or at once when the next frame begins.
+#[test]
+fn a_held_frame_missing_its_last_chunk_goes_at_its_deadline_or_the_next_frame() {
+    let (mut r, t0) = relay_with(20);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    for i in 0..7 {
+        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
+    }
+    assert_eq!(video_out(&mut r, ms(10)), vec![]);
+    let deadline = r
+        .poll_timeout()
+        .expect("the held frame's deadline is armed");
+    assert_eq!(deadline, ms(30));
+    r.handle_timeout(ms(29));
+    assert_eq!(video_out(&mut r, ms(29)), vec![]);
+    r.handle_timeout(deadline);
+    assert_eq!(video_out(&mut r, deadline).len(), 20 * 7);
+    // The next frame's first chunk releases the one held before it.
+    for i in 0..3 {
+        send(
+            &mut r,
+            ms(40),
+            addr(1),
+            &video(SSRC, 8 + u32::from(i), 1, i, 8),
+        );
+    }
+    send(&mut r, ms(44), addr(1), &video(SSRC, 16, 2, 0, 8));
+    let out = video_out(&mut r, ms(44));
+    assert_eq!(out.len(), 20 * 3);
+    assert!(out.iter().all(|&(_, f, _)| f == 1));
+}
+
+/// Below 16 subscribers, chunks go out as they come: a viewer sees each one (and each gap
+/// to ask for) as early as it can.
+#[test]
+fn a_few_subscribers_get_each_chunk_as_it_comes() {
+    let (mut r, t0) = relay_with(15);
+    send(&mut r, t0, addr(1), &video(SSRC, 0, 0, 0, 8));
+    let out = video_out(&mut r, t0);
+    assert_eq!(out.len(), 15);
+    assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+}

@@ -455,3 +455,24 @@ fn a_few_subscribers_get_each_chunk_as_it_comes() {
     assert_eq!(out.len(), 15);
     assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_millis(100)));
 }
+
+/// Within 250 ms of a frame skipped for want of CPU, chunks go out as they come (gathered
+/// frames went round unevenly under a CPU quota); then gathering resumes.
+#[test]
+fn after_a_skip_chunks_go_as_they_come_for_a_while() {
+    let (mut r, t0) = relay_with(20);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    for i in 0..8 {
+        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
+    }
+    // Not sent for 60 ms: past the 50 ms the frame may wait, it is skipped for everyone.
+    let skips = drain(&mut r, ms(70))
+        .into_iter()
+        .filter(|(_, p)| matches!(p.body, Body::Skip { .. }))
+        .count();
+    assert_eq!(skips, 20);
+    send(&mut r, ms(80), addr(1), &video(SSRC, 8, 1, 0, 8));
+    assert_eq!(video_out(&mut r, ms(80)).len(), 20);
+    send(&mut r, ms(400), addr(1), &video(SSRC, 16, 2, 0, 8));
+    assert_eq!(video_out(&mut r, ms(400)), vec![]);
+}

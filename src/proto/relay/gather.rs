@@ -52,6 +52,16 @@ pub(super) struct Held {
 }
 
 impl Held {
+    /// Whether `datagram`, a chunk of frame `frame`, is held (its header's `seq`, §3, is a
+    /// held chunk's).
+    pub(super) fn holds(&self, frame: u32, datagram: &[u8]) -> bool {
+        let Some(seq) = datagram.get(12..16) else {
+            return false;
+        };
+        let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+        frame == self.frame && self.chunks.iter().any(|(s, _)| s.0 as u32 == seq)
+    }
+
     /// When the held chunks must go out.
     pub(super) fn until(&self) -> Instant {
         self.until

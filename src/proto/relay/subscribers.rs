@@ -51,8 +51,15 @@ impl Relay {
         }
         // Then what came of the frames in progress, as received (not replayed: the rest of
         // them follows live, and the whole frame is the joiner's to play and repair).
+        // Chunks held for gathering (§7.3) are not: the joiner gets them when they go out.
+        let held = s.held.as_ref();
         for (id, datagrams) in s.late.in_progress(now) {
-            first.extend(datagrams.into_iter().map(|d| Queued::of_frame(d, id)));
+            first.extend(
+                datagrams
+                    .into_iter()
+                    .filter(|d| !held.is_some_and(|h| h.holds(id, d)))
+                    .map(|d| Queued::of_frame(d, id)),
+            );
         }
         // An ended stream says so to late joiners too (§6.9).
         if let Some(e) = &s.ended {

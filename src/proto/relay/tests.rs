@@ -476,3 +476,31 @@ fn after_a_skip_chunks_go_as_they_come_for_a_while() {
     send(&mut r, ms(400), addr(1), &video(SSRC, 16, 2, 0, 8));
     assert_eq!(video_out(&mut r, ms(400)), vec![]);
 }
+
+/// A viewer joining while a frame is held gets the frame's chunks once: not with its late
+/// join (§7.4) and again when they go out.
+#[test]
+fn a_joiner_during_a_hold_gets_the_held_chunks_once() {
+    let (mut r, t0) = relay_with(20);
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    for i in 0..3 {
+        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
+    }
+    let joined = subscribe(&mut r, ms(11), addr(999), "cam");
+    for i in 3..8 {
+        send(&mut r, ms(14), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
+    }
+    let later = video_out(&mut r, ms(14));
+    let mut got: Vec<u16> = joined
+        .into_iter()
+        .filter_map(|(to, p)| match p.body {
+            Body::Video(v) => Some((to, v.frame_id, v.chunk_index)),
+            _ => None,
+        })
+        .chain(later)
+        .filter(|&(to, _, _)| to == addr(999))
+        .map(|(_, _, i)| i)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..8).collect::<Vec<u16>>());
+}

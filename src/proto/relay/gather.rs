@@ -6,8 +6,8 @@
 //! bursts. Fanned out burst by burst, each subscriber's frame leaves in as many sends; the
 //! kernel's cost per send (route lookup, skb, loopback or NIC hand-off, the receiver's
 //! wake-up) outweighed the copy of the bytes. At 300 subscribers of a 15 Mbit/s stream,
-//! fanning out whole frames halved the sends (GSO super-datagrams of about 14 datagrams
-//! became about 25) and cut the relay's CPU per delivered GB by about 30 %. The last
+//! fanning out whole frames cut the sends by 44 % (GSO super-datagrams of about 14
+//! datagrams became about 25) and cut the relay's CPU per delivered GB by about 30 %. The last
 //! chunk is not held, but every subscriber's whole frame follows it, so those served last
 //! get the frame later by up to the time the relay takes to send it to all. The wait of
 //! the chunks before it counts against the frame's queue-delay budget, so that a frame
@@ -17,19 +17,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::Relay;
+use super::fanout::DEFAULT_LATENCY;
+use super::{OverloadLimit, Relay};
 use crate::proto::wire::SeqNo;
 
 /// Subscribers of a stream from which its frames are gathered.
 pub(super) const GATHER_MIN_MEMBERS: usize = 16;
-/// The longest a frame's first chunk is held: a publisher's pacing window is at most half
-/// a frame interval (16.7 ms at 30 frames/s), this is a little over that.
-pub(super) const GATHER_MAX_WAIT: Duration = Duration::from_millis(20);
-/// The wait is at most this fraction (1/n) of the tightest latency a subscriber stated: a
-/// publisher paces within a quarter of it (§7.1).
+/// The longest a frame's first chunk is held is this fraction (1/n) of its subscribers'
+/// tightest latency (100 ms assumed for one that stated none, §6.2): a publisher paces a
+/// frame within a quarter of it (§7.1), so a frame whose last chunk has not come by then
+/// lost it.
 const GATHER_LATENCY_SHARE: u32 = 4;
-/// Frames skipped for a subscriber this recently (the relay short of CPU or socket buffer)
-/// stop gathering: under a CPU quota at 2.3 times the relay's capacity, gathered frames
+/// Frames skipped for a subscriber this recently for want of the relay's CPU or socket
+/// buffer (not for one subscriber's own rate cap) stop gathering: under a CPU quota at 2.3 times the relay's capacity, gathered frames
 /// went round unevenly (viewers played 34 to 61 % of the frames; 40 to 45 % without).
 /// Short, so that a skip at a burst of joins costs little.
 const GATHER_SKIP_MEMORY: Duration = Duration::from_millis(250);
@@ -52,6 +52,11 @@ pub(super) struct Held {
 }
 
 impl Held {
+    /// The (extended) sequence numbers held.
+    pub(super) fn seqs(&self) -> Vec<u64> {
+        self.chunks.iter().map(|(s, _)| s.0).collect()
+    }
+
     /// Whether `datagram`, a chunk of frame `frame`, is held (its header's `seq`, §3, is a
     /// held chunk's).
     pub(super) fn holds(&self, frame: u32, datagram: &[u8]) -> bool {
@@ -92,11 +97,13 @@ impl Relay {
                 self.broadcast_cached(idx, seq, len, frame);
                 return;
             }
-            let name = s.name.clone();
-            let wait = self.min_viewer_latency(&name).map_or(GATHER_MAX_WAIT, |l| {
-                (l / GATHER_LATENCY_SHARE).min(GATHER_MAX_WAIT)
-            });
-            let s = self.streams.get_mut(idx);
+            let tightest = s
+                .members
+                .iter()
+                .filter_map(|m| self.fanout.get(m).map(|sub| sub.latency()))
+                .min()
+                .unwrap_or(DEFAULT_LATENCY);
+            let wait = tightest / GATHER_LATENCY_SHARE;
             s.held = Some(Held {
                 frame,
                 cache_key: s.cache_key(),
@@ -174,8 +181,8 @@ impl Relay {
         let Some(now) = self.last_now else {
             return false;
         };
-        self.fanout
-            .last_skip
-            .is_some_and(|(t, _)| now.saturating_duration_since(t) < memory)
+        self.fanout.last_skip.is_some_and(|(t, limit)| {
+            limit != OverloadLimit::SlowSubscriber && now.saturating_duration_since(t) < memory
+        })
     }
 }

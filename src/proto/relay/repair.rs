@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::Relay;
 use super::fanout::Queued;
+use super::gather::Held;
 use crate::proto::fec::sizing::{burst_to_q8, loss_to_q16};
 use crate::proto::loss::{LossConfig, LossTracker};
 use crate::proto::wire::{self, Body, FLAG_RETRANSMIT, Flow, NackRange, Packet, PacketType, SeqNo};
@@ -154,6 +155,8 @@ impl Relay {
         let s = self.streams.get_mut(idx);
         let origin_remote = s.origin.addr().is_some();
         let key = s.cache_key();
+        // Chunks held for gathering go out with their frame (§7.3).
+        let held: Vec<u64> = s.held.as_ref().map(Held::seqs).unwrap_or_default();
         let (cache, ext) = s.cache(flow);
         let Some(last) = ext.last() else { return };
         let mut budget = MAX_NACK_SEQS;
@@ -171,7 +174,7 @@ impl Relay {
                 }
                 // On its way already: the relay fell behind, and an answer would only put
                 // the chunk out twice (§7.3).
-                if flow == Flow::Video && sub.queued_seq(key, seq.0) {
+                if flow == Flow::Video && (sub.queued_seq(key, seq.0) || held.contains(&seq.0)) {
                     still_queued += 1;
                     continue;
                 }

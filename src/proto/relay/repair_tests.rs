@@ -155,3 +155,28 @@ fn a_nack_for_chunks_still_queued_is_not_answered() {
         2
     );
 }
+
+/// A NACK for a chunk held for gathering (§7.3: 16 subscribers or more) is not answered:
+/// the chunk goes out with its frame, once.
+#[test]
+fn a_nack_for_a_held_chunk_is_not_answered() {
+    let t0 = Instant::now();
+    let mut r = Relay::new(RelayConfig::default());
+    send(&mut r, t0, addr(1), &description(SSRC, "cam"));
+    for s in 0..16 {
+        subscribe(&mut r, t0, addr(100 + s), "cam");
+    }
+    drain(&mut r, t0);
+    for i in 0..2 {
+        send(&mut r, t0, addr(1), &video(SSRC, i, 0, i as u16, 3));
+    }
+    send(&mut r, t0, addr(100), &nack(0, 2));
+    assert_eq!(drain(&mut r, t0).len(), 0);
+    send(&mut r, t0, addr(1), &video(SSRC, 2, 0, 2, 3));
+    let to_first: Vec<u32> = drain(&mut r, t0)
+        .into_iter()
+        .filter(|(to, _)| *to == addr(100))
+        .map(|(_, p)| p.header.seq)
+        .collect();
+    assert_eq!(to_first, vec![0, 1, 2]);
+}

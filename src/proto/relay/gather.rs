@@ -19,30 +19,28 @@ use std::time::{Duration, Instant};
 
 use super::fanout::DEFAULT_LATENCY;
 use super::{OverloadLimit, Relay};
-use crate::proto::wire::SeqNo;
+use crate::proto::wire::{self, SeqNo};
 
 /// Subscribers of a stream from which its frames are gathered.
-pub(super) const GATHER_MIN_MEMBERS: usize = 16;
+const GATHER_MIN_MEMBERS: usize = 16;
 /// The longest a frame's first chunk is held is this fraction (1/n) of its subscribers'
 /// tightest latency (100 ms assumed for one that stated none, §6.2): a publisher paces a
 /// frame within a quarter of it (§7.1), so a frame whose last chunk has not come by then
 /// lost it.
 const GATHER_LATENCY_SHARE: u32 = 4;
 /// Frames skipped for a subscriber this recently for want of the relay's CPU or socket
-/// buffer (not for one subscriber's own rate cap) stop gathering: under a CPU quota at 2.3 times the relay's capacity, gathered frames
-/// went round unevenly (viewers played 34 to 61 % of the frames; 40 to 45 % without).
-/// Short, so that a skip at a burst of joins costs little.
+/// buffer (not for one subscriber's own rate cap) stop gathering: under a CPU quota at 2.3
+/// times the relay's capacity, gathered frames went round unevenly (viewers played 34 to
+/// 61 % of the frames; 40 to 45 % without). Short, so that a skip at a burst of joins costs
+/// little.
 const GATHER_SKIP_MEMORY: Duration = Duration::from_millis(250);
 /// Most chunks held at once per stream (a frame of more goes out in parts): bounds memory.
-pub(super) const GATHER_MAX_CHUNKS: usize = 256;
+const GATHER_MAX_CHUNKS: usize = 256;
 
 /// A frame's chunks held for one fan-out.
 #[derive(Debug)]
 pub(super) struct Held {
     frame: u32,
-    /// The stream's cache key when the first chunk was held: a new source's cache does not
-    /// answer for the old one's chunks.
-    cache_key: u64,
     /// When the first held chunk reached the relay: the frame's queue time counts from then.
     since: Instant,
     /// Until when it may be held.
@@ -60,11 +58,10 @@ impl Held {
     /// Whether `datagram`, a chunk of frame `frame`, is held (its header's `seq`, §3, is a
     /// held chunk's).
     pub(super) fn holds(&self, frame: u32, datagram: &[u8]) -> bool {
-        let Some(seq) = datagram.get(12..16) else {
+        let Some((_, _, _, seq)) = wire::peek_header(datagram) else {
             return false;
         };
-        let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
-        frame == self.frame && self.chunks.iter().any(|(s, _)| s.0 as u32 == seq)
+        frame == self.frame && self.chunks.iter().any(|(s, _)| s.wire() == seq)
     }
 
     /// When the held chunks must go out.
@@ -76,11 +73,11 @@ impl Held {
 impl Relay {
     /// Queues new video datagram `seq` (`len` bytes, cached) of frame `frame` for every
     /// subscriber of stream `idx`, or holds it with the rest of its frame (see the module).
-    /// `last`: it is the frame's last chunk, so the frame goes out now. `arrived`: when it
-    /// reached the relay.
+    /// `last`: it is the frame's last chunk, so the frame goes out now. `now`: the latest
+    /// input's time, when the fan-out has none of its arrival.
     pub(super) fn gather(
         &mut self,
-        arrived: Instant,
+        now: Instant,
         idx: usize,
         seq: SeqNo,
         len: usize,
@@ -104,9 +101,10 @@ impl Relay {
                 .min()
                 .unwrap_or(DEFAULT_LATENCY);
             let wait = tightest / GATHER_LATENCY_SHARE;
+            // When it reached the relay (the kernel's timestamp, where there is one).
+            let arrived = self.fanout.now().unwrap_or(now);
             s.held = Some(Held {
                 frame,
-                cache_key: s.cache_key(),
                 since: arrived,
                 until: arrived + wait,
                 chunks: Vec::new(),
@@ -121,10 +119,12 @@ impl Relay {
     }
 
     /// Queues stream `idx`'s held chunks, if any, for its subscribers, as queued when the
-    /// first of them arrived.
+    /// first of them arrived. (A new source drops what is held with its cache, so the
+    /// stream's cache key is the one they were held under.)
     pub(super) fn release_held(&mut self, idx: usize) {
         let s = self.streams.get_mut(idx);
         let Some(h) = s.held.take() else { return };
+        let cache_key = s.cache_key();
         // Every subscriber becomes ready at once, and those whose turns tie are served in
         // the order they became ready: the order goes round from frame to frame. A fixed
         // one, under a CPU quota, gave the first 62 of 250 subscribers 100 frames of 150
@@ -146,7 +146,7 @@ impl Relay {
         self.fanout.set_now(h.since);
         for (seq, len) in h.chunks {
             self.fanout
-                .broadcast_cached(&order, h.cache_key, seq, len, h.frame);
+                .broadcast_cached(&order, cache_key, seq, len, h.frame);
         }
         if let Some(now) = now {
             self.fanout.set_now(now);

@@ -393,8 +393,7 @@ impl Relay {
                     Some(v) if inserted == Inserted::New => {
                         let last = v.chunk_index.saturating_add(1) >= v.chunk_count;
                         let (f, len) = (v.frame_id, datagram.len());
-                        let arrived = self.fanout.now().unwrap_or(now);
-                        self.gather(arrived, idx, seq, len, f, last);
+                        self.gather(now, idx, seq, len, f, last);
                     }
                     Some(_) => {
                         self.release_held(idx);

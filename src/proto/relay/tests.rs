@@ -371,6 +371,15 @@ fn relay_with(subs: u16) -> (Relay, Instant) {
     (r, t0)
 }
 
+/// The publisher sends chunks `chunks` of frame `frame` at `now`: frames of 8 chunks, chunk
+/// i of frame f at sequence number 8f + i.
+fn send_chunks(r: &mut Relay, now: Instant, frame: u32, chunks: std::ops::Range<u16>) {
+    for i in chunks {
+        let seq = frame * 8 + u32::from(i);
+        send(r, now, addr(1), &video(SSRC, seq, frame, i, 8));
+    }
+}
+
 /// (destination, frame, chunk index) of each video datagram sent at `now`.
 fn video_out(r: &mut Relay, now: Instant) -> Vec<(SocketAddr, u32, u16)> {
     drain(r, now)
@@ -391,9 +400,7 @@ fn a_paced_frame_goes_to_many_subscribers_whole_when_its_last_chunk_comes() {
     let ms = |n: u64| t0 + Duration::from_millis(n);
     for slice in 0..4u16 {
         let now = ms(10 + 4 * u64::from(slice));
-        for i in slice * 2..slice * 2 + 2 {
-            send(&mut r, now, addr(1), &video(SSRC, u32::from(i), 0, i, 8));
-        }
+        send_chunks(&mut r, now, 0, slice * 2..slice * 2 + 2);
         let out = video_out(&mut r, now);
         if slice < 3 {
             assert_eq!(
@@ -419,9 +426,7 @@ fn a_paced_frame_goes_to_many_subscribers_whole_when_its_last_chunk_comes() {
 fn a_held_frame_missing_its_last_chunk_goes_at_its_deadline_or_the_next_frame() {
     let (mut r, t0) = relay_with(20);
     let ms = |n: u64| t0 + Duration::from_millis(n);
-    for i in 0..7 {
-        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
-    }
+    send_chunks(&mut r, ms(10), 0, 0..7);
     assert_eq!(video_out(&mut r, ms(10)), vec![]);
     let deadline = r
         .poll_timeout()
@@ -432,15 +437,8 @@ fn a_held_frame_missing_its_last_chunk_goes_at_its_deadline_or_the_next_frame() 
     r.handle_timeout(deadline);
     assert_eq!(video_out(&mut r, deadline).len(), 20 * 7);
     // The next frame's first chunk releases the one held before it.
-    for i in 0..3 {
-        send(
-            &mut r,
-            ms(40),
-            addr(1),
-            &video(SSRC, 8 + u32::from(i), 1, i, 8),
-        );
-    }
-    send(&mut r, ms(44), addr(1), &video(SSRC, 16, 2, 0, 8));
+    send_chunks(&mut r, ms(40), 1, 0..3);
+    send_chunks(&mut r, ms(44), 2, 0..1);
     let out = video_out(&mut r, ms(44));
     assert_eq!(out.len(), 20 * 3);
     assert!(out.iter().all(|&(_, f, _)| f == 1));
@@ -451,7 +449,7 @@ fn a_held_frame_missing_its_last_chunk_goes_at_its_deadline_or_the_next_frame() 
 #[test]
 fn a_few_subscribers_get_each_chunk_as_it_comes() {
     let (mut r, t0) = relay_with(15);
-    send(&mut r, t0, addr(1), &video(SSRC, 0, 0, 0, 8));
+    send_chunks(&mut r, t0, 0, 0..1);
     let out = video_out(&mut r, t0);
     assert_eq!(out.len(), 15);
     assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_millis(100)));
@@ -463,18 +461,16 @@ fn a_few_subscribers_get_each_chunk_as_it_comes() {
 fn after_a_skip_chunks_go_as_they_come_for_a_while() {
     let (mut r, t0) = relay_with(20);
     let ms = |n: u64| t0 + Duration::from_millis(n);
-    for i in 0..8 {
-        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
-    }
+    send_chunks(&mut r, ms(10), 0, 0..8);
     // Not sent for 60 ms: past the 50 ms the frame may wait, it is skipped for everyone.
     let skips = drain(&mut r, ms(70))
         .into_iter()
         .filter(|(_, p)| matches!(p.body, Body::Skip { .. }))
         .count();
     assert_eq!(skips, 20);
-    send(&mut r, ms(80), addr(1), &video(SSRC, 8, 1, 0, 8));
+    send_chunks(&mut r, ms(80), 1, 0..1);
     assert_eq!(video_out(&mut r, ms(80)).len(), 20);
-    send(&mut r, ms(400), addr(1), &video(SSRC, 16, 2, 0, 8));
+    send_chunks(&mut r, ms(400), 2, 0..1);
     assert_eq!(video_out(&mut r, ms(400)), vec![]);
 }
 
@@ -484,13 +480,9 @@ fn after_a_skip_chunks_go_as_they_come_for_a_while() {
 fn a_joiner_during_a_hold_gets_the_held_chunks_once() {
     let (mut r, t0) = relay_with(20);
     let ms = |n: u64| t0 + Duration::from_millis(n);
-    for i in 0..3 {
-        send(&mut r, ms(10), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
-    }
+    send_chunks(&mut r, ms(10), 0, 0..3);
     let joined = subscribe(&mut r, ms(11), addr(999), "cam");
-    for i in 3..8 {
-        send(&mut r, ms(14), addr(1), &video(SSRC, u32::from(i), 0, i, 8));
-    }
+    send_chunks(&mut r, ms(14), 0, 3..8);
     let later = video_out(&mut r, ms(14));
     let mut got: Vec<u16> = joined
         .into_iter()

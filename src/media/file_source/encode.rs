@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use turbojpeg::Subsamp;
 
-use super::yuv::{YuvFrame, to_turbo};
+use super::strips;
+use super::yuv::{Range, YuvFrame, YuvPlanes, plane_sizes, stretch_rows, to_turbo};
 use crate::media::Subsampling;
 
 /// Most encoder threads.
@@ -59,6 +60,8 @@ struct YuvCompressor {
     /// compressed so far).
     buf: *mut u8,
     buf_len: turbojpeg::raw::size_t,
+    /// A strip's stretched planes ([`strips`](super::strips)), kept for all frames.
+    strip: Vec<u8>,
 }
 
 // SAFETY: a turbojpeg handle and its buffer have no thread affinity; both are owned here and
@@ -77,6 +80,7 @@ impl YuvCompressor {
             handle,
             buf: std::ptr::null_mut(),
             buf_len: 0,
+            strip: Vec::new(),
         };
         c.set(raw::TJPARAM_TJPARAM_QUALITY, i32::from(quality))?;
         c.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp as i32)?;
@@ -103,16 +107,13 @@ impl YuvCompressor {
         Ok(())
     }
 
-    /// Compresses `frame` (consistent, see [`YuvFrame::is_consistent`]) into a new `Vec`.
-    fn compress(&mut self, frame: &YuvFrame) -> Result<Vec<u8>, EncodeError> {
+    /// Makes the output buffer hold the worst case of a `width x height` picture.
+    fn reserve(&mut self, width: u32, height: u32, subsamp: i32) -> Result<(), EncodeError> {
         use turbojpeg::raw;
-        let subsamp = to_turbo(frame.subsampling) as i32;
-        self.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
         // The output buffer holds the worst case of this shape (turbojpeg's own bound), so
         // turbojpeg never reallocates it (TJPARAM_NOREALLOC) and one serves every frame.
         // SAFETY: plain arithmetic on the frame's shape (0 if turbojpeg refuses it).
-        let worst =
-            unsafe { raw::tj3JPEGBufSize(frame.width as i32, frame.height as i32, subsamp) };
+        let worst = unsafe { raw::tj3JPEGBufSize(width as i32, height as i32, subsamp) };
         if worst == 0 {
             return Err(self.error());
         }
@@ -127,18 +128,31 @@ impl YuvCompressor {
                 return Err(EncodeError::Jpeg(turbojpeg::Error::Null));
             }
         }
+        Ok(())
+    }
+
+    /// Compresses a `width x height` picture whose planes start at `planes` with `strides`
+    /// (bytes); the JPEG is in the output buffer, returned. The caller has checked that each
+    /// plane holds the rows turbojpeg reads and has [`reserve`](Self::reserve)d for the shape.
+    fn compress_raw(
+        &mut self,
+        planes: [*const u8; 3],
+        strides: [i32; 3],
+        width: u32,
+        height: u32,
+    ) -> Result<&[u8], EncodeError> {
         let mut size = self.buf_len;
-        // SAFETY: the frame's buffer holds exactly the planes of a `width x height` picture
-        // with row alignment 1 (checked by the caller); `buf` holds `buf_len` bytes, at least
-        // the worst case of this shape, and turbojpeg (NOREALLOC) writes within it and sets
-        // `size` to the JPEG's length.
+        // SAFETY: each plane holds the rows of a `width x height` picture at its stride
+        // (checked by the caller); `buf` holds `buf_len` bytes, at least the worst case of
+        // this shape, and turbojpeg (NOREALLOC) writes within it and sets `size` to the
+        // JPEG's length.
         let r = unsafe {
-            raw::tj3CompressFromYUV8(
+            turbojpeg::raw::tj3CompressFromYUVPlanes8(
                 self.handle,
-                frame.data.as_ptr(),
-                frame.width as i32,
-                1,
-                frame.height as i32,
+                planes.as_ptr(),
+                width as i32,
+                strides.as_ptr(),
+                height as i32,
                 &mut self.buf,
                 &mut size,
             )
@@ -147,10 +161,99 @@ impl YuvCompressor {
             return Err(self.error());
         }
         // SAFETY: turbojpeg wrote `size` (at most `buf_len`) bytes at `buf`.
-        Ok(
-            unsafe { std::slice::from_raw_parts(self.buf, size.min(self.buf_len) as usize) }
-                .to_vec(),
-        )
+        Ok(unsafe { std::slice::from_raw_parts(self.buf, size.min(self.buf_len) as usize) })
+    }
+
+    /// Compresses `p` (consistent, see [`YuvPlanes::is_consistent`]) into a new `Vec`: in one
+    /// call, reading the planes where they lie, when they are full range; stretched and
+    /// compressed a strip at a time ([`strips`](super::strips)) when they are TV range.
+    fn compress(&mut self, p: &YuvPlanes) -> Result<Vec<u8>, EncodeError> {
+        let subsamp = to_turbo(p.subsampling) as i32;
+        self.set(turbojpeg::raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
+        if !p.tv_range {
+            self.reserve(p.width, p.height, subsamp)?;
+            let ptrs = p.planes.map(|(d, _)| d.as_ptr());
+            let strides = p.planes.map(|(_, s)| s as i32);
+            return Ok(self
+                .compress_raw(ptrs, strides, p.width, p.height)?
+                .to_vec());
+        }
+        let (w, h) = (p.width as usize, p.height as usize);
+        let (mcu_w, mcu_h) = mcu_size(p.subsampling);
+        let rows = strips::strip_rows(w, mcu_w, mcu_h);
+        let interval = (h > rows).then(|| (w.div_ceil(mcu_w) * rows / mcu_h) as u16);
+        self.reserve(p.width, rows.min(h) as u32, subsamp)?;
+        let mut strip = std::mem::take(&mut self.strip);
+        let mut joiner = None;
+        let mut y0 = 0;
+        let result = loop {
+            if y0 >= h {
+                break Ok(());
+            }
+            let strip_h = rows.min(h - y0);
+            // The strip's planes, packed one after another in `strip`, stretched.
+            let sizes = plane_sizes(p.width, strip_h as u32, p.subsampling);
+            strip.resize(sizes.iter().map(|(pw, ph)| pw * ph).sum(), 0);
+            let mut ptrs = [std::ptr::null::<u8>(); 3];
+            let mut strides = [0i32; 3];
+            let mut rest = &mut strip[..];
+            for (i, &(pw, ph)) in sizes.iter().enumerate() {
+                let (dst, tail) = std::mem::take(&mut rest).split_at_mut(pw * ph);
+                if pw * ph > 0 {
+                    // The strip's first row in this plane (y0 is a whole number of MCU rows,
+                    // so it divides by the vertical subsampling).
+                    let vs = if i > 0 && p.subsampling == Subsampling::Yuv420 {
+                        2
+                    } else {
+                        1
+                    };
+                    let first = y0 / vs;
+                    let (src, stride) = p.planes[i];
+                    let range = if i == 0 {
+                        Range::TvLuma
+                    } else {
+                        Range::TvChroma
+                    };
+                    stretch_rows(dst, src, stride, pw, first..first + ph, range);
+                }
+                ptrs[i] = dst.as_ptr();
+                strides[i] = pw as i32;
+                rest = tail;
+            }
+            let jpeg = match self.compress_raw(ptrs, strides, p.width, strip_h as u32) {
+                Ok(j) => j,
+                Err(e) => break Err(e),
+            };
+            let joined = match joiner.as_mut() {
+                None => {
+                    strips::Joiner::first(jpeg, p.height as u16, interval, jpeg.len() * h / strip_h)
+                        .map(|j| joiner = Some(j))
+                }
+                Some(j) => j.push(jpeg),
+            };
+            if let Err(e) = joined {
+                break Err(e);
+            }
+            y0 += strip_h;
+        };
+        self.strip = strip;
+        result?;
+        joiner
+            .map(strips::Joiner::finish)
+            .ok_or(EncodeError::BadYuv {
+                width: p.width,
+                height: p.height,
+                len: 0,
+            })
+    }
+}
+
+/// Width and height in pixels of a JPEG MCU (one block of each component) at `subsampling`.
+fn mcu_size(subsampling: Subsampling) -> (usize, usize) {
+    match subsampling {
+        Subsampling::Yuv420 => (16, 16),
+        Subsampling::Yuv422 => (16, 8),
+        Subsampling::Yuv444 | Subsampling::Gray => (8, 8),
     }
 }
 
@@ -187,9 +290,9 @@ impl FrameEncoder {
         })
     }
 
-    /// Compresses a planar YUV frame as it is (`tj3CompressFromYUV8`: no colour conversion,
-    /// no chroma resampling); the JPEG has the frame's subsampling whatever this encoder was
-    /// made with. Errors if the frame is inconsistent ([`YuvFrame::is_consistent`]).
+    /// Compresses a planar YUV frame as it is (no colour conversion, no chroma resampling);
+    /// the JPEG has the frame's subsampling whatever this encoder was made with. Errors if the
+    /// frame is inconsistent ([`YuvFrame::is_consistent`]).
     pub fn encode_yuv(&mut self, frame: &YuvFrame) -> Result<Vec<u8>, EncodeError> {
         if !frame.is_consistent() {
             return Err(EncodeError::BadYuv {
@@ -198,7 +301,23 @@ impl FrameEncoder {
                 len: frame.data.len(),
             });
         }
-        self.compressor.compress(frame)
+        self.compressor.compress(&frame.as_planes())
+    }
+
+    /// Compresses planes where they lie (a decoder's frame): full-range planes in one
+    /// turbojpeg call, TV-range ones stretched to full range and compressed a strip at a time,
+    /// joined at restart markers (the JPEG then has a DRI; [`strips`](super::strips)). The JPEG
+    /// has the planes' subsampling. Errors if the planes are inconsistent
+    /// ([`YuvPlanes::is_consistent`]) or turbojpeg fails.
+    pub fn encode_planes(&mut self, planes: &YuvPlanes) -> Result<Vec<u8>, EncodeError> {
+        if !planes.is_consistent() {
+            return Err(EncodeError::BadYuv {
+                width: planes.width,
+                height: planes.height,
+                len: planes.planes[0].0.len(),
+            });
+        }
+        self.compressor.compress(planes)
     }
 }
 
@@ -376,6 +495,31 @@ impl<P: Picture> Encoders<P> {
                 *in_flight += 1;
                 Ok(())
             }
+        }
+    }
+
+    /// Encodes a frame now with the one inline encoder (`encode` gets it), for pictures that
+    /// are not [`Picture`]s of their own (a decoder's planes, [`FrameEncoder::encode_planes`]);
+    /// the result is [`collect`](Self::collect)ed in order with a default picture. False (and
+    /// `encode` is not called) for a pool, whose threads take owned pictures.
+    pub fn encode_inline(
+        &mut self,
+        pts: u64,
+        encode: impl FnOnce(&mut FrameEncoder) -> Result<Vec<u8>, EncodeError>,
+    ) -> bool {
+        match self {
+            Encoders::Inline { encoder, done } => {
+                let t0 = Instant::now();
+                let jpeg = encode(encoder);
+                done.push_back(Encoded {
+                    pts,
+                    jpeg,
+                    took: t0.elapsed(),
+                    mat: P::default(),
+                });
+                true
+            }
+            Encoders::Pool { .. } => false,
         }
     }
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::demux::{TrackFeed, open_input, stream_duration, stream_rotation, timeline_origin};
-use super::yuv::{Range, Turn, YuvFrame, copy_plane, plane_sizes};
+use super::yuv::{Range, Turn, YuvFrame, YuvPlanes, copy_plane, plane_sizes};
 use crate::media::Subsampling;
 use ffmpeg_next as ff;
 
@@ -200,6 +200,57 @@ impl VideoReader {
                 false
             }
         }
+    }
+
+    /// The grabbed frame's planes where the decoder left them, when the encoder can take them
+    /// as they are (no turn, the JPEG's own layout, whole chroma blocks), so that nothing
+    /// copies the frame before it is compressed; `None`: [`retrieve`](Self::retrieve) it.
+    pub(super) fn planes(&self) -> Option<YuvPlanes<'_>> {
+        use ff::format::Pixel;
+        let f = &self.decoded;
+        if self.rotation != Rotation::None || f.width() == 0 || f.height() == 0 {
+            return None;
+        }
+        let layout = match f.format() {
+            Pixel::YUV420P | Pixel::YUVJ420P => Subsampling::Yuv420,
+            Pixel::YUV422P | Pixel::YUVJ422P => Subsampling::Yuv422,
+            Pixel::YUV444P | Pixel::YUVJ444P => Subsampling::Yuv444,
+            Pixel::GRAY8 => Subsampling::Gray,
+            _ => return None,
+        };
+        // Gray takes the Y plane of any of them.
+        if layout != self.subsampling && self.subsampling != Subsampling::Gray {
+            return None;
+        }
+        // With whole chroma blocks turbojpeg's Y plane is the decoded one, not one wider.
+        let (w, h) = (f.width(), f.height());
+        if plane_sizes(w, h, self.subsampling)[0] != (w as usize, h as usize) {
+            return None;
+        }
+        let n = if self.subsampling == Subsampling::Gray {
+            1
+        } else {
+            3
+        };
+        if f.planes() < n {
+            return None;
+        }
+        let mut planes: [(&[u8], usize); 3] = [(&[], 0); 3];
+        for (i, plane) in planes.iter_mut().enumerate().take(n) {
+            *plane = (f.data(i), f.stride(i));
+        }
+        let full = matches!(
+            f.format(),
+            Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P
+        ) || f.color_range() == ff::util::color::Range::JPEG;
+        let p = YuvPlanes {
+            width: w,
+            height: h,
+            subsampling: self.subsampling,
+            planes,
+            tv_range: !full,
+        };
+        p.is_consistent().then_some(p)
     }
 
     fn convert(&mut self, frame: &mut YuvFrame) -> Result<(), String> {

@@ -50,6 +50,7 @@ mod encode;
 mod ffvideo;
 mod open;
 mod progress;
+mod strips;
 #[cfg(test)]
 mod tests;
 mod video;
@@ -61,7 +62,7 @@ pub use encode::{
     EncodeError, Encoded, Encoders, FrameEncoder, Picture, WorkerHandle, encoders_needed,
 };
 pub use video::fps_fraction;
-pub use yuv::{Range, Turn, YuvFrame, copy_plane, plane_sizes};
+pub use yuv::{Range, Turn, YuvFrame, YuvPlanes, copy_plane, plane_sizes};
 
 use progress::Progress;
 use video::VideoJob;

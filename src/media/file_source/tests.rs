@@ -275,6 +275,135 @@ fn encoder_compresses_yuv_and_refuses_inconsistent_frames() {
     ));
 }
 
+/// TV-range planes (luma 16-235, chroma 16-240) of a busy pattern, `pad` bytes past each row.
+fn tv_planes(width: u32, height: u32, s: Subsampling, pad: usize) -> Vec<(Vec<u8>, usize)> {
+    plane_sizes(width, height, s)
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h))| {
+            let stride = w + pad;
+            let (lo, span) = if i == 0 { (16, 220) } else { (16, 225) };
+            let data = (0..stride * h)
+                .map(|k| {
+                    let (x, y) = (k % stride, k / stride);
+                    (lo + (x * 7 + y * 13 + (x * y) % 31 + i * 50) % span) as u8
+                })
+                .collect();
+            (data, stride)
+        })
+        .collect()
+}
+
+#[test]
+fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
+    let mut enc = FrameEncoder::new(80, Subsampling::Yuv420).unwrap();
+    let mut dec = JpegDecoder::new().unwrap();
+    for (w, h, s) in [
+        (1280, 1000, Subsampling::Yuv420), // 11 strips of 96 rows: RST0-7, then RST0 again
+        (1282, 722, Subsampling::Yuv420),  // a partial MCU column, a short last strip
+        (641, 361, Subsampling::Yuv420),   // odd sides: padded planes
+        (640, 480, Subsampling::Yuv422),
+        (320, 600, Subsampling::Yuv444),
+        (330, 90, Subsampling::Gray), // one strip
+    ] {
+        let src = tv_planes(w, h, s, 24);
+        let mut planes: [(&[u8], usize); 3] = [(&[], 0); 3];
+        for (p, (d, stride)) in planes.iter_mut().zip(&src) {
+            *p = (d, *stride);
+        }
+        let tv = YuvPlanes {
+            width: w,
+            height: h,
+            subsampling: s,
+            planes,
+            tv_range: true,
+        };
+        let strips = enc.encode_planes(&tv).unwrap();
+        // The same planes stretched whole into a frame, compressed in one piece.
+        let mut whole = YuvFrame::default();
+        whole.reshape(w, h, s);
+        for (i, (dst, dw, dh)) in whole.planes_mut().into_iter().enumerate() {
+            let range = if i == 0 {
+                Range::TvLuma
+            } else {
+                Range::TvChroma
+            };
+            let (data, stride) = &src[i];
+            assert!(copy_plane(
+                data,
+                *stride,
+                (dw, dh),
+                dst,
+                (dw, dh),
+                Turn::None,
+                range
+            ));
+        }
+        let one = enc.encode_yuv(&whole).unwrap();
+        let has_dri = strips.windows(2).any(|m| m == [0xFF, 0xDD]);
+        assert_eq!(has_dri, h > 256 || (w > 512 && h > 96), "{w}x{h} {s:?}");
+        assert!(!one.windows(2).any(|m| m == [0xFF, 0xDD]));
+        let (a, b) = (
+            dec.decode_rgb_default(&strips).unwrap(),
+            dec.decode_rgb_default(&one).unwrap(),
+        );
+        assert_eq!((a.width, a.height), (w, h));
+        assert!(
+            a.data == b.data,
+            "{w}x{h} {s:?}: the strips decode differently"
+        );
+    }
+    // Planes shorter than their shape are refused, not read past.
+    let src = tv_planes(64, 48, Subsampling::Yuv420, 0);
+    let short = YuvPlanes {
+        width: 64,
+        height: 48,
+        subsampling: Subsampling::Yuv420,
+        planes: [(&src[0].0[..64 * 47], 64), (&src[1].0, 32), (&src[2].0, 32)],
+        tv_range: true,
+    };
+    assert!(matches!(
+        enc.encode_planes(&short),
+        Err(EncodeError::BadYuv { width: 64, .. })
+    ));
+}
+
+#[test]
+fn full_range_planes_are_compressed_where_they_lie() {
+    // Rows 24 bytes longer than the picture (a decoder's stride): the same JPEG as packed.
+    let src = tv_planes(320, 240, Subsampling::Yuv420, 24);
+    let mut enc = FrameEncoder::new(80, Subsampling::Yuv420).unwrap();
+    let mut packed = YuvFrame::default();
+    packed.reshape(320, 240, Subsampling::Yuv420);
+    for (i, (dst, dw, dh)) in packed.planes_mut().into_iter().enumerate() {
+        let (data, stride) = &src[i];
+        assert!(copy_plane(
+            data,
+            *stride,
+            (dw, dh),
+            dst,
+            (dw, dh),
+            Turn::None,
+            Range::Full
+        ));
+    }
+    let strided = YuvPlanes {
+        width: 320,
+        height: 240,
+        subsampling: Subsampling::Yuv420,
+        planes: [
+            (&src[0].0, src[0].1),
+            (&src[1].0, src[1].1),
+            (&src[2].0, src[2].1),
+        ],
+        tv_range: false,
+    };
+    assert_eq!(
+        enc.encode_planes(&strided).unwrap(),
+        enc.encode_yuv(&packed).unwrap()
+    );
+}
+
 #[test]
 fn pool_keeps_order() {
     let mut pool = Encoders::pool(3, 80, Subsampling::Yuv420).unwrap();

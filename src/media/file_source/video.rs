@@ -181,6 +181,15 @@ impl VideoJob {
                     }
                     continue;
                 }
+                // One encoder on this thread reads the decoder's planes where they lie.
+                if self.first.is_none() {
+                    if let Some(planes) = self.reader.planes() {
+                        if encoders.encode_inline(pts, |e| e.encode_planes(&planes)) {
+                            last_submit = Some(now);
+                            continue;
+                        }
+                    }
+                }
                 let mut mat = spare.pop().unwrap_or_default();
                 if !self.retrieve(&mut mat) {
                     log::warn!(
@@ -199,7 +208,9 @@ impl VideoJob {
             let Some(done) = encoders.collect() else {
                 break;
             };
-            spare.push(done.mat);
+            if !done.mat.data.is_empty() {
+                spare.push(done.mat);
+            }
             let jpeg = match done.jpeg {
                 Ok(j) => j,
                 Err(e) => {

@@ -99,6 +99,77 @@ impl YuvFrame {
     }
 }
 
+/// A planar YCbCr picture borrowed where it lies (a decoder's frame, a [`YuvFrame`]): what the
+/// encoder compresses from, reading the planes in place
+/// ([`FrameEncoder::encode_planes`](super::FrameEncoder::encode_planes)).
+#[derive(Debug, Clone, Copy)]
+pub struct YuvPlanes<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Chroma subsampling of the planes.
+    pub subsampling: Subsampling,
+    /// Y, Cb and Cr (only Y for [`Subsampling::Gray`]): each plane's samples and its stride in
+    /// bytes, each plane at least [`plane_sizes`] big.
+    pub planes: [(&'a [u8], usize); 3],
+    /// The samples are in TV range (luma 16-235, chroma 16-240) and are stretched to JPEG's
+    /// full range as they are compressed; false: already full range.
+    pub tv_range: bool,
+}
+
+impl YuvPlanes<'_> {
+    /// True when each plane holds the rows its shape and stride say (what the encoder needs).
+    pub fn is_consistent(&self) -> bool {
+        if self.width == 0 || self.height == 0 || self.width > 65535 || self.height > 65535 {
+            return false;
+        }
+        let sizes = plane_sizes(self.width, self.height, self.subsampling);
+        sizes
+            .iter()
+            .zip(&self.planes)
+            .all(|(&(w, h), &(data, stride))| {
+                w * h == 0 || (stride >= w && data.len() >= stride * (h - 1) + w)
+            })
+    }
+}
+
+impl YuvFrame {
+    /// The frame's planes, borrowed (full range, rows packed).
+    pub fn as_planes(&self) -> YuvPlanes<'_> {
+        let sizes = plane_sizes(self.width, self.height, self.subsampling);
+        let mut planes: [(&[u8], usize); 3] = [(&[], 0); 3];
+        let mut rest = &self.data[..];
+        for (plane, &(w, h)) in planes.iter_mut().zip(&sizes) {
+            let (p, tail) = rest.split_at((w * h).min(rest.len()));
+            *plane = (p, w);
+            rest = tail;
+        }
+        YuvPlanes {
+            width: self.width,
+            height: self.height,
+            subsampling: self.subsampling,
+            planes,
+            tv_range: false,
+        }
+    }
+}
+
+/// Copies rows `rows` of a plane (`width` samples each, `stride` bytes apart in `src`) into
+/// `dst`, packed, stretched by `range`. The caller has checked that the rows exist.
+pub(super) fn stretch_rows(
+    dst: &mut [u8],
+    src: &[u8],
+    stride: usize,
+    width: usize,
+    rows: std::ops::Range<usize>,
+    range: Range,
+) {
+    for (d, y) in dst.chunks_exact_mut(width).zip(rows) {
+        stretch_into(d, &src[y * stride..y * stride + width], range);
+    }
+}
+
 /// How a plane is turned while copied (the file's display matrix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {

@@ -38,6 +38,19 @@ pub enum ChunkOutcome {
     Inconsistent,
 }
 
+/// What [`Reassembler::insert_datagram`] made of a chunk.
+#[derive(Debug)]
+pub enum DatagramOutcome {
+    /// Stored; the frame is still incomplete.
+    Stored,
+    /// This chunk completed the frame: all its datagrams, in chunk order.
+    Complete(Vec<Bytes>),
+    /// Already had it.
+    Duplicate,
+    /// The chunk disagrees with earlier chunks of the same frame: dropped.
+    Inconsistent,
+}
+
 /// Limits that bound the reassembler's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct ReassemblyLimits {
@@ -155,19 +168,27 @@ impl Reassembler {
         self.insert_inner(now, seq, c, None).0
     }
 
-    /// Like [`Reassembler::insert`], also keeping the chunk's whole `datagram` (sharing
-    /// its bytes, not copying them): a completed frame comes with all its datagrams in
-    /// chunk order, as a relay replays them to late joiners (§7.4).
+    /// Like [`Reassembler::insert`], but keeping the chunk's whole `datagram` (sharing its
+    /// bytes, not copying them) instead of assembling the JPEG: a completed frame comes as
+    /// all its datagrams in chunk order, as a relay replays them to late joiners (§7.4), with
+    /// the same checks and no copy of the frame.
     pub fn insert_datagram(
         &mut self,
         now: Instant,
         seq: SeqNo,
         c: &VideoChunk,
         datagram: &Bytes,
-    ) -> (ChunkOutcome, Vec<Bytes>) {
-        self.insert_inner(now, seq, c, Some(datagram))
+    ) -> DatagramOutcome {
+        match self.insert_inner(now, seq, c, Some(datagram)) {
+            (ChunkOutcome::Stored, _) => DatagramOutcome::Stored,
+            (ChunkOutcome::Complete(_), datagrams) => DatagramOutcome::Complete(datagrams),
+            (ChunkOutcome::Duplicate, _) => DatagramOutcome::Duplicate,
+            (ChunkOutcome::Inconsistent, _) => DatagramOutcome::Inconsistent,
+        }
     }
 
+    /// Inserts a chunk; with a `datagram` to keep, a completed frame's JPEG is not assembled
+    /// (its [`Frame::jpeg`] is empty) and its datagrams are returned.
     fn insert_inner(
         &mut self,
         now: Instant,
@@ -242,13 +263,16 @@ impl Reassembler {
         if p.bytes != p.frame_size as usize {
             return outcome(ChunkOutcome::Inconsistent);
         }
-        let mut jpeg = BytesMut::with_capacity(p.bytes);
+        let assemble = datagram.is_none();
+        let mut jpeg = BytesMut::with_capacity(if assemble { p.bytes } else { 0 });
         let mut expected = 0u64;
         for (off, data) in p.chunks.values() {
             if *off as u64 != expected {
                 return outcome(ChunkOutcome::Inconsistent);
             }
-            jpeg.extend_from_slice(data);
+            if assemble {
+                jpeg.extend_from_slice(data);
+            }
             expected += data.len() as u64;
         }
         let frame = Frame {
@@ -374,6 +398,35 @@ mod tests {
         assert_eq!(r.insert(t, cs[1].0, &bad), ChunkOutcome::Inconsistent);
         let missing: Vec<u16> = r.partials().next().unwrap().1.missing().collect();
         assert_eq!(missing.len(), cs.len() - 1);
+    }
+
+    #[test]
+    fn datagrams_of_a_frame_come_back_in_chunk_order() {
+        let t = Instant::now();
+        let (_, cs) = chunks(5000);
+        // Each chunk's "datagram" is tagged with its index.
+        let datagram = |i: usize| Bytes::from(vec![i as u8; 3]);
+        let mut r = Reassembler::default();
+        let order: Vec<usize> = (0..cs.len()).rev().collect();
+        for (n, &i) in order.iter().enumerate() {
+            let out = r.insert_datagram(t, cs[i].0, &cs[i].1, &datagram(i));
+            if n + 1 < order.len() {
+                assert!(matches!(out, DatagramOutcome::Stored), "{out:?}");
+                let again = r.insert_datagram(t, cs[i].0, &cs[i].1, &datagram(i));
+                assert!(matches!(again, DatagramOutcome::Duplicate), "{again:?}");
+            } else {
+                let DatagramOutcome::Complete(d) = out else {
+                    panic!("{out:?}");
+                };
+                assert_eq!(d, (0..cs.len()).map(datagram).collect::<Vec<_>>());
+            }
+        }
+        assert!(r.is_empty());
+        let mut bad = cs[0].1.clone();
+        bad.offset += 1;
+        r.insert_datagram(t, cs[1].0, &cs[1].1, &datagram(1));
+        let out = r.insert_datagram(t, cs[0].0, &bad, &datagram(0));
+        assert!(matches!(out, DatagramOutcome::Inconsistent), "{out:?}");
     }
 
     #[test]

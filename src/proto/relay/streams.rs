@@ -15,7 +15,7 @@ use super::RelayConfig;
 use super::fanout::Cached;
 use super::gather::Held;
 use super::repair::UpstreamRepair;
-use crate::proto::reassembler::{ChunkOutcome, Reassembler, ReassemblyLimits};
+use crate::proto::reassembler::{DatagramOutcome, Reassembler, ReassemblyLimits};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::rtx_cache::RtxCache;
 use crate::proto::subscription::Subscription;
@@ -122,7 +122,7 @@ impl LateJoin {
                 return;
             }
         }
-        let (ChunkOutcome::Complete(_), chunks) =
+        let DatagramOutcome::Complete(chunks) =
             self.reassembler.insert_datagram(now, seq, v, datagram)
         else {
             return;

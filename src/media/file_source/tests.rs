@@ -294,10 +294,58 @@ fn tv_planes(width: u32, height: u32, s: Subsampling, pad: usize) -> Vec<(Vec<u8
         .collect()
 }
 
+/// `src` (as [`tv_planes`] makes it) borrowed as the planes of a `w x h` picture.
+fn borrowed(src: &[(Vec<u8>, usize)], w: u32, h: u32, s: Subsampling, tv: bool) -> YuvPlanes<'_> {
+    let mut planes: [(&[u8], usize); 3] = [(&[], 0); 3];
+    for (p, (d, stride)) in planes.iter_mut().zip(src) {
+        *p = (d, *stride);
+    }
+    YuvPlanes {
+        width: w,
+        height: h,
+        subsampling: s,
+        planes,
+        tv_range: tv,
+    }
+}
+
+/// `src` copied into a packed `w x h` frame, plane `i` stretched by `range(i)`.
+fn packed(
+    src: &[(Vec<u8>, usize)],
+    w: u32,
+    h: u32,
+    s: Subsampling,
+    range: impl Fn(usize) -> Range,
+) -> YuvFrame {
+    let mut frame = YuvFrame::default();
+    frame.reshape(w, h, s);
+    for (i, (dst, dw, dh)) in frame.planes_mut().into_iter().enumerate() {
+        let (data, stride) = &src[i];
+        let turned = Turn::None;
+        assert!(copy_plane(
+            data,
+            *stride,
+            (dw, dh),
+            dst,
+            (dw, dh),
+            turned,
+            range(i)
+        ));
+    }
+    frame
+}
+
 #[test]
 fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
     let mut enc = FrameEncoder::new(80, Subsampling::Yuv420).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
+    let tv_range = |i| {
+        if i == 0 {
+            Range::TvLuma
+        } else {
+            Range::TvChroma
+        }
+    };
     for (w, h, s) in [
         (1280, 1000, Subsampling::Yuv420), // 11 strips of 96 rows: RST0-7, then RST0 again
         (1282, 722, Subsampling::Yuv420),  // a partial MCU column, a short last strip
@@ -307,39 +355,9 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
         (330, 90, Subsampling::Gray), // one strip
     ] {
         let src = tv_planes(w, h, s, 24);
-        let mut planes: [(&[u8], usize); 3] = [(&[], 0); 3];
-        for (p, (d, stride)) in planes.iter_mut().zip(&src) {
-            *p = (d, *stride);
-        }
-        let tv = YuvPlanes {
-            width: w,
-            height: h,
-            subsampling: s,
-            planes,
-            tv_range: true,
-        };
-        let strips = enc.encode_planes(&tv).unwrap();
+        let strips = enc.encode_planes(&borrowed(&src, w, h, s, true)).unwrap();
         // The same planes stretched whole into a frame, compressed in one piece.
-        let mut whole = YuvFrame::default();
-        whole.reshape(w, h, s);
-        for (i, (dst, dw, dh)) in whole.planes_mut().into_iter().enumerate() {
-            let range = if i == 0 {
-                Range::TvLuma
-            } else {
-                Range::TvChroma
-            };
-            let (data, stride) = &src[i];
-            assert!(copy_plane(
-                data,
-                *stride,
-                (dw, dh),
-                dst,
-                (dw, dh),
-                Turn::None,
-                range
-            ));
-        }
-        let one = enc.encode_yuv(&whole).unwrap();
+        let one = enc.encode_yuv(&packed(&src, w, h, s, tv_range)).unwrap();
         let has_dri = strips.windows(2).any(|m| m == [0xFF, 0xDD]);
         assert_eq!(has_dri, h > 96, "{w}x{h} {s:?}");
         assert!(!one.windows(2).any(|m| m == [0xFF, 0xDD]));
@@ -355,13 +373,8 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
     }
     // Planes shorter than their shape are refused, not read past.
     let src = tv_planes(64, 48, Subsampling::Yuv420, 0);
-    let short = YuvPlanes {
-        width: 64,
-        height: 48,
-        subsampling: Subsampling::Yuv420,
-        planes: [(&src[0].0[..64 * 47], 64), (&src[1].0, 32), (&src[2].0, 32)],
-        tv_range: true,
-    };
+    let mut short = borrowed(&src, 64, 48, Subsampling::Yuv420, true);
+    short.planes[0].0 = &src[0].0[..64 * 47];
     assert!(matches!(
         enc.encode_planes(&short),
         Err(EncodeError::BadYuv { width: 64, .. })
@@ -371,35 +384,13 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
 #[test]
 fn full_range_planes_are_compressed_where_they_lie() {
     // Rows 24 bytes longer than the picture (a decoder's stride): the same JPEG as packed.
-    let src = tv_planes(320, 240, Subsampling::Yuv420, 24);
-    let mut enc = FrameEncoder::new(80, Subsampling::Yuv420).unwrap();
-    let mut packed = YuvFrame::default();
-    packed.reshape(320, 240, Subsampling::Yuv420);
-    for (i, (dst, dw, dh)) in packed.planes_mut().into_iter().enumerate() {
-        let (data, stride) = &src[i];
-        assert!(copy_plane(
-            data,
-            *stride,
-            (dw, dh),
-            dst,
-            (dw, dh),
-            Turn::None,
-            Range::Full
-        ));
-    }
-    let strided = YuvPlanes {
-        width: 320,
-        height: 240,
-        subsampling: Subsampling::Yuv420,
-        planes: [
-            (&src[0].0, src[0].1),
-            (&src[1].0, src[1].1),
-            (&src[2].0, src[2].1),
-        ],
-        tv_range: false,
-    };
+    let s = Subsampling::Yuv420;
+    let src = tv_planes(320, 240, s, 24);
+    let mut enc = FrameEncoder::new(80, s).unwrap();
+    let packed = packed(&src, 320, 240, s, |_| Range::Full);
     assert_eq!(
-        enc.encode_planes(&strided).unwrap(),
+        enc.encode_planes(&borrowed(&src, 320, 240, s, false))
+            .unwrap(),
         enc.encode_yuv(&packed).unwrap()
     );
 }

@@ -132,9 +132,13 @@ impl YuvCompressor {
     }
 
     /// Compresses a `width x height` picture whose planes start at `planes` with `strides`
-    /// (bytes); the JPEG is in the output buffer, returned. The caller has checked that each
-    /// plane holds the rows turbojpeg reads and has [`reserve`](Self::reserve)d for the shape.
-    fn compress_raw(
+    /// (bytes); the JPEG is in the output buffer, returned.
+    ///
+    /// # Safety
+    /// Each plane (only the first for gray) must hold the rows turbojpeg reads for this shape
+    /// ([`plane_sizes`]) at its stride, a positive stride at least the plane's width, and
+    /// [`reserve`](Self::reserve) must have been called for at least this shape.
+    unsafe fn compress_raw(
         &mut self,
         planes: [*const u8; 3],
         strides: [i32; 3],
@@ -143,7 +147,7 @@ impl YuvCompressor {
     ) -> Result<&[u8], EncodeError> {
         let mut size = self.buf_len;
         // SAFETY: each plane holds the rows of a `width x height` picture at its stride
-        // (checked by the caller); `buf` holds `buf_len` bytes, at least the worst case of
+        // (the caller's promise); `buf` holds `buf_len` bytes, at least the worst case of
         // this shape, and turbojpeg (NOREALLOC) writes within it and sets `size` to the
         // JPEG's length.
         let r = unsafe {
@@ -174,9 +178,10 @@ impl YuvCompressor {
             self.reserve(p.width, p.height, subsamp)?;
             let ptrs = p.planes.map(|(d, _)| d.as_ptr());
             let strides = p.planes.map(|(_, s)| s as i32);
-            return Ok(self
-                .compress_raw(ptrs, strides, p.width, p.height)?
-                .to_vec());
+            // SAFETY: `p` is consistent (checked by every caller): each plane holds its rows
+            // at a stride between the plane's width and i32::MAX; reserved just above.
+            let jpeg = unsafe { self.compress_raw(ptrs, strides, p.width, p.height)? };
+            return Ok(jpeg.to_vec());
         }
         let (w, h) = (p.width as usize, p.height as usize);
         let (mcu_w, mcu_h) = mcu_size(p.subsampling);
@@ -220,7 +225,9 @@ impl YuvCompressor {
                 strides[i] = pw as i32;
                 rest = tail;
             }
-            let jpeg = match self.compress_raw(ptrs, strides, p.width, strip_h as u32) {
+            // SAFETY: the strip's planes were just filled, packed (stride = plane width), to
+            // the sizes `plane_sizes` gives for this strip; reserved above for the tallest.
+            let jpeg = match unsafe { self.compress_raw(ptrs, strides, p.width, strip_h as u32) } {
                 Ok(j) => j,
                 Err(e) => break Err(e),
             };
@@ -328,9 +335,11 @@ pub struct Encoded<P = YuvFrame> {
     pub pts: u64,
     /// The JPEG, or why there is none.
     pub jpeg: Result<Vec<u8>, EncodeError>,
-    /// Time spent encoding.
+    /// Time spent encoding (for [`Encoders::encode_inline`], including what the closure does
+    /// besides: the strip-wise stretch of a TV-range frame).
     pub took: Duration,
-    /// The frame, handed back for reuse.
+    /// The frame, handed back for reuse (an empty default picture after
+    /// [`Encoders::encode_inline`], which borrowed its picture).
     pub mat: P,
 }
 

@@ -7,8 +7,8 @@
 //! in cache.
 //!
 //! Each strip is compressed by turbojpeg as a JPEG of its own, with the same tables. A
-//! baseline scan restarts at each restart marker (ITU T.81 §F.1.2.3: the DC predictions reset
-//! and the bit stream is byte-aligned), so the strips' entropy-coded segments, joined with
+//! baseline scan restarts at each restart marker (ITU-T T.81 B.2.4.4 and E.1.4: the DC
+//! predictions reset and the bit stream is byte-aligned), so the strips' entropy-coded segments, joined with
 //! RST0..RST7 between them, make one scan with a restart interval (DRI) of one strip's MCUs,
 //! under the first strip's headers with the picture's full height in SOF0. The joined JPEG
 //! decodes to exactly the pixels a whole-frame compression gives: every block is coded the
@@ -86,12 +86,19 @@ fn layout(jpeg: &[u8]) -> Result<Layout, EncodeError> {
 pub(super) struct Joiner {
     out: Vec<u8>,
     strips: usize,
+    /// The first strip's headers (SOI to the end of SOS) as turbojpeg wrote them: every
+    /// strip's must be the same but for its height, or its data would be coded with other
+    /// tables than the joined JPEG states (optimised Huffman tables would do that).
+    header: Vec<u8>,
+    /// Where the height lies in `header` (SOF0 bytes 5 and 6).
+    height_at: usize,
 }
 
 impl Joiner {
     /// Starts the JPEG with the first strip: its headers, with `height` (the whole picture's)
     /// in SOF0 and a DRI of `interval` MCUs (one strip's; none when there is one strip) before
-    /// SOS, then its entropy-coded data. `capacity` is a guess of the whole JPEG's size.
+    /// SOS, then its entropy-coded data. `capacity` is a guess of the whole JPEG's size in
+    /// bytes.
     pub(super) fn first(
         strip: &[u8],
         height: u16,
@@ -108,12 +115,25 @@ impl Joiner {
             out.extend_from_slice(&n.to_be_bytes());
         }
         out.extend_from_slice(&strip[l.sos..l.eoi]);
-        Ok(Joiner { out, strips: 1 })
+        Ok(Joiner {
+            out,
+            strips: 1,
+            header: strip[..l.data].to_vec(),
+            height_at: l.sof + 5,
+        })
     }
 
-    /// Appends the next strip's entropy-coded data after the next restart marker.
+    /// Appends the next strip's entropy-coded data after the next restart marker. Errors if
+    /// the strip's headers differ from the first strip's (but for the height).
     pub(super) fn push(&mut self, strip: &[u8]) -> Result<(), EncodeError> {
         let l = layout(strip)?;
+        let h = self.height_at;
+        if l.data != self.header.len()
+            || strip[..h] != self.header[..h]
+            || strip[h + 2..l.data] != self.header[h + 2..]
+        {
+            return Err(bad("its tables differ from the first strip's"));
+        }
         // RSTm, m counting 0..7 from the first boundary.
         self.out
             .extend_from_slice(&[0xFF, 0xD0 + ((self.strips - 1) % 8) as u8]);
@@ -147,6 +167,34 @@ mod tests {
             rows % 16 == 0 && 65535usize.div_ceil(8) * rows / 8 <= 65535,
             "{rows}"
         );
+    }
+
+    #[test]
+    fn strips_join_under_one_header_with_a_dri_and_restart_markers() {
+        use crate::rtp::jpeg::tests_support::skeleton;
+        // Three 320x16 strips (20 MCUs each); their data is `12 34 FF 00 56`.
+        let strip = skeleton(320, 16, 2, 2, None);
+        let mut j = Joiner::first(&strip, 40, Some(20), 0).unwrap();
+        j.push(&strip).unwrap();
+        j.push(&strip).unwrap();
+        let joined = j.finish();
+        let data = [0x12, 0x34, 0xFF, 0x00, 0x56];
+        let mut want = skeleton(320, 40, 2, 2, Some(20));
+        want.truncate(want.len() - 2); // EOI
+        for rst in [0xD0, 0xD1] {
+            want.extend_from_slice(&[0xFF, rst]);
+            want.extend_from_slice(&data);
+        }
+        want.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(joined, want);
+        // What RFC 2435 output makes of it: 4:2:0 with restart markers, the whole height.
+        let rtp = crate::rtp::jpeg::RtpJpeg::parse(&joined).unwrap();
+        assert_eq!((rtp.type_, rtp.restart_interval), (65, Some(20)));
+        // A strip coded with other tables (here: another quantisation table) is refused.
+        let mut other = strip.clone();
+        other[10] ^= 1;
+        let mut j = Joiner::first(&strip, 40, Some(20), 0).unwrap();
+        assert!(j.push(&other).is_err());
     }
 
     #[test]

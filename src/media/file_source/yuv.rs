@@ -119,7 +119,9 @@ pub struct YuvPlanes<'a> {
 }
 
 impl YuvPlanes<'_> {
-    /// True when each plane holds the rows its shape and stride say (what the encoder needs).
+    /// True when the picture is 1 to 65535 pixels each way and each plane holds the rows its
+    /// shape and stride say, with a stride turbojpeg can take (at most `i32::MAX` bytes):
+    /// what the encoder needs before it hands the planes to turbojpeg.
     pub fn is_consistent(&self) -> bool {
         if self.width == 0 || self.height == 0 || self.width > 65535 || self.height > 65535 {
             return false;
@@ -129,7 +131,13 @@ impl YuvPlanes<'_> {
             .iter()
             .zip(&self.planes)
             .all(|(&(w, h), &(data, stride))| {
-                w * h == 0 || (stride >= w && data.len() >= stride * (h - 1) + w)
+                let needed = stride
+                    .checked_mul(h.saturating_sub(1))
+                    .and_then(|n| n.checked_add(w));
+                w * h == 0
+                    || (stride >= w
+                        && i32::try_from(stride).is_ok()
+                        && needed.is_some_and(|n| data.len() >= n))
             })
     }
 }

@@ -379,6 +379,13 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
         enc.encode_planes(&short),
         Err(EncodeError::BadYuv { width: 64, .. })
     ));
+    // A stride whose arithmetic would wrap, or that turbojpeg's int cannot hold.
+    for stride in [1usize << 63, 1 << 40] {
+        let mut wild = borrowed(&src, 64, 48, Subsampling::Yuv420, false);
+        wild.planes[0].1 = stride;
+        assert!(!wild.is_consistent(), "stride {stride}");
+        assert!(enc.encode_planes(&wild).is_err());
+    }
 }
 
 #[test]

@@ -380,7 +380,8 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
         Err(EncodeError::BadYuv { width: 64, .. })
     ));
     // A stride whose arithmetic would wrap, or that turbojpeg's int cannot hold.
-    for stride in [1usize << 63, 1 << 40] {
+    // (47 rows of 392483916461905354 bytes wrap to 22 in 64-bit arithmetic.)
+    for stride in [392_483_916_461_905_354usize, 1 << 40] {
         let mut wild = borrowed(&src, 64, 48, Subsampling::Yuv420, false);
         wild.planes[0].1 = stride;
         assert!(!wild.is_consistent(), "stride {stride}");

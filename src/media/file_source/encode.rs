@@ -183,18 +183,28 @@ impl YuvCompressor {
             let jpeg = unsafe { self.compress_raw(ptrs, strides, p.width, p.height)? };
             return Ok(jpeg.to_vec());
         }
+        // The strip buffer is kept for every frame; lent out while the strips are made.
+        let mut strip = std::mem::take(&mut self.strip);
+        let jpeg = self.compress_strips(p, subsamp, &mut strip);
+        self.strip = strip;
+        jpeg
+    }
+
+    /// Compresses TV-range `p` (consistent) a strip at a time, each stretched into `strip`
+    /// just before it is compressed, joined at restart markers ([`strips`](super::strips)).
+    fn compress_strips(
+        &mut self,
+        p: &YuvPlanes,
+        subsamp: i32,
+        strip: &mut Vec<u8>,
+    ) -> Result<Vec<u8>, EncodeError> {
         let (w, h) = (p.width as usize, p.height as usize);
         let (mcu_w, mcu_h) = mcu_size(p.subsampling);
         let rows = strips::strip_rows(w, mcu_w, mcu_h);
         let interval = (h > rows).then(|| (w.div_ceil(mcu_w) * rows / mcu_h) as u16);
         self.reserve(p.width, rows.min(h) as u32, subsamp)?;
-        let mut strip = std::mem::take(&mut self.strip);
-        let mut joiner = None;
-        let mut y0 = 0;
-        let result = loop {
-            if y0 >= h {
-                break Ok(());
-            }
+        let mut joiner: Option<strips::Joiner> = None;
+        for y0 in (0..h).step_by(rows) {
             let strip_h = rows.min(h - y0);
             // The strip's planes, packed one after another in `strip`, stretched.
             let sizes = plane_sizes(p.width, strip_h as u32, p.subsampling);
@@ -205,20 +215,20 @@ impl YuvCompressor {
             for (i, &(pw, ph)) in sizes.iter().enumerate() {
                 let (dst, tail) = std::mem::take(&mut rest).split_at_mut(pw * ph);
                 if pw * ph > 0 {
-                    // The strip's first row in this plane (y0 is a whole number of MCU rows,
-                    // so it divides by the vertical subsampling).
-                    let vs = if i > 0 && p.subsampling == Subsampling::Yuv420 {
-                        2
+                    // The strip's first row in this plane: y0 is a whole number of MCU rows,
+                    // so it divides by the vertical subsampling (2 for 4:2:0 chroma).
+                    let chroma = i > 0;
+                    let first = if chroma && p.subsampling == Subsampling::Yuv420 {
+                        y0 / 2
                     } else {
-                        1
+                        y0
                     };
-                    let first = y0 / vs;
-                    let (src, stride) = p.planes[i];
-                    let range = if i == 0 {
-                        Range::TvLuma
-                    } else {
+                    let range = if chroma {
                         Range::TvChroma
+                    } else {
+                        Range::TvLuma
                     };
+                    let (src, stride) = p.planes[i];
                     stretch_rows(dst, src, stride, pw, first..first + ph, range);
                 }
                 ptrs[i] = dst.as_ptr();
@@ -227,24 +237,20 @@ impl YuvCompressor {
             }
             // SAFETY: the strip's planes were just filled, packed (stride = plane width), to
             // the sizes `plane_sizes` gives for this strip; reserved above for the tallest.
-            let jpeg = match unsafe { self.compress_raw(ptrs, strides, p.width, strip_h as u32) } {
-                Ok(j) => j,
-                Err(e) => break Err(e),
-            };
-            let joined = match joiner.as_mut() {
+            let jpeg = unsafe { self.compress_raw(ptrs, strides, p.width, strip_h as u32)? };
+            match joiner.as_mut() {
                 None => {
-                    strips::Joiner::first(jpeg, p.height as u16, interval, jpeg.len() * h / strip_h)
-                        .map(|j| joiner = Some(j))
+                    let guess = jpeg.len() * h / strip_h;
+                    joiner = Some(strips::Joiner::first(
+                        jpeg,
+                        p.height as u16,
+                        interval,
+                        guess,
+                    )?);
                 }
-                Some(j) => j.push(jpeg),
-            };
-            if let Err(e) = joined {
-                break Err(e);
+                Some(j) => j.push(jpeg)?,
             }
-            y0 += strip_h;
-        };
-        self.strip = strip;
-        result?;
+        }
         joiner
             .map(strips::Joiner::finish)
             .ok_or(EncodeError::BadYuv {

@@ -202,24 +202,29 @@ impl VideoReader {
         }
     }
 
-    /// The grabbed frame's planes where the decoder left them, when the encoder can take them
-    /// as they are (no turn, the JPEG's own layout, whole chroma blocks), so that nothing
-    /// copies the frame before it is compressed; `None`: [`retrieve`](Self::retrieve) it.
-    pub(super) fn planes(&self) -> Option<YuvPlanes<'_>> {
+    /// Whether turbojpeg takes a decoded `format` as it is, in the stream's subsampling: the
+    /// same planar layout, or any of them for gray (its Y plane).
+    fn takes_as_is(&self, format: ff::format::Pixel) -> bool {
         use ff::format::Pixel;
-        let f = &self.decoded;
-        if self.rotation != Rotation::None || f.width() == 0 || f.height() == 0 {
-            return None;
-        }
-        let layout = match f.format() {
+        let layout = match format {
             Pixel::YUV420P | Pixel::YUVJ420P => Subsampling::Yuv420,
             Pixel::YUV422P | Pixel::YUVJ422P => Subsampling::Yuv422,
             Pixel::YUV444P | Pixel::YUVJ444P => Subsampling::Yuv444,
             Pixel::GRAY8 => Subsampling::Gray,
-            _ => return None,
+            _ => return false,
         };
-        // Gray takes the Y plane of any of them.
-        if layout != self.subsampling && self.subsampling != Subsampling::Gray {
+        layout == self.subsampling || self.subsampling == Subsampling::Gray
+    }
+
+    /// The grabbed frame's planes where the decoder left them, when the encoder can take them
+    /// as they are (no turn, the JPEG's own layout, whole chroma blocks), so that nothing
+    /// copies the frame before it is compressed; `None`: [`retrieve`](Self::retrieve) it.
+    pub(super) fn planes(&self) -> Option<YuvPlanes<'_>> {
+        let f = &self.decoded;
+        if self.rotation != Rotation::None || f.width() == 0 || f.height() == 0 {
+            return None;
+        }
+        if !self.takes_as_is(f.format()) {
             return None;
         }
         // With whole chroma blocks turbojpeg's Y plane is the decoded one, not one wider.
@@ -239,16 +244,12 @@ impl VideoReader {
         for (i, plane) in planes.iter_mut().enumerate().take(n) {
             *plane = (f.data(i), f.stride(i));
         }
-        let full = matches!(
-            f.format(),
-            Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P
-        ) || f.color_range() == ff::util::color::Range::JPEG;
         let p = YuvPlanes {
             width: w,
             height: h,
             subsampling: self.subsampling,
             planes,
-            tv_range: !full,
+            tv_range: !full_range(f),
         };
         p.is_consistent().then_some(p)
     }
@@ -263,21 +264,8 @@ impl VideoReader {
         if key.1 == 0 || key.2 == 0 || key.1 > 65535 || key.2 > 65535 {
             return Err(format!("a {}x{} frame", key.1, key.2));
         }
-        // The decoded layout, if turbojpeg takes it as it is.
-        let layout = match key.0 {
-            Pixel::YUV420P | Pixel::YUVJ420P => Some(Subsampling::Yuv420),
-            Pixel::YUV422P | Pixel::YUVJ422P => Some(Subsampling::Yuv422),
-            Pixel::YUV444P | Pixel::YUVJ444P => Some(Subsampling::Yuv444),
-            Pixel::GRAY8 => Some(Subsampling::Gray),
-            _ => None,
-        };
-        // Gray takes the Y plane of any of them.
-        let direct =
-            layout.is_some_and(|l| l == self.subsampling || self.subsampling == Subsampling::Gray);
-        let (source, full) = if direct {
-            let full = matches!(key.0, Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P)
-                || self.decoded.color_range() == ff::util::color::Range::JPEG;
-            (&self.decoded, full)
+        let (source, full) = if self.takes_as_is(key.0) {
+            (&self.decoded, full_range(&self.decoded))
         } else {
             // libswscale to the JPEG's layout, full range ("yuvj").
             let target = match self.subsampling {
@@ -364,6 +352,15 @@ impl VideoReader {
             }
         }
     }
+}
+
+/// Whether a decoded frame is in JPEG's full range ("yuvj" formats, or tagged so).
+fn full_range(frame: &ff::frame::Video) -> bool {
+    use ff::format::Pixel;
+    matches!(
+        frame.format(),
+        Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P
+    ) || frame.color_range() == ff::util::color::Range::JPEG
 }
 
 /// Pixels per second one decoding thread is given (1080p at 30 fps): below it the decoder

@@ -5,8 +5,9 @@
 //!   timeline (variable frame rates kept as they are), kept as the decoder's planar YCbCr
 //!   ([`YuvFrame`]: stretched to full range if it is TV range, libswscale only when the
 //!   layout is not the JPEG's subsampling) and turned as the track's display matrix says (a
-//!   phone's `rotate=90`), as ffplay shows them (`ffvideo`). Each frame goes to turbojpeg's YUV
-//!   compression with no colour conversion ([`FrameEncoder::encode_yuv`]). When one
+//!   phone's `rotate=90`), as ffplay shows them (`ffvideo`). Each frame goes to libjpeg-turbo's
+//!   raw YUV compression, a band of rows at a time, with no colour conversion
+//!   ([`FrameEncoder::encode_planes`], [`FrameEncoder::encode_yuv`]). When one
 //!   encoder cannot keep up with the frame rate, a small pool of encoder threads takes over,
 //!   output kept in order ([`Encoders`]).
 //! - Audio: the best audio track of the same file, through FFmpeg too (any codec and layout
@@ -45,12 +46,12 @@ use super::wav_source::{
 };
 
 mod audio;
+mod band;
 mod demux;
 mod encode;
 mod ffvideo;
 mod open;
 mod progress;
-mod strips;
 #[cfg(test)]
 mod tests;
 mod video;
@@ -130,7 +131,6 @@ pub struct FileSource {
     audio_loop: AudioLoop,
     block_frames: usize,
     quality: u8,
-    subsampling: Subsampling,
     looping: bool,
     progress: bool,
     audio_note: Option<String>,
@@ -172,7 +172,6 @@ impl MediaSource for FileSource {
             fps_num: this.format.fps_num,
             fps_den: this.format.fps_den,
             quality: this.quality,
-            subsampling: this.subsampling,
             looping: this.looping,
             period,
         };

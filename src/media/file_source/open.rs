@@ -63,7 +63,7 @@ impl FileSource {
             audio: None,
         };
         // Make one encoder now: a bad quality fails here.
-        FrameEncoder::new(opts.quality, opts.subsampling)?;
+        FrameEncoder::new(opts.quality)?;
 
         let mut note = None;
         let (audio, from_file): (Option<Box<dyn PcmReader>>, bool) = match opts.audio {
@@ -128,7 +128,6 @@ impl FileSource {
             audio_loop,
             block_frames,
             quality: opts.quality,
-            subsampling: opts.subsampling,
             looping: opts.looping,
             progress: opts.progress,
             audio_note: note,

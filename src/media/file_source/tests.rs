@@ -252,7 +252,7 @@ fn flat_yuv(width: u32, height: u32, s: Subsampling, (y, cb, cr): (u8, u8, u8)) 
 fn encoder_compresses_yuv_and_refuses_inconsistent_frames() {
     // Pure blue in JPEG's YCbCr: Y 29, Cb 255, Cr 107.
     let blue = flat_yuv(64, 48, Subsampling::Yuv444, (29, 255, 107));
-    let mut enc = FrameEncoder::new(90, Subsampling::Yuv420).unwrap();
+    let mut enc = FrameEncoder::new(90).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
     let jpeg = enc.encode_yuv(&blue).unwrap();
     // The frame's own subsampling, whatever the encoder was made with.
@@ -269,10 +269,7 @@ fn encoder_compresses_yuv_and_refuses_inconsistent_frames() {
         enc.encode_yuv(&short),
         Err(EncodeError::BadYuv { width: 64, .. })
     ));
-    assert!(matches!(
-        FrameEncoder::new(0, Subsampling::Yuv420),
-        Err(EncodeError::Quality(0))
-    ));
+    assert!(matches!(FrameEncoder::new(0), Err(EncodeError::Quality(0))));
 }
 
 /// TV-range planes (luma 16-235, chroma 16-240) of a busy pattern, `pad` bytes past each row.
@@ -335,9 +332,48 @@ fn packed(
     frame
 }
 
+/// turbojpeg's own JPEG of a packed full-range frame (`tj3CompressFromYUVPlanes8`, set up as
+/// the band encoder says it sets libjpeg up: quality 80, the fast DCT).
+fn turbojpeg_of(frame: &YuvFrame) -> Vec<u8> {
+    use turbojpeg::raw;
+    let subsamp = super::yuv::to_turbo(frame.subsampling) as i32;
+    let p = frame.as_planes();
+    let planes = p.planes.map(|(d, _)| d.as_ptr());
+    let strides = p.planes.map(|(_, s)| s as i32);
+    // SAFETY: a handle of our own; the frame is consistent (its planes hold the rows
+    // turbojpeg reads at their strides); turbojpeg allocates the output, copied and freed.
+    unsafe {
+        let h = raw::tj3Init(raw::TJINIT_TJINIT_COMPRESS as i32);
+        assert!(!h.is_null());
+        for (param, value) in [
+            (raw::TJPARAM_TJPARAM_QUALITY, 80),
+            (raw::TJPARAM_TJPARAM_SUBSAMP, subsamp),
+            (raw::TJPARAM_TJPARAM_FASTDCT, 1),
+        ] {
+            assert_eq!(raw::tj3Set(h, param as i32, value), 0);
+        }
+        let mut buf: *mut u8 = std::ptr::null_mut();
+        let mut len: raw::size_t = 0;
+        let r = raw::tj3CompressFromYUVPlanes8(
+            h,
+            planes.as_ptr(),
+            frame.width as i32,
+            strides.as_ptr(),
+            frame.height as i32,
+            &mut buf,
+            &mut len,
+        );
+        assert_eq!(r, 0);
+        let jpeg = std::slice::from_raw_parts(buf, len as usize).to_vec();
+        raw::tj3Free(buf.cast());
+        raw::tj3Destroy(h);
+        jpeg
+    }
+}
+
 #[test]
-fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
-    let mut enc = FrameEncoder::new(80, Subsampling::Yuv420).unwrap();
+fn band_encoder_writes_turbojpegs_bytes_from_tv_and_full_range_planes() {
+    let mut enc = FrameEncoder::new(80).unwrap();
     let mut dec = JpegDecoder::new().unwrap();
     let tv_range = |i| {
         if i == 0 {
@@ -347,29 +383,28 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
         }
     };
     for (w, h, s) in [
-        (1280, 1000, Subsampling::Yuv420), // 11 strips of 96 rows: RST0-7, then RST0 again
-        (1282, 722, Subsampling::Yuv420),  // a partial MCU column, a short last strip
-        (641, 361, Subsampling::Yuv420),   // odd sides: padded planes
+        (1280, 720, Subsampling::Yuv420), // whole blocks: turbojpeg reads the planes in place
+        (1282, 722, Subsampling::Yuv420), // a partial MCU column and row
+        (641, 361, Subsampling::Yuv420),  // odd sides: padded planes
         (640, 480, Subsampling::Yuv422),
-        (320, 600, Subsampling::Yuv444),
-        (330, 90, Subsampling::Gray), // one strip
+        (321, 600, Subsampling::Yuv444),
+        (330, 90, Subsampling::Gray),
+        (17, 9, Subsampling::Yuv422), // smaller than one MCU each way but for one
     ] {
         let src = tv_planes(w, h, s, 24);
-        let strips = enc.encode_planes(&borrowed(&src, w, h, s, true)).unwrap();
-        // The same planes stretched whole into a frame, compressed in one piece.
-        let one = enc.encode_yuv(&packed(&src, w, h, s, tv_range)).unwrap();
-        let has_dri = strips.windows(2).any(|m| m == [0xFF, 0xDD]);
-        assert_eq!(has_dri, h > 96, "{w}x{h} {s:?}");
-        assert!(!one.windows(2).any(|m| m == [0xFF, 0xDD]));
-        let (a, b) = (
-            dec.decode_rgb_default(&strips).unwrap(),
-            dec.decode_rgb_default(&one).unwrap(),
-        );
-        assert_eq!((a.width, a.height), (w, h));
+        // TV range: stretched band by band here, stretched whole and then compressed there.
+        let banded = enc.encode_planes(&borrowed(&src, w, h, s, true)).unwrap();
+        let stretched = packed(&src, w, h, s, tv_range);
         assert!(
-            a.data == b.data,
-            "{w}x{h} {s:?}: the strips decode differently"
+            banded == turbojpeg_of(&stretched),
+            "{w}x{h} {s:?}: not turbojpeg's bytes"
         );
+        assert_eq!(banded, enc.encode_yuv(&stretched).unwrap());
+        // Full range, rows with a stride: as they are.
+        let full = enc.encode_planes(&borrowed(&src, w, h, s, false)).unwrap();
+        assert!(full == turbojpeg_of(&packed(&src, w, h, s, |_| Range::Full)));
+        let rgb = dec.decode_rgb_default(&banded).unwrap();
+        assert_eq!((rgb.width, rgb.height), (w, h));
     }
     // Planes shorter than their shape are refused, not read past.
     let src = tv_planes(64, 48, Subsampling::Yuv420, 0);
@@ -379,7 +414,7 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
         enc.encode_planes(&short),
         Err(EncodeError::BadYuv { width: 64, .. })
     ));
-    // A stride whose arithmetic would wrap, or that turbojpeg's int cannot hold.
+    // A stride whose arithmetic would wrap, or that an int cannot hold.
     // (47 rows of 392483916461905354 bytes wrap to 22 in 64-bit arithmetic.)
     for stride in [392_483_916_461_905_354usize, 1 << 40] {
         let mut wild = borrowed(&src, 64, 48, Subsampling::Yuv420, false);
@@ -390,22 +425,36 @@ fn tv_range_planes_compressed_in_strips_decode_as_one_whole_frame_does() {
 }
 
 #[test]
-fn full_range_planes_are_compressed_where_they_lie() {
-    // Rows 24 bytes longer than the picture (a decoder's stride): the same JPEG as packed.
-    let s = Subsampling::Yuv420;
-    let src = tv_planes(320, 240, s, 24);
-    let mut enc = FrameEncoder::new(80, s).unwrap();
-    let packed = packed(&src, 320, 240, s, |_| Range::Full);
+fn a_picture_libjpeg_refuses_is_an_error_and_the_encoder_goes_on() {
+    // 65520 pixels wide: consistent planes, but past libjpeg's 65500. Its error comes back
+    // through the unwinding error hook as an error, not an abort.
+    let (w, h) = (65_520u32, 8u32);
+    let luma = vec![100u8; (w * h) as usize];
+    let wide = YuvPlanes {
+        width: w,
+        height: h,
+        subsampling: Subsampling::Gray,
+        planes: [(&luma, w as usize), (&[], 0), (&[], 0)],
+        tv_range: true,
+    };
+    assert!(wide.is_consistent());
+    let mut enc = FrameEncoder::new(80).unwrap();
+    match enc.encode_planes(&wide) {
+        Err(EncodeError::Jpeg(e)) => assert!(e.to_string().contains("65500"), "{e}"),
+        other => panic!("{:?}", other.map(|j| j.len())),
+    }
+    // The same encoder compresses the next picture as if nothing happened.
+    let src = tv_planes(64, 48, Subsampling::Yuv420, 0);
+    let stretched = packed(&src, 64, 48, Subsampling::Yuv420, |_| Range::Full);
     assert_eq!(
-        enc.encode_planes(&borrowed(&src, 320, 240, s, false))
-            .unwrap(),
-        enc.encode_yuv(&packed).unwrap()
+        enc.encode_yuv(&stretched).unwrap(),
+        turbojpeg_of(&stretched)
     );
 }
 
 #[test]
 fn pool_keeps_order() {
-    let mut pool = Encoders::pool(3, 80, Subsampling::Yuv420).unwrap();
+    let mut pool = Encoders::pool(3, 80).unwrap();
     let mut out = Vec::new();
     for i in 0..10u64 {
         while pool.full() {

@@ -12,7 +12,6 @@ use super::encode::encoders_needed;
 use super::ffvideo::VideoReader;
 use super::progress::Progress;
 use super::yuv::YuvFrame;
-use crate::media::Subsampling;
 use crate::media::source::{MediaItem, SourceStats};
 use crate::media::wav_source::{due, sleep_until};
 use bytes::Bytes;
@@ -53,7 +52,6 @@ pub(super) struct VideoJob {
     pub(super) fps_num: u32,
     pub(super) fps_den: u32,
     pub(super) quality: u8,
-    pub(super) subsampling: Subsampling,
     pub(super) looping: bool,
     /// Loop period in audio sample frames at `rate`, when audio and video share one.
     pub(super) period: Option<(u64, u32)>,
@@ -103,7 +101,7 @@ impl VideoJob {
         halt: &AtomicBool,
     ) -> SourceStats {
         let mut stats = SourceStats::default();
-        let mut encoders = match Encoders::<YuvFrame>::inline(self.quality, self.subsampling) {
+        let mut encoders = match Encoders::<YuvFrame>::inline(self.quality) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("serve: cannot set up the JPEG encoder: {e}");
@@ -226,7 +224,7 @@ impl VideoJob {
             {
                 let need = encoders_needed(encode_total / encoded as u32, interval);
                 if need > 1 {
-                    match Encoders::pool(need, self.quality, self.subsampling) {
+                    match Encoders::pool(need, self.quality) {
                         Ok(p) => {
                             log::info!(
                                 "{}: {need} encoder threads ({:.1} ms per frame, {:.1} ms between frames)",

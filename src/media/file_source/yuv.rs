@@ -120,8 +120,8 @@ pub struct YuvPlanes<'a> {
 
 impl YuvPlanes<'_> {
     /// True when the picture is 1 to 65535 pixels each way and each plane holds the rows its
-    /// shape and stride say, with a stride turbojpeg can take (at most `i32::MAX` bytes):
-    /// what the encoder needs before it hands the planes to turbojpeg.
+    /// shape and stride say, with a stride of at most `i32::MAX` bytes:
+    /// what the encoder needs before it hands the planes to libjpeg.
     pub fn is_consistent(&self) -> bool {
         if self.width == 0 || self.height == 0 || self.width > 65535 || self.height > 65535 {
             return false;
@@ -163,21 +163,6 @@ impl YuvFrame {
     }
 }
 
-/// Copies rows `rows` of a plane (`width` samples each, `stride` bytes apart in `src`) into
-/// `dst`, packed, stretched by `range`. The caller has checked that the rows exist.
-pub(super) fn stretch_rows(
-    dst: &mut [u8],
-    src: &[u8],
-    stride: usize,
-    width: usize,
-    rows: std::ops::Range<usize>,
-    range: Range,
-) {
-    for (d, y) in dst.chunks_exact_mut(width).zip(rows) {
-        stretch_into(d, &src[y * stride..y * stride + width], range);
-    }
-}
-
 /// How a plane is turned while copied (the file's display matrix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
@@ -206,7 +191,7 @@ pub enum Range {
 /// the compiler vectorises (the decoded frame is read once, cold from the decoder's thread),
 /// with the widest vectors this CPU has (the build targets baseline x86-64, whose SSE2 does
 /// 16 samples a step; AVX2 does 32, AVX-512 64, with the same arithmetic and results).
-fn stretch_into(dst: &mut [u8], src: &[u8], range: Range) {
+pub(super) fn stretch_into(dst: &mut [u8], src: &[u8], range: Range) {
     if range == Range::Full {
         dst.copy_from_slice(src);
         return;

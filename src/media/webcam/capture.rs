@@ -157,7 +157,6 @@ pub struct Webcam {
     tables: RangeTables,
     format: StreamFormat,
     quality: u8,
-    subsampling: Subsampling,
 }
 
 impl std::fmt::Debug for Webcam {
@@ -253,7 +252,7 @@ impl Webcam {
         let planar = kind.planar_subsampling(opts.subsampling);
         let tables = RangeTables::new(is_tv_range(got.quantization as u32, got.colorspace as u32));
         // A bad quality fails here, not on the first frame.
-        FrameEncoder::new(opts.quality, opts.subsampling)?;
+        FrameEncoder::new(opts.quality)?;
         let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, BUFFERS)
             .map_err(fail("map its buffers"))?;
         stream.set_timeout(FIRST_FRAME_TIMEOUT);
@@ -332,7 +331,6 @@ impl Webcam {
                 audio: None,
             },
             quality: opts.quality,
-            subsampling: opts.subsampling,
         })
     }
 
@@ -355,7 +353,7 @@ impl MediaSource for Webcam {
     ) -> SourceStats {
         let mut this = *self;
         let mut stats = SourceStats::default();
-        let mut encoders = match Encoders::<YuvFrame>::inline(this.quality, this.subsampling) {
+        let mut encoders = match Encoders::<YuvFrame>::inline(this.quality) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("{}: cannot set up the JPEG encoder: {e}", this.device);
@@ -479,7 +477,7 @@ impl MediaSource for Webcam {
             if counted == 30 && encoders.threads() == 1 {
                 let need = encoders_needed(work / counted as u32, interval);
                 if need > 1 {
-                    match Encoders::pool(need, this.quality, this.subsampling) {
+                    match Encoders::pool(need, this.quality) {
                         Ok(p) => encoders = p,
                         Err(e) => log::warn!("{}: {e}", this.device),
                     }

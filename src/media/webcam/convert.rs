@@ -441,8 +441,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        let mut enc =
-            crate::media::file_source::FrameEncoder::new(95, Subsampling::Yuv420).unwrap();
+        let mut enc = crate::media::file_source::FrameEncoder::new(95).unwrap();
         let jpeg = enc.encode_yuv(&out).unwrap();
         let rgb = crate::media::JpegDecoder::new()
             .unwrap()

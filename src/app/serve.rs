@@ -268,8 +268,6 @@ impl Serve {
 
     /// Streams until `--duration` elapses or `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeReport> {
-        // The coder's tables now, not while the first frame's parity is due.
-        crate::proto::fec::warm_up();
         let duration = super::duration_arg("duration", self.args.duration)?;
         let (tx, rx) = sync_channel::<MediaItem>(16);
         let source_stop = Arc::new(AtomicBool::new(false));
@@ -346,6 +344,12 @@ impl Serve {
         let mut refusals = RefusalWatch::default();
         let mut failure: Option<String> = None;
         let mut source_ended = false;
+        // The SIMD Reed-Solomon tables (15-25 ms of CPU and 8 MiB, once per process) are
+        // built on a thread of their own once a viewer reports loss or asks for parity: a
+        // stream on a clean network never codes a frame. A frame coded before they are ready
+        // is coded with the table-light engine, same bytes, no wait (fec::tables_built).
+        // (A relay builds them at start, for the hundreds of viewers it may repair at once.)
+        let mut coder_warm = false;
         let result = self.lp.run(stop, |server, now| {
             if !pump(server.inner_mut(), now, &rx) {
                 source_ended = true;
@@ -358,6 +362,12 @@ impl Serve {
             }
             let snapshot = outputs.tick(now, server.relay());
             let s = server.stats();
+            if !coder_warm && s.relay.parity_may_be_needed() {
+                coder_warm = true;
+                let _ = std::thread::Builder::new()
+                    .name("fec-tables".into())
+                    .spawn(crate::proto::fec::warm_up);
+            }
             status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
                 format!(
                     "serve {name} ({auth}) | {:.1} fps | {:.1} Mbit/s | subscribers {} | cache hits {} | retransmits {}",

@@ -647,6 +647,7 @@ impl Relay {
                     s.report = Some(*r);
                     s.proactive_memo = None;
                     self.stats.reports += 1;
+                    self.stats.loss_reports += u64::from(r.loss_q16 > 0);
                 }
                 None => self.stats.unknown_sender += 1,
             },

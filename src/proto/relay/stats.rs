@@ -72,6 +72,8 @@ pub struct RelayStats {
     pub late_join_frames: u64,
     /// Receiver reports received, latest per subscriber summed.
     pub reports: u64,
+    /// Of those, reports stating loss (`loss_q16` > 0, §6.6).
+    pub loss_reports: u64,
     /// Requests not sent to a pushing publisher because they would have exceeded the bytes
     /// it sent (anti-amplification, §8).
     pub origin_budget_exceeded: u64,
@@ -89,6 +91,15 @@ pub struct RelayStats {
     pub parity_from_origin: u64,
     /// Chunks the relay restored from its origin's parity.
     pub chunks_restored: u64,
+}
+
+impl RelayStats {
+    /// Whether this relay has had a reason to code or restore a frame's parity (§7.6): a
+    /// subscriber reported loss, asked for parity, or the origin sent some. A node whose
+    /// counters all say no has never needed the Reed-Solomon coder.
+    pub fn parity_may_be_needed(&self) -> bool {
+        self.loss_reports > 0 || self.fec_requests > 0 || self.parity_from_origin > 0
+    }
 }
 
 /// What made the relay skip frames for a subscriber (§7.3, overload).

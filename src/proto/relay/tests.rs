@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::test_util::{addr, description, drain, send, subscribe, video};
 use super::*;
-use crate::proto::wire::FLAG_REPLAY;
+use crate::proto::wire::{FLAG_REPLAY, ReceiverReport};
 
 const SSRC: u32 = 0xfeed;
 
@@ -496,4 +496,30 @@ fn a_joiner_during_a_hold_gets_the_held_chunks_once() {
         .collect();
     got.sort_unstable();
     assert_eq!(got, (0..8).collect::<Vec<u16>>());
+}
+
+/// A node needs the Reed-Solomon coder only once a subscriber reports loss (or asks for
+/// parity): reports of a clean path do not count.
+#[test]
+fn only_a_report_of_loss_says_parity_may_be_needed() {
+    let (mut r, t0) = relay_with(1);
+    let report = |loss_q16| {
+        Packet::new(
+            PacketType::ReceiverReport,
+            0,
+            0,
+            Body::ReceiverReport(ReceiverReport {
+                loss_q16,
+                ..Default::default()
+            }),
+        )
+    };
+    send(&mut r, t0, addr(100), &report(0));
+    let s = r.stats();
+    assert_eq!((s.reports, s.loss_reports), (1, 0));
+    assert!(!s.parity_may_be_needed());
+    send(&mut r, t0, addr(100), &report(655));
+    let s = r.stats();
+    assert_eq!((s.reports, s.loss_reports), (2, 1));
+    assert!(s.parity_may_be_needed());
 }

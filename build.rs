@@ -4,15 +4,20 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    #[cfg(feature = "jpeg")]
+    // The file source (both features) is the only user.
+    #[cfg(all(feature = "jpeg", feature = "ffmpeg"))]
     jpeglib();
 }
 
-#[cfg(feature = "jpeg")]
+#[cfg(all(feature = "jpeg", feature = "ffmpeg"))]
 fn jpeglib() {
     // turbojpeg-sys (`links = "turbojpeg"`) gives its include directories, comma-separated.
-    let include = std::env::var("DEP_TURBOJPEG_INCLUDE")
-        .expect("turbojpeg-sys gives no include directory (DEP_TURBOJPEG_INCLUDE)");
+    // Its vendored static build (what Cargo.toml asks for) always does, and it exports
+    // libjpeg's own functions, which a shared libturbojpeg hides.
+    let include = std::env::var("DEP_TURBOJPEG_INCLUDE").expect(
+        "turbojpeg-sys gave no include directory: framecast needs its vendored static \
+         libjpeg-turbo (leave TURBOJPEG_SOURCE, TURBOJPEG_DYNAMIC and TURBOJPEG_SHARED unset)",
+    );
     let mut b = bindgen::Builder::default()
         // jpeglib.h needs size_t and FILE declared first.
         .header_contents(

@@ -364,9 +364,12 @@ impl Serve {
             let s = server.stats();
             if !coder_warm && s.relay.parity_may_be_needed() {
                 coder_warm = true;
-                let _ = std::thread::Builder::new()
+                if let Err(e) = std::thread::Builder::new()
                     .name("fec-tables".into())
-                    .spawn(crate::proto::fec::warm_up);
+                    .spawn(crate::proto::fec::warm_up)
+                {
+                    log::warn!("serve: cannot start the FEC table thread ({e}): coding slowly");
+                }
             }
             status.tick(now, &[s.frames_sent as f64, s.relay.bytes_out as f64 * 8.0], |r| {
                 format!(

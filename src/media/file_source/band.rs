@@ -14,6 +14,7 @@
 
 use std::ffi::{CStr, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::ptr::NonNull;
 
 use super::yuv::{Range, YuvPlanes, plane_sizes, stretch_into};
 use crate::media::Subsampling;
@@ -66,8 +67,10 @@ unsafe fn message(cinfo: ffi::j_common_ptr) -> String {
 
 /// libjpeg's fatal-error hook, which must not return: unwinds (without the panic hook, so
 /// nothing is printed) to the `catch_unwind` around the call into libjpeg, which turns it into
-/// a [`BandError`]. libjpeg is C built with unwind tables, and every function of it is bound
-/// as `extern "C-unwind"`.
+/// a [`BandError`]. Every libjpeg function is bound as `extern "C-unwind"`; unwinding through
+/// its C frames needs the unwind tables GCC and Clang emit by default on x86-64 and AArch64
+/// Linux (not on every target, nor with `-fno-asynchronous-unwind-tables`). Errors arise only
+/// from shapes libjpeg refuses (wider or taller than 65500) or a failed allocation.
 unsafe extern "C-unwind" fn error_exit(cinfo: ffi::j_common_ptr) {
     // SAFETY: libjpeg calls this with its live object.
     let msg = unsafe { message(cinfo) };
@@ -81,7 +84,8 @@ unsafe extern "C-unwind" fn output_message(cinfo: ffi::j_common_ptr) {
 }
 
 /// A destination that writes the JPEG into a `Vec` (libjpeg's `jpeg_destination_mgr` first, so
-/// that libjpeg's pointer to it is a pointer to this).
+/// that libjpeg's pointer to it is a pointer to this). Owned by [`BandCompressor`] as a raw
+/// allocation that both it and libjpeg reach only through the one pointer.
 #[repr(C)]
 struct VecDest {
     mgr: ffi::jpeg_destination_mgr,
@@ -136,14 +140,15 @@ pub struct BandCompressor {
     // Boxed: libjpeg keeps pointers to the error manager and the destination.
     cinfo: Box<ffi::jpeg_compress_struct>,
     err: Box<ffi::jpeg_error_mgr>,
-    dest: Box<VecDest>,
+    /// `Box::into_raw` of the destination, freed in `drop`.
+    dest: NonNull<VecDest>,
     quality: u8,
     /// One band of every component, each row padded to whole blocks.
     band: Vec<u8>,
 }
 
-// SAFETY: the libjpeg object and its buffers have no thread affinity; all are owned here and
-// used by one thread at a time (`&mut self`).
+// SAFETY: the libjpeg object, its destination and buffers have no thread affinity; all are
+// owned here and used by one thread at a time (`&mut self`).
 unsafe impl Send for BandCompressor {}
 
 /// Runs `f`, turning a libjpeg error unwound by [`error_exit`] into a [`BandError`].
@@ -163,18 +168,20 @@ impl BandCompressor {
         let mut c = BandCompressor {
             cinfo: Box::new(unsafe { std::mem::zeroed() }),
             err: Box::new(unsafe { std::mem::zeroed() }),
-            dest: Box::new(VecDest {
-                // SAFETY: as above (null pointers, no callbacks, until set just below).
-                mgr: unsafe { std::mem::zeroed() },
+            dest: NonNull::from(Box::leak(Box::new(VecDest {
+                mgr: ffi::jpeg_destination_mgr {
+                    next_output_byte: std::ptr::null_mut(),
+                    free_in_buffer: 0,
+                    init_destination: Some(init_destination),
+                    empty_output_buffer: Some(empty_output_buffer),
+                    term_destination: Some(term_destination),
+                },
                 out: Vec::new(),
                 hint: 0,
-            }),
+            }))),
             quality,
             band: Vec::new(),
         };
-        c.dest.mgr.init_destination = Some(init_destination);
-        c.dest.mgr.empty_output_buffer = Some(empty_output_buffer);
-        c.dest.mgr.term_destination = Some(term_destination);
         let cinfo: *mut ffi::jpeg_compress_struct = &mut *c.cinfo;
         let err: *mut ffi::jpeg_error_mgr = &mut *c.err;
         // SAFETY: `err` and `cinfo` are boxed (they stay put) and live as long as `c`, which
@@ -192,8 +199,8 @@ impl BandCompressor {
                 std::mem::size_of::<ffi::jpeg_compress_struct>(),
             )
         })?;
-        // SAFETY: the destination is boxed and lives as long as the object.
-        unsafe { (*cinfo).dest = &mut c.dest.mgr };
+        // SAFETY: the destination lives until `drop`, after the object is destroyed.
+        unsafe { (*cinfo).dest = c.dest.as_ptr().cast() };
         Ok(c)
     }
 
@@ -204,17 +211,29 @@ impl BandCompressor {
         let cinfo: *mut ffi::jpeg_compress_struct = &mut *self.cinfo;
         // SAFETY: `p` is consistent (the caller's promise), so every row `bands` reads lies
         // within its plane; the object is live and set up by `new`.
-        let r = guarded(|| unsafe { self.compress_unguarded(cinfo, p) });
-        if r.is_err() {
-            // SAFETY: the object is live; aborting returns it to its idle state.
-            unsafe { ffi::jpeg_abort_compress(cinfo) };
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+            self.compress_unguarded(cinfo, p)
+        }));
+        // SAFETY: libjpeg is not running: the destination is ours alone again.
+        let dest = unsafe { &mut *self.dest.as_ptr() };
+        let jpeg = std::mem::take(&mut dest.out);
+        match r {
+            Ok(()) => {
+                // The next picture starts with room for this one and an eighth more.
+                dest.hint = jpeg.len() + jpeg.len() / 8;
+                Ok(jpeg)
+            }
+            Err(payload) => {
+                // SAFETY: the object is live; aborting returns it to its idle state, ready
+                // for the next picture, whatever stopped this one.
+                unsafe { ffi::jpeg_abort_compress(cinfo) };
+                match payload.downcast::<Failure>() {
+                    Ok(f) => Err(BandError(f.0)),
+                    // Not libjpeg's: a real panic, carried on.
+                    Err(other) => resume_unwind(other),
+                }
+            }
         }
-        let jpeg = std::mem::take(&mut self.dest.out);
-        r.map(|()| {
-            // The next picture starts with room for this one and an eighth more.
-            self.dest.hint = jpeg.len() + jpeg.len() / 8;
-            jpeg
-        })
     }
 
     /// # Safety
@@ -317,7 +336,9 @@ impl BandCompressor {
 
 impl Drop for BandCompressor {
     fn drop(&mut self) {
-        // SAFETY: the object was created in `new` and is destroyed once, here.
+        // SAFETY: the object was created in `new` and is destroyed once, here; then the
+        // destination it pointed to is freed, once.
         let _ = guarded(|| unsafe { ffi::jpeg_destroy_compress(&mut *self.cinfo) });
+        drop(unsafe { Box::from_raw(self.dest.as_ptr()) });
     }
 }

@@ -202,7 +202,7 @@ impl VideoReader {
         }
     }
 
-    /// Whether turbojpeg takes a decoded `format` as it is, in the stream's subsampling: the
+    /// Whether the encoder takes a decoded `format` as it is, in the stream's subsampling: the
     /// same planar layout, or any of them for gray (its Y plane).
     fn takes_as_is(&self, format: ff::format::Pixel) -> bool {
         use ff::format::Pixel;
@@ -227,7 +227,7 @@ impl VideoReader {
         if !self.takes_as_is(f.format()) {
             return None;
         }
-        // With whole chroma blocks turbojpeg's Y plane is the decoded one, not one wider.
+        // With whole chroma blocks the JPEG's Y plane is the decoded one, not one wider.
         let (w, h) = (f.width(), f.height());
         if plane_sizes(w, h, self.subsampling)[0] != (w as usize, h as usize) {
             return None;
@@ -308,7 +308,7 @@ impl VideoReader {
             if i >= planes {
                 return Err(format!("a {:?} frame with {planes} planes", key.0));
             }
-            // The source plane's true size (turbojpeg's plane sizes pad the Y plane).
+            // The source plane's true size (the JPEG's plane sizes pad the Y plane).
             let (sw, sh) = if i == 0 {
                 (w as usize, h as usize)
             } else {

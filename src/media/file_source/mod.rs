@@ -58,6 +58,7 @@ mod video;
 mod yuv;
 
 pub use audio::FileAudio;
+pub use band::BandError;
 pub use demux::display_rotation;
 pub use encode::{
     EncodeError, Encoded, Encoders, FrameEncoder, Picture, WorkerHandle, encoders_needed,

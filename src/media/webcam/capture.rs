@@ -311,7 +311,7 @@ impl Webcam {
                 log::info!("{device}: MJPEG {width}x{height}, passed through without re-encoding")
             }
             Some(s) => log::info!(
-                "{device}: {} {width}x{height}, compressed from planar YUV ({s:?}) with turbojpeg",
+                "{device}: {} {width}x{height}, compressed from planar YUV ({s:?}) with libjpeg-turbo",
                 String::from_utf8_lossy(&got.fourcc.repr)
             ),
         }

@@ -1,4 +1,4 @@
-//! Raw camera frames (packed YUYV, semi-planar NV12) made planar for turbojpeg's YUV
+//! Raw camera frames (packed YUYV, semi-planar NV12) made planar for libjpeg-turbo's YUV
 //! compression ([`YuvFrame`], [`FrameEncoder::encode_yuv`](crate::media::file_source::FrameEncoder::encode_yuv)):
 //! one pass over the camera's buffer, no colour conversion and no BGR.
 //!

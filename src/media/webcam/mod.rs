@@ -8,7 +8,7 @@
 //!   inserted when the camera leaves them out), with no decode and re-encode (µStreamer's
 //!   trick; it saves most of the CPU).
 //! - Otherwise raw YUYV (4:2:2) or NV12 (4:2:0), made planar in one pass (`convert`) and
-//!   compressed by turbojpeg's YUV compression like a file's frames
+//!   compressed by libjpeg-turbo's YUV compression like a file's frames
 //!   ([`FrameEncoder::encode_yuv`](crate::media::file_source::FrameEncoder::encode_yuv), a pool
 //!   of threads when one cannot keep up): no BGR anywhere. Any other format is refused by name.
 //! - Timestamps: the capture time on the 90 kHz clock from the start: the driver's buffer

@@ -5,10 +5,10 @@
 //! short chunks padded with zeros) plus `parity_count` parity symbols computed with
 //! Leopard-RS Reed-Solomon over GF(2^16) as implemented by the `reed-solomon-simd` crate 3.x
 //! (`DefaultRateEncoder::new(K, parity_count, shard_len, ..)`, the crate's default rate
-//! selection, as its `ReedSolomonEncoder` makes it). Parity symbol `i` depends only on the frame and on `(K, parity_count)`, so any
-//! node holding the whole frame computes the same bytes: a relay can send parity index `i` to
-//! every subscriber and hand out fresh indexes on request. Any K of the K + parity_count
-//! symbols restore the frame.
+//! selection, as its `ReedSolomonEncoder` makes it). Parity symbol `i` depends only on the
+//! frame and on `(K, parity_count)`, so any node holding the whole frame computes the same
+//! bytes: a relay can send parity index `i` to every subscriber and hand out fresh indexes on
+//! request. Any K of the K + parity_count symbols restore the frame.
 //!
 //! Everything here is pure and bounded: counts and sizes are checked against [`MAX_FEC_DATA`],
 //! [`MAX_PARITY`] and [`MAX_SHARD_LEN`] before anything is allocated, and the decoder stores

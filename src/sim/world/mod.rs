@@ -97,6 +97,9 @@ impl World {
     /// An empty world whose virtual clock starts at `start` and whose links draw their
     /// randomness from `seed`. Links default to a perfect link ([`LinkConfig::default`]).
     pub fn new(start: Instant, seed: u64) -> Self {
+        // Nodes code FEC as deployed ones do, with the SIMD tables built before they stream
+        // (the same bytes either way: `fec::tables_built`).
+        crate::proto::fec::warm_up();
         Self {
             now: start,
             seed,

@@ -1,6 +1,6 @@
 //! Turns JPEG frames and PCM blocks into datagrams (proto-spec.md §5).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::proto::wire::{
     AUDIO_HEADER_LEN, AudioBlock, Body, CRC_LEN, HEADER_LEN, MAX_FRAME_BYTES, Packet, PacketType,
@@ -175,6 +175,10 @@ impl Packetizer {
         let frame_id = self.frame_id;
         self.frame_id = self.frame_id.wrapping_add(1);
         let mut out = Vec::with_capacity(count);
+        // Every datagram of the frame in one buffer, each split off it: one allocation per
+        // frame, and the relay's copies of a datagram only count references.
+        let mut buf =
+            BytesMut::with_capacity(count * (HEADER_LEN + VIDEO_HEADER_LEN + CRC_LEN) + jpeg.len());
         for i in 0..count {
             let start = i * chunk;
             let end = (start + chunk).min(jpeg.len());
@@ -196,9 +200,10 @@ impl Packetizer {
                     payload: jpeg.slice(start..end),
                 }),
             );
+            p.encode_into(&mut buf);
             out.push(Chunk {
                 seq,
-                datagram: p.encode(),
+                datagram: buf.split().freeze(),
                 packet: p,
             });
         }

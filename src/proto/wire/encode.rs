@@ -21,6 +21,16 @@ impl Packet {
     /// Encodes the packet with its CRC trailer.
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut b);
+        b.freeze()
+    }
+
+    /// Appends the packet with its CRC trailer to `out` (after whatever `out` holds, which
+    /// the CRC does not cover). The packetizer encodes a frame's datagrams one after another
+    /// into one buffer and splits each off, so that they share one allocation.
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        let start = out.len();
+        let b = out;
         b.put_u16(MAGIC);
         b.put_u8(VERSION);
         b.put_u8(self.header.ptype as u8);
@@ -49,7 +59,7 @@ impl Packet {
                 b.put_slice(&a.payload);
             }
             Body::Description(d) => {
-                put_name(&mut b, &d.name);
+                put_name(b, &d.name);
                 b.put_u8(1); // video codec: JPEG
                 b.put_u16(d.width);
                 b.put_u16(d.height);
@@ -75,15 +85,15 @@ impl Packet {
                 max_kbps,
                 latency_ms,
             } => {
-                put_name(&mut b, name);
+                put_name(b, name);
                 b.put_u8(token.len() as u8);
                 b.put_slice(token);
                 b.put_u32(*max_kbps);
                 b.put_u16(*latency_ms);
                 // Pad so that the request is never smaller than any answer to it (§6.2).
                 let min = MIN_SUBSCRIBE_LEN - CRC_LEN;
-                if b.len() < min {
-                    b.put_bytes(0, min - b.len());
+                if b.len() - start < min {
+                    b.put_bytes(0, min - (b.len() - start));
                 }
             }
             Body::Retry { token } => {
@@ -150,12 +160,13 @@ impl Packet {
                 }
             }
         }
-        let crc = crc32(&b);
+        let crc = crc32(&b[start..]);
         b.put_u32(crc);
-        b.freeze()
     }
 
-    fn encoded_len_hint(&self) -> usize {
+    /// Bytes [`Self::encode`] writes for a media packet (video, audio, parity: exact); for
+    /// the others, a starting capacity.
+    pub(crate) fn encoded_len_hint(&self) -> usize {
         HEADER_LEN
             + CRC_LEN
             + match &self.body {

@@ -186,6 +186,26 @@ fn spec_test_vectors_match() {
     }
 }
 
+/// Packets encoded one after another into one buffer (as the packetizer does) are each the
+/// bytes `encode` gives, their CRCs covering only themselves, and `encoded_len_hint` is exact
+/// for them.
+#[test]
+fn packets_encoded_into_one_buffer_are_each_their_own_encoding() {
+    // Bytes already in the buffer, which no packet's CRC may cover.
+    let mut buf = bytes::BytesMut::from(&b"earlier bytes"[..]);
+    for (name, p) in spec_vectors() {
+        let alone = p.encode();
+        let before = buf.len();
+        p.encode_into(&mut buf);
+        assert_eq!(&buf[before..], &alone[..], "{name}");
+        if matches!(p.body, Body::Video(_) | Body::Audio(_) | Body::Parity(_)) {
+            assert_eq!(alone.len(), p.encoded_len_hint(), "{name}");
+        }
+        let d = buf.split_off(before).freeze();
+        assert_eq!(Packet::decode(&d).unwrap(), p, "{name}");
+    }
+}
+
 #[test]
 fn with_flags_rewrites_crc() {
     let (_, p) = spec_vectors().remove(0);

@@ -19,9 +19,11 @@
 //! framecast runs twice: as it is used (`serve` decodes the AAC and sends it as PCM, the
 //! player receives it), and with `serve --no-audio` (video only, the same work as
 //! GStreamer's). Both rows are printed; the framecast/GStreamer ratios are computed on the
-//! video-only row.
+//! video-only row. That row and GStreamer's are run `--runs` times each (default 3), in turn,
+//! and the table gives their medians (each run's ratios are printed too): on a shared, noisy
+//! machine a single run of either moves the ratio by several points.
 //!
-//! `cargo bench --bench file_pipeline -- [--seconds S] [--case 720|1080|mjpeg]...`
+//! `cargo bench --bench file_pipeline -- [--seconds S] [--runs N] [--case 720|1080|mjpeg]...`
 //! (traffic stays on 127.0.0.1).
 
 use std::path::{Path, PathBuf};
@@ -461,12 +463,17 @@ fn gstreamer_latency(clip: &Path, input: Input) -> Option<(f64, f64)> {
     (!lat.is_empty()).then(|| (percentile(&lat, 0.5), percentile(&lat, 0.99)))
 }
 
-/// `cargo bench --bench file_pipeline -- [--seconds S] [--case 720|1080|mjpeg]...`
+/// `cargo bench --bench file_pipeline -- [--seconds S] [--runs N] [--case 720|1080|mjpeg]...`
 #[derive(clap::Parser)]
 struct Args {
     /// Seconds of clip streamed per run.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Runs of each like-for-like side (framecast video only and GStreamer, taken in turn);
+    /// the table gives their medians. The machine is shared and noisy: one run of either
+    /// moves the ratio by several points.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Cases to run (repeatable; default all): 720, 1080 (H.264 + AAC), mjpeg (pass-through).
     #[arg(long = "case", value_parser = ["720", "1080", "mjpeg"])]
     cases: Vec<String>,
@@ -482,6 +489,7 @@ fn main() {
         seconds.is_finite() && seconds > 0.0,
         "--seconds {seconds}: expected a positive number"
     );
+    let runs = args.runs.max(1);
     let mut cases = args.cases;
     if cases.is_empty() {
         cases = vec!["720".into(), "1080".into(), "mjpeg".into()];
@@ -506,24 +514,75 @@ fn main() {
                 "1280x720 30 fps MJPEG pass-through",
             ),
         };
-        run_case(&bin, &clip, seconds, &dir, input, title);
+        run_case(&bin, &clip, seconds, runs, &dir, input, title);
     }
 }
 
-fn run_case(bin: &Path, clip: &Path, seconds: f64, dir: &Path, input: Input, title: &str) {
-    // The like-for-like row (video only, as GStreamer's pipelines), and for a clip with
-    // sound also framecast as used, carrying the AAC as PCM.
-    let video_only = run_framecast(bin, clip, seconds, dir, input, false);
+/// The median of `v` (the mean of the middle two for an even count); `v` is not empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One side of several runs: the median of each CPU and latency figure, the fewest frames
+/// decoded (and the frames sent in that run).
+fn median_side(runs: &[Side]) -> Side {
+    let m = |f: &dyn Fn(&Side) -> f64| median(runs.iter().map(f).collect());
+    let lat = |f: &dyn Fn(&Side) -> Option<f64>| {
+        let v: Vec<f64> = runs.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let fewest = runs
+        .iter()
+        .min_by_key(|s| s.frames_decoded)
+        .expect("at least one run");
+    Side {
+        sender_cpu_per_frame_ms: m(&|s| s.sender_cpu_per_frame_ms),
+        player_cpu_per_frame_ms: m(&|s| s.player_cpu_per_frame_ms),
+        frames_sent: fewest.frames_sent,
+        frames_decoded: fewest.frames_decoded,
+        latency_p50_ms: lat(&|s| s.latency_p50_ms),
+        latency_p99_ms: lat(&|s| s.latency_p99_ms),
+    }
+}
+
+fn run_case(
+    bin: &Path,
+    clip: &Path,
+    seconds: f64,
+    runs: usize,
+    dir: &Path,
+    input: Input,
+    title: &str,
+) {
+    // The like-for-like rows (video only, as GStreamer's pipelines), `runs` of each in turn,
+    // so that a noisy spell of the machine falls on both; and for a clip with sound also
+    // framecast as used, carrying the AAC as PCM (once: it is not compared).
+    let mut fc_runs = Vec::new();
+    let mut gst_runs = Vec::new();
+    for _ in 0..runs {
+        fc_runs.push(run_framecast(bin, clip, seconds, dir, input, false));
+        gst_runs.extend(run_gstreamer(clip, seconds, input));
+    }
+    let video_only = median_side(&fc_runs);
     let with_audio =
         (input == Input::H264).then(|| run_framecast(bin, clip, seconds, dir, input, true));
-    let mut gst = run_gstreamer(clip, seconds, input);
+    let mut gst = (!gst_runs.is_empty()).then(|| median_side(&gst_runs));
     if let (Some(g), Some((p50, p99))) = (gst.as_mut(), gstreamer_latency(clip, input)) {
         g.latency_p50_ms = Some(p50);
         g.latency_p99_ms = Some(p99);
     }
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     println!();
-    println!("{title} clip, {seconds} s, loopback, one player (headless decode)");
+    println!(
+        "{title} clip, {seconds} s, loopback, one player (headless decode); like-for-like \
+         columns: medians of {runs} runs each"
+    );
     let mut columns: Vec<(&str, Option<&Side>)> = Vec::new();
     if let Some(a) = &with_audio {
         columns.push(("fc +audio", Some(a)));
@@ -556,10 +615,24 @@ fn run_case(bin: &Path, clip: &Path, seconds: f64, dir: &Path, input: Input, tit
     });
     if let Some(g) = &gst {
         println!(
-            "ratios framecast/GStreamer, like for like (video only): sender CPU {:.2}, player CPU {:.2}",
+            "ratios framecast/GStreamer, like for like (video only, medians): sender CPU {:.2}, player CPU {:.2}",
             video_only.sender_cpu_per_frame_ms / g.sender_cpu_per_frame_ms,
             video_only.player_cpu_per_frame_ms / g.player_cpu_per_frame_ms
         );
+        if fc_runs.len() == gst_runs.len() && runs > 1 {
+            let each: Vec<String> = fc_runs
+                .iter()
+                .zip(&gst_runs)
+                .map(|(f, g)| {
+                    format!(
+                        "{:.2}/{:.2}",
+                        f.sender_cpu_per_frame_ms / g.sender_cpu_per_frame_ms,
+                        f.player_cpu_per_frame_ms / g.player_cpu_per_frame_ms
+                    )
+                })
+                .collect();
+            println!("(each run in turn, sender/player: {})", each.join(", "));
+        }
         if let Some(a) = &with_audio {
             println!(
                 "(framecast with its audio against GStreamer's video only: sender CPU {:.2}, player CPU {:.2})",

@@ -20,8 +20,10 @@
 //! player receives it), and with `serve --no-audio` (video only, the same work as
 //! GStreamer's). Both rows are printed; the framecast/GStreamer ratios are computed on the
 //! video-only row. That row and GStreamer's are run `--runs` times each (default 3), in turn,
-//! and the table gives their medians (each run's ratios are printed too): on a shared, noisy
-//! machine a single run of either moves the ratio by several points.
+//! and the table gives the medians of their CPU figures and of framecast's per-run latency
+//! percentiles (GStreamer's latency comes from one probed run), and the frames of the run that
+//! decoded fewest; each run's ratios are printed too: on a shared, noisy machine a single run
+//! of either moves the ratio by several points.
 //!
 //! `cargo bench --bench file_pipeline -- [--seconds S] [--runs N] [--case 720|1080|mjpeg]...`
 //! (traffic stays on 127.0.0.1).
@@ -320,15 +322,9 @@ fn gst_sender(flag: &str, clip: &Path, input: Input, port: &str, probe: &[&str])
     c
 }
 
+/// One run of GStreamer's pipelines (the caller has checked that gst-launch-1.0 exists);
+/// `None` if they fail.
 fn run_gstreamer(clip: &Path, seconds: f64, input: Input) -> Option<Side> {
-    if Command::new("gst-launch-1.0")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("GStreamer (gst-launch-1.0) not found: scripts/setup.sh installs it");
-        return None;
-    }
     let port = free_port().to_string();
     let recv = gst_receiver(
         &port,
@@ -489,7 +485,8 @@ fn main() {
         seconds.is_finite() && seconds > 0.0,
         "--seconds {seconds}: expected a positive number"
     );
-    let runs = args.runs.max(1);
+    let runs = args.runs;
+    assert!(runs >= 1, "--runs {runs}: expected at least 1");
     let mut cases = args.cases;
     if cases.is_empty() {
         cases = vec!["720".into(), "1080".into(), "mjpeg".into()];
@@ -563,11 +560,20 @@ fn run_case(
     // The like-for-like rows (video only, as GStreamer's pipelines), `runs` of each in turn,
     // so that a noisy spell of the machine falls on both; and for a clip with sound also
     // framecast as used, carrying the AAC as PCM (once: it is not compared).
+    let have_gst = Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !have_gst {
+        println!("GStreamer (gst-launch-1.0) not found: scripts/setup.sh installs it");
+    }
     let mut fc_runs = Vec::new();
     let mut gst_runs = Vec::new();
     for _ in 0..runs {
         fc_runs.push(run_framecast(bin, clip, seconds, dir, input, false));
-        gst_runs.extend(run_gstreamer(clip, seconds, input));
+        if have_gst {
+            gst_runs.extend(run_gstreamer(clip, seconds, input));
+        }
     }
     let video_only = median_side(&fc_runs);
     let with_audio =
@@ -580,8 +586,11 @@ fn run_case(
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.1}"));
     println!();
     println!(
-        "{title} clip, {seconds} s, loopback, one player (headless decode); like-for-like \
-         columns: medians of {runs} runs each"
+        "{title} clip, {seconds} s, loopback, one player (headless decode); \"fc video\" and \
+         GStreamer: medians of {} and {} runs (CPU, and fc's latency percentiles), the worst \
+         run's frames",
+        fc_runs.len(),
+        gst_runs.len()
     );
     let mut columns: Vec<(&str, Option<&Side>)> = Vec::new();
     if let Some(a) = &with_audio {

@@ -137,7 +137,8 @@ impl RtxCache {
         self.stored == 0
     }
 
-    /// Bytes held (payloads only).
+    /// Bytes held (the datagrams' lengths; a datagram split off its frame's buffer keeps that
+    /// buffer alive until the frame's last datagram leaves, about one JPEG more per stream).
     pub fn bytes(&self) -> usize {
         self.slots.iter().flatten().map(|e| e.datagram.len()).sum()
     }

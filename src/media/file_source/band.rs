@@ -153,11 +153,16 @@ unsafe impl Send for BandCompressor {}
 
 /// Runs `f`, turning a libjpeg error unwound by [`error_exit`] into a [`BandError`].
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, BandError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| match payload.downcast::<Failure>() {
+    catch_unwind(AssertUnwindSafe(f)).map_err(libjpeg_error)
+}
+
+/// The [`BandError`] of an unwind caught around libjpeg: its [`Failure`]; any other panic is
+/// carried on.
+fn libjpeg_error(payload: Box<dyn std::any::Any + Send>) -> BandError {
+    match payload.downcast::<Failure>() {
         Ok(f) => BandError(f.0),
-        // Not libjpeg's: a real panic, carried on.
         Err(other) => resume_unwind(other),
-    })
+    }
 }
 
 impl BandCompressor {
@@ -227,11 +232,7 @@ impl BandCompressor {
                 // SAFETY: the object is live; aborting returns it to its idle state, ready
                 // for the next picture, whatever stopped this one.
                 unsafe { ffi::jpeg_abort_compress(cinfo) };
-                match payload.downcast::<Failure>() {
-                    Ok(f) => Err(BandError(f.0)),
-                    // Not libjpeg's: a real panic, carried on.
-                    Err(other) => resume_unwind(other),
-                }
+                Err(libjpeg_error(payload))
             }
         }
     }
@@ -277,21 +278,21 @@ impl BandCompressor {
             // the plane's `pw x ph` samples as turbojpeg fills its own padding buffer.
             let sizes = plane_sizes(p.width, p.height, p.subsampling);
             let max_v = (*cinfo).max_v_samp_factor as usize;
-            // (iw, th, offset in `band`, rows of the band per row of luma's)
-            let mut shape = [(0usize, 0usize, 0usize, 0usize); 3];
+            // (iw, th, offset in `band`); th is 8 x the component's vertical sampling factor.
+            let mut shape = [(0usize, 0usize, 0usize); 3];
             let mut total = 0;
             for (i, s) in shape.iter_mut().enumerate().take(n) {
                 let comp = (*cinfo).comp_info.add(i);
                 let iw = (*comp).width_in_blocks as usize * 8;
                 let th = (*comp).v_samp_factor as usize * 8;
-                *s = (iw, th, total, (*comp).v_samp_factor as usize);
+                *s = (iw, th, total);
                 total += iw * th;
             }
             self.band.resize(total, 0);
             // Every access to the band below goes through `base`, as libjpeg's do.
             let base = self.band.as_mut_ptr();
             let mut rows: [[*mut u8; 16]; 3] = [[std::ptr::null_mut(); 16]; 3];
-            for (i, &(iw, th, off, _)) in shape.iter().enumerate().take(n) {
+            for (i, &(iw, th, off)) in shape.iter().enumerate().take(n) {
                 for (j, r) in rows[i].iter_mut().enumerate().take(th) {
                     *r = base.add(off + j * iw);
                 }
@@ -303,10 +304,11 @@ impl BandCompressor {
             ];
             let band_rows = max_v * 8;
             for row in (0..p.height as usize).step_by(band_rows) {
-                for (i, &(iw, th, off, v)) in shape.iter().enumerate().take(n) {
+                for (i, &(iw, th, off)) in shape.iter().enumerate().take(n) {
                     let (pw, ph) = sizes[i];
                     let (src, stride) = p.planes[i];
-                    let crow = row * v / max_v;
+                    // This component's first row of the band: th / 8 of its rows per max_v.
+                    let crow = row * (th / 8) / max_v;
                     let have = th.min(ph - crow);
                     let range = match (p.tv_range, i) {
                         (false, _) => Range::Full,

@@ -18,6 +18,7 @@ pub mod pacer;
 pub mod packetizer;
 pub mod publisher;
 pub mod reassembler;
+pub mod refusal;
 pub mod relay;
 pub mod reorder;
 pub mod rtt;

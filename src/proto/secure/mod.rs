@@ -26,6 +26,7 @@ use crypto::{RANDOM_LEN, Sealer, session_keys};
 pub use msg::{Msg, RefuseReason, SEAL_OVERHEAD};
 
 use crate::proto::node::{Node, Transmit, soonest};
+use crate::proto::refusal::{Refusal, RefusalLimiter};
 use crate::proto::token::TokenKey;
 use crate::proto::wire::{self, Body, Header, Packet, PacketType, RejectReason};
 
@@ -37,14 +38,9 @@ pub const REFUSED_RETRY: Duration = Duration::from_secs(1);
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most sessions a server keeps.
 pub const MAX_SESSIONS: usize = 4096;
-/// A server answers one source with at most one refusal per this interval.
-pub const REFUSAL_INTERVAL: Duration = Duration::from_millis(200);
-/// The most refusals a server sends per second, all sources together.
-pub const MAX_REFUSALS_PER_SEC: u32 = 100;
+pub use crate::proto::refusal::{MAX_REFUSALS_PER_SEC, REFUSAL_INTERVAL};
 /// Plaintext datagrams a client queues for a peer while its handshake runs.
 const MAX_QUEUED: usize = 64;
-/// Sources whose refusals are remembered (for rate limiting and logging once).
-const MAX_REFUSAL_LOG: usize = 1024;
 
 /// Counters of the secure layer (every refused datagram is counted under one of them).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -188,12 +184,6 @@ impl Peer {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct RefusalLog {
-    last_sent: Option<Instant>,
-    count: u64,
-}
-
 /// A node with the secure layer around it. Derefs to the node, so a driver's hooks call the
 /// node's own methods unchanged.
 #[derive(Debug)]
@@ -205,9 +195,7 @@ pub struct Secure<N> {
     peers: HashMap<SocketAddr, Peer>,
     connects: HashMap<SocketAddr, Role>,
     out: VecDeque<Transmit>,
-    refusals: HashMap<SocketAddr, RefusalLog>,
-    /// Refusals sent in the current second (all sources), and when that second began.
-    refusal_budget: (Option<Instant>, u32),
+    refusals: RefusalLimiter,
     events: VecDeque<SecureEvent>,
     stats: SecureStats,
     next_sweep: Option<Instant>,
@@ -244,8 +232,7 @@ impl<N: Node> Secure<N> {
             peers: HashMap::new(),
             connects: HashMap::new(),
             out: VecDeque::new(),
-            refusals: HashMap::new(),
-            refusal_budget: (None, 0),
+            refusals: RefusalLimiter::default(),
             events: VecDeque::new(),
             stats: SecureStats::default(),
             next_sweep: None,
@@ -303,9 +290,7 @@ impl<N: Node> Secure<N> {
 
     /// Refusals by source address: how many datagrams of each source were refused.
     pub fn refusal_counts(&self) -> Vec<(SocketAddr, u64)> {
-        let mut v: Vec<_> = self.refusals.iter().map(|(a, r)| (*a, r.count)).collect();
-        v.sort();
-        v
+        self.refusals.counts()
     }
 
     /// Seals a datagram the node produced outside `poll_transmit` (e.g. a BYE sent at
@@ -371,7 +356,7 @@ impl<N: Node> Secure<N> {
         let Msg::Refuse { reason, .. } = m else {
             return;
         };
-        let (first, may_send) = self.note_refusal(now, peer);
+        let Refusal { first, may_send } = self.refusals.note(now, peer);
         if first {
             self.events.push_back(SecureEvent::Refused { peer, reason });
         }
@@ -379,37 +364,6 @@ impl<N: Node> Secure<N> {
             self.stats.refusals_sent += 1;
             self.send(peer, m.encode());
         }
-    }
-
-    /// Counts a refusal of `peer`; returns whether it is the source's first and whether an
-    /// answer may go: one per [`REFUSAL_INTERVAL`] per source, [`MAX_REFUSALS_PER_SEC`] in
-    /// all (so that spoofed sources cannot turn refusals into a flood).
-    fn note_refusal(&mut self, now: Instant, peer: SocketAddr) -> (bool, bool) {
-        if self.refusals.len() >= MAX_REFUSAL_LOG && !self.refusals.contains_key(&peer) {
-            self.refusals.clear();
-        }
-        let log = self.refusals.entry(peer).or_insert(RefusalLog {
-            last_sent: None,
-            count: 0,
-        });
-        log.count += 1;
-        let first = log.count == 1;
-        let due = log
-            .last_sent
-            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_INTERVAL);
-        let budget = &mut self.refusal_budget;
-        if budget
-            .0
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        {
-            *budget = (Some(now), 0);
-        }
-        let may_send = due && budget.1 < MAX_REFUSALS_PER_SEC;
-        if may_send {
-            budget.1 += 1;
-            log.last_sent = Some(now);
-        }
-        (first, may_send)
     }
 
     fn on_hello(&mut self, now: Instant, from: SocketAddr, m: Msg) {
@@ -657,7 +611,7 @@ impl<N: Node> Secure<N> {
         if !asks {
             return;
         }
-        let (first, may_send) = self.note_refusal(now, from);
+        let Refusal { first, may_send } = self.refusals.note(now, from);
         if first {
             self.events.push_back(SecureEvent::Plaintext { peer: from });
         }

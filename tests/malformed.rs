@@ -115,8 +115,21 @@ fn relay_counts_and_drops_every_bad_kind() {
         "nothing is sent in answer"
     );
     assert_eq!(counts(&relay.stats().malformed), expected_counts());
-    // Well-formed media and control from a stranger: counted as unknown sender, unanswered.
-    relay.handle_datagram(t0, from, &video(6).encode());
+    // Well-formed media and control from a stranger: counted as unknown sender; only the
+    // media is answered, with one REJECT `unknown_stream` smaller than it (§7.3), so that a
+    // publisher the relay does not know announces its stream again.
+    let media = video(6).encode();
+    relay.handle_datagram(t0, from, &media);
+    let answer = relay.poll_transmit(t0).expect("media is answered");
+    assert_eq!(answer.dest, from);
+    assert!(answer.payload.len() < media.len());
+    assert_eq!(
+        Packet::decode(&answer.payload).unwrap().body,
+        Body::Reject {
+            reason: wire::RejectReason::UnknownStream
+        }
+    );
+    assert!(relay.poll_transmit(t0).is_none());
     for body in [
         Body::KeepAlive { echo_us: 1 },
         Body::Bye,

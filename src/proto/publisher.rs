@@ -604,4 +604,63 @@ mod tests {
             .collect();
         assert_eq!(ends, want);
     }
+
+    /// A relay that missed the pushing publisher's first DESCRIPTION (it was not listening
+    /// yet) answers the media with REJECT `unknown_stream`; the publisher announces again at
+    /// once, and the relay takes the stream from the next datagrams on, not a second later
+    /// at the next DESCRIPTION (§7.3). The REJECT is not reported as a refusal.
+    #[test]
+    fn a_relay_that_missed_the_description_gets_it_again_at_once() {
+        use crate::proto::relay::{Relay, RelayConfig};
+        let relay_addr: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let me: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let mut cfg = PublisherConfig::new("cam1", 64, 48, 10);
+        cfg.max_datagram = 256;
+        cfg.push_to = Some(relay_addr);
+        let mut p = Publisher::new(cfg);
+        let mut relay = Relay::new(RelayConfig::default());
+        let t0 = Instant::now();
+        // Start: the first DESCRIPTION is lost.
+        p.handle_timeout(t0);
+        let lost = drain(&mut p, t0);
+        assert_eq!(types(&lost), vec![(relay_addr, PacketType::Description)]);
+        // Carries everything between the two for `steps` ms from `from`; returns the
+        // relay's media datagrams in (its `media_in`).
+        let run = |p: &mut Publisher, relay: &mut Relay, from: Instant, steps: u32| {
+            for i in 0..=steps {
+                let now = from + i * MS;
+                p.handle_timeout(now);
+                while let Some(t) = p.poll_transmit(now) {
+                    assert_eq!(t.dest, relay_addr);
+                    relay.handle_datagram(now, me, &t.payload);
+                }
+                relay.handle_timeout(now);
+                while let Some(t) = relay.poll_transmit(now) {
+                    assert_eq!(t.dest, me);
+                    p.handle_datagram(now, relay_addr, &t.payload);
+                }
+            }
+            relay.stats().media_in
+        };
+        let jpeg = Bytes::from(vec![0x42; 1000]);
+        let t1 = t0 + 10 * MS;
+        p.push_frame(t1, 0, &jpeg).unwrap();
+        // The frame's first chunk (of 5, paced over 50 ms) is refused, the relay not
+        // knowing the stream, and answered with one REJECT; the publisher's DESCRIPTION
+        // follows at once, and the relay takes the rest of that very frame.
+        assert_eq!(run(&mut p, &mut relay, t1, 60), 4);
+        let r = relay.stats();
+        assert_eq!((r.unknown_sender, r.rejects_sent), (1, 1));
+        assert_eq!(p.stats().relay.reannounced, 1);
+        // And every chunk of the next, well before the next periodic DESCRIPTION (t0 + 1 s).
+        let t2 = t1 + 100 * MS;
+        p.push_frame(t2, 9000, &jpeg).unwrap();
+        assert_eq!(run(&mut p, &mut relay, t2, 60), 4 + 5);
+        assert_eq!(relay.stats().rejects_sent, 1);
+        let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+        assert_eq!(
+            events,
+            vec![PublisherEvent::ViewerJoined { addr: relay_addr }]
+        );
+    }
 }

@@ -11,6 +11,9 @@ pub enum LeaveReason {
     Bye,
     /// It subscribed to another stream from the same address.
     Replaced,
+    /// It answered the stream's media with REJECT `unknown_stream`: it no longer knows the
+    /// stream (a relay that restarted, §7.3).
+    Forgotten,
 }
 
 /// Something that happened in the relay, pulled with [`Relay::poll_event`].

@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 use crate::proto::node::{Node, Transmit, soonest};
 use crate::proto::packetizer::Packetized;
+use crate::proto::refusal::RefusalLimiter;
 use crate::proto::rtx_cache::Inserted;
 use crate::proto::timer::TimerTable;
 use crate::proto::token::TokenKey;
@@ -116,6 +117,10 @@ pub struct Relay {
     timers: TimerTable<RelayTimer>,
     last_now: Option<Instant>,
     ctrl_seq: u32,
+    /// REJECT `unknown_stream` answers to media from unknown senders, and DESCRIPTIONs
+    /// re-sent to relays that answered so, each rate limited (§7.3).
+    unknown_media: RefusalLimiter,
+    reannounced: RefusalLimiter,
     stats: RelayStats,
 }
 
@@ -132,6 +137,8 @@ impl Relay {
             timers: TimerTable::new(),
             last_now: None,
             ctrl_seq: 0,
+            unknown_media: RefusalLimiter::default(),
+            reannounced: RefusalLimiter::default(),
             stats: RelayStats::default(),
         }
     }
@@ -573,9 +580,10 @@ impl Relay {
                     }
                     self.on_media(now, idx, p, datagram)
                 }
-                None => self.stats.unknown_sender += 1,
+                None => self.on_unknown_media(now, from),
             },
             Body::Description(_) => self.on_description(now, from, p, datagram),
+            // Not answered: a stream that ended has nothing to announce again.
             Body::End { .. } => match self.streams.find_origin(from, ssrc, None) {
                 Some(idx) => self.on_media(now, idx, p, datagram),
                 None => self.stats.unknown_sender += 1,
@@ -664,13 +672,64 @@ impl Relay {
                     }
                 }
                 if !handled {
-                    self.stats.unknown_sender += 1;
-                    if let Body::Reject { reason } = p.body {
-                        // A relay this node pushes into refused it (§6.3).
-                        self.event(RelayEvent::Rejected { from, reason });
+                    match p.body {
+                        Body::Reject {
+                            reason: RejectReason::UnknownStream,
+                        } if self.fanout.get(&from).is_some() => self.forgotten_by(now, from),
+                        Body::Reject { reason } => {
+                            // A relay this node pushes into refused it (§6.3).
+                            self.stats.unknown_sender += 1;
+                            self.event(RelayEvent::Rejected { from, reason });
+                        }
+                        _ => self.stats.unknown_sender += 1,
                     }
                 }
             }
+        }
+    }
+}
+
+impl Relay {
+    /// Media from a sender that is no stream's publisher or upstream: dropped, and answered
+    /// with REJECT `unknown_stream` (21 bytes, less than any media datagram), rate limited,
+    /// so that a publisher whose DESCRIPTION never arrived (this relay was not listening yet,
+    /// restarted, or the datagram was lost) announces its stream again at once instead of
+    /// at its next DESCRIPTION, up to a second of the stream later (§7.3).
+    fn on_unknown_media(&mut self, now: Instant, from: SocketAddr) {
+        self.stats.unknown_sender += 1;
+        if self.unknown_media.note(now, from).may_send {
+            self.reject(from, RejectReason::UnknownStream);
+        }
+    }
+
+    /// Subscriber `from` answered media with REJECT `unknown_stream`: it no longer knows the
+    /// stream (§7.3). A relay this node pushes into (a permanent subscriber) gets the
+    /// stream's DESCRIPTION again at once, at most once per
+    /// [`REFUSAL_INTERVAL`](crate::proto::refusal::REFUSAL_INTERVAL), so that forged REJECTs
+    /// cannot make this node send more; any other subscriber (a relay that restarted) is
+    /// gone and leaves the table.
+    fn forgotten_by(&mut self, now: Instant, from: SocketAddr) {
+        let Some((stream, permanent)) = self
+            .fanout
+            .get(&from)
+            .map(|s| (s.stream.clone(), s.permanent))
+        else {
+            return;
+        };
+        if !permanent {
+            self.remove_subscriber(&from, LeaveReason::Forgotten);
+            return;
+        }
+        let Some(d) = self
+            .streams
+            .position(&stream)
+            .and_then(|i| self.streams.get_mut(i).description.clone())
+        else {
+            return;
+        };
+        if self.reannounced.note(now, from).may_send {
+            self.stats.reannounced += 1;
+            self.fanout.enqueue(from, Queued::single(d), true);
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct RelayStats {
     pub overloaded: Option<OverloadLimit>,
     /// Latest frames replayed to late joiners.
     pub late_join_frames: u64,
+    /// DESCRIPTIONs sent again to a relay pushed into that answered media with REJECT
+    /// `unknown_stream` (§7.3).
+    pub reannounced: u64,
     /// Receiver reports received, latest per subscriber summed.
     pub reports: u64,
     /// Of those, reports stating loss (`loss_q16` > 0, §6.6).

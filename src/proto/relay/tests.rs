@@ -523,3 +523,107 @@ fn only_a_report_of_loss_says_parity_may_be_needed() {
     assert_eq!((s.reports, s.loss_reports), (2, 1));
     assert!(s.parity_may_be_needed());
 }
+
+/// Media from a sender that is no stream's origin is dropped and answered with REJECT
+/// `unknown_stream`, once per 200 ms per sender (§7.3), so that a publisher whose
+/// DESCRIPTION this relay missed announces again at once.
+#[test]
+fn media_from_an_unknown_sender_is_answered_with_unknown_stream_at_a_bounded_rate() {
+    let (mut r, t0) = relay_with(1);
+    let stranger = addr(7);
+    let rejects = |r: &mut Relay, now| -> Vec<(SocketAddr, Body)> {
+        drain(r, now)
+            .into_iter()
+            .filter(|(_, p)| matches!(p.body, Body::Reject { .. }))
+            .map(|(to, p)| (to, p.body))
+            .collect()
+    };
+    let unknown = Body::Reject {
+        reason: RejectReason::UnknownStream,
+    };
+    for seq in 0..8 {
+        send(
+            &mut r,
+            t0,
+            stranger,
+            &video(SSRC + 1, seq, 0, seq as u16, 8),
+        );
+    }
+    assert_eq!(rejects(&mut r, t0), vec![(stranger, unknown.clone())]);
+    let t1 = t0 + Duration::from_millis(100);
+    send(&mut r, t1, stranger, &video(SSRC + 1, 8, 1, 0, 8));
+    assert_eq!(rejects(&mut r, t1), vec![]);
+    let t2 = t0 + crate::proto::refusal::REFUSAL_INTERVAL;
+    send(&mut r, t2, stranger, &video(SSRC + 1, 9, 1, 1, 8));
+    assert_eq!(rejects(&mut r, t2), vec![(stranger, unknown)]);
+    let s = r.stats();
+    assert_eq!((s.unknown_sender, s.rejects_sent), (10, 2));
+    // Nothing of it reached the subscriber.
+    assert_eq!(s.media_in, 0);
+}
+
+/// A subscriber that answers media with REJECT `unknown_stream` no longer knows the stream:
+/// a relay pushed into gets the DESCRIPTION again at once (at most once per 200 ms), any
+/// other subscriber leaves the table. Neither is a refusal of the push.
+#[test]
+fn a_subscriber_that_forgot_the_stream_is_told_again_or_let_go() {
+    let (mut r, t0) = relay_with(1);
+    let pushed = addr(50);
+    r.add_permanent_subscriber(t0, pushed, "cam");
+    drain(&mut r, t0);
+    events(&mut r);
+    let forgot = Packet::new(
+        PacketType::Reject,
+        0,
+        0,
+        Body::Reject {
+            reason: RejectReason::UnknownStream,
+        },
+    );
+    let descriptions = |r: &mut Relay, now| -> Vec<SocketAddr> {
+        drain(r, now)
+            .into_iter()
+            .filter(|(_, p)| matches!(p.body, Body::Description(_)))
+            .map(|(to, _)| to)
+            .collect()
+    };
+    send(&mut r, t0, pushed, &forgot);
+    assert_eq!(descriptions(&mut r, t0), vec![pushed]);
+    // Again within 200 ms: not answered (a forged REJECT gains nothing).
+    let t1 = t0 + Duration::from_millis(100);
+    send(&mut r, t1, pushed, &forgot);
+    assert_eq!(descriptions(&mut r, t1), vec![]);
+    let t2 = t0 + crate::proto::refusal::REFUSAL_INTERVAL;
+    send(&mut r, t2, pushed, &forgot);
+    assert_eq!(descriptions(&mut r, t2), vec![pushed]);
+    assert_eq!(r.stats().reannounced, 2);
+    assert_eq!(events(&mut r), vec![]);
+    // A viewer-side relay that restarted: gone.
+    send(&mut r, t2, addr(100), &forgot);
+    assert_eq!(
+        events(&mut r),
+        vec![RelayEvent::SubscriberEvicted {
+            addr: addr(100),
+            stream: "cam".into(),
+            reason: LeaveReason::Forgotten,
+        }]
+    );
+    assert_eq!(r.stats().subscribers, 1);
+    // Any other REJECT from the relay pushed into is still its refusal.
+    let full = Packet::new(
+        PacketType::Reject,
+        0,
+        0,
+        Body::Reject {
+            reason: RejectReason::Full,
+        },
+    );
+    send(&mut r, t2, pushed, &full);
+    assert_eq!(
+        events(&mut r),
+        vec![RelayEvent::Rejected {
+            from: pushed,
+            reason: RejectReason::Full,
+        }]
+    );
+}

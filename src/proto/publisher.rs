@@ -112,7 +112,8 @@ pub enum PublisherEvent {
         addr: SocketAddr,
     },
     /// A viewer left the subscriber table: it said BYE, went silent past the relay's
-    /// timeout, or was dropped for falling behind (§7.3).
+    /// timeout, was dropped for falling behind, or answered the media with REJECT
+    /// `unknown_stream` (a relay that restarted) (§7.3).
     ViewerEvicted {
         /// The viewer's address.
         addr: SocketAddr,
@@ -205,7 +206,8 @@ impl Publisher {
                 RelayEvent::SubscriberEvicted { addr, .. } => {
                     return Some(PublisherEvent::ViewerEvicted { addr });
                 }
-                RelayEvent::Rejected { from, reason } => {
+                // Only the relay pushed into can refuse the push.
+                RelayEvent::Rejected { from, reason } if Some(from) == self.cfg.push_to => {
                     return Some(PublisherEvent::PushRefused {
                         relay: from,
                         reason,
@@ -657,10 +659,29 @@ mod tests {
         p.push_frame(t2, 9000, &jpeg).unwrap();
         assert_eq!(run(&mut p, &mut relay, t2, 60), 4 + 5);
         assert_eq!(relay.stats().rejects_sent, 1);
+        // Only the relay pushed into can refuse the push.
+        let full = Packet::new(
+            PacketType::Reject,
+            0,
+            0,
+            Body::Reject {
+                reason: crate::proto::wire::RejectReason::Full,
+            },
+        )
+        .encode();
+        p.handle_datagram(t2 + 100 * MS, viewer(), &full);
         let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
         assert_eq!(
             events,
             vec![PublisherEvent::ViewerJoined { addr: relay_addr }]
+        );
+        p.handle_datagram(t2 + 100 * MS, relay_addr, &full);
+        assert_eq!(
+            p.poll_event(),
+            Some(PublisherEvent::PushRefused {
+                relay: relay_addr,
+                reason: crate::proto::wire::RejectReason::Full,
+            })
         );
     }
 }

@@ -117,10 +117,10 @@ pub struct Relay {
     timers: TimerTable<RelayTimer>,
     last_now: Option<Instant>,
     ctrl_seq: u32,
-    /// REJECT `unknown_stream` answers to media from unknown senders, and DESCRIPTIONs
-    /// re-sent to relays that answered so, each rate limited (§7.3).
+    /// Rate limit of the REJECT `unknown_stream` answers to media from unknown senders (§7.3).
     unknown_media: RefusalLimiter,
-    reannounced: RefusalLimiter,
+    /// Rate limit of the DESCRIPTIONs sent again to relays pushed into that answered so.
+    reannounce_limit: RefusalLimiter,
     stats: RelayStats,
 }
 
@@ -138,7 +138,7 @@ impl Relay {
             last_now: None,
             ctrl_seq: 0,
             unknown_media: RefusalLimiter::default(),
-            reannounced: RefusalLimiter::default(),
+            reannounce_limit: RefusalLimiter::default(),
             stats: RelayStats::default(),
         }
     }
@@ -673,9 +673,12 @@ impl Relay {
                 }
                 if !handled {
                     match p.body {
+                        // Not a refusal of a push (a relay pushed into refuses a claim
+                        // with `name_taken` or `full`): a subscriber that forgot the stream,
+                        // or a stray answer to media.
                         Body::Reject {
                             reason: RejectReason::UnknownStream,
-                        } if self.fanout.get(&from).is_some() => self.forgotten_by(now, from),
+                        } => self.forgotten_by(now, from),
                         Body::Reject { reason } => {
                             // A relay this node pushes into refused it (§6.3).
                             self.stats.unknown_sender += 1;
@@ -695,9 +698,16 @@ impl Relay {
     /// so that a publisher whose DESCRIPTION never arrived (this relay was not listening yet,
     /// restarted, or the datagram was lost) announces its stream again at once instead of
     /// at its next DESCRIPTION, up to a second of the stream later (§7.3).
+    /// Media from an upstream this relay pulls from is not answered: it is a source it has
+    /// not yet caught up with (a new ssrc whose DESCRIPTION was lost), not one that does not
+    /// know it, and the upstream would take the REJECT as this relay forgetting the stream.
     fn on_unknown_media(&mut self, now: Instant, from: SocketAddr) {
         self.stats.unknown_sender += 1;
-        if self.unknown_media.note(now, from).may_send {
+        let pulled_from = self
+            .streams
+            .iter()
+            .any(|s| matches!(&s.origin, Origin::Upstream(sub) if sub.server() == from));
+        if !pulled_from && self.unknown_media.note(now, from).may_send {
             self.reject(from, RejectReason::UnknownStream);
         }
     }
@@ -706,14 +716,16 @@ impl Relay {
     /// stream (§7.3). A relay this node pushes into (a permanent subscriber) gets the
     /// stream's DESCRIPTION again at once, at most once per
     /// [`REFUSAL_INTERVAL`](crate::proto::refusal::REFUSAL_INTERVAL), so that forged REJECTs
-    /// cannot make this node send more; any other subscriber (a relay that restarted) is
-    /// gone and leaves the table.
+    /// make it send at most 5 DESCRIPTIONs a second, and only to that relay; any other
+    /// subscriber (a relay that restarted) is gone and leaves the table. From a
+    /// non-subscriber it is only counted.
     fn forgotten_by(&mut self, now: Instant, from: SocketAddr) {
         let Some((stream, permanent)) = self
             .fanout
             .get(&from)
             .map(|s| (s.stream.clone(), s.permanent))
         else {
+            self.stats.unknown_sender += 1;
             return;
         };
         if !permanent {
@@ -727,7 +739,7 @@ impl Relay {
         else {
             return;
         };
-        if self.reannounced.note(now, from).may_send {
+        if self.reannounce_limit.note(now, from).may_send {
             self.stats.reannounced += 1;
             self.fanout.enqueue(from, Queued::single(d), true);
         }

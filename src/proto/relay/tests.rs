@@ -609,6 +609,11 @@ fn a_subscriber_that_forgot_the_stream_is_told_again_or_let_go() {
         }]
     );
     assert_eq!(r.stats().subscribers, 1);
+    // Another from it, now a stranger, is only counted.
+    let before = r.stats().unknown_sender;
+    send(&mut r, t2, addr(100), &forgot);
+    assert_eq!(events(&mut r), vec![]);
+    assert_eq!(r.stats().unknown_sender, before + 1);
     // Any other REJECT from the relay pushed into is still its refusal.
     let full = Packet::new(
         PacketType::Reject,
@@ -626,4 +631,35 @@ fn a_subscriber_that_forgot_the_stream_is_told_again_or_let_go() {
             reason: RejectReason::Full,
         }]
     );
+}
+
+/// A relay that pulls a stream does not answer its upstream's media from a source it has not
+/// caught up with (a new ssrc whose DESCRIPTION was lost): the upstream would take the
+/// REJECT as this relay forgetting the stream and drop it (§7.3).
+#[test]
+fn media_from_the_upstream_pulled_from_is_never_answered() {
+    let t0 = Instant::now();
+    let upstream = addr(200);
+    let mut r = Relay::new(RelayConfig {
+        upstream: Some(upstream),
+        ..RelayConfig::default()
+    });
+    subscribe(&mut r, t0, addr(100), "cam");
+    send(&mut r, t0, upstream, &description(SSRC, "cam"));
+    send(&mut r, t0, upstream, &video(SSRC, 0, 0, 0, 2));
+    drain(&mut r, t0);
+    assert_eq!(r.stats().unknown_sender, 0);
+    // The upstream's source changed; its new DESCRIPTION was lost.
+    send(&mut r, t0, upstream, &video(SSRC + 1, 50, 7, 0, 2));
+    assert_eq!(r.stats().unknown_sender, 1);
+    let to_upstream: Vec<Body> = drain(&mut r, t0)
+        .into_iter()
+        .filter(|(to, _)| *to == upstream)
+        .map(|(_, p)| p.body)
+        .collect();
+    assert!(
+        !to_upstream.iter().any(|b| matches!(b, Body::Reject { .. })),
+        "{to_upstream:?}"
+    );
+    assert_eq!(r.stats().rejects_sent, 0);
 }

@@ -47,6 +47,7 @@ use super::wav_source::{
 
 mod audio;
 mod band;
+mod burst;
 mod demux;
 mod encode;
 mod ffvideo;

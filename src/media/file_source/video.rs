@@ -1,6 +1,6 @@
 //! The video track of a file source: frames decoded by FFmpeg, timestamped by the file (or
-//! index / fps), skipped when late, encoded, and sent when `start + pts` comes; with
-//! `--loop`, timestamps keep increasing across loops.
+//! index / fps), skipped when late, encoded ahead of time in bursts, and sent by a pacer
+//! thread when `start + pts` comes; with `--loop`, timestamps keep increasing across loops.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +8,7 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use super::Encoders;
+use super::burst::BurstQueue;
 use super::encode::encoders_needed;
 use super::ffvideo::VideoReader;
 use super::progress::Progress;
@@ -20,6 +21,15 @@ use bytes::Bytes;
 const LATE_SKIP: Duration = Duration::from_millis(250);
 /// Frames encoded on one thread before deciding whether a pool is needed.
 const POOL_PROBE_FRAMES: u64 = 10;
+/// Compressed frames the encoder queues ahead of their time (see [`burst`](super::burst)):
+/// it compresses `QUEUED_FRAMES - REFILL_AT` = 8 frames back to back, then rests. Bursts of
+/// 6, 8 and 16 frames measured the same (within 3 %), about 11 % less CPU per frame than one
+/// frame at a time at 720p; a 1080p JPEG is about 150 kB, so the queue holds under 2 MB.
+const QUEUED_FRAMES: usize = 10;
+/// Frames still queued when the encoder starts its next burst: the first frame of a burst
+/// takes one decode and compression (about 7 ms at 720p, 13 ms at 1080p), well within two
+/// frame intervals, so a frame is always ready when its time comes.
+const REFILL_AT: usize = 2;
 
 /// The frame rate `fps` as a fraction whose terms fit 16 bits (NTSC rates exactly).
 pub fn fps_fraction(fps: f64) -> (u32, u32) {
@@ -94,10 +104,35 @@ impl VideoJob {
         self.reader.rewind()
     }
 
+    /// Decodes and compresses the track in bursts on this thread while a pacer thread sends
+    /// each frame into `tx` when `start + pts` comes (see [`burst`](super::burst)), until the
+    /// end, `halt`, or the receiver is gone.
     pub(super) fn run(
         mut self,
         start: Instant,
         tx: &SyncSender<MediaItem>,
+        halt: &AtomicBool,
+    ) -> SourceStats {
+        let queue = BurstQueue::new(QUEUED_FRAMES, REFILL_AT);
+        let progress =
+            std::mem::replace(&mut self.progress, Progress::new(false, &self.path, None));
+        std::thread::scope(|s| {
+            let pacer = s.spawn(|| pace(&queue, progress, start, tx, halt));
+            let mut stats = self.produce(&queue, start, halt);
+            queue.close();
+            stats.frames = pacer.join().unwrap_or_else(|_| {
+                halt.store(true, Ordering::Relaxed);
+                0
+            });
+            stats
+        })
+    }
+
+    /// The encoding side of [`run`](Self::run): frames into `queue` until the end.
+    fn produce(
+        &mut self,
+        queue: &BurstQueue<Ready>,
+        start: Instant,
         halt: &AtomicBool,
     ) -> SourceStats {
         let mut stats = SourceStats::default();
@@ -122,6 +157,9 @@ impl VideoJob {
         let mut warned_late = false;
         let mut last_submit = None::<Instant>;
         'frames: loop {
+            if !queue.wait_for_room(halt) {
+                break;
+            }
             // Keep the encoders busy: read and submit until they are full.
             while !eof && !encoders.full() && !halt.load(Ordering::Relaxed) {
                 let Some(ms) = self.grab() else {
@@ -238,30 +276,64 @@ impl VideoJob {
                     }
                 }
             }
-            if !sleep_until(due(start, done.pts), halt) {
+            let ready = Ready {
+                pts: done.pts,
+                jpeg: Bytes::from(jpeg),
+                position_s: done.pts.saturating_sub(loop_offset) as f64 / 90_000.0,
+                loop_index,
+            };
+            if !queue.push(ready) {
                 break;
             }
-            if tx
-                .send(MediaItem::Video {
-                    pts: done.pts,
-                    jpeg: Bytes::from(jpeg),
-                })
-                .is_err()
-            {
-                break;
-            }
-            stats.frames += 1;
-            let pos = done.pts.saturating_sub(loop_offset) as f64 / 90_000.0;
-            self.progress.update(pos, loop_index, stats.frames);
             if spare.len() > 8 {
                 spare.truncate(8);
             }
         }
-        self.progress.finish();
         if encoded > 0 {
             stats.mean_encode_ms = encode_total.as_secs_f64() * 1e3 / encoded as f64;
             stats.mean_jpeg_bytes = bytes_total as f64 / encoded as f64;
         }
         stats
     }
+}
+
+/// A compressed frame waiting for its time.
+pub(super) struct Ready {
+    pts: u64,
+    jpeg: Bytes,
+    /// Its position in the file (seconds) and loop, for the progress display.
+    position_s: f64,
+    loop_index: u64,
+}
+
+/// The sending side of [`VideoJob::run`]: each frame of `queue` into `tx` at `start + pts`;
+/// returns how many were sent. Ends when the queue does, on `halt`, or when the receiver is
+/// gone (the encoder is then stopped).
+fn pace(
+    queue: &BurstQueue<Ready>,
+    mut progress: Progress,
+    start: Instant,
+    tx: &SyncSender<MediaItem>,
+    halt: &AtomicBool,
+) -> u64 {
+    let mut frames = 0u64;
+    while let Some(r) = queue.pop(halt) {
+        if !sleep_until(due(start, r.pts), halt) {
+            break;
+        }
+        if tx
+            .send(MediaItem::Video {
+                pts: r.pts,
+                jpeg: r.jpeg,
+            })
+            .is_err()
+        {
+            break;
+        }
+        frames += 1;
+        progress.update(r.position_s, r.loop_index, frames);
+    }
+    queue.leave();
+    progress.finish();
+    frames
 }

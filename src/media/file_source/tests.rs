@@ -62,6 +62,19 @@ fn opts() -> FileOptions {
 }
 
 fn collect(src: FileSource, secs: u64) -> (Vec<MediaItem>, SourceStats, Duration) {
+    let (items, stats, took) = collect_timed(src, secs);
+    (
+        items.into_iter().map(|(_, item)| item).collect(),
+        stats,
+        took,
+    )
+}
+
+/// As [`collect`], with each item's arrival after the start.
+fn collect_timed(
+    src: FileSource,
+    secs: u64,
+) -> (Vec<(Duration, MediaItem)>, SourceStats, Duration) {
     let mut items = Vec::new();
     let stop = AtomicBool::new(false);
     let start = Instant::now();
@@ -69,7 +82,7 @@ fn collect(src: FileSource, secs: u64) -> (Vec<MediaItem>, SourceStats, Duration
     let stats = Box::new(src).run(
         start,
         &mut |item| {
-            items.push(item);
+            items.push((start.elapsed(), item));
             Instant::now() < deadline
         },
         &stop,
@@ -90,15 +103,18 @@ fn mjpeg_avi_frames_and_timestamps() {
     assert!(note.contains("no audio track"), "{note}");
     assert!(note.ends_with("streaming video only"), "{note}");
     assert_eq!(src.frame_count(), Some(10));
-    let (items, stats, took) = collect(src, 10);
+    let (items, stats, took) = collect_timed(src, 10);
     assert_eq!(stats.frames, 10);
     assert_eq!(stats.audio_blocks, 0);
     let mut dec = JpegDecoder::new().unwrap();
     let pts: Vec<u64> = items
         .iter()
         .enumerate()
-        .map(|(i, item)| match item {
+        .map(|(i, (at, item))| match item {
             MediaItem::Video { pts, jpeg } => {
+                // Compressed ahead of time, but never sent before its time.
+                let due = Duration::from_micros(pts * 100 / 9);
+                assert!(*at >= due, "frame {i} sent at {at:?}, due at {due:?}");
                 let frame = dec.decode_rgb_default(jpeg).unwrap();
                 assert_eq!((frame.width, frame.height), (320, 240));
                 // The grey level survives MJPEG -> planar YUV -> JPEG.

@@ -68,24 +68,37 @@ impl<T> BurstQueue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Producer: waits until the queue takes another item (at once while a burst is being
-    /// filled; after a burst, once the consumer has drained it to the refill mark). False if
-    /// the consumer is gone or `halt` is set.
-    pub(super) fn wait_for_room(&self, halt: &AtomicBool) -> bool {
+    /// Waits on `cv` until `ready` gives a value (checked under the lock, first at once),
+    /// looking at `halt` at least every [`POLL`]; `None` if halted first.
+    fn wait_until<R>(
+        &self,
+        cv: &Condvar,
+        halt: &AtomicBool,
+        mut ready: impl FnMut(&mut State<T>) -> Option<R>,
+    ) -> Option<R> {
         let mut s = self.lock();
         loop {
-            if s.gone || halt.load(Ordering::Relaxed) {
-                return false;
+            if halt.load(Ordering::Relaxed) {
+                return None;
             }
-            if s.filling {
-                return true;
+            if let Some(r) = ready(&mut s) {
+                return Some(r);
             }
-            s = self
-                .drained
+            s = cv
                 .wait_timeout(s, POLL)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Producer: waits until the queue takes another item (at once while a burst is being
+    /// filled; after a burst, once the consumer has drained it to the refill mark). False if
+    /// the consumer is gone or `halt` is set.
+    pub(super) fn wait_for_room(&self, halt: &AtomicBool) -> bool {
+        self.wait_until(&self.drained, halt, |s| {
+            (s.gone || s.filling).then_some(!s.gone)
+        })
+        .unwrap_or(false)
     }
 
     /// Producer: adds an item (the burst ends when the queue is full). False, and the item
@@ -112,28 +125,18 @@ impl<T> BurstQueue<T> {
     /// Consumer: the next item, waiting for it; `None` once the producer is done and the
     /// queue empty, or when `halt` is set.
     pub(super) fn pop(&self, halt: &AtomicBool) -> Option<T> {
-        let mut s = self.lock();
-        loop {
-            if halt.load(Ordering::Relaxed) {
-                return None;
-            }
-            if let Some(item) = s.items.pop_front() {
+        // Empty: the producer is filling (it was told at the refill mark at the latest).
+        self.wait_until(&self.pushed, halt, |s| match s.items.pop_front() {
+            Some(item) => {
                 if !s.filling && s.items.len() <= self.refill_at {
                     s.filling = true;
                     self.drained.notify_one();
                 }
-                return Some(item);
+                Some(Some(item))
             }
-            if s.closed {
-                return None;
-            }
-            // Empty: the producer is filling (it was told at the refill mark at the latest).
-            s = self
-                .pushed
-                .wait_timeout(s, POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+            None => s.closed.then_some(None),
+        })
+        .flatten()
     }
 
     /// Consumer: nothing more will be popped; the producer stops.

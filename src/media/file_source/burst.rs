@@ -139,12 +139,63 @@ impl<T> BurstQueue<T> {
         .flatten()
     }
 
+    /// Items queued now.
+    pub(super) fn queued(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// The producer's end of the queue: closes it when dropped, also by a panic (the
+    /// consumer would otherwise wait for items forever).
+    pub(super) fn producer(&self) -> Closing<'_, T> {
+        Closing(self)
+    }
+
+    /// The consumer's end of the queue: leaves it when dropped, also by a panic (the
+    /// producer would otherwise wait for room forever).
+    pub(super) fn consumer(&self) -> Leaving<'_, T> {
+        Leaving(self)
+    }
+
     /// Consumer: nothing more will be popped; the producer stops.
     pub(super) fn leave(&self) {
         let mut s = self.lock();
         s.gone = true;
         s.items.clear();
         self.drained.notify_one();
+    }
+}
+
+/// Closes its queue when dropped ([`BurstQueue::producer`]).
+#[derive(Debug)]
+pub(super) struct Closing<'a, T>(&'a BurstQueue<T>);
+
+impl<T> std::ops::Deref for Closing<'_, T> {
+    type Target = BurstQueue<T>;
+    fn deref(&self) -> &BurstQueue<T> {
+        self.0
+    }
+}
+
+impl<T> Drop for Closing<'_, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Leaves its queue when dropped ([`BurstQueue::consumer`]).
+#[derive(Debug)]
+pub(super) struct Leaving<'a, T>(&'a BurstQueue<T>);
+
+impl<T> std::ops::Deref for Leaving<'_, T> {
+    type Target = BurstQueue<T>;
+    fn deref(&self) -> &BurstQueue<T> {
+        self.0
+    }
+}
+
+impl<T> Drop for Leaving<'_, T> {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -188,6 +239,40 @@ mod tests {
         halt.store(true, Ordering::Relaxed);
         assert_eq!(q.pop(&halt), None, "halted");
         assert!(!q.wait_for_room(&halt));
+    }
+
+    #[test]
+    fn a_side_that_panics_still_ends_the_other() {
+        let halt = AtomicBool::new(false);
+        let q = BurstQueue::new(2, 0);
+        std::thread::scope(|s| {
+            let producer = s.spawn(|| {
+                let q = q.producer();
+                q.push(1);
+                panic!("the encoder failed");
+            });
+            let consumer = q.consumer();
+            assert_eq!(consumer.pop(&halt), Some(1));
+            assert_eq!(
+                consumer.pop(&halt),
+                None,
+                "the producer's end closed the queue"
+            );
+            assert!(producer.join().is_err());
+        });
+        let q: BurstQueue<u8> = BurstQueue::new(2, 0);
+        std::thread::scope(|s| {
+            let consumer = s.spawn(|| {
+                let _q = q.consumer();
+                panic!("the sender failed");
+            });
+            assert!(consumer.join().is_err());
+            let producer = q.producer();
+            assert!(
+                !producer.wait_for_room(&halt),
+                "the consumer's end left the queue"
+            );
+        });
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! - End: without `--loop` the source returns at the end of the file (or where a truncated
 //!   file's data ends), and `serve` ends the stream (proto-spec.md §6.9).
 //! - Pacing: video and audio run on their own threads and send each item when
-//!   `start + pts` comes (see [`super::wav_source`]).
+//!   `start + pts` comes (see [`super::wav_source`]); video frames are decoded and compressed
+//!   ahead of time in bursts and sent by a pacer thread of their own (see `burst`).
 //! - `--loop`: timestamps keep increasing. With the file's own audio both tracks repeat on
 //!   one period, the longer of the two, so they stay aligned loop after loop (the shorter one
 //!   leaves a gap; audio is padded with silence there).
@@ -29,7 +30,8 @@
 //! # Layout
 //!
 //! `demux` (the container: timeline, rotation), `ffvideo` (the video track through FFmpeg),
-//! `open` (probing the file, choosing the audio), `video` (timestamps, pacing),
+//! `open` (probing the file, choosing the audio), `video` (timestamps, bursts, the pacer),
+//! `burst` (the queue between the video's encoder and its pacer),
 //! `yuv` (the planar frame: copying, turning, range), `encode` (planar YUV to JPEG, inline
 //! or pooled), `audio` (the file's own sound track), `progress`
 //! (the bar or periodic line); [`FileSource`] and its run, joining both tracks, are here.

@@ -134,6 +134,27 @@ fn mjpeg_avi_frames_and_timestamps() {
 }
 
 #[test]
+fn a_clip_longer_than_the_queue_is_sent_whole_in_order_and_never_early() {
+    // 40 frames: the encoder fills the queue, rests and refills several times.
+    let path = tmp_dir().join("forty.avi");
+    write_avi(&path, 40, 100.0);
+    let src = FileSource::open(&path, opts(), &|_| 240).unwrap();
+    let (items, stats, _) = collect_timed(src, 10);
+    assert_eq!((stats.frames, stats.frames_dropped), (40, 0));
+    let mut pts = Vec::new();
+    for (at, item) in &items {
+        let MediaItem::Video { pts: p, .. } = item else {
+            panic!("audio from a silent file");
+        };
+        let due = Duration::from_micros(p * 100 / 9);
+        assert!(*at >= due, "frame at {p} sent at {at:?}, due at {due:?}");
+        pts.push(*p);
+    }
+    // 100 fps: 900 ticks apart, from 0.
+    assert_eq!(pts, (0..40).map(|i| i * 900).collect::<Vec<_>>());
+}
+
+#[test]
 fn mp4_without_audio_warns_and_streams_video() {
     let path = tmp_dir().join("silent.mp4");
     write_video(&path, "mpeg4", "yuv420p", 6, 30.0);

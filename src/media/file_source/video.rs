@@ -28,7 +28,7 @@ const POOL_PROBE_FRAMES: u64 = 10;
 const QUEUED_FRAMES: usize = 10;
 /// Frames still queued when the encoder starts its next burst: the first frame of a burst
 /// takes one decode and compression (about 7 ms at 720p, 13 ms at 1080p), well within two
-/// frame intervals, so a frame is always ready when its time comes.
+/// frame intervals, so a frame is normally ready when its time comes.
 const REFILL_AT: usize = 2;
 
 /// The frame rate `fps` as a fraction whose terms fit 16 bits (NTSC rates exactly).
@@ -117,13 +117,11 @@ impl VideoJob {
         let progress =
             std::mem::replace(&mut self.progress, Progress::new(false, &self.path, None));
         std::thread::scope(|s| {
-            let pacer = s.spawn(|| pace(&queue, progress, start, tx, halt));
-            let mut stats = self.produce(&queue, start, halt);
-            queue.close();
-            stats.frames = pacer.join().unwrap_or_else(|_| {
-                halt.store(true, Ordering::Relaxed);
-                0
-            });
+            let pacer = s.spawn(|| pace(&queue.consumer(), progress, start, tx, halt));
+            let mut stats = self.produce(&queue.producer(), start, halt);
+            let (sent, late) = pacer.join().unwrap_or_default();
+            stats.frames = sent;
+            stats.frames_dropped += late;
             stats
         })
     }
@@ -307,18 +305,30 @@ pub(super) struct Ready {
 }
 
 /// The sending side of [`VideoJob::run`]: each frame of `queue` into `tx` at `start + pts`;
-/// returns how many were sent. Ends when the queue does, on `halt`, or when the receiver is
-/// gone (the encoder is then stopped).
+/// returns how many were sent and how many were dropped as late (queued frames that a
+/// stalled receiver made more than [`LATE_SKIP`] late with newer ones queued behind them,
+/// one let through every `LATE_SKIP`, as the encoder skips them). Ends when the queue does, on `halt`, or when the receiver is gone
+/// (the encoder is then stopped, as the queue's end is dropped).
 fn pace(
     queue: &BurstQueue<Ready>,
     mut progress: Progress,
     start: Instant,
     tx: &SyncSender<MediaItem>,
     halt: &AtomicBool,
-) -> u64 {
-    let mut frames = 0u64;
+) -> (u64, u64) {
+    let (mut frames, mut late) = (0u64, 0u64);
+    let mut last_sent = None::<Instant>;
     while let Some(r) = queue.pop(halt) {
-        if !sleep_until(due(start, r.pts), halt) {
+        let at = due(start, r.pts);
+        let now = Instant::now();
+        if now > at + LATE_SKIP
+            && queue.queued() > 0
+            && last_sent.is_some_and(|t| now < t + LATE_SKIP)
+        {
+            late += 1;
+            continue;
+        }
+        if !sleep_until(at, halt) {
             break;
         }
         if tx
@@ -330,10 +340,10 @@ fn pace(
         {
             break;
         }
+        last_sent = Some(Instant::now());
         frames += 1;
         progress.update(r.position_s, r.loop_index, frames);
     }
-    queue.leave();
     progress.finish();
-    frames
+    (frames, late)
 }

@@ -7,8 +7,9 @@
 //!
 //! With the `jpeg` feature, [`WithAudio`] adds such a file's audio to a video-only
 //! [`MediaSource`] (the test pattern, a webcam), and [`run_audio_pump`] / [`forward_items`]
-//! are the building blocks the file source uses too: every producer thread sleeps until its
-//! item is due (`start + pts`) and sends it into one channel; the source's own thread forwards
+//! are the building blocks the file source uses too: every producer thread (for a file's
+//! video, the pacer behind its encoder) sleeps until its item is due (`start + pts`) and
+//! sends it into one channel; the source's own thread forwards
 //! that channel to the sink and turns a stop request or a vanished sink into one `halt` flag
 //! that every producer watches.
 

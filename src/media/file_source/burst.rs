@@ -146,14 +146,20 @@ impl<T> BurstQueue<T> {
 
     /// The producer's end of the queue: closes it when dropped, also by a panic (the
     /// consumer would otherwise wait for items forever).
-    pub(super) fn producer(&self) -> Closing<'_, T> {
-        Closing(self)
+    pub(super) fn producer(&self) -> End<'_, T> {
+        End {
+            queue: self,
+            producer: true,
+        }
     }
 
     /// The consumer's end of the queue: leaves it when dropped, also by a panic (the
     /// producer would otherwise wait for room forever).
-    pub(super) fn consumer(&self) -> Leaving<'_, T> {
-        Leaving(self)
+    pub(super) fn consumer(&self) -> End<'_, T> {
+        End {
+            queue: self,
+            producer: false,
+        }
     }
 
     /// Consumer: nothing more will be popped; the producer stops.
@@ -165,37 +171,28 @@ impl<T> BurstQueue<T> {
     }
 }
 
-/// Closes its queue when dropped ([`BurstQueue::producer`]).
+/// One side's end of a queue ([`BurstQueue::producer`], [`BurstQueue::consumer`]): ends
+/// that side when dropped.
 #[derive(Debug)]
-pub(super) struct Closing<'a, T>(&'a BurstQueue<T>);
+pub(super) struct End<'a, T> {
+    queue: &'a BurstQueue<T>,
+    producer: bool,
+}
 
-impl<T> std::ops::Deref for Closing<'_, T> {
+impl<T> std::ops::Deref for End<'_, T> {
     type Target = BurstQueue<T>;
     fn deref(&self) -> &BurstQueue<T> {
-        self.0
+        self.queue
     }
 }
 
-impl<T> Drop for Closing<'_, T> {
+impl<T> Drop for End<'_, T> {
     fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// Leaves its queue when dropped ([`BurstQueue::consumer`]).
-#[derive(Debug)]
-pub(super) struct Leaving<'a, T>(&'a BurstQueue<T>);
-
-impl<T> std::ops::Deref for Leaving<'_, T> {
-    type Target = BurstQueue<T>;
-    fn deref(&self) -> &BurstQueue<T> {
-        self.0
-    }
-}
-
-impl<T> Drop for Leaving<'_, T> {
-    fn drop(&mut self) {
-        self.0.leave();
+        if self.producer {
+            self.queue.close();
+        } else {
+            self.queue.leave();
+        }
     }
 }
 
